@@ -1,0 +1,99 @@
+"""The backend's one settings object.
+
+Built once in ``main()`` from ``SKYREEL_*`` environment variables (and an optional ``.env``), then
+passed down. Every field says what it is for. A URL left empty means "start the embedded one"
+(see :mod:`streams.stack`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_TOKEN = "skyreel-dev-admin-token"
+
+
+class InsecureSettings(ValueError):
+    """Settings that are fine on a laptop but refused in production."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SKYREEL_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    environment: Literal["development", "production"] = Field(
+        "development", description="'production' refuses insecure defaults (admin token)."
+    )
+    data_dir: Path = Field(
+        Path(".skyreel"), description="Where the embedded services keep their data and logs."
+    )
+    database_url: str = Field(
+        "", description="postgresql+asyncpg://... ; empty: start embedded PostgreSQL."
+    )
+    redis_url: str = Field("", description="redis://host:port/db ; empty: start embedded Redis.")
+    kafka_url: str = Field(
+        "", description="Kafka bootstrap 'host:port[,host:port]'; empty: start embedded Tansu."
+    )
+    kafka_local_tuning: bool | None = Field(
+        None,
+        description="Short group session/heartbeat timings for a local single broker. "
+        "Default: on when the embedded broker is used.",
+    )
+    topic_prefix: str = Field(
+        "skyreel",
+        pattern=r"^[a-zA-Z0-9._-]{1,40}$",
+        description="Prefix of every Kafka topic and consumer group.",
+    )
+    topic_partitions: int = Field(4, ge=1, le=256, description="Partitions of source topics.")
+    app_id: str = Field("skyreel", description="Faust application id (consumer group).")
+    share_root: Path = Field(
+        Path(".skyreel/share"), description="Shared volume: copied footage lands under it."
+    )
+    output_dir: Path = Field(
+        Path(".skyreel/output"), description="Where finished jump videos are published."
+    )
+    hub_host: str = Field("127.0.0.1", description="Interface the hub listens on.")
+    hub_port: int = Field(8800, ge=1, le=65535, description="Port of the hub.")
+    hub_id: str = Field("", description="Name of this hub replica; empty: host-pid.")
+    admin_token: SecretStr = Field(
+        SecretStr(DEV_TOKEN), description="Bearer token for mutating API calls."
+    )
+    reads_open: bool = Field(True, description="Allow status reads without a token (LAN).")
+    qr_candidate_max_bytes: int = Field(
+        150_000_000,
+        ge=0,
+        description="Video files up to this size are QR candidates and are copied first "
+        "(a 2-10 s clip at a GoPro's 100 Mbit/s is under ~125 MB).",
+    )
+    max_files_per_list: int = Field(
+        20_000, ge=1, le=20_000, description="Longest file list a detector may send."
+    )
+    worker_concurrency: int = Field(
+        2, ge=1, le=64, description="Executor threads for QR decoding/probing per Faust worker."
+    )
+    render_concurrency: int = Field(1, ge=1, le=32, description="Jobs per render worker.")
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    @model_validator(mode="after")
+    def _refuse_insecure(self) -> Settings:
+        if self.environment == "production" and (
+            self.admin_token.get_secret_value() in ("", DEV_TOKEN)
+        ):
+            raise InsecureSettings("SKYREEL_ADMIN_TOKEN must be set to a secret in production")
+        return self
+
+    @property
+    def uses_local_kafka_tuning(self) -> bool:
+        if self.kafka_local_tuning is not None:
+            return self.kafka_local_tuning
+        return not self.kafka_url
+
+    def hub_name(self) -> str:
+        import os
+        import socket
+
+        return self.hub_id or f"{socket.gethostname()}-{os.getpid()}"

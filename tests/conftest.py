@@ -1,0 +1,198 @@
+"""Shared fixtures: real PostgreSQL, Redis and a Kafka-protocol broker (Tansu) for the session.
+
+PostgreSQL and Redis: the machine's services on 127.0.0.1 when they answer (CI), else the
+embedded ones. Each test run gets its own database and each test its own topic/key prefix.
+In CI (CI=true) nothing is skipped for want of a service: a missing one is an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from support import Proc
+
+from storage.db import make_engine, make_sessionmaker, plain_url
+from storage.migrate import upgrade
+from streams.embedded import ChildService, redis_answers, start_redis, start_tansu
+from streams.settings import Settings
+from streams.topics import Names
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_HOST_URL = os.environ.get("SKYREEL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_answers(url: str) -> bool:
+    async def probe() -> bool:
+        try:
+            conn = await asyncpg.connect(url, timeout=2)
+        except (OSError, asyncpg.PostgresError):
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+@pytest.fixture(scope="session")
+def services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(services_dir: Path) -> Iterator[str]:
+    if _pg_answers(PG_HOST_URL):
+        yield PG_HOST_URL
+        return
+    if os.environ.get("CI"):
+        raise RuntimeError(f"PostgreSQL does not answer at {PG_HOST_URL} (CI needs it)")
+    from storage.embedded import start_postgres
+
+    svc = start_postgres(services_dir)
+    try:
+        yield svc.extra["url"]
+    finally:
+        svc.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database for this test run, migrated with Alembic; dropped afterwards."""
+    name = f"skyreel_t_{uuid.uuid4().hex[:10]}"
+    base = pg_admin_url.rsplit("/", 1)[0]
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(pg_admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = f"{base}/{name}"
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(database_url, pool_size=5)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return make_sessionmaker(engine)
+
+
+TABLES = (
+    "pipeline_step_log, pipeline_step_attempt, pipeline_step, pipeline_execution, qr_scan, "
+    "jump_session, imported_file, card, detector, dead_letter, counter"
+)
+
+
+@pytest.fixture
+async def clean_db(engine: AsyncEngine) -> AsyncEngine:
+    """Every table empty before the test."""
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+    return engine
+
+
+@pytest.fixture
+async def pg(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A raw asyncpg connection for assertions."""
+    conn = await asyncpg.connect(plain_url(database_url))
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(services_dir: Path) -> Iterator[str]:
+    if redis_answers("127.0.0.1", 6379):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    if os.environ.get("CI"):
+        raise RuntimeError("Redis does not answer at 127.0.0.1:6379 (CI needs it)")
+    svc = start_redis(services_dir)
+    try:
+        yield f"redis://{svc.address}/0"
+    finally:
+        svc.stop()
+
+
+@pytest.fixture(scope="session")
+def broker_service(services_dir: Path) -> Iterator[ChildService]:
+    svc = start_tansu(services_dir)
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(broker_service: ChildService) -> str:
+    """Bootstrap address of the session's Tansu broker."""
+    return broker_service.address
+
+
+@pytest.fixture
+def names() -> Names:
+    """Topic/group/key names unique to this test (one broker serves the whole session)."""
+    return Names(prefix=f"t{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, database_url: str, redis_url: str, broker: str, names: Names
+) -> Settings:
+    share = tmp_path / "share"
+    out = tmp_path / "output"
+    share.mkdir()
+    out.mkdir()
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        redis_url=redis_url,
+        kafka_url=broker,
+        kafka_local_tuning=True,
+        topic_prefix=names.prefix,
+        app_id=f"{names.prefix}-app",
+        share_root=share,
+        output_dir=out,
+        hub_port=0,
+    )
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    """Start `python -m <module> args...` as a child; every child is stopped at teardown."""
+    procs: list[Proc] = []
+
+    def start(module: str, *args: str, env: dict[str, str] | None = None, name: str = "") -> Proc:
+        log = tmp_path / f"{name or module.replace('.', '_')}-{len(procs)}.log"
+        cmd = [sys.executable, "-m", module, *args]
+        with log.open("wb") as fh:
+            popen = subprocess.Popen(
+                cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+            )
+        proc = Proc(cmd, popen, log, env or {})
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop(timeout=10)
