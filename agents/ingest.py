@@ -1,0 +1,172 @@
+"""Ingest: turn detector file lists into copy requests, and copy results into the ledger.
+
+``detector-events`` (key card id) -> diff against ``imported_file`` (one query) -> copy requests
+(QR candidates first) on ``copy-requests`` (key detector id). ``copy-results`` -> the file is
+``imported`` only once the detector verified size and hash and the file is really at the
+destination we named with the expected size; otherwise ``failed`` with the reason.
+
+Handlers are idempotent: a redelivered list inserts nothing twice and asks again only for what is
+still missing; a redelivered result changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agents.guard import PermanentError
+from detector.protocol import FileEntry, check_relative_path
+from storage import imports
+from streams import records
+from streams.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[bytes, bytes], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class IngestDeps:
+    settings: Settings
+    engine: AsyncEngine
+    send_copy_request: Send
+    on_imported: Callable[[int], Awaitable[None]] | None = None
+
+
+def decode_event(payload: bytes) -> records.DetectorEvent:
+    try:
+        event = records.decode(records.DetectorEvent, payload)
+    except Exception as exc:
+        raise PermanentError(f"undecodable detector event: {exc}") from None
+    if event.event not in ("card_inserted", "file_list", "card_removed"):
+        raise PermanentError(f"unknown detector event {event.event!r}")
+    return event
+
+
+def validated_entries(event: records.DetectorEvent, limit: int) -> list[FileEntry]:
+    files = event.files or []
+    if len(files) > limit:
+        raise PermanentError(f"file list of {len(files)} entries exceeds {limit}")
+    try:
+        return [FileEntry.model_validate(f) for f in files]
+    except ValidationError as exc:
+        raise PermanentError(f"invalid file entry: {exc.errors()[0]['msg']}") from None
+
+
+async def handle_detector_event(deps: IngestDeps, payload: bytes) -> None:
+    event = decode_event(payload)
+    if event.event != "file_list":
+        await _touch_card(deps.engine, event)
+        return
+    entries = validated_entries(event, deps.settings.max_files_per_list)
+    listed = imports.classify_listing(
+        ((e.path, e.size, e.mtime, e.kind) for e in entries),
+        deps.settings.qr_candidate_max_bytes,
+    )
+    async with deps.engine.begin() as conn:
+        rows = await imports.record_listing(conn, event.card_id, event.detector_id, listed)
+        plan = imports.plan_copies(event.card_id, rows)
+        await imports.mark_requested(conn, event.detector_id, [p.file_id for p in plan])
+    new = sum(r.inserted for r in rows)
+    logger.info(
+        "card %s from detector %s: %d listed, %d new, %d already imported, %d requested",
+        event.card_id,
+        event.detector_id,
+        len(rows),
+        new,
+        sum(r.status == "imported" for r in rows),
+        len(plan),
+    )
+    key = event.detector_id.encode()
+    for p in plan:
+        request = records.CopyRequest(
+            request_id=f"f{p.file_id}",
+            detector_id=event.detector_id,
+            card_id=event.card_id,
+            file_id=p.file_id,
+            path=p.path,
+            size=p.size,
+            mtime=p.mtime_ms / 1000,
+            destination=p.destination,
+            priority=p.priority,
+        )
+        await deps.send_copy_request(key, records.encode(request))
+
+
+async def _touch_card(engine: AsyncEngine, event: records.DetectorEvent) -> None:
+    present = event.event == "card_inserted"
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO card (id, label, detector_id, present) VALUES (:id, :l, :d, :p) "
+                "ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), present = :p, "
+                "detector_id = :d, label = CASE WHEN :l = '' THEN card.label ELSE :l END"
+            ),
+            {"id": event.card_id, "l": event.label[:200], "d": event.detector_id, "p": present},
+        )
+    logger.info(
+        "card %s %s at detector %s",
+        event.card_id,
+        "inserted" if present else "removed",
+        event.detector_id,
+    )
+
+
+def _stat_size(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+async def handle_copy_result(deps: IngestDeps, payload: bytes) -> imports.CopyOutcome:
+    import asyncio
+
+    try:
+        result = records.decode(records.CopyResult, payload)
+    except Exception as exc:
+        raise PermanentError(f"undecodable copy result: {exc}") from None
+    async with deps.engine.begin() as conn:
+        row = await imports.load_file(conn, result.file_id)
+        if row is None:
+            logger.warning("copy result for unknown file %s ignored", result.file_id)
+            return imports.CopyOutcome(result.file_id, "ignored", "unknown file")
+        if row["status"] == "imported":
+            return imports.CopyOutcome(result.file_id, "ignored", "already imported")
+        expected = imports.destination_for(str(row["card_id"]), result.file_id, str(row["name"]))
+        reason = ""
+        if result.status != "copied":
+            reason = result.reason or "copy failed (no reason given)"
+        elif result.destination != expected:
+            reason = f"detector wrote {result.destination!r}, expected {expected!r}"
+        elif result.size != row["size"]:
+            reason = f"size {result.size} reported, {row['size']} listed"
+        elif not result.hash:
+            reason = "copy reported without a content hash"
+        else:
+            check_relative_path(expected)
+            on_disk = await asyncio.to_thread(_stat_size, deps.settings.share_root / expected)
+            if on_disk != row["size"]:
+                reason = f"file at the share has size {on_disk}, expected {row['size']}"
+        if reason:
+            await imports.record_failed(conn, result.file_id, reason)
+            logger.warning("file %s copy failed: %s", result.file_id, reason)
+            return imports.CopyOutcome(result.file_id, "failed", reason)
+        newly = await imports.record_imported(
+            conn, result.file_id, expected, result.hash, result.hash_algo
+        )
+        if newly:
+            await imports.bump_counter(conn, "files_imported")
+    logger.info("file %s imported at %s (%s)", result.file_id, expected, result.hash_algo)
+    if newly and deps.on_imported is not None:
+        await deps.on_imported(result.file_id)
+    return imports.CopyOutcome(
+        result.file_id, "imported", stored_path=expected, newly_imported=newly
+    )

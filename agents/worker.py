@@ -1,0 +1,95 @@
+"""The Faust worker process: builds the app from Settings and attaches every agent.
+
+Run: ``skyreel worker`` (needs SKYREEL_DATABASE_URL and SKYREEL_KAFKA_URL; `skyreel run` sets
+them). Each agent body only decodes, calls a handler, and never lets an exception escape
+(agents/guard.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import faust
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agents import ingest
+from agents.guard import guarded
+from storage.db import make_engine
+from streams.app import Topics, create_app, declare_topics
+from streams.settings import Settings
+from streams.topics import Names
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerApp:
+    app: faust.App
+    topics: Topics
+    engine: AsyncEngine
+    names: Names
+
+
+def _consume(
+    wa: WorkerApp, topic: faust.TopicT, name: str, handle: Callable[[bytes], Awaitable[object]]
+) -> None:
+    """Attach an agent that runs ``handle(payload)`` for each message, guarded."""
+
+    async def agent(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            payload = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+            key = event.key if isinstance(event.key, bytes) or event.key is None else None
+
+            async def run(payload: bytes = payload) -> None:
+                await handle(payload)
+
+            await guarded(
+                topic=topic.get_topic_name(),
+                key=key,
+                payload=payload,
+                handler=run,
+                engine=wa.engine,
+                dead_letter_topic=wa.topics.dead_letter,
+            )
+
+    agent.__name__ = name
+    agent.__qualname__ = name
+    wa.app.agent(topic, name=f"{wa.names.prefix}.{name}")(agent)
+
+
+def build_worker(settings: Settings) -> WorkerApp:
+    if not settings.database_url or not settings.kafka_url:
+        raise SystemExit(
+            "skyreel worker needs SKYREEL_DATABASE_URL and SKYREEL_KAFKA_URL "
+            "(or use `skyreel run`, which starts embedded services)"
+        )
+    names = Names(settings.topic_prefix)
+    app = create_app(settings, settings.kafka_url)
+    topics = declare_topics(app, names, settings.topic_partitions)
+    engine = make_engine(settings.database_url)
+    wa = WorkerApp(app, topics, engine, names)
+
+    async def send_copy_request(key: bytes, value: bytes) -> object:
+        return await topics.copy_requests.send(key=key, value=value)
+
+    deps = ingest.IngestDeps(settings=settings, engine=engine, send_copy_request=send_copy_request)
+
+    async def on_event(payload: bytes) -> None:
+        await ingest.handle_detector_event(deps, payload)
+
+    async def on_copy_result(payload: bytes) -> None:
+        await ingest.handle_copy_result(deps, payload)
+
+    _consume(wa, topics.detector_events, "ingest", on_event)
+    _consume(wa, topics.copy_results, "copy_results", on_copy_result)
+
+    return wa
+
+
+def run_worker(settings: Settings) -> int:
+    wa = build_worker(settings)
+    worker = faust.Worker(wa.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()  # returns only via SystemExit
+    return 0

@@ -1,0 +1,171 @@
+"""Benchmark: diffing a card's file list against a large ``imported_file`` ledger.
+
+Seeds 1,000,000 imported files, then diffs a 2,000-file list (half new) with the shipped
+set-based query (storage.imports.diff_listing) and, as a baseline in the same run, with one
+query per file. The cost of then recording the new files (one INSERT) is printed on its own
+line. Each diff runs in a transaction that is rolled back, so every repetition sees the same
+ledger.
+
+    python -m benchmarks.ingest_diff [--rows N] [--list N] [--repeat N]
+
+Last line: ingest_diff: rows=<n> list=<n> set_ms=<median> per_file_ms=<median> speedup=<x>
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from benchmarks._services import scratch_database
+from storage import imports
+from storage.db import make_engine
+from storage.imports import ListedFile
+
+CARD = "card-0007"
+CARDS = 1000
+
+
+async def seed(conn: AsyncConnection, rows: int) -> None:
+    await conn.execute(
+        text(
+            "INSERT INTO imported_file (card_id, name, path, size, mtime_ms, kind, status, "
+            "stored_path, content_hash, hash_algo, imported_at) "
+            "SELECT 'card-' || lpad((g % :cards)::text, 4, '0'), "
+            "'GX' || lpad(g::text, 8, '0') || '.MP4', "
+            "'DCIM/100GOPRO/GX' || lpad(g::text, 8, '0') || '.MP4', "
+            "400000000 + g, 1700000000000 + g * 1000, 'footage', 'imported', "
+            "'cards/x/' || g, md5(g::text), 'xxh3_128', now() "
+            "FROM generate_series(1, :rows) AS g"
+        ),
+        {"rows": rows, "cards": CARDS},
+    )
+    await conn.execute(text("ANALYZE imported_file"))
+
+
+def listing(rows: int, size: int) -> list[ListedFile]:
+    """Half of the list already in the ledger (on CARD), half new."""
+    old = [g for g in range(7, rows + 1, CARDS)][: size // 2]
+    files = [
+        ListedFile(
+            f"GX{g:08d}.MP4",
+            f"DCIM/100GOPRO/GX{g:08d}.MP4",
+            400_000_000 + g,
+            1_700_000_000_000 + g * 1000,
+            "footage",
+        )
+        for g in old
+    ]
+    for i in range(size - len(files)):
+        g = rows + 1 + i
+        files.append(
+            ListedFile(
+                f"GX{g:08d}.MP4",
+                f"DCIM/100GOPRO/GX{g:08d}.MP4",
+                400_000_000 + g,
+                1_800_000_000_000 + i * 1000,
+                "footage",
+            )
+        )
+    return files
+
+
+_ONE = text(
+    "SELECT id, status FROM imported_file "
+    "WHERE card_id = :c AND name = :n AND size = :s AND mtime_ms = :m"
+)
+
+
+async def per_file_diff(conn: AsyncConnection, files: list[ListedFile]) -> int:
+    new = 0
+    for f in files:
+        row = (
+            await conn.execute(_ONE, {"c": CARD, "n": f.name, "s": f.size, "m": f.mtime_ms})
+        ).first()
+        if row is None:
+            new += 1
+    return new
+
+
+async def timed(
+    engine_url: str, files: list[ListedFile], repeat: int, per_file: bool
+) -> list[float]:
+    engine = make_engine(engine_url, pool_size=1)
+    out: list[float] = []
+    try:
+        async with engine.connect() as conn:
+            for _ in range(repeat):
+                tx = await conn.begin()
+                t0 = time.perf_counter()
+                if per_file:
+                    new = await per_file_diff(conn, files)
+                else:
+                    _known, new_files = await imports.diff_listing(conn, CARD, files)
+                    new = len(new_files)
+                out.append((time.perf_counter() - t0) * 1000)
+                await tx.rollback()
+                assert new == len(files) - len(files) // 2, new
+    finally:
+        await engine.dispose()
+    return out
+
+
+async def timed_record(engine_url: str, files: list[ListedFile], repeat: int) -> list[float]:
+    """What ingest really runs per list: the diff plus one INSERT of the new files."""
+    engine = make_engine(engine_url, pool_size=1)
+    out: list[float] = []
+    try:
+        async with engine.connect() as conn:
+            for _ in range(repeat):
+                tx = await conn.begin()
+                t0 = time.perf_counter()
+                await imports.record_listing(conn, CARD, "bench", files)
+                out.append((time.perf_counter() - t0) * 1000)
+                await tx.rollback()
+    finally:
+        await engine.dispose()
+    return out
+
+
+async def main_async(url: str, rows: int, size: int, repeat: int) -> str:
+    engine = make_engine(url, pool_size=1)
+    t0 = time.perf_counter()
+    async with engine.begin() as conn:
+        await seed(conn, rows)
+    await engine.dispose()
+    print(f"seeded {rows:,} imported files in {time.perf_counter() - t0:.1f}s")
+    files = listing(rows, size)
+    await timed(url, files, 2, per_file=False)  # warm-up: plans, caches
+    set_ms = await timed(url, files, repeat, per_file=False)
+    rec_ms = await timed_record(url, files, max(3, repeat // 4))
+    per_ms = await timed(url, files, max(3, repeat // 4), per_file=True)
+    s, p = statistics.median(set_ms), statistics.median(per_ms)
+    print(f"set-based: median {s:.2f} ms  min {min(set_ms):.2f}  max {max(set_ms):.2f}")
+    print(
+        f"recording the {size - size // 2} new files too (one more INSERT): median "
+        f"{statistics.median(rec_ms):.2f} ms"
+    )
+    print(f"per-file:  median {p:.2f} ms  min {min(per_ms):.2f}  max {max(per_ms):.2f}")
+    return (
+        f"ingest_diff: rows={rows} list={size} set_ms={s:.2f} per_file_ms={p:.2f} "
+        f"speedup={p / s:.1f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--list", type=int, default=2000, dest="size")
+    parser.add_argument("--repeat", type=int, default=21)
+    args = parser.parse_args(argv)
+    with scratch_database("skyreel_bench_ingest") as url:
+        line = asyncio.run(main_async(url, args.rows, args.size, args.repeat))
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""The import ledger: diff a card's file list against ``imported_file``, request, record copies.
+
+The diff is ONE set-based query per list (``unnest`` arrays joined to the natural key), never one
+query per file; new files are then recorded with one ``INSERT ... ON CONFLICT DO NOTHING``.
+Planning what to request is a pure function over the diff rows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+FileKind = Literal["qr_candidate", "footage", "proxy"]
+
+QR_PRIORITY = 0
+FOOTAGE_PRIORITY = 10
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class ListedFile:
+    """One entry of a card listing, classified (pure data)."""
+
+    name: str
+    path: str
+    size: int
+    mtime_ms: int
+    kind: FileKind
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    """A listed file with what the ledger knows about it."""
+
+    file_id: int
+    name: str
+    path: str
+    size: int
+    mtime_ms: int
+    kind: FileKind
+    status: str
+    inserted: bool
+
+
+@dataclass(frozen=True)
+class PlannedCopy:
+    file_id: int
+    path: str
+    size: int
+    mtime_ms: int
+    destination: str
+    priority: int
+
+
+def classify_listing(
+    entries: Iterable[tuple[str, int, float, str]], qr_candidate_max_bytes: int
+) -> list[ListedFile]:
+    """(path, size, mtime seconds, detector's kind) -> ListedFile, deduplicated by natural key.
+
+    Proxies/thumbnails are recognised by extension here too: the detector's word is not trusted.
+    """
+    from detector.protocol import classify
+
+    seen: set[tuple[str, int, int]] = set()
+    out: list[ListedFile] = []
+    for path, size, mtime, claimed in entries:
+        name = path.rsplit("/", 1)[-1]
+        mtime_ms = round(mtime * 1000)
+        key = (name, size, mtime_ms)
+        if key in seen:
+            continue
+        seen.add(key)
+        ours = classify(path)
+        if ours == "other":
+            continue
+        kind: FileKind
+        if ours == "proxy" or claimed == "proxy":
+            kind = "proxy"
+        elif size <= qr_candidate_max_bytes:
+            kind = "qr_candidate"
+        else:
+            kind = "footage"
+        out.append(ListedFile(name, path, size, mtime_ms, kind))
+    return out
+
+
+def destination_for(card_id: str, file_id: int, name: str) -> str:
+    """Where a file lands under the share root: derived from ids only, never from free text."""
+    safe_card = _UNSAFE.sub("_", card_id)[:80] or "card"
+    safe_name = _UNSAFE.sub("_", name)[:120] or "file"
+    return f"cards/{safe_card}/{file_id:08d}_{safe_name}"
+
+
+def plan_copies(card_id: str, rows: Sequence[DiffRow]) -> list[PlannedCopy]:
+    """What to ask the detector for: every non-proxy file not imported yet, QR candidates first.
+
+    A file requested before but never imported (card pulled, copy failed) is asked for again.
+    """
+    wanted = [r for r in rows if r.kind != "proxy" and r.status != "imported"]
+    wanted.sort(key=lambda r: (r.kind != "qr_candidate", r.mtime_ms, r.path))
+    return [
+        PlannedCopy(
+            r.file_id,
+            r.path,
+            r.size,
+            r.mtime_ms,
+            destination_for(card_id, r.file_id, r.name),
+            QR_PRIORITY if r.kind == "qr_candidate" else FOOTAGE_PRIORITY,
+        )
+        for r in wanted
+    ]
+
+
+_DIFF_SQL = text(
+    """
+SELECT i.ord, f.id, f.status
+FROM unnest(CAST(:names AS text[]), CAST(:sizes AS bigint[]), CAST(:mtimes AS bigint[]))
+     WITH ORDINALITY AS i(name, size, mtime_ms, ord)
+JOIN imported_file f ON f.card_id = :card_id AND f.name = i.name
+     AND f.size = i.size AND f.mtime_ms = i.mtime_ms
+"""
+)
+
+_INSERT_SQL = text(
+    """
+INSERT INTO imported_file (card_id, name, path, size, mtime_ms, kind, status, detector_id)
+SELECT :card_id, name, path, size, mtime_ms, kind,
+       CASE WHEN kind = 'proxy' THEN 'ignored' ELSE 'listed' END, :detector_id
+FROM unnest(CAST(:names AS text[]), CAST(:paths AS text[]), CAST(:sizes AS bigint[]),
+            CAST(:mtimes AS bigint[]), CAST(:kinds AS text[]))
+     AS t(name, path, size, mtime_ms, kind)
+ON CONFLICT ON CONSTRAINT uq_imported_file_natural DO NOTHING
+"""
+)
+
+
+def _arrays(card_id: str, files: Sequence[ListedFile]) -> dict[str, object]:
+    return {
+        "names": [f.name for f in files],
+        "paths": [f.path for f in files],
+        "sizes": [f.size for f in files],
+        "mtimes": [f.mtime_ms for f in files],
+        "kinds": [f.kind for f in files],
+        "card_id": card_id,
+    }
+
+
+async def diff_listing(
+    conn: AsyncConnection, card_id: str, files: Sequence[ListedFile]
+) -> tuple[list[DiffRow], list[ListedFile]]:
+    """ONE set-based query: (files the ledger knows, with their status; files it does not)."""
+    if not files:
+        return [], []
+    params = _arrays(card_id, files)
+    del params["paths"], params["kinds"]
+    known: dict[int, tuple[int, str]] = {
+        int(ord_): (int(fid), str(status))
+        for ord_, fid, status in await conn.execute(_DIFF_SQL, params)
+    }
+    rows: list[DiffRow] = []
+    new: list[ListedFile] = []
+    for i, f in enumerate(files, start=1):
+        hit = known.get(i)
+        if hit is None:
+            new.append(f)
+        else:
+            rows.append(DiffRow(hit[0], f.name, f.path, f.size, f.mtime_ms, f.kind, hit[1], False))
+    return rows, new
+
+
+async def record_listing(
+    conn: AsyncConnection, card_id: str, detector_id: str, files: Sequence[ListedFile]
+) -> list[DiffRow]:
+    """Diff a listing and record its new files: every listed file with its ledger status.
+
+    New files are inserted in one statement (ON CONFLICT DO NOTHING: a redelivered or concurrent
+    list inserts nothing twice), then looked up in one more.
+    """
+    known, new = await diff_listing(conn, card_id, files)
+    if not new:
+        return known
+    params = _arrays(card_id, new)
+    params["detector_id"] = detector_id
+    await conn.execute(_INSERT_SQL, params)
+    inserted, missing = await diff_listing(conn, card_id, new)
+    if missing:  # cannot happen inside one transaction; never silently drop a file
+        raise RuntimeError(f"{len(missing)} listed files vanished while being recorded")
+    return known + [
+        DiffRow(r.file_id, r.name, r.path, r.size, r.mtime_ms, r.kind, r.status, True)
+        for r in inserted
+    ]
+
+
+async def mark_requested(conn: AsyncConnection, detector_id: str, file_ids: Sequence[int]) -> None:
+    if not file_ids:
+        return
+    await conn.execute(
+        text(
+            "UPDATE imported_file SET status = 'requested', requested_at = now(), "
+            "request_count = request_count + 1, detector_id = :detector_id, reason = '' "
+            "WHERE id = ANY(CAST(:ids AS bigint[])) AND status NOT IN ('imported', 'ignored')"
+        ),
+        {"ids": list(file_ids), "detector_id": detector_id},
+    )
+
+
+@dataclass(frozen=True)
+class CopyOutcome:
+    """What the ledger did with a copy result."""
+
+    file_id: int
+    status: str  # imported | failed | ignored (stale/duplicate/unknown)
+    reason: str = ""
+    stored_path: str = ""
+    newly_imported: bool = False
+
+
+async def load_file(conn: AsyncConnection, file_id: int) -> dict[str, object] | None:
+    row = (
+        (
+            await conn.execute(
+                text(
+                    "SELECT id, card_id, name, path, size, mtime_ms, kind, status, detector_id, "
+                    "stored_path FROM imported_file WHERE id = :id"
+                ),
+                {"id": file_id},
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+async def record_imported(
+    conn: AsyncConnection, file_id: int, stored_path: str, content_hash: str, hash_algo: str
+) -> bool:
+    """Mark a verified copy imported; False when it already was (redelivery)."""
+    result = await conn.execute(
+        text(
+            "UPDATE imported_file SET status = 'imported', stored_path = :p, content_hash = :h, "
+            "hash_algo = :a, imported_at = now(), reason = '' "
+            "WHERE id = :id AND status <> 'imported'"
+        ),
+        {"id": file_id, "p": stored_path, "h": content_hash, "a": hash_algo},
+    )
+    return bool(result.rowcount)
+
+
+async def record_failed(conn: AsyncConnection, file_id: int, reason: str) -> bool:
+    """A failed copy never overrides an import that already succeeded."""
+    result = await conn.execute(
+        text(
+            "UPDATE imported_file SET status = 'failed', reason = :r "
+            "WHERE id = :id AND status NOT IN ('imported', 'ignored')"
+        ),
+        {"id": file_id, "r": reason[:2000]},
+    )
+    return bool(result.rowcount)
+
+
+async def mark_copying(conn: AsyncConnection, file_id: int) -> None:
+    await conn.execute(
+        text("UPDATE imported_file SET status = 'copying' WHERE id = :id AND status = 'requested'"),
+        {"id": file_id},
+    )
+
+
+async def bump_counter(conn: AsyncConnection, name: str, by: int = 1) -> None:
+    await conn.execute(
+        text(
+            "INSERT INTO counter (name, value) VALUES (:n, :v) "
+            "ON CONFLICT (name) DO UPDATE SET value = counter.value + EXCLUDED.value"
+        ),
+        {"n": name, "v": by},
+    )
