@@ -1,0 +1,1 @@
+"""The pipeline framework: DAG of steps (pure core in `dag`), step kinds (`registry`), errors."""

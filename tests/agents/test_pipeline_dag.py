@@ -1,0 +1,655 @@
+"""Tests of the pure DAG core: transitions, readiness, spawning, validation, and properties of a
+simulated scheduler that drives only the pure functions over random DAGs and interleavings."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents.pipeline import dag
+from agents.pipeline.dag import (
+    ExecutionStatus,
+    Failure,
+    StepState,
+    StepStatus,
+    Success,
+    Waiting,
+)
+from agents.pipeline.errors import (
+    CycleError,
+    InvalidDag,
+    InvalidTransition,
+    PermanentStepError,
+    RetryableStepError,
+    SpawnConflict,
+    UnknownDependency,
+)
+from agents.pipeline.registry import StepKind
+
+POLICY = StepKind("test", max_attempts=3, backoff_base_s=0.5, backoff_cap_s=4.0)
+
+
+def step(name: str, *deps: str, spawns: Iterable[str] = (), max_attempts: int = 1) -> StepState:
+    return StepState(
+        name=name,
+        kind="noop",
+        depends_on=frozenset(deps),
+        spawns=frozenset(spawns),
+        max_attempts=max_attempts,
+    )
+
+
+def merge(steps: dict[str, StepState], changed: Iterable[StepState]) -> None:
+    for s in changed:
+        steps[s.name] = s
+
+
+def run_to_end(steps: dict[str, StepState]) -> list[list[str]]:
+    """Run everything to success in waves; returns the names started in each wave."""
+    waves: list[list[str]] = []
+    while True:
+        merge(steps, dag.promote_ready(steps.values()))
+        wave = [n for n, s in sorted(steps.items()) if s.status is StepStatus.READY]
+        if not wave:
+            return waves
+        for name in wave:
+            steps[name] = dag.start(steps[name], steps[name].attempt)
+        for name in wave:
+            steps[name] = dag.apply_result(steps[name], steps[name].attempt, Success(), POLICY)
+        waves.append(wave)
+
+
+def running(s: StepState) -> StepState:
+    return dag.start(dag.mark_ready(s), 1)
+
+
+# --- examples -------------------------------------------------------------------------------
+
+
+def test_diamond_runs_the_middle_in_parallel_and_joins() -> None:
+    steps = dag.index([step("a"), step("b", "a"), step("c", "a"), step("d", "b", "c")])
+    assert dag.execution_status(steps.values()) is ExecutionStatus.PENDING
+    assert run_to_end(steps) == [["a"], ["b", "c"], ["d"]]
+    assert dag.execution_status(steps.values()) is ExecutionStatus.SUCCEEDED
+    assert all(s.attempt == 1 for s in steps.values())
+
+
+def test_wide_dag_fans_out_then_in() -> None:
+    leaves = [step(f"leaf:{i:03d}", "root") for i in range(200)]
+    steps = dag.index([step("root"), *leaves, step("join", "leaf:*")])
+    waves = run_to_end(steps)
+    assert waves[0] == ["root"]
+    assert len(waves[1]) == 200
+    assert waves[2] == ["join"]
+    assert dag.execution_status(steps.values()) is ExecutionStatus.SUCCEEDED
+
+
+def test_ready_steps_are_sorted_and_only_pending() -> None:
+    steps = [step("z"), step("a"), dataclasses.replace(step("m"), status=StepStatus.READY)]
+    assert dag.ready_steps(steps) == ["a", "z"]
+
+
+# --- transitions ------------------------------------------------------------------------------
+
+
+def test_mark_ready_opens_attempt_one() -> None:
+    ready = dag.mark_ready(step("a"))
+    assert (ready.status, ready.attempt) == (StepStatus.READY, 1)
+    assert dag.mark_ready(ready) is ready
+    with pytest.raises(InvalidTransition):
+        dag.mark_ready(dag.start(ready, 1))
+
+
+def test_start_twice_for_the_same_attempt_is_recognised() -> None:
+    ready = dag.mark_ready(step("a"))
+    started = dag.start(ready, 1)
+    assert started.status is StepStatus.RUNNING
+    assert dag.start(started, 1) is started
+    done = dag.succeed(started, 1)
+    assert dag.start(done, 1) is done
+
+
+def test_start_rejects_pending_and_undispatched_attempts() -> None:
+    with pytest.raises(InvalidTransition, match="dependencies"):
+        dag.start(step("a"), 0)
+    with pytest.raises(InvalidTransition, match="never dispatched"):
+        dag.start(dag.mark_ready(step("a")), 2)
+
+
+def test_stale_start_after_requeue_is_ignored() -> None:
+    requeued = dag.requeue(running(step("a")))
+    assert (requeued.status, requeued.attempt) == (StepStatus.READY, 2)
+    assert dag.start(requeued, 1) is requeued
+
+
+def test_duplicate_and_stale_results_are_ignored() -> None:
+    run = running(step("a", max_attempts=3))
+    retried = dag.apply_result(run, 1, Failure("timeout", retryable=True), POLICY)
+    assert (retried.status, retried.attempt, retried.error) == (StepStatus.READY, 2, "timeout")
+    assert dag.apply_result(retried, 1, Failure("timeout", retryable=True), POLICY) is retried
+    assert dag.apply_result(retried, 1, Success(), POLICY) is retried
+    run2 = dag.start(retried, 2)
+    done = dag.apply_result(run2, 2, Success(), POLICY)
+    assert done.status is StepStatus.SUCCEEDED and done.error == ""
+    assert dag.apply_result(done, 2, Success(), POLICY) is done
+    assert dag.apply_result(done, 2, Failure("late", retryable=False), POLICY) is done
+
+
+def test_result_for_an_undispatched_attempt_is_rejected() -> None:
+    with pytest.raises(InvalidTransition):
+        dag.apply_result(running(step("a")), 2, Success(), POLICY)
+
+
+def test_result_before_claim_is_rejected() -> None:
+    with pytest.raises(InvalidTransition, match="not running"):
+        dag.apply_result(dag.mark_ready(step("a")), 1, Success(), POLICY)
+
+
+def test_retryable_failure_backs_off_until_attempts_run_out() -> None:
+    s = running(step("a", max_attempts=3))
+    s = dag.fail(s, 1, "busy", retryable=True, policy=POLICY)
+    assert (s.status, s.attempt, s.backoff_s) == (StepStatus.READY, 2, 0.5)
+    s = dag.fail(dag.start(s, 2), 2, "busy", retryable=True, policy=POLICY)
+    assert (s.status, s.attempt, s.backoff_s) == (StepStatus.READY, 3, 1.0)
+    s = dag.fail(dag.start(s, 3), 3, "busy", retryable=True, policy=POLICY)
+    assert (s.status, s.attempt, s.error) == (StepStatus.FAILED, 3, "busy")
+
+
+def test_permanent_failure_fails_at_once() -> None:
+    s = running(step("a", max_attempts=5))
+    failed = dag.apply_result(s, 1, Failure.from_error(PermanentStepError("corrupt file")), POLICY)
+    assert (failed.status, failed.attempt, failed.error) == (StepStatus.FAILED, 1, "corrupt file")
+    assert Failure.from_error(RetryableStepError("x")) == Failure("x", retryable=True)
+
+
+def test_manual_retry_goes_beyond_max_attempts() -> None:
+    failed = dag.fail(running(step("a")), 1, "boom", retryable=True, policy=POLICY)
+    assert failed.status is StepStatus.FAILED
+    again = dag.retry(failed)
+    assert (again.status, again.attempt, again.error) == (StepStatus.READY, 2, "")
+    with pytest.raises(InvalidTransition):
+        dag.retry(again)
+
+
+def test_backoff_is_exponential_and_capped() -> None:
+    assert [dag.backoff_delay(POLICY, n) for n in range(1, 7)] == [0.5, 1, 2, 4, 4, 4]
+    assert dag.backoff_delay(POLICY, 10_000) == 4.0
+    with pytest.raises(ValueError):
+        dag.backoff_delay(POLICY, 0)
+
+
+def test_cancel_and_skip() -> None:
+    assert dag.cancel(running(step("a"))).status is StepStatus.CANCELLED
+    done = dag.succeed(running(step("a")), 1)
+    assert dag.cancel(done) is done
+    skipped = dag.skip(step("a"))
+    assert skipped.status is StepStatus.SKIPPED and dag.skip(skipped) is skipped
+    with pytest.raises(InvalidTransition):
+        dag.skip(running(step("a")))
+
+
+def test_skipped_dependency_counts_as_done() -> None:
+    steps = dag.index([dag.skip(step("a")), step("b", "a")])
+    assert dag.ready_steps(steps.values()) == ["b"]
+
+
+def test_waiting_step_makes_the_execution_wait_then_moves_on() -> None:
+    steps = dag.index([step("booking"), step("render", "booking")])
+    merge(steps, dag.promote_ready(steps.values()))
+    steps["booking"] = dag.start(steps["booking"], 1)
+    waiting = dag.apply_result(steps["booking"], 1, Waiting("needs review"), POLICY)
+    assert waiting.waiting_for == "needs review"
+    assert dag.apply_result(waiting, 1, Waiting("needs review"), POLICY) is waiting
+    steps["booking"] = waiting
+    assert dag.execution_status(steps.values()) is ExecutionStatus.WAITING
+    steps["booking"] = dag.apply_result(waiting, 1, Success(), POLICY)
+    assert steps["booking"].waiting_for == ""
+    assert run_to_end(steps) == [["render"]]
+
+
+def test_requeue_of_a_waiting_step_opens_a_new_attempt() -> None:
+    waiting = dag.wait(running(step("a")), 1, "booking")
+    again = dag.requeue(waiting)
+    assert (again.status, again.attempt, again.waiting_for) == (StepStatus.READY, 2, "")
+    with pytest.raises(InvalidTransition):
+        dag.requeue(again)
+
+
+def test_state_normalises_row_values() -> None:
+    row = StepState(name="a", kind="k", depends_on=["b"], status="running")  # type: ignore[arg-type]
+    assert row.depends_on == frozenset({"b"}) and row.status is StepStatus.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"name": ""}, "non-empty"),
+        ({"name": "a*"}, "non-empty"),
+        ({"depends_on": frozenset({"x*y"})}, "last character"),
+        ({"spawns": frozenset({"probe:"})}, "must end in"),
+        ({"attempt": -1}, "attempt"),
+        ({"max_attempts": 0}, "max_attempts"),
+    ],
+)
+def test_bad_step_definitions_are_refused(kwargs: dict[str, object], match: str) -> None:
+    fields: dict[str, object] = {"name": "a", "kind": "k", **kwargs}
+    with pytest.raises(InvalidDag, match=match):
+        StepState(**fields)  # type: ignore[arg-type]
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def test_unknown_dependency_is_named() -> None:
+    with pytest.raises(UnknownDependency) as err:
+        dag.validate_dag([step("a", "ghost")])
+    assert (err.value.step, err.value.dependency) == ("a", "ghost")
+
+
+def test_cycle_is_named_in_dependency_order() -> None:
+    with pytest.raises(CycleError) as err:
+        dag.validate_dag([step("a", "b"), step("b", "d"), step("c", "b"), step("d", "c")])
+    assert err.value.cycle == ["b", "d", "c", "b"]  # "a" waits on the cycle but is not in it
+    assert "b -> d -> c -> b" in str(err.value)
+
+
+def test_self_dependency_is_a_cycle() -> None:
+    with pytest.raises(CycleError) as err:
+        dag.validate_dag([step("a", "a")])
+    assert err.value.cycle == ["a", "a"]
+
+
+def test_pattern_matching_itself_is_a_cycle() -> None:
+    with pytest.raises(CycleError) as err:
+        dag.validate_dag([step("probe:all", "probe:*")])
+    assert err.value.cycle == ["probe:all", "probe:all"]
+
+
+def test_spawner_waiting_for_its_own_pattern_is_a_cycle() -> None:
+    with pytest.raises(CycleError):
+        dag.validate_dag([step("diff", "copy:*", spawns=["copy:*"])])
+
+
+def test_cycle_through_a_pattern_dependency() -> None:
+    steps = [step("diff", "render", spawns=["probe:*"]), step("render", "probe:*")]
+    with pytest.raises(CycleError) as err:
+        dag.validate_dag(steps)
+    assert set(err.value.cycle) == {"diff", "render"}
+
+
+def test_duplicate_names_are_refused() -> None:
+    with pytest.raises(InvalidDag, match="duplicate"):
+        dag.validate_dag([step("a"), step("a")])
+
+
+def test_wrong_spawn_lineage_is_refused() -> None:
+    child = dataclasses.replace(step("other:1"), spawned_by="diff")
+    with pytest.raises(InvalidDag, match="may only spawn"):
+        dag.validate_dag([step("diff", spawns=["copy:*"]), child])
+    orphan = dataclasses.replace(step("copy:1"), spawned_by="nobody")
+    with pytest.raises(InvalidDag, match="unknown step"):
+        dag.validate_dag([orphan])
+
+
+def test_patterns_may_match_nothing() -> None:
+    dag.validate_dag([step("render", "probe:*")])
+    assert dag.ready_steps([step("render", "probe:*")]) == ["render"]
+
+
+# --- failure, blocking, retry -------------------------------------------------------------
+
+
+def test_failure_blocks_only_its_dependents() -> None:
+    steps = dag.index(
+        [step("a"), step("b", "a"), step("c", "b"), step("x"), step("y", "x"), step("j", "c", "y")]
+    )
+    merge(steps, dag.promote_ready(steps.values()))
+    steps["a"] = dag.fail(dag.start(steps["a"], 1), 1, "boom", retryable=False, policy=POLICY)
+    run_to_end(steps)
+    assert {n for n, s in steps.items() if s.status is StepStatus.SUCCEEDED} == {"x", "y"}
+    assert dag.blocked_by_failure(steps.values()) == ["b", "c", "j"]
+    assert dag.execution_status(steps.values()) is ExecutionStatus.FAILED
+
+    merge(steps, dag.retry_execution(steps.values()))
+    run_to_end(steps)
+    assert dag.execution_status(steps.values()) is ExecutionStatus.SUCCEEDED
+    assert {n: s.attempt for n, s in steps.items()} == {
+        "a": 2,
+        "b": 1,
+        "c": 1,
+        "j": 1,
+        "x": 1,
+        "y": 1,
+    }
+
+
+def test_cancelled_dependency_blocks_and_cancels_the_execution() -> None:
+    steps = dag.index([step("a"), step("b", "a")])
+    merge(steps, dag.promote_ready(steps.values()))
+    steps["a"] = dag.cancel(steps["a"])
+    assert dag.blocked_by_failure(steps.values()) == ["b"]
+    assert dag.execution_status(steps.values()) is ExecutionStatus.CANCELLED
+    merge(steps, dag.cancel_execution(steps.values()))
+    assert {s.status for s in steps.values()} == {StepStatus.CANCELLED}
+    assert dag.cancel_execution(steps.values()) == []
+
+
+def test_execution_status_is_running_once_something_started() -> None:
+    steps = dag.index([step("a"), step("b")])
+    merge(steps, dag.promote_ready(steps.values()))
+    assert dag.execution_status(steps.values()) is ExecutionStatus.PENDING
+    steps["a"] = dag.start(steps["a"], 1)
+    assert dag.execution_status(steps.values()) is ExecutionStatus.RUNNING
+    assert dag.execution_status([]) is ExecutionStatus.PENDING
+
+
+# --- spawning -----------------------------------------------------------------------------
+
+
+def session() -> dict[str, StepState]:
+    """diff spawns copies and probes; each copy spawns its probe; render waits for all probes."""
+    return dag.index([step("diff", spawns=["copy:*", "probe:*"]), step("render", "probe:*")])
+
+
+def test_pattern_dependency_waits_for_the_spawner_and_everything_it_spawns() -> None:
+    steps = session()
+    merge(steps, dag.promote_ready(steps.values()))
+    assert steps["render"].status is StepStatus.PENDING  # no probes yet, but diff may add some
+    steps["diff"] = dag.start(steps["diff"], 1)
+    copies = [step(f"copy:{f}", spawns=[f"probe:{f}*"]) for f in ("f1", "f2")]
+    merge(steps, dag.spawn(steps.values(), copies, spawner="diff"))
+    steps["diff"] = dag.succeed(steps["diff"], 1)
+    # Copies may still spawn probes: render must not be ready although no probe exists.
+    assert dag.ready_steps(steps.values()) == ["copy:f1", "copy:f2"]
+    merge(steps, dag.promote_ready(steps.values()))
+    for f in ("f1", "f2"):
+        name = f"copy:{f}"
+        steps[name] = dag.start(steps[name], 1)
+        probe = step(f"probe:{f}", name)
+        merge(steps, dag.spawn(steps.values(), [probe], spawner=name))
+        steps[name] = dag.succeed(steps[name], 1)
+    assert dag.ready_steps(steps.values()) == ["probe:f1", "probe:f2"]
+    waves = run_to_end(steps)
+    assert waves == [["probe:f1", "probe:f2"], ["render"]]
+    assert steps["probe:f1"].spawned_by == "copy:f1"
+
+
+def test_spawn_is_idempotent_under_redelivery() -> None:
+    steps = session()
+    steps["diff"] = running(steps["diff"])
+    batch = [step(f"copy:{i:02d}") for i in range(20)]
+    added = dag.spawn(steps.values(), batch, spawner="diff")
+    assert [s.name for s in added] == [f"copy:{i:02d}" for i in range(20)]
+    merge(steps, added)
+    assert dag.spawn(steps.values(), batch, spawner="diff") == []
+    assert dag.spawn(steps.values(), [*batch, batch[0]], spawner="diff") == []
+    steps["diff"] = dag.succeed(steps["diff"], 1)
+    # A redelivery after the spawner finished still adds nothing and is not an error.
+    assert dag.spawn(steps.values(), batch, spawner="diff") == []
+    assert len(steps) == 22
+
+
+def test_spawn_of_a_different_definition_conflicts() -> None:
+    steps = session()
+    steps["diff"] = running(steps["diff"])
+    merge(steps, dag.spawn(steps.values(), [step("copy:a")], spawner="diff"))
+    with pytest.raises(SpawnConflict, match="another definition"):
+        dag.spawn(steps.values(), [step("copy:a", "render")], spawner="diff")
+    with pytest.raises(SpawnConflict, match="another definition"):
+        dag.spawn(steps.values(), [step("copy:b"), step("copy:b", "copy:a")], spawner="diff")
+
+
+def test_only_a_running_spawner_adds_steps() -> None:
+    steps = session()
+    with pytest.raises(SpawnConflict, match="not running"):
+        dag.spawn(steps.values(), [step("copy:a")], spawner="diff")
+    with pytest.raises(SpawnConflict, match="not a step"):
+        dag.spawn(steps.values(), [step("copy:a")], spawner="ghost")
+
+
+def test_spawner_stays_within_its_patterns() -> None:
+    steps = session()
+    steps["diff"] = running(steps["diff"])
+    with pytest.raises(SpawnConflict, match="may only spawn"):
+        dag.spawn(steps.values(), [step("render:2")], spawner="diff")
+    with pytest.raises(SpawnConflict, match="wider than"):
+        dag.spawn(steps.values(), [step("copy:a", spawns=["render*"])], spawner="diff")
+
+
+def test_spawn_validates_dependencies_and_cycles() -> None:
+    steps = session()
+    steps["diff"] = running(steps["diff"])
+    with pytest.raises(UnknownDependency):
+        dag.spawn(steps.values(), [step("copy:a", "ghost")], spawner="diff")
+    # render waits for every step that may spawn probes, so such a step cannot wait for render.
+    with pytest.raises(CycleError):
+        dag.spawn(steps.values(), [step("copy:a", "render", spawns=["probe:a*"])], spawner="diff")
+    assert len(dag.spawn(steps.values(), [step("copy:a", "render")], spawner="diff")) == 1
+    with pytest.raises(SpawnConflict, match="pending with attempt 0"):
+        dag.spawn(steps.values(), [dag.mark_ready(step("copy:a"))], spawner="diff")
+
+
+def test_root_step_cannot_break_a_pattern_promise() -> None:
+    steps = dag.index([step("render", "probe:*")])
+    steps["render"] = running(steps["render"])
+    with pytest.raises(SpawnConflict, match="already waited"):
+        dag.spawn(steps.values(), [step("probe:late")])
+    with pytest.raises(SpawnConflict, match="already waited"):
+        dag.spawn(steps.values(), [step("late", spawns=["probe:x*"])])
+    assert [s.name for s in dag.spawn(steps.values(), [step("other")])] == ["other"]
+
+
+# --- properties: a simulated scheduler over random DAGs -----------------------------------
+
+
+@dataclasses.dataclass
+class Plan:
+    roots: list[StepState]
+    children: dict[str, list[StepState]]  # what each spawner spawns when it runs
+
+    def all_names(self) -> set[str]:
+        names = {s.name for s in self.roots}
+        for kids in self.children.values():
+            names |= {k.name for k in kids}
+        return names
+
+    def definition(self, name: str) -> StepState:
+        for s in [*self.roots, *(k for kids in self.children.values() for k in kids)]:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def waits_for(self, name: str) -> set[str]:
+        """The planned steps `name` waits for, directly; an oracle written from the plan."""
+        spec = self.definition(name)
+        out: set[str] = set()
+        for ref in spec.depends_on:
+            if ref.endswith("*"):
+                owner = "s" + ref[1:3]  # "c03:*" belongs to root s03 and its descendants
+                out |= {owner} | {n for n in self.all_names() if n.startswith(ref[:-1])}
+            else:
+                out.add(ref)
+        if spec.spawned_by is not None:
+            out.add(spec.spawned_by)  # it exists only once its spawner ran
+        return out
+
+    def closure(self, name: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [name]
+        while todo:
+            for dep in self.waits_for(todo.pop()):
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        return seen
+
+
+@st.composite
+def plans(draw: st.DrawFn) -> Plan:
+    n = draw(st.integers(1, 9))
+    roots: list[StepState] = []
+    children: dict[str, list[StepState]] = {}
+    spawners: list[int] = []
+    for i in range(n):
+        name = f"s{i:02d}"
+        deps = {f"s{j:02d}" for j in draw(st.sets(st.integers(0, max(i - 1, 0)))) if j < i}
+        deps |= {f"c{j:02d}:*" for j in spawners if draw(st.booleans())}
+        attempts = draw(st.integers(1, 3))
+        if draw(st.integers(0, 2)) == 0:
+            spawners.append(i)
+            kids = []
+            for k in range(draw(st.integers(0, 3))):
+                kid = f"c{i:02d}:{k}"
+                kid_deps = {
+                    f"s{j:02d}" for j in draw(st.sets(st.integers(0, max(i - 1, 0)))) if j < i
+                }
+                grand = draw(st.integers(0, 2))
+                kids.append(
+                    dataclasses.replace(
+                        step(kid, *kid_deps, spawns=[f"{kid}:*"] if grand else []),
+                        spawned_by=name,
+                    )
+                )
+                children[kid] = [
+                    dataclasses.replace(step(f"{kid}:{g}", kid), spawned_by=kid)
+                    for g in range(grand)
+                ]
+            children[name] = kids
+            roots.append(step(name, *deps, spawns=[f"c{i:02d}:*"], max_attempts=attempts))
+        else:
+            roots.append(step(name, *deps, max_attempts=attempts))
+    return Plan(roots, children)
+
+
+class Sim:
+    """Drives an execution with only the pure functions, checking invariants at every move."""
+
+    def __init__(self, plan: Plan, data: st.DataObject) -> None:
+        self.plan = plan
+        self.data = data
+        self.steps = dag.index(plan.roots)
+        self.started: list[tuple[str, int]] = []
+        self.requeued: set[str] = set()
+
+    def run(self, *, failures: bool) -> None:
+        for _ in range(10_000):
+            merge(self.steps, dag.promote_ready(self.steps.values()))
+            moves = [
+                n
+                for n, s in sorted(self.steps.items())
+                if s.status in (StepStatus.READY, StepStatus.RUNNING)
+            ]
+            if not moves:
+                return
+            name = self.data.draw(st.sampled_from(moves))
+            if self.steps[name].status is StepStatus.READY:
+                self.start(name)
+            else:
+                self.finish(name, failures=failures)
+        raise AssertionError("the simulation did not settle")
+
+    def start(self, name: str) -> None:
+        s = self.steps[name]
+        for ref in s.depends_on:  # checked against the plan, not the engine's view
+            wanted = {ref}
+            if ref.endswith("*"):
+                wanted = {"s" + ref[1:3]} | {
+                    n for n in self.plan.all_names() if n.startswith(ref[:-1])
+                }
+            for dep in wanted:
+                assert dep in self.steps and self.steps[dep].done, f"{name} started before {dep}"
+        assert (name, s.attempt) not in self.started, f"{name} started twice at {s.attempt}"
+        new = dag.start(s, s.attempt)
+        assert new is not s and new.status is StepStatus.RUNNING
+        assert dag.start(new, s.attempt) is new  # redelivered claim
+        self.started.append((name, s.attempt))
+        self.steps[name] = new
+
+    def finish(self, name: str, *, failures: bool) -> None:
+        s = self.steps[name]
+        choices = ["ok"]
+        if failures:
+            choices += ["retryable", "permanent", "lost"]
+            choices += [] if s.waiting_for else ["wait"]
+        choice = self.data.draw(st.sampled_from(choices))
+        if choice == "lost" and name in self.requeued:
+            choice = "ok"
+        kids = self.plan.children.get(name, [])
+        if choice == "ok" and kids:
+            added = dag.spawn(self.steps.values(), kids, spawner=name)
+            merge(self.steps, added)
+            assert dag.spawn(self.steps.values(), kids, spawner=name) == []
+        elif kids and choice in ("retryable", "permanent"):
+            merge(self.steps, dag.spawn(self.steps.values(), kids[:1], spawner=name))
+        outcome: Success | Failure | Waiting = Success()
+        if choice == "lost":  # reconciliation re-dispatches; the old attempt reports late
+            self.requeued.add(name)
+            self.steps[name] = new = dag.requeue(s)
+            assert dag.apply_result(new, s.attempt, Success(), POLICY) is new
+            return
+        if choice in ("retryable", "permanent"):
+            outcome = Failure(f"{choice} error", retryable=choice == "retryable")
+        elif choice == "wait":
+            outcome = Waiting("needs a human")
+        new = dag.apply_result(s, s.attempt, outcome, POLICY)
+        assert new is not s
+        # Redelivered result: a duplicate, or stale once a retry opened the next attempt.
+        assert dag.apply_result(new, s.attempt, outcome, POLICY) is new
+        self.steps[name] = new
+
+    def attempts_started(self, name: str) -> list[int]:
+        return [a for n, a in self.started if n == name]
+
+
+PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPS
+@given(plans(), st.data())
+def test_a_dag_whose_steps_all_succeed_finishes(plan: Plan, data: st.DataObject) -> None:
+    sim = Sim(plan, data)
+    sim.run(failures=False)
+    assert set(sim.steps) == plan.all_names()
+    assert dag.execution_status(sim.steps.values()) is ExecutionStatus.SUCCEEDED
+    assert sorted(sim.started) == sorted((n, 1) for n in plan.all_names())
+
+
+@PROPS
+@given(plans(), st.data())
+def test_failures_block_only_dependents_and_retry_reruns_only_them(
+    plan: Plan, data: st.DataObject
+) -> None:
+    sim = Sim(plan, data)
+    sim.run(failures=True)
+    steps = sim.steps
+    failed = {n for n, s in steps.items() if s.status is StepStatus.FAILED}
+    assert dag.execution_status(steps.values()) is (
+        ExecutionStatus.FAILED if failed else ExecutionStatus.SUCCEEDED
+    )
+    # Independent branches finished: whatever did not succeed waits (transitively) on a failure.
+    for name in plan.all_names():
+        if name not in steps or steps[name].status is not StepStatus.SUCCEEDED:
+            assert ({name} | plan.closure(name)) & failed, name
+    blocked = set(dag.blocked_by_failure(steps.values()))
+    assert blocked == {n for n, s in steps.items() if s.status is StepStatus.PENDING}
+
+    before = dict(steps)
+    retried = dag.retry_execution(steps.values())
+    assert {s.name for s in retried} == failed
+    merge(steps, retried)
+    sim.run(failures=False)
+    assert dag.execution_status(steps.values()) is ExecutionStatus.SUCCEEDED
+    assert set(steps) == plan.all_names()
+    for name, old in before.items():
+        new_attempts = [a for a in sim.attempts_started(name) if a > old.attempt]
+        if old.status is StepStatus.SUCCEEDED:
+            assert steps[name] == old and not new_attempts
+        elif old.status is StepStatus.FAILED:
+            assert new_attempts == [old.attempt + 1] == [steps[name].attempt]
+        else:
+            assert old.status is StepStatus.PENDING and sim.attempts_started(name) == [1]
+    assert len(sim.started) == len(set(sim.started))
