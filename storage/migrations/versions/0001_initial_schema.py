@@ -191,6 +191,8 @@ def upgrade() -> None:
         sa.Column("worker", sa.String(length=200), nullable=True),
         sa.Column("progress", sa.Double(), nullable=True),
         sa.Column("spawned_by", sa.String(length=200), nullable=True),
+        sa.Column("spawns", postgresql.ARRAY(sa.Text()), server_default="{}", nullable=False),
+        sa.Column("waiting_for", sa.Text(), server_default="", nullable=False),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
