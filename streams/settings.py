@@ -57,7 +57,7 @@ class Settings(BaseSettings):
         Path(".skyreel/output"), description="Where finished jump videos are published."
     )
     hub_host: str = Field("127.0.0.1", description="Interface the hub listens on.")
-    hub_port: int = Field(8800, ge=1, le=65535, description="Port of the hub.")
+    hub_port: int = Field(8800, ge=0, le=65535, description="Port of the hub; 0 picks a free one.")
     hub_id: str = Field("", description="Name of this hub replica; empty: host-pid.")
     admin_token: SecretStr = Field(
         SecretStr(DEV_TOKEN), description="Bearer token for mutating API calls."
