@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import subprocess
 import sys
 import uuid
@@ -44,8 +46,13 @@ def _pg_answers(url: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("services")
+def services_dir() -> Iterator[Path]:
+    # Not under pytest's tmp root: another pytest session resets that to 0700, which would lock
+    # the unprivileged user that embedded PostgreSQL runs as (when we are root) out mid-run.
+    path = Path(tempfile.mkdtemp(prefix="skyreel-services-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,492 @@
+"""The one-machine stack behind ``skyreel run``.
+
+:class:`Stack` starts what the settings leave unconfigured — embedded PostgreSQL, Redis and the
+Tansu broker, all child processes with their data under ``data_dir`` — waits until each answers,
+applies migrations, creates the Kafka topics with the configured partition count, and hands back
+the effective settings (every URL filled in) for the processes it then runs. Configured URLs
+switch each service to an external one, which is only checked, never started or stopped.
+
+:func:`run_all` is ``skyreel run``: the stack, then the hub, the Faust worker and the render
+workers as supervised child processes (a crashed child is restarted with backoff), until Ctrl-C or
+SIGTERM stops the children in reverse order and then the services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import importlib.util
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO
+from urllib.parse import urlsplit, urlunsplit
+
+from streams.embedded import ChildService, ServiceStartError, die_with_parent, remembered_port
+from streams.settings import Settings
+from streams.topics import Names
+
+logger = logging.getLogger(__name__)
+
+REDIS_DEFAULT_PORT = 63790
+KAFKA_DEFAULT_PORT = 19092
+_TOPIC_ALREADY_EXISTS = 36
+
+
+class StackCancelled(Exception):
+    """A stop was asked for while the stack was still starting."""
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password (if any) replaced by ``****``."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:****@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def settings_env_vars(settings: Settings) -> dict[str, str]:
+    """``SKYREEL_*`` variables that rebuild ``settings`` in a child process."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"SKYREEL_{name.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
+    return env
+
+
+def child_environ(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYREEL_")}
+    return env | settings_env_vars(settings) | {"PYTHONUNBUFFERED": "1"}
+
+
+def summary(effective: Settings, embedded: Sequence[str]) -> str:
+    """The startup summary: where everything is, embedded or external, secrets masked."""
+
+    def row(name: str, key: str, url: str, note: str = "") -> str:
+        kind = "embedded" if key in embedded else "external"
+        return f"  {name:<11} {kind:<9} {mask_url(url)}{note}"
+
+    tansu = " (tansu, in memory: topics are recreated each start)" if "kafka" in embedded else ""
+    names = Names(effective.topic_prefix)
+    lines = [
+        "skyreel stack",
+        f"  {'data dir':<11} {effective.data_dir}",
+        row("postgresql", "postgresql", effective.database_url),
+        row("redis", "redis", effective.redis_url),
+        row("kafka", "kafka", effective.kafka_url, tansu),
+        f"  {'topics':<11} {len(names.source_topics())} x {effective.topic_partitions} "
+        f"partitions, prefix {effective.topic_prefix!r}",
+        f"  {'share':<11} {effective.share_root}",
+        f"  {'output':<11} {effective.output_dir}",
+    ]
+    return "\n".join(lines)
+
+
+async def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int) -> None:
+    """Create the source topics with an explicit partition count (auto-created ones get the
+    broker's default, and co-partitioned Faust tables then refuse to start)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            resp = await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+            for name, code, *_ in resp.topic_errors:
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    raise ServiceStartError("kafka", f"cannot create topic {name} (error {code})")
+            logger.info("kafka: created %d topics (%d partitions)", len(missing), partitions)
+        for meta in await admin.describe_topics([t for t in topics if t in existing]):
+            if len(meta["partitions"]) != partitions:
+                logger.warning("kafka: topic %s has %d partitions, settings say %d",
+                               meta["topic"], len(meta["partitions"]), partitions)  # fmt: skip
+    finally:
+        await admin.close()
+
+
+def _redis_answers(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise ServiceStartError("redis", f"no answer at {mask_url(url)}: {exc}") from exc
+    finally:
+        client.close()
+
+
+class Stack:
+    """Starts the services the settings leave unconfigured; a context manager.
+
+    ``with Stack(settings) as effective:`` gives settings with every URL filled in.
+    """
+
+    def __init__(self, settings: Settings, *, cancelled: Callable[[], bool] = lambda: False):
+        self.settings = settings
+        self.services: dict[str, ChildService] = {}
+        self.effective: Settings | None = None
+        self._cancelled = cancelled
+        self._lock: IO[bytes] | None = None
+
+    def __enter__(self) -> Settings:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def embedded(self) -> list[str]:
+        return list(self.services)
+
+    def start(self) -> Settings:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _step(self, what: str) -> None:
+        if self._cancelled():
+            raise StackCancelled(f"stopped while starting ({what})")
+
+    def _start(self) -> Settings:
+        s = self.settings
+        data_dir = s.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._take_lock(data_dir)
+        update: dict[str, object] = {"data_dir": data_dir}
+
+        self._step("postgresql")
+        database_url = s.database_url
+        if not database_url:
+            from storage.embedded import start_postgres
+
+            self.services["postgresql"] = svc = start_postgres(data_dir)
+            database_url = update["database_url"] = svc.extra["url"]
+
+        self._step("redis")
+        redis_url = s.redis_url
+        if not redis_url:
+            from streams.embedded import start_redis
+
+            port = remembered_port(data_dir / "redis.port", REDIS_DEFAULT_PORT)
+            self.services["redis"] = svc = start_redis(data_dir, port)
+            redis_url = update["redis_url"] = f"redis://{svc.address}/0"
+        else:
+            _redis_answers(redis_url)
+
+        self._step("kafka")
+        kafka_url = s.kafka_url
+        if not kafka_url:
+            from streams.embedded import start_tansu
+
+            port = remembered_port(data_dir / "kafka.port", KAFKA_DEFAULT_PORT)
+            self.services["kafka"] = svc = start_tansu(data_dir, port)
+            kafka_url = update["kafka_url"] = svc.address
+            if s.kafka_local_tuning is None:
+                # Children see a kafka_url, so they would no longer infer the local tuning.
+                update["kafka_local_tuning"] = True
+
+        self._step("migrations")
+        from storage.migrate import upgrade
+
+        upgrade(database_url)
+        logger.info("postgresql: schema up to date (%s)", mask_url(database_url))
+
+        self._step("topics")
+        names = Names(s.topic_prefix)
+        asyncio.run(ensure_topics(kafka_url, names.source_topics(), s.topic_partitions))
+
+        # Unset share/output dirs follow the data dir (their defaults sit under the default one).
+        for key, sub in (("share_root", "share"), ("output_dir", "output")):
+            path = getattr(s, key) if key in s.model_fields_set else data_dir / sub
+            path = Path(path).resolve()
+            path.mkdir(parents=True, exist_ok=True)
+            update[key] = path
+        self.effective = s.model_copy(update=update)
+        return self.effective
+
+    def _take_lock(self, data_dir: Path) -> None:
+        # flock, not a pid file: the kernel drops it when we die, so it can never go stale.
+        fh = (data_dir / "skyreel.lock").open("wb")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            fh.close()
+            raise ServiceStartError(
+                "stack", f"another skyreel run is using {data_dir} (skyreel.lock is held)"
+            ) from exc
+        self._lock = fh
+
+    def stop(self) -> None:
+        """Stop the embedded services in reverse order of start."""
+        for name in reversed(list(self.services)):
+            try:
+                self.services.pop(name).stop(timeout=30)
+            except Exception:
+                logger.exception("%s: failed to stop cleanly", name)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+# --- supervision of the application processes --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """An application process ``skyreel run`` keeps alive."""
+
+    name: str
+    argv: tuple[str, ...]
+    requires_module: str = ""  # skipped (with a log line) when this module is not installed
+
+
+@dataclass
+class _Child:
+    spec: ChildSpec
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    crashes: int = 0  # consecutive quick crashes, for the backoff
+    restart_at: float | None = None
+    restarts: int = 0
+
+
+def module_available(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def backoff(crashes: int, base: float = 1.0, cap: float = 30.0) -> float:
+    """Seconds before restarting a child after its ``crashes``-th quick crash in a row."""
+    return min(cap, base * 2 ** max(0, crashes - 1))
+
+
+class Supervisor:
+    """Starts child processes, restarts crashed ones with backoff, stops them in reverse order."""
+
+    STABLE_AFTER = 30.0  # a child that ran this long before crashing starts its backoff afresh
+
+    def __init__(
+        self, specs: Sequence[ChildSpec], env: dict[str, str], *, stop_timeout: float = 10
+    ):
+        self.children = [_Child(s) for s in specs]
+        self.env = env
+        self.stop_timeout = stop_timeout
+
+    def start_all(self) -> None:
+        for child in self.children:
+            self._spawn(child)
+
+    def _spawn(self, child: _Child) -> None:
+        # Own session: a terminal's Ctrl-C reaches only us, and we stop children in order.
+        child.process = subprocess.Popen(
+            child.spec.argv, env=self.env, start_new_session=True, preexec_fn=die_with_parent()
+        )
+        child.started = time.monotonic()
+        child.restart_at = None
+        logger.info("%s started (pid %d)", child.spec.name, child.process.pid)
+
+    def poll(self) -> None:
+        """Notice exited children and restart them when their backoff is over."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    child.restarts += 1
+                    self._spawn(child)
+                continue
+            if child.process is None or (code := child.process.poll()) is None:
+                continue
+            ran = now - child.started
+            child.crashes = 1 if ran >= self.STABLE_AFTER else child.crashes + 1
+            delay = backoff(child.crashes)
+            logger.warning("%s (pid %d) exited with %s after %.1fs; restarting in %.0fs",
+                           child.spec.name, child.process.pid, code, ran, delay)  # fmt: skip
+            child.restart_at = now + delay
+
+    def stop_all(self) -> None:
+        """SIGTERM each child's process group, newest first; SIGKILL what is left after
+        ``stop_timeout``. Process groups, so a child's own children (FFmpeg) go too."""
+        for child in reversed(self.children):
+            proc = child.process
+            child.restart_at = None
+            if proc is None:
+                continue
+            if proc.poll() is None:
+                _signal_group(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(self.stop_timeout)
+                except subprocess.TimeoutExpired:
+                    logger.warning("%s did not stop in %.0fs; killing it", child.spec.name,
+                                   self.stop_timeout)  # fmt: skip
+                    proc.kill()
+                    proc.wait(5)
+                logger.info("%s stopped (pid %d, exit %s)", child.spec.name, proc.pid,
+                            proc.returncode)  # fmt: skip
+            _signal_group(proc.pid, signal.SIGKILL)  # stragglers of the group, if any
+            _wait_group_gone(proc.pid, 2.0)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        members = []
+        for proc in psutil.process_iter(["status"]):
+            with contextlib.suppress(psutil.Error, OSError):
+                if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                    members.append(proc.pid)
+        if not members:
+            return
+        time.sleep(0.05)
+    logger.warning("process group %d still has members after SIGKILL", pgid)
+
+
+def default_children(render_workers: int) -> list[ChildSpec]:
+    cli = (sys.executable, "-m", "streams.cli")
+    specs = [
+        ChildSpec("hub", (*cli, "hub"), "streams.hub"),
+        ChildSpec("worker", (*cli, "worker"), "agents.worker"),
+    ]
+    specs += [
+        ChildSpec(f"render-worker-{i + 1}", (*cli, "render-worker"), "agents.render.worker")
+        for i in range(render_workers)
+    ]
+    return specs
+
+
+def _available(specs: Sequence[ChildSpec]) -> list[ChildSpec]:
+    kept = []
+    for spec in specs:
+        if spec.requires_module and not module_available(spec.requires_module):
+            logger.warning("%s: skipped (module %s is not installed yet)", spec.name,
+                           spec.requires_module)  # fmt: skip
+            continue
+        kept.append(spec)
+    return kept
+
+
+def _wait_port(host: str, port: int, sup: Supervisor, stopping: Callable[[], bool]) -> bool:
+    import socket
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not stopping():
+        sup.poll()
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def run_all(
+    settings: Settings, args: argparse.Namespace, children: Sequence[ChildSpec] | None = None
+) -> int:
+    """``skyreel run``: the stack and the application processes until Ctrl-C or SIGTERM."""
+    stop_signal: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if stop_signal:
+            logger.info("already stopping")
+        stop_signal.append(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(settings, args, children, lambda: bool(stop_signal))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(
+    settings: Settings,
+    args: argparse.Namespace,
+    children: Sequence[ChildSpec] | None,
+    stopping: Callable[[], bool],
+) -> int:
+    logger.info("demo card not implemented yet: running as with --no-demo")
+    if settings.hub_port and not _port_is_free(settings.hub_host, settings.hub_port):
+        logger.error("hub port %s:%d is in use (set SKYREEL_HUB_PORT)", settings.hub_host,
+                     settings.hub_port)  # fmt: skip
+        return 1
+    stack = Stack(settings, cancelled=stopping)
+    try:
+        effective = stack.start()
+    except StackCancelled:
+        return 0
+    except ServiceStartError as exc:
+        logger.error("%s", exc)
+        return 1
+    except Exception:
+        # Migrations or topic creation against a service that answered but misbehaves.
+        logger.exception("the stack did not start")
+        return 1
+    specs = _available(
+        default_children(getattr(args, "render_workers", 2)) if children is None else children
+    )
+    sup = Supervisor(specs, child_environ(effective))
+    try:
+        print(summary(effective, stack.embedded), flush=True)
+        sup.start_all()
+        _announce(effective, sup, stopping)
+        while not stopping():
+            sup.poll()
+            time.sleep(0.2)
+        logger.info("stopping (signal received)")
+    finally:
+        sup.stop_all()
+        stack.stop()
+    logger.info("skyreel stopped")
+    return 0
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    from streams.embedded import port_free
+
+    return port_free(port, host)
+
+
+def _announce(effective: Settings, sup: Supervisor, stopping: Callable[[], bool]) -> None:
+    has_hub = any(c.spec.name == "hub" for c in sup.children)
+    host = "127.0.0.1" if effective.hub_host in ("0.0.0.0", "::", "") else effective.hub_host
+    if has_hub and effective.hub_port and _wait_port(host, effective.hub_port, sup, stopping):
+        where = f"dashboard: http://{host}:{effective.hub_port}/"
+    elif has_hub:
+        where = "the hub did not answer yet; see its log above"
+    else:
+        where = "no hub (streams.hub is not installed yet)"
+    db = mask_url(effective.database_url)
+    print(
+        f"skyreel is up — {where}\n"
+        f"  register a detector (its token is printed once):\n"
+        f"    SKYREEL_DATABASE_URL='{db}' skyreel register-detector hangar-1\n"
+        f"  stop with Ctrl-C (or SIGTERM)",
+        flush=True,
+    )
