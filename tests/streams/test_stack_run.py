@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from streams.embedded import free_port
-from streams.stack import module_available
+from streams.supervisor import module_available
 
 ROOT = Path(__file__).resolve().parents[2]
 UP = "skyreel is up"

@@ -12,15 +12,8 @@ import pytest
 from pydantic import SecretStr
 
 from streams.settings import Settings
-from streams.stack import (
-    ChildSpec,
-    Supervisor,
-    _available,
-    backoff,
-    mask_url,
-    settings_env_vars,
-    summary,
-)
+from streams.stack import _available, mask_url, settings_env_vars, summary
+from streams.supervisor import ChildSpec, Supervisor, backoff
 
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(60)")
 
