@@ -1,0 +1,249 @@
+"""Render planning: a pure function from probed footage + branding + passenger to FFmpeg arguments.
+
+One FFmpeg invocation per passenger video, one decode and one encode: every clip is normalised
+in the filter graph (resolution with aspect-preserving pad, frame rate, yuv420p, stereo audio at
+the branding's sample rate, silence for clips without audio), the footage is concatenated,
+watermarked and titled, then joined to the intro. A second output of the same command writes the
+poster JPEG. Nothing here touches the disk: the caller writes the title text file the plan names.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from agents.render.branding import Branding
+
+MAX_TITLE_CHARS = 80
+# Characters that must be escaped inside a filter option value ("'" ":" "\\") and then again
+# at the filter-graph level ("'" "\\" "[" "]" "," ";"); see ffmpeg-filters(1) "Notes on filtergraph
+# escaping".
+_OPTION_SPECIAL = "\\':"
+_GRAPH_SPECIAL = "\\'[],;"
+
+
+class PlanError(ValueError):
+    """Inputs that cannot be rendered (no footage, nonsense durations)."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One input file with the facts the probe step found."""
+
+    path: Path
+    duration: float
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+    rotation: int = 0  # display rotation in degrees; FFmpeg applies it while decoding
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        if self.rotation % 180 == 90:
+            return self.height, self.width
+        return self.width, self.height
+
+
+@dataclass(frozen=True)
+class RenderTargets:
+    """Where this invocation writes (temporary names; the job renames them)."""
+
+    video: Path
+    poster: Path
+    title_file: Path
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    args: tuple[str, ...]  # everything after the ffmpeg binary and its global options
+    total_duration: float
+    width: int
+    height: int
+    title_text: str | None  # what the caller must write to targets.title_file (None: no title)
+    title_file: Path | None
+    warnings: tuple[str, ...] = ()
+
+
+def sanitize_title(name: str) -> str:
+    """Passenger name as shown: control characters (newlines too) become spaces, length capped.
+
+    Everything printable is kept as is (quotes, %, accents, emoji, RTL scripts): the text reaches
+    drawtext through a file with expansion off, so nothing in it is interpreted.
+    """
+    cleaned = "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in name
+    )
+    return " ".join(cleaned.split())[:MAX_TITLE_CHARS]
+
+
+def escape_option(value: str) -> str:
+    """Escape a string so it survives as one filter option value inside -filter_complex."""
+    level1 = "".join("\\" + ch if ch in _OPTION_SPECIAL else ch for ch in value)
+    return "".join("\\" + ch if ch in _GRAPH_SPECIAL else ch for ch in level1)
+
+
+def input_url(path: Path) -> str:
+    """A path as an FFmpeg URL that can never be read as a protocol ("pipe:", "http:") or option."""
+    return "file:" + str(path.absolute())
+
+
+def _num(value: float) -> str:
+    return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
+
+
+def _video_chain(clip: Clip, index: int, b: Branding, label: str) -> str:
+    steps = [f"trim=duration={_num(clip.duration)}", "setpts=PTS-STARTPTS"]
+    if clip.display_size != (b.width, b.height):
+        steps.append(
+            f"scale={b.width}:{b.height}:force_original_aspect_ratio=decrease:flags={b.scale_flags}"
+        )
+        steps.append(f"pad={b.width}:{b.height}:(ow-iw)/2:(oh-ih)/2:color=black")
+    if abs(clip.fps - b.fps) > 0.01:
+        steps.append(f"fps={b.fps}")
+    steps += ["setsar=1", "format=yuv420p"]
+    return f"[{index}:v:0]" + ",".join(steps) + f"[{label}]"
+
+
+def _audio_chain(clip: Clip, index: int, b: Branding, label: str) -> str:
+    dur = _num(clip.duration)
+    fmt = f"aformat=sample_fmts=fltp:sample_rates={b.audio_rate}:channel_layouts=stereo"
+    if clip.has_audio:
+        # Trim then pad to exactly the video's length, so audio never drifts at clip joins.
+        steps = [
+            f"atrim=duration={dur}",
+            "asetpts=PTS-STARTPTS",
+            f"aresample={b.audio_rate}",
+            fmt,
+            f"apad=whole_dur={dur}",
+        ]
+        return f"[{index}:a:0]" + ",".join(steps) + f"[{label}]"
+    silence = f"anullsrc=channel_layout=stereo:sample_rate={b.audio_rate}"
+    return f"{silence},atrim=duration={dur},{fmt}[{label}]"
+
+
+def _overlay_xy(b: Branding) -> tuple[str, str]:
+    m = round(b.width * b.logo_margin_frac)
+    x = str(m) if b.logo_corner in ("tl", "bl") else f"main_w-overlay_w-{m}"
+    y = str(m) if b.logo_corner in ("tl", "tr") else f"main_h-overlay_h-{m}"
+    return x, y
+
+
+def _drawtext(b: Branding, font: Path, title_file: Path) -> str:
+    size = max(8, round(b.height * b.title_size_frac))
+    border = max(1, size // 16)
+    opts = [
+        f"fontfile={escape_option(str(font))}",
+        f"textfile={escape_option(str(title_file))}",
+        "expansion=none",
+        f"fontsize={size}",
+        f"fontcolor={b.title_color}",
+        f"borderw={border}",
+        f"bordercolor={b.title_border_color}",
+        "x=(w-text_w)/2",
+        "y=h-text_h-h/8",
+    ]
+    if b.title_seconds > 0:
+        opts.append("enable=" + escape_option(f"lt(t,{_num(b.title_seconds)})"))
+    return "drawtext=" + ":".join(opts)
+
+
+def build_plan(
+    clips: Sequence[Clip],
+    branding: Branding,
+    passenger_name: str,
+    targets: RenderTargets,
+    *,
+    intro: Clip | None = None,
+    font: Path | None = None,
+    threads: int = 0,
+) -> RenderPlan:
+    """One FFmpeg argument list rendering intro + clips (in order) + watermark + title + poster."""
+    if not clips:
+        raise PlanError("a render needs at least one footage clip")
+    for clip in (*clips, *([intro] if intro else [])):
+        if not clip.duration > 0 or clip.width <= 0 or clip.height <= 0:
+            raise PlanError(f"clip {clip.path.name} has no usable duration/size")
+
+    b = branding
+    args: list[str] = []
+    filters: list[str] = []
+    warnings: list[str] = []
+    index = 0
+
+    intro_index = None
+    if intro is not None:
+        args += ["-i", input_url(intro.path)]
+        intro_index, index = index, index + 1
+    clip_indexes = []
+    for clip in clips:
+        args += ["-i", input_url(clip.path)]
+        clip_indexes.append(index)
+        index += 1
+    logo_index = None
+    if b.logo_path is not None:
+        args += ["-i", input_url(b.logo_path)]
+        logo_index = index
+
+    for n, (clip, i) in enumerate(zip(clips, clip_indexes, strict=True)):
+        filters.append(_video_chain(clip, i, b, f"v{n}"))
+        filters.append(_audio_chain(clip, i, b, f"a{n}"))
+    pairs = "".join(f"[v{n}][a{n}]" for n in range(len(clips)))
+    filters.append(f"{pairs}concat=n={len(clips)}:v=1:a=1[fv0][fa]")
+
+    # Watermark and title only on the footage, not on the dropzone's own intro.
+    current = "fv0"
+    if logo_index is not None:
+        logo_w = max(2, round(b.width * b.logo_width_frac / 2) * 2)
+        filters.append(
+            f"[{logo_index}:v:0]scale={logo_w}:-2:flags=bicubic,format=rgba,"
+            f"colorchannelmixer=aa={_num(b.logo_opacity)}[logo]"
+        )
+        x, y = _overlay_xy(b)
+        filters.append(f"[{current}][logo]overlay=x={x}:y={y}:eof_action=repeat[fv1]")
+        current = "fv1"
+    title_text = sanitize_title(passenger_name) if b.title_enabled else ""
+    title_file: Path | None = None
+    if b.title_enabled and not title_text:
+        warnings.append("title skipped: passenger name is empty after sanitising")
+    elif b.title_enabled and font is None:
+        warnings.append("title skipped: no font file found")
+    elif b.title_enabled and font is not None:
+        title_file = targets.title_file
+        filters.append(f"[{current}]{_drawtext(b, font, title_file)}[fv2]")
+        current = "fv2"
+
+    footage_total = sum(c.duration for c in clips)
+    poster_at = min(b.poster_at_s, footage_total / 2)
+    filters.append(f"[{current}]split=2[fvm][pv]")
+    filters.append(f"[pv]trim=start={_num(poster_at)},setpts=PTS-STARTPTS[poster]")
+
+    total = footage_total
+    if intro_index is not None and intro is not None:
+        filters.append(_video_chain(intro, intro_index, b, "iv"))
+        filters.append(_audio_chain(intro, intro_index, b, "ia"))
+        filters.append("[iv][ia][fvm][fa]concat=n=2:v=1:a=1[vout][aout]")
+        total += intro.duration
+    else:
+        filters.append("[fvm]null[vout]")
+        filters.append("[fa]anull[aout]")
+
+    args += ["-filter_complex", ";".join(filters)]
+    args += ["-map", "[vout]", "-map", "[aout]"]
+    args += ["-c:v", "libx264", "-preset", b.preset, "-crf", str(b.crf), "-pix_fmt", "yuv420p"]
+    args += ["-threads", str(threads)]
+    args += ["-c:a", "aac", "-b:a", b.audio_bitrate, "-ar", str(b.audio_rate), "-ac", "2"]
+    args += ["-movflags", "+faststart", "-f", "mp4", input_url(targets.video)]
+    args += ["-map", "[poster]", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3"]
+    args += ["-update", "1", "-f", "image2", input_url(targets.poster)]
+    return RenderPlan(
+        args=tuple(args),
+        total_duration=total,
+        width=b.width,
+        height=b.height,
+        title_text=title_text if title_file is not None else None,
+        title_file=title_file,
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,236 @@
+"""The render queue on Redis (saq): job function, worker settings, enqueue helper, worker entry.
+
+A job's kwargs carry the footage facts, booking id, passenger name and branding; the worker's
+`RenderWorkerConfig` decides where footage may be read from and where renders go, so a payload can
+never point the worker at an arbitrary path. Permanent failures (corrupt input, bad payload) fail
+the job once; transient ones (stall, killed FFmpeg) are retried by saq; a worker killed mid-render
+stops heart-beating, saq's sweep re-enqueues the job and the re-run produces exactly one output.
+
+Run a worker: `python -m agents.render.queue --redis-url redis://127.0.0.1:6379/0
+--output-root /srv/renders --media-root /srv/footage --concurrency 1`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from saq import Queue, Worker
+from saq.types import Context, SettingsDict
+
+from agents.render.branding import Branding, BrandingError
+from agents.render.errors import RenderError
+from agents.render.job import render_session
+from agents.render.plan import Clip
+
+if TYPE_CHECKING:
+    from saq.job import Job
+    from saq.types import PartialTimersDict
+
+logger = logging.getLogger(__name__)
+
+RENDER_QUEUE = "skyreel-render"
+RENDER_FUNCTION = "render_job"
+_CONFIG_KEY = "render_config"
+
+
+@dataclass(frozen=True)
+class RenderWorkerConfig:
+    """Settings of one render worker process (built once in main and passed down)."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue_name: str = RENDER_QUEUE
+    concurrency: int = 1  # FFmpeg already uses every core; more only on big machines
+    output_root: Path = Path("renders")
+    media_roots: tuple[Path, ...] = ()  # footage and branding files must live under one of these
+    stall_timeout_s: float = 60.0
+    job_timeout_s: int = 3 * 3600
+    heartbeat_s: int = 30  # a job not touched for this long is swept and retried elsewhere
+    retries: int = 3
+    sweep_interval_s: int = 10
+    progress_interval_s: float = 1.0
+    stale_partial_s: float = 600.0
+    ffmpeg: str | None = None
+
+
+def _inside(path: Path, roots: Sequence[Path]) -> bool:
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(root.resolve()) for root in roots)
+
+
+def _decode_request(
+    request: Mapping[str, object], config: RenderWorkerConfig
+) -> tuple[list[Clip], Branding, str, str]:
+    """Validate a job payload; anything wrong with it is permanent."""
+    try:
+        raw_clips = cast(Sequence[Mapping[str, object]], request["clips"])
+        clips = [
+            Clip(
+                path=Path(str(c["path"])),
+                duration=float(cast(float, c["duration"])),
+                width=int(cast(int, c["width"])),
+                height=int(cast(int, c["height"])),
+                fps=float(cast(float, c["fps"])),
+                has_audio=bool(c["has_audio"]),
+                rotation=int(cast(int, c.get("rotation", 0))),
+            )
+            for c in raw_clips
+        ]
+        branding = Branding.from_mapping(cast(Mapping[str, object], request.get("branding", {})))
+        booking_id = str(request["booking_id"])
+        passenger = str(request.get("passenger_name", ""))
+    except (KeyError, TypeError, ValueError, BrandingError) as exc:
+        raise RenderError(f"bad render request: {exc!r}") from exc
+    if config.media_roots:
+        files = [c.path for c in clips] + [
+            p for p in (branding.intro_path, branding.logo_path, branding.title_font) if p
+        ]
+        outside = [p.name for p in files if not _inside(p, config.media_roots)]
+        if outside:
+            raise RenderError(f"render request names files outside the media roots: {outside}")
+    return clips, branding, booking_id, passenger
+
+
+def _job(ctx: Context) -> Job:
+    return ctx["job"]
+
+
+async def render_job(ctx: Context, *, request: dict[str, object]) -> dict[str, object]:
+    """saq job: render one session; progress and a structured error go to the job's meta."""
+    config = cast(RenderWorkerConfig, ctx[_CONFIG_KEY])  # type: ignore[literal-required]
+    job = _job(ctx)
+    last_report = 0.0
+
+    async def report(fraction: float) -> None:
+        nonlocal last_report
+        now = time.monotonic()
+        if fraction < 1.0 and now - last_report < config.progress_interval_s:
+            return
+        last_report = now
+        await job.update(progress=round(fraction, 4), meta={**job.meta, "stage": "rendering"})
+
+    async def heartbeat() -> None:
+        # Keeps a slow-but-alive render from being swept; stalls are FFmpeg's watchdog's job.
+        while True:
+            await asyncio.sleep(max(1.0, config.heartbeat_s / 3))
+            await job.update()
+
+    beat = asyncio.create_task(heartbeat())
+    try:
+        clips, branding, booking_id, passenger = _decode_request(request, config)
+        out = await render_session(
+            clips,
+            branding,
+            booking_id=booking_id,
+            passenger_name=passenger,
+            output_root=config.output_root,
+            on_progress=report,
+            stall_timeout=config.stall_timeout_s,
+            stale_partial_s=config.stale_partial_s,
+            ffmpeg=config.ffmpeg,
+        )
+    except RenderError as exc:
+        logger.warning("render job %s failed (%s): %s", job.key, type(exc).__name__, exc.message)
+        if not exc.retryable:
+            job.retries = job.attempts  # saq then finishes it as failed: no retry storm
+        with contextlib.suppress(Exception):
+            await job.update(meta={**job.meta, "stage": "failed", "error": exc.to_dict()})
+        raise
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+    return {
+        "video": str(out.video),
+        "poster": str(out.poster),
+        "duration": out.duration,
+        "skipped": out.skipped,
+        "elapsed_s": round(out.elapsed_s, 3),
+    }
+
+
+def make_queue(config: RenderWorkerConfig) -> Queue:
+    return Queue.from_url(config.redis_url, name=config.queue_name)
+
+
+def worker_settings(config: RenderWorkerConfig, queue: Queue | None = None) -> SettingsDict:
+    """saq worker settings: the render function, concurrency and a fast sweep of dead workers."""
+
+    async def startup(ctx: Context) -> None:
+        ctx[_CONFIG_KEY] = config  # type: ignore[literal-required]
+        config.output_root.mkdir(parents=True, exist_ok=True)
+
+    return {
+        "queue": queue or make_queue(config),
+        "functions": [(RENDER_FUNCTION, render_job)],
+        "concurrency": config.concurrency,
+        "startup": startup,
+        "timers": cast("PartialTimersDict", {"sweep": config.sweep_interval_s}),
+    }
+
+
+async def enqueue_render(
+    queue: Queue, request: Mapping[str, object], *, key: str, config: RenderWorkerConfig
+) -> Job | None:
+    """Enqueue once per key (e.g. `<execution>:<step>:<attempt>`); a duplicate returns None."""
+    return await queue.enqueue(
+        RENDER_FUNCTION,
+        key=key,
+        request=dict(request),
+        timeout=config.job_timeout_s,
+        heartbeat=config.heartbeat_s,
+        retries=config.retries,
+    )
+
+
+async def run_worker(config: RenderWorkerConfig) -> None:
+    settings = worker_settings(config)
+    queue = settings["queue"]
+    await queue.connect()
+    worker = Worker(
+        queue,
+        settings["functions"],
+        concurrency=settings["concurrency"],
+        startup=settings["startup"],
+        timers=settings["timers"],
+    )
+    try:
+        await worker.start()
+    finally:
+        await queue.disconnect()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="skyreel render worker")
+    parser.add_argument("--redis-url", default=RenderWorkerConfig.redis_url)
+    parser.add_argument("--queue", default=RENDER_QUEUE)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--output-root", type=Path, required=True)
+    parser.add_argument("--media-root", type=Path, action="append", default=[])
+    parser.add_argument("--stall-timeout", type=float, default=60.0)
+    parser.add_argument("--heartbeat", type=int, default=30)
+    parser.add_argument("--sweep-interval", type=int, default=10)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = RenderWorkerConfig(
+        redis_url=args.redis_url,
+        queue_name=args.queue,
+        concurrency=args.concurrency,
+        output_root=args.output_root,
+        media_roots=tuple(args.media_root),
+        stall_timeout_s=args.stall_timeout,
+        heartbeat_s=args.heartbeat,
+        sweep_interval_s=args.sweep_interval,
+    )
+    asyncio.run(run_worker(config))
+
+
+if __name__ == "__main__":
+    main()

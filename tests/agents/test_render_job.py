@@ -1,0 +1,263 @@
+"""render_session with real FFmpeg on short generated clips: output facts, watermark, titles,
+failures and idempotent re-runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from agents.render.branding import Branding
+from agents.render.errors import RenderError
+from agents.render.job import check_output, output_basename, probe_clip, render_session
+from benchmarks._render_media import make_clip, make_logo
+
+pytestmark = pytest.mark.slow
+W, H = 320, 180
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("render-media")
+    return {
+        "intro": make_clip(d / "intro.mp4", seconds=1, width=320, height=240, fps=25, tone_hz=660),
+        "a": make_clip(d / "GX010042.MP4", seconds=1.5, width=640, height=360, fps=30),
+        "b": make_clip(d / "GX020042.MP4", seconds=1, width=480, height=360, fps=24, audio=False),
+        "small": make_clip(d / "small.mp4", seconds=1, width=W, height=H, fps=30),
+        "logo": make_logo(d / "logo.png"),
+    }
+
+
+def frame_at(path: Path, seconds: float) -> np.ndarray:
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):
+            if frame.time is not None and frame.time >= seconds:
+                return frame.to_ndarray(format="rgb24").astype(np.int16)
+    raise AssertionError(f"no frame at {seconds}s in {path}")
+
+
+def small_branding(**kw: object) -> Branding:
+    values: dict[str, object] = {
+        "width": W,
+        "height": H,
+        "preset": "ultrafast",
+        "title_enabled": False,
+    }
+    values.update(kw)
+    return Branding(**values)  # type: ignore[arg-type]
+
+
+async def test_render_normalises_mixed_clips_to_one_h264_aac_output(
+    media: dict[str, Path], tmp_path: Path
+) -> None:
+    clips = [probe_clip(media["a"]), probe_clip(media["b"])]
+    assert not clips[1].has_audio and clips[1].fps == pytest.approx(24)
+    branding = Branding(
+        intro_path=media["intro"],
+        logo_path=media["logo"],
+        width=640,
+        height=360,
+        preset="ultrafast",
+    )
+    fractions: list[float] = []
+
+    async def progress(f: float) -> None:
+        fractions.append(f)
+
+    out = await render_session(
+        clips,
+        branding,
+        booking_id="BK-1",
+        passenger_name="Ann Lee",
+        output_root=tmp_path,
+        on_progress=progress,
+    )
+    assert out.video == tmp_path / "BK-1_Ann-Lee" / "BK-1_Ann-Lee.mp4" and not out.skipped
+    assert out.duration == pytest.approx(3.5)
+    assert check_output(out.video, duration=3.5, width=640, height=360) == []
+    with av.open(str(out.video)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        assert c.streams.audio[0].codec_context.name == "aac"
+        assert c.streams.audio[0].codec_context.sample_rate == 48000
+        assert c.streams.audio[0].codec_context.layout.nb_channels == 2
+        assert abs(c.duration / 1e6 - 3.5) <= 0.2
+    with av.open(str(out.poster)) as p:
+        assert p.streams.video[0].codec_context.name == "mjpeg"
+        assert (
+            p.streams.video[0].codec_context.width,
+            p.streams.video[0].codec_context.height,
+        ) == (640, 360)
+    assert fractions and fractions[-1] == 1.0 and fractions == sorted(fractions)
+    assert sorted(x.name for x in out.video.parent.iterdir()) == [
+        "BK-1_Ann-Lee.jpg",
+        "BK-1_Ann-Lee.mp4",
+    ]
+
+
+@pytest.mark.parametrize("corner", ["tl", "br"])
+async def test_watermark_is_present_at_its_corner(
+    media: dict[str, Path], tmp_path: Path, corner: str
+) -> None:
+    clips = [probe_clip(media["small"])]
+    plain = await render_session(
+        clips, small_branding(), booking_id="P", passenger_name="x", output_root=tmp_path / "p"
+    )
+    marked = await render_session(
+        clips,
+        small_branding(
+            logo_path=media["logo"], logo_corner=corner, logo_opacity=1.0, logo_width_frac=0.2
+        ),
+        booking_id="M",
+        passenger_name="x",
+        output_root=tmp_path / "m",
+    )
+    a, b = frame_at(plain.video, 0.5), frame_at(marked.video, 0.5)
+    m = round(W * 0.025)
+    rows = slice(m, m + 20) if corner == "tl" else slice(H - m - 20, H - m)
+    cols = slice(m, m + 40) if corner == "tl" else slice(W - m - 40, W - m)
+    other_rows = slice(H - m - 20, H - m) if corner == "tl" else slice(m, m + 20)
+    other_cols = slice(W - m - 40, W - m) if corner == "tl" else slice(m, m + 40)
+    assert np.abs(a[rows, cols] - b[rows, cols]).mean() > 40
+    assert np.abs(a[other_rows, other_cols] - b[other_rows, other_cols]).mean() < 8
+
+
+HOSTILE = [
+    'O\'Brien "Bob"',
+    "Dr: Who; [x], 100% \\n \\\\",
+    "José Ñúñez-Gößling",
+    "محمد العربي",
+    "שָׁלוֹם עליכם",
+    "'; rm -rf / #",
+    "🪂 Sky Diver 🎉",
+    "Line1\nLine2\r\n%{pts} %{eif:1:d}",
+    "../../etc/passwd",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+async def test_hostile_passenger_names_render(
+    media: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    out = await render_session(
+        [probe_clip(media["small"])],
+        small_branding(title_enabled=True),
+        booking_id="BK/../7",
+        passenger_name=name,
+        output_root=tmp_path,
+    )
+    assert out.video.parent.parent == tmp_path and out.video.is_file()
+    assert "/" not in out.video.parent.name and out.video.name.startswith("BK..7_")
+    assert check_output(out.video, duration=1.0, width=W, height=H) == []
+
+
+async def test_title_is_drawn(media: dict[str, Path], tmp_path: Path) -> None:
+    clips = [probe_clip(media["small"])]
+    b = small_branding(title_enabled=True, title_size_frac=0.2, title_color="white")
+    titled = await render_session(
+        clips, b, booking_id="T", passenger_name="WWWW", output_root=tmp_path
+    )
+    plain = await render_session(
+        clips, small_branding(), booking_id="U", passenger_name="WWWW", output_root=tmp_path
+    )
+    diff = np.abs(frame_at(titled.video, 0.3) - frame_at(plain.video, 0.3))
+    assert diff[H // 2 :, :].mean() > 5 * max(diff[: H // 4, :].mean(), 0.1)
+
+
+async def test_truncated_input_fails_permanently_with_ffmpegs_message(
+    media: dict[str, Path], tmp_path: Path
+) -> None:
+    src = make_clip(tmp_path / "moov-at-end.mp4", seconds=1, width=W, height=H, faststart=False)
+    facts = probe_clip(src)
+    data = src.read_bytes()
+    src.write_bytes(data[: len(data) // 2])  # pulled out mid-copy: the moov atom is gone
+    with pytest.raises(RenderError) as info:
+        await render_session(
+            [facts],
+            small_branding(),
+            booking_id="X",
+            passenger_name="y",
+            output_root=tmp_path / "o",
+        )
+    assert not info.value.retryable
+    assert "moov atom not found" in info.value.ffmpeg_tail
+    assert not list((tmp_path / "o").rglob("*.mp4")) and not list(
+        (tmp_path / "o").rglob(".*partial*")
+    )
+
+
+async def test_truncated_media_data_fails_permanently(
+    media: dict[str, Path], tmp_path: Path
+) -> None:
+    src = make_clip(tmp_path / "faststart.mp4", seconds=2, width=W, height=H, faststart=True)
+    facts = probe_clip(src)
+    data = src.read_bytes()
+    src.write_bytes(data[: len(data) // 3])
+    with pytest.raises(RenderError) as info:
+        await render_session(
+            [facts],
+            small_branding(),
+            booking_id="X",
+            passenger_name="y",
+            output_root=tmp_path / "o",
+        )
+    # FFmpeg either fails on the corrupt packets itself or renders short and the check catches it.
+    assert not info.value.retryable
+    assert "partial file" in info.value.ffmpeg_tail or "duration" in info.value.message
+    assert not list((tmp_path / "o").rglob("*.mp4"))
+
+
+async def test_rerun_is_idempotent_and_cleans_stale_partials(
+    media: dict[str, Path], tmp_path: Path
+) -> None:
+    clips = [probe_clip(media["small"])]
+    first = await render_session(
+        clips, small_branding(), booking_id="R", passenger_name="Re Run", output_root=tmp_path
+    )
+    folder = first.video.parent
+    stale = folder / f".{first.video.name}.partial-deadbeef"
+    stale.write_bytes(b"half a render from a killed worker")
+    os.utime(stale, (0, 0))
+    mtime = first.video.stat().st_mtime_ns
+    again = await render_session(
+        clips, small_branding(), booking_id="R", passenger_name="Re Run", output_root=tmp_path
+    )
+    assert again.skipped and again.video == first.video
+    assert first.video.stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in folder.iterdir()) == ["R_Re-Run.jpg", "R_Re-Run.mp4"]
+
+
+async def test_broken_final_output_is_rendered_again(
+    media: dict[str, Path], tmp_path: Path
+) -> None:
+    clips = [probe_clip(media["small"])]
+    first = await render_session(
+        clips, small_branding(), booking_id="R", passenger_name="z", output_root=tmp_path
+    )
+    first.video.write_bytes(b"not a video")
+    again = await render_session(
+        clips, small_branding(), booking_id="R", passenger_name="z", output_root=tmp_path
+    )
+    assert not again.skipped and check_output(again.video, duration=1.0, width=W, height=H) == []
+
+
+def test_output_basename_never_escapes_the_output_root() -> None:
+    assert output_basename("B-1", "../../etc/passwd") == "B-1_etc-passwd"
+    assert output_basename("../../B 2", "Zoë O'Neil") == "B2_Zoë-O-Neil"
+    assert output_basename("CON", "") == "CON_passenger"
+    with pytest.raises(RenderError):
+        output_basename("///", "x")
+
+
+async def test_missing_logo_is_permanent(media: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(RenderError) as info:
+        await render_session(
+            [probe_clip(media["small"])],
+            small_branding(logo_path=tmp_path / "nope.png"),
+            booking_id="L",
+            passenger_name="x",
+            output_root=tmp_path,
+        )
+    assert not info.value.retryable
