@@ -1,0 +1,138 @@
+"""Detectors (station PCs) and their tokens.
+
+A detector is registered once (``skyreel register-detector ID``): a random token is generated,
+printed once, and only its SHA-256 is stored, so a database dump does not let anyone connect.
+The hub authenticates the WebSocket handshake with :func:`authenticate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Detector
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
+
+_DETECTOR_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+#: Tokens longer than this are refused without hashing (nobody's token is 4 KiB).
+MAX_TOKEN_CHARS = 512
+
+
+class DetectorError(ValueError):
+    """A permanent problem with a detector registration (bad id, duplicate)."""
+
+    def __init__(self, detector_id: str, reason: str) -> None:
+        super().__init__(f"detector {detector_id!r}: {reason}")
+        self.detector_id = detector_id
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Registration:
+    detector_id: str
+    token: str  # shown once; never stored
+
+
+def validate_detector_id(detector_id: str) -> str:
+    if not _DETECTOR_ID.match(detector_id):
+        raise DetectorError(
+            detector_id, "id must be 1-64 of [a-z0-9-], starting with a letter or digit"
+        )
+    return detector_id
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+async def register_detector(
+    session: AsyncSession, detector_id: str, name: str = ""
+) -> Registration:
+    """Create a detector with a fresh token; raises DetectorError if the id is taken."""
+    validate_detector_id(detector_id)
+    token = new_token()
+    session.add(Detector(id=detector_id, name=name[:200], token_hash=hash_token(token)))
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise DetectorError(detector_id, "already registered") from None
+    return Registration(detector_id, token)
+
+
+async def authenticate(session: AsyncSession, token: str | None) -> str | None:
+    """The id of the (not revoked) detector holding ``token``, else None."""
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        return None
+    row = await session.execute(
+        select(Detector.id).where(
+            Detector.token_hash == hash_token(token), Detector.revoked.is_(False)
+        )
+    )
+    return row.scalar_one_or_none()
+
+
+async def revoke(session: AsyncSession, detector_id: str) -> bool:
+    """Refuse the detector's token from now on; False if there is no such detector."""
+    result = await session.execute(
+        update(Detector).where(Detector.id == detector_id).values(revoked=True)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def touch(session: AsyncSession, detector_id: str, card_id: str | None = None) -> None:
+    """Record that the detector was just heard from (and, if given, which card it holds)."""
+    values: dict[str, object] = {"last_seen_at": func.now()}
+    if card_id is not None:
+        values["current_card_id"] = card_id
+    await session.execute(update(Detector).where(Detector.id == detector_id).values(**values))
+
+
+async def clear_card(session: AsyncSession, detector_id: str, card_id: str) -> None:
+    """The card was pulled: forget it as the detector's current card (if it still is)."""
+    await session.execute(
+        update(Detector)
+        .where(Detector.id == detector_id, Detector.current_card_id == card_id)
+        .values(current_card_id=None, last_seen_at=func.now())
+    )
+
+
+async def _register(database_url: str, detector_id: str, name: str) -> Registration:
+    from storage.db import make_engine, make_sessionmaker
+
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            return await register_detector(session, detector_id, name)
+    finally:
+        await engine.dispose()
+
+
+def register_detector_cli(settings: Settings, detector_id: str, name: str) -> int:
+    """`skyreel register-detector ID [--name N]`: prints the token once; exit code."""
+    if not settings.database_url:
+        print("SKYREEL_DATABASE_URL is not set", file=sys.stderr)
+        return 2
+    try:
+        reg = asyncio.run(_register(settings.database_url, detector_id, name))
+    except DetectorError as exc:
+        print(f"skyreel: {exc}", file=sys.stderr)
+        return 1
+    print(f"detector {reg.detector_id} registered. Its token (shown only this once):")
+    print(reg.token)
+    print("Give it to the station as SKYREEL_DETECTOR_TOKEN; only its hash is stored.")
+    return 0

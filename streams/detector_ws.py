@@ -1,0 +1,448 @@
+"""`/ws/detector`: the hub's end of the detector WebSocket.
+
+A detector authenticates at the handshake (``Authorization: Bearer <token>`` or ``?token=``);
+a missing, unknown or revoked token gets close 1008 before any frame is read. Every frame is
+validated by :mod:`detector.protocol`; a bad one gets an ``error`` message with the full reason,
+then a close (1003, or 1009 for an oversized frame) — nothing from it is written anywhere, and
+only that socket is affected. Good frames become records: card events on the detector-events
+topic (key card id), copy results on copy-results (key detector id), copy progress as throttled
+status events (and in memory for the status API). The detector id always comes from the token,
+never from a message.
+
+Copy requests travel the other way: :meth:`Gateway.deliver` puts a request on the socket of its
+detector if that socket is on this replica; on connect, requests still pending in PostgreSQL are
+sent again.
+
+Request ids on the wire are ``f<file id>``: :func:`copy_request_id`, :func:`parse_copy_request_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from detector import protocol
+from storage import detectors
+from storage.copies import PendingCopy, pending_copy_requests
+from streams import records
+from streams.detector_sockets import (
+    DetectorSocket,
+    ProgressBoard,
+    Registry,
+    bearer_token,
+    remote_address,
+)
+from streams.settings import Settings
+from streams.topics import Names
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a detector counts as online in Redis without news; refreshed every third of it.
+PRESENCE_TTL = 30
+#: Frames above this are parsed in a thread so a 20,000-file list never stalls the loop.
+THREAD_PARSE_BYTES = 64 * 1024
+CLOSE_INTERNAL = 1011
+
+_REQUEST_ID = re.compile(r"^f([1-9][0-9]{0,17})$")
+
+
+def copy_request_id(file_id: int) -> str:
+    return f"f{file_id}"
+
+
+def parse_copy_request_id(request_id: str) -> int | None:
+    """The file id inside a request id, or None if it is not one of ours."""
+    match = _REQUEST_ID.match(request_id)
+    return int(match.group(1)) if match else None
+
+
+def frame_from_record(req: records.CopyRequest) -> protocol.CopyRequest:
+    """The wire frame for a copy request record (raises ValueError if it is not sendable)."""
+    return protocol.CopyRequest(
+        request_id=req.request_id,
+        card_id=req.card_id,
+        path=req.path,
+        size=req.size,
+        mtime=req.mtime,
+        destination=req.destination,
+        priority=req.priority,
+    )
+
+
+def frame_from_pending(p: PendingCopy) -> protocol.CopyRequest:
+    return protocol.CopyRequest(
+        request_id=copy_request_id(p.file_id),
+        card_id=p.card_id,
+        path=p.path,
+        size=p.size,
+        mtime=p.mtime_ms / 1000,
+        destination=p.destination,
+        priority=p.priority,
+    )
+
+
+class Unavailable(RuntimeError):
+    """A backend service failed while handling a good frame; the detector should retry."""
+
+
+@dataclass
+class Gateway:
+    """Everything the endpoint needs, built by the hub's lifespan."""
+
+    settings: Settings
+    names: Names
+    hub_id: str
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis
+    producer: AIOKafkaProducer
+    registry: Registry = field(default_factory=Registry)
+    progress: ProgressBoard = field(default_factory=ProgressBoard)
+
+    # --- copy requests out ---------------------------------------------------------------
+
+    async def deliver(self, req: records.CopyRequest) -> bool:
+        """Send a copy request to its detector if this replica holds its socket."""
+        sock = self.registry.get(req.detector_id)
+        if sock is None:
+            return False
+        try:
+            frame = frame_from_record(req)
+        except ValueError as exc:
+            logger.error(
+                "copy request %s for detector %s not sendable: %s",
+                req.request_id,
+                req.detector_id,
+                exc,
+            )
+            return False
+        try:
+            await sock.send(frame)
+        except Exception as exc:  # the socket died under us; the request stays pending in PG
+            logger.warning(
+                "copy request %s to detector %s failed: %s", req.request_id, req.detector_id, exc
+            )
+            return False
+        return True
+
+    async def _resend_pending(self, sock: DetectorSocket) -> int:
+        async with self.sessions() as session:
+            pending = await pending_copy_requests(session, sock.detector_id)
+        sent = 0
+        for p in pending:
+            try:
+                frame = frame_from_pending(p)
+            except ValueError as exc:
+                logger.error(
+                    "pending file %s of detector %s not sendable: %s",
+                    p.file_id,
+                    sock.detector_id,
+                    exc,
+                )
+                continue
+            await sock.send(frame)
+            sent += 1
+        return sent
+
+    # --- the endpoint --------------------------------------------------------------------
+
+    async def endpoint(self, websocket: WebSocket) -> None:
+        remote = remote_address(websocket)
+        detector_id = await self._authenticate(websocket, remote)
+        if detector_id is None:
+            return
+        await websocket.accept()
+        sock = DetectorSocket(websocket, detector_id, remote)
+        old = self.registry.add(sock)
+        if old is not None:
+            logger.info(
+                "detector %s reconnected from %s; closing its older socket from %s",
+                detector_id,
+                remote,
+                old.remote,
+            )
+            await old.close(protocol.CLOSE_REPLACED, "replaced by a newer connection")
+        logger.info("detector %s connected from %s (hub %s)", detector_id, remote, self.hub_id)
+        presence = asyncio.create_task(self._keep_present(sock))
+        code: int | None = None
+        try:
+            await self._touch(detector_id)
+            await sock.send(
+                protocol.Welcome(
+                    detector_id=detector_id, max_files_per_list=self.settings.max_files_per_list
+                )
+            )
+            resent = await self._resend_pending(sock)
+            if resent:
+                logger.info("re-sent %d pending copy requests to detector %s", resent, detector_id)
+            code = await self._serve(sock)
+        except WebSocketDisconnect as exc:
+            code = exc.code
+        except Exception:
+            logger.exception("detector %s at %s: connection failed", detector_id, remote)
+            await sock.close(CLOSE_INTERNAL, "internal error")
+            code = CLOSE_INTERNAL
+        finally:
+            presence.cancel()
+            if self.registry.remove(sock):
+                await self._forget_presence(sock)
+            self._log_disconnect(sock, code)
+
+    async def _authenticate(self, websocket: WebSocket, remote: str) -> str | None:
+        token = bearer_token(websocket)
+        reason = "missing token"
+        detector_id: str | None = None
+        if token:
+            try:
+                async with self.sessions() as session:
+                    detector_id = await detectors.authenticate(session, token)
+            except Exception:
+                logger.exception("cannot check a detector token from %s", remote)
+                await websocket.accept()
+                await websocket.close(CLOSE_INTERNAL, "hub cannot check tokens right now")
+                return None
+            reason = "unknown or revoked token"
+        if detector_id is None:
+            logger.warning("refused detector connection from %s: %s", remote, reason)
+            # Accept-then-close so the client sees the 1008 code and reason, not a bare 403.
+            await websocket.accept()
+            await websocket.close(protocol.CLOSE_POLICY, reason)
+        return detector_id
+
+    async def _serve(self, sock: DetectorSocket) -> int | None:
+        """Read frames until the socket closes; returns the close code."""
+        limit = self.settings.max_files_per_list
+        while True:
+            message = await sock.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return int(message.get("code") or 1000)
+            raw: str | bytes | None = message.get("text")
+            if raw is None:
+                raw = message.get("bytes") or b""
+            try:
+                if len(raw) > THREAD_PARSE_BYTES:
+                    msg = await asyncio.to_thread(
+                        protocol.parse_detector_message, raw, max_files=limit
+                    )
+                else:
+                    msg = protocol.parse_detector_message(raw, max_files=limit)
+            except protocol.ProtocolError as exc:
+                await self._refuse_frame(sock, exc)
+                return exc.close_code
+            try:
+                await self._handle(sock, msg)
+            except Unavailable as exc:
+                logger.error("detector %s: %s; closing so it retries", sock.detector_id, exc)
+                with contextlib.suppress(Exception):
+                    await sock.send(protocol.ErrorMessage(code="unavailable", message=str(exc)))
+                await sock.close(CLOSE_INTERNAL, "hub backend unavailable, retry")
+                return CLOSE_INTERNAL
+
+    async def _refuse_frame(self, sock: DetectorSocket, exc: protocol.ProtocolError) -> None:
+        logger.warning(
+            "bad frame from detector %s at %s: %s (closing with %d)",
+            sock.detector_id,
+            sock.remote,
+            exc.reason,
+            exc.close_code,
+        )
+        with contextlib.suppress(Exception):
+            await sock.send(protocol.ErrorMessage(code="bad_frame", message=exc.reason))
+        await sock.close(exc.close_code, exc.reason)
+
+    def _log_disconnect(self, sock: DetectorSocket, code: int | None) -> None:
+        if code == protocol.CLOSE_TOO_BIG and not sock.closed:
+            # The WebSocket layer (ws_max_size) refused the frame before it reached us.
+            logger.warning(
+                "bad frame from detector %s at %s: frame larger than %d bytes (closed with 1009)",
+                sock.detector_id,
+                sock.remote,
+                protocol.MAX_FRAME_BYTES,
+            )
+        logger.info(
+            "detector %s disconnected from %s (code %s)", sock.detector_id, sock.remote, code
+        )
+
+    # --- frames in -----------------------------------------------------------------------
+
+    async def _handle(
+        self,
+        sock: DetectorSocket,
+        msg: protocol.CardInserted
+        | protocol.FileList
+        | protocol.CardRemoved
+        | protocol.CopyProgress
+        | protocol.CopyResult,
+    ) -> None:
+        if isinstance(msg, protocol.CopyProgress):
+            await self._progress(sock, msg)
+        elif isinstance(msg, protocol.CopyResult):
+            await self._result(sock, msg)
+        else:
+            await self._card_event(sock, msg)
+
+    async def _card_event(
+        self,
+        sock: DetectorSocket,
+        msg: protocol.CardInserted | protocol.FileList | protocol.CardRemoved,
+    ) -> None:
+        files = None
+        if isinstance(msg, protocol.FileList):
+            files = [f.model_dump() for f in msg.files]
+        event = records.DetectorEvent(
+            event_id=uuid.uuid4().hex,
+            event=msg.type,
+            detector_id=sock.detector_id,
+            card_id=msg.card_id,
+            label=msg.label if isinstance(msg, protocol.CardInserted) else "",
+            files=files,
+        )
+        payload = (
+            await asyncio.to_thread(records.encode, event)
+            if files and len(files) > 1000
+            else records.encode(event)
+        )
+        await self._produce(self.names.detector_events, msg.card_id, payload)
+        present = not isinstance(msg, protocol.CardRemoved)
+        try:
+            async with self.sessions() as session, session.begin():
+                await _upsert_card(session, msg.card_id, event.label, sock.detector_id, present)
+                if present:
+                    await detectors.touch(session, sock.detector_id, msg.card_id)
+                else:
+                    await detectors.clear_card(session, sock.detector_id, msg.card_id)
+        except Exception as exc:
+            raise Unavailable(f"database: {exc}") from exc
+        logger.info(
+            "detector %s: %s card %s%s",
+            sock.detector_id,
+            msg.type,
+            msg.card_id,
+            f" ({len(files)} files)" if files is not None else "",
+        )
+
+    async def _progress(self, sock: DetectorSocket, msg: protocol.CopyProgress) -> None:
+        file_id = await self._known_request(sock, msg.request_id)
+        if file_id is None:
+            return
+        if not self.progress.update(
+            sock.detector_id, msg.request_id, msg.bytes_done, msg.bytes_total
+        ):
+            return
+        status = records.StatusEvent(
+            kind="file",
+            id=str(file_id),
+            data={
+                "detector_id": sock.detector_id,
+                "request_id": msg.request_id,
+                "bytes_done": msg.bytes_done,
+                "bytes_total": msg.bytes_total,
+            },
+        )
+        try:  # progress is advisory: enqueue without waiting for the broker
+            await self.producer.send(
+                self.names.status, records.encode(status), key=sock.detector_id.encode()
+            )
+        except Exception as exc:
+            logger.warning("progress of %s not published: %s", msg.request_id, exc)
+
+    async def _result(self, sock: DetectorSocket, msg: protocol.CopyResult) -> None:
+        file_id = await self._known_request(sock, msg.request_id)
+        if file_id is None:
+            return
+        result = records.CopyResult(
+            request_id=msg.request_id,
+            detector_id=sock.detector_id,
+            file_id=file_id,
+            status=msg.status,
+            destination=msg.destination,
+            size=msg.size,
+            hash=msg.hash,
+            hash_algo=msg.hash_algo,
+            reason=msg.reason,
+        )
+        await self._produce(self.names.copy_results, sock.detector_id, records.encode(result))
+        self.progress.finish(msg.request_id)
+        logger.info("detector %s: copy %s %s", sock.detector_id, msg.request_id, msg.status)
+
+    async def _known_request(self, sock: DetectorSocket, request_id: str) -> int | None:
+        file_id = parse_copy_request_id(request_id)
+        if file_id is None:
+            logger.warning(
+                "detector %s at %s: unknown request id %r ignored",
+                sock.detector_id,
+                sock.remote,
+                request_id,
+            )
+            await sock.send(
+                protocol.ErrorMessage(
+                    code="unknown_request",
+                    message="not a request id this hub issued",
+                    request_id=request_id,
+                )
+            )
+        return file_id
+
+    async def _produce(self, topic: str, key: str, payload: bytes) -> None:
+        try:
+            await self.producer.send_and_wait(topic, payload, key=key.encode())
+        except Exception as exc:
+            raise Unavailable(f"kafka: {exc}") from exc
+
+    # --- presence ------------------------------------------------------------------------
+
+    async def _touch(self, detector_id: str) -> None:
+        async with self.sessions() as session, session.begin():
+            await detectors.touch(session, detector_id)
+
+    async def _keep_present(self, sock: DetectorSocket) -> None:
+        key = self.names.detector_presence_key(sock.detector_id)
+        value = json.dumps(
+            {
+                "hub": self.hub_id,
+                "remote": sock.remote,
+                "connection": sock.connection_id,
+                "since": datetime.now(UTC).isoformat(),
+            }
+        )
+        while True:
+            try:
+                await self.redis.set(key, value, ex=PRESENCE_TTL)
+            except (RedisError, OSError) as exc:
+                logger.warning("presence of detector %s not recorded: %s", sock.detector_id, exc)
+            await asyncio.sleep(PRESENCE_TTL / 3)
+
+    async def _forget_presence(self, sock: DetectorSocket) -> None:
+        # Only our own entry: the detector may already be connected to another replica.
+        key = self.names.detector_presence_key(sock.detector_id)
+        try:
+            current = await self.redis.get(key)
+            if current is not None and sock.connection_id in str(current):
+                await self.redis.delete(key)
+        except (RedisError, OSError) as exc:
+            logger.warning("presence of detector %s not cleared: %s", sock.detector_id, exc)
+
+
+async def _upsert_card(
+    session: AsyncSession, card_id: str, label: str, detector_id: str, present: bool
+) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO card (id, label, detector_id, present) VALUES (:id, :l, :d, :p) "
+            "ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), present = :p, "
+            "detector_id = :d, label = CASE WHEN :l = '' THEN card.label ELSE :l END"
+        ),
+        {"id": card_id, "l": label[:200], "d": detector_id, "p": present},
+    )

@@ -1,0 +1,269 @@
+"""The hub: a Starlette app under uvicorn bridging detector WebSockets and Kafka topics.
+
+    skyreel hub          (SKYREEL_HUB_HOST / SKYREEL_HUB_PORT; port 0 picks a free one)
+
+Routes: ``/ws/detector`` (see :mod:`streams.detector_ws`) and ``GET /api/health``. The lifespan
+opens the database engine, Redis, a Kafka producer and the copy-request forwarder, and closes
+them on shutdown. Every replica reads copy requests in a consumer group of its own (so each sees
+all of them) starting at the latest offset, and forwards those whose detector is connected to
+it; requests it missed while down are re-sent from PostgreSQL when the detector reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import FrameType
+
+import uvicorn
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from detector import protocol
+from storage.db import make_engine, make_sessionmaker
+from streams import kafka, records
+from streams.detector_ws import Gateway
+from streams.settings import Settings
+from streams.topics import Names
+
+logger = logging.getLogger(__name__)
+
+#: How long one health probe may take before the service counts as down.
+HEALTH_TIMEOUT = 3.0
+#: A detector socket that does not take a copy request within this many seconds is skipped
+#: (the request stays pending in PostgreSQL and is re-sent on reconnect).
+DELIVER_TIMEOUT = 10.0
+
+
+class HubConfigError(RuntimeError):
+    """The hub cannot start with these settings (permanent)."""
+
+
+@dataclass
+class Runtime:
+    """What the lifespan opened; None until startup finished."""
+
+    gateway: Gateway | None = None
+    engine: AsyncEngine | None = None
+    redis: Redis | None = None
+    producer: AIOKafkaProducer | None = None
+    forwarder: asyncio.Task[None] | None = None
+    consumer_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def missing_urls(settings: Settings) -> list[str]:
+    urls = {
+        "SKYREEL_DATABASE_URL": settings.database_url,
+        "SKYREEL_REDIS_URL": settings.redis_url,
+        "SKYREEL_KAFKA_URL": settings.kafka_url,
+    }
+    return [name for name, value in urls.items() if not value]
+
+
+async def _consume_copy_requests(
+    consumer: AIOKafkaConsumer, gateway: Gateway, ready: asyncio.Event
+) -> None:
+    while True:
+        batches = await consumer.getmany(timeout_ms=500)
+        if not ready.is_set() and consumer.assignment():
+            # Resolve the starting offsets now so a request produced right after "ready"
+            # is not skipped by a late 'latest' lookup.
+            for tp in consumer.assignment():
+                await consumer.position(tp)
+            ready.set()
+            logger.info(
+                "hub %s forwarding copy requests (%d partitions)",
+                gateway.hub_id,
+                len(consumer.assignment()),
+            )
+        for messages in batches.values():
+            for message in messages:
+                try:
+                    req = records.decode(records.CopyRequest, message.value or b"")
+                except Exception as exc:  # a bad record must not stop forwarding
+                    logger.error(
+                        "undecodable copy request at offset %d skipped: %s", message.offset, exc
+                    )
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(gateway.deliver(req), DELIVER_TIMEOUT)
+
+
+async def forward_copy_requests(settings: Settings, gateway: Gateway, ready: asyncio.Event) -> None:
+    """Keep a copy-request consumer running for this replica (restarted after failures)."""
+    group = gateway.names.hub_group(gateway.hub_id)
+    while True:
+        consumer = kafka.make_consumer(
+            settings,
+            settings.kafka_url,
+            gateway.names.copy_requests,
+            group_id=group,
+            auto_offset_reset="latest",
+        )
+        try:
+            await consumer.start()
+            await _consume_copy_requests(consumer, gateway, ready)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("copy-request consumer of hub %s failed; restarting", gateway.hub_id)
+            ready.clear()
+            await asyncio.sleep(2)
+        finally:
+            await consumer.stop()
+
+
+async def _db_up(engine: AsyncEngine) -> bool:
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+async def _redis_up(redis: Redis) -> bool:
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            return bool(await redis.ping())
+    except Exception:
+        return False
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The hub application; routes are assembled here so later issues can add theirs."""
+    missing = missing_urls(settings)
+    if missing:
+        raise HubConfigError(f"the hub needs {', '.join(missing)} (`skyreel run` sets them)")
+    names = Names(settings.topic_prefix)
+    hub_id = settings.hub_name()
+    rt = Runtime()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await kafka.ensure_topics(
+            settings.kafka_url, names.source_topics(), settings.topic_partitions
+        )
+        rt.engine = make_engine(settings.database_url)
+        rt.redis = Redis.from_url(settings.redis_url)
+        rt.producer = kafka.make_producer(settings.kafka_url)
+        await rt.producer.start()
+        rt.gateway = Gateway(
+            settings, names, hub_id, make_sessionmaker(rt.engine), rt.redis, rt.producer
+        )
+        rt.forwarder = asyncio.create_task(
+            forward_copy_requests(settings, rt.gateway, rt.consumer_ready)
+        )
+        logger.info("hub %s started (topics prefix %s)", hub_id, names.prefix)
+        try:
+            yield
+        finally:
+            rt.forwarder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rt.forwarder
+            await rt.producer.stop()
+            await rt.redis.aclose()
+            await rt.engine.dispose()
+            logger.info("hub %s stopped", hub_id)
+
+    async def detector_ws(websocket: WebSocket) -> None:
+        if rt.gateway is None:
+            await websocket.close(1013)  # try again later: still starting
+            return
+        await rt.gateway.endpoint(websocket)
+
+    async def health(request: Request) -> JSONResponse:
+        if rt.engine is None or rt.redis is None or rt.producer is None or rt.gateway is None:
+            return JSONResponse({"hub": hub_id, "status": "starting"}, status_code=503)
+        db, redis_ok, kafka_ok = await asyncio.gather(
+            _db_up(rt.engine), _redis_up(rt.redis), kafka.producer_connected(rt.producer)
+        )
+        forwarding = (
+            rt.consumer_ready.is_set() and rt.forwarder is not None and not rt.forwarder.done()
+        )
+        body: dict[str, object] = {
+            "hub": hub_id,
+            "db": db,
+            "redis": redis_ok,
+            "kafka": kafka_ok,
+            "copy_requests": forwarding,
+            "detectors": len(rt.gateway.registry.ids()),
+        }
+        ok = db and redis_ok and kafka_ok and forwarding
+        body["status"] = "ok" if ok else "degraded"
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    routes: list[BaseRoute] = [
+        WebSocketRoute("/ws/detector", detector_ws),
+        Route("/api/health", health, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.runtime = rt
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after shutting down; a graceful stop here exits 0."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C: stop waiting for connections
+        else:
+            self.should_exit = True
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _serve(server: _Server, sock: socket.socket, url: str) -> bool:
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.05)
+    if server.started:
+        logger.info("hub listening on %s", url)
+    await task
+    return server.started
+
+
+def serve(settings: Settings) -> int:
+    """Run the hub until SIGINT/SIGTERM; exit code."""
+    try:
+        app = create_app(settings)
+    except HubConfigError as exc:
+        logger.error("%s", exc)
+        return 2
+    sock = _bind(settings.hub_host, settings.hub_port)
+    port = int(sock.getsockname()[1])
+    host = f"[{settings.hub_host}]" if ":" in settings.hub_host else settings.hub_host
+    config = uvicorn.Config(
+        app,
+        ws="websockets-sansio",
+        ws_max_size=protocol.MAX_FRAME_BYTES,
+        lifespan="on",
+        log_config=None,
+        timeout_graceful_shutdown=5,
+    )
+    server = _Server(config)
+    try:
+        started = asyncio.run(_serve(server, sock, f"http://{host}:{port}"))
+    finally:
+        sock.close()
+    return 0 if started else 1

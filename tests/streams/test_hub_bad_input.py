@@ -1,0 +1,176 @@
+"""Bad frames on /ws/detector: a clear close code and error, a log line, nothing written, the
+other detector unaffected and the hub still serving."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+
+import asyncpg
+import httpx
+import pytest
+from hub_harness import (
+    close_code,
+    file_list,
+    hub_log_lines,
+    hub_settings,
+    new_detector,
+    open_detector,
+    running_hub,
+    topic_values,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from support import wait_for
+from websockets.exceptions import ConnectionClosed
+
+from detector import protocol
+from streams.settings import Settings
+from streams.topics import Names
+
+__all__ = ["hub_settings"]
+
+
+def _list_with(path: str) -> str:
+    files = [
+        {"path": "DCIM/100GOPRO/GX010001.MP4", "size": 1, "mtime": 1.0},
+        {"path": path, "size": 2, "mtime": 2.0},
+    ]
+    return json.dumps({"v": 1, "type": "file_list", "card_id": "CARD-X", "files": files})
+
+
+def _huge_list(n: int) -> str:
+    files = [{"path": f"DCIM/100GOPRO/GX{i:06d}.MP4", "size": i, "mtime": 1.0} for i in range(n)]
+    return json.dumps({"v": 1, "type": "file_list", "card_id": "CARD-X", "files": files})
+
+
+BAD_FRAMES: dict[str, tuple[str | bytes, int, str]] = {
+    # name: (frame, close code, words in the error reason)
+    "malformed-json": ('{"v": 1, "type": "file_list", ', 1003, "not valid JSON"),
+    "not-utf8-binary": (b"\xff\xfe\x00garbage", 1003, "not valid JSON"),
+    "wrong-schema": (
+        json.dumps(
+            {
+                "v": 1,
+                "type": "file_list",
+                "card_id": "CARD-X",
+                "files": [{"path": "A.MP4", "size": "big", "mtime": 1}],
+            }
+        ),
+        1003,
+        "files.0.size",
+    ),
+    "extra-field": (
+        json.dumps({"v": 1, "type": "card_removed", "card_id": "C", "detector_id": "other"}),
+        1003,
+        "detector_id",
+    ),
+    "wrong-version": (
+        json.dumps({"v": 2, "type": "card_removed", "card_id": "C"}),
+        1003,
+        "unsupported protocol version",
+    ),
+    "unknown-type": (
+        json.dumps({"v": 1, "type": "format_card", "card_id": "C"}),
+        1003,
+        "unknown message type",
+    ),
+    "dotdot-path": (_list_with("DCIM/../../etc/passwd"), 1003, "'..' segment"),
+    "absolute-path": (_list_with("/etc/passwd"), 1003, "relative to the card root"),
+    "drive-path": (_list_with("C:/Windows/win.ini"), 1003, "relative to the card root"),
+    "nul-path": (_list_with("DCIM/GX01\x00.MP4"), 1003, "NUL"),
+    "list-over-limit": (_huge_list(100_000), 1003, "the limit is 20000"),
+}
+
+
+async def _run_bad_frame(
+    frame: str | bytes,
+    settings: Settings,
+    names: Names,
+    sessions: async_sessionmaker[AsyncSession],
+    pg: asyncpg.Connection,
+) -> tuple[int | None, list[str]]:
+    """Send ``frame`` from station-a while station-b is connected; check the aftermath."""
+    token_a = await new_detector(sessions, "station-a")
+    token_b = await new_detector(sessions, "station-b")
+    async with running_hub(settings) as hub, open_detector(hub.ws, token_b) as good:
+        async with open_detector(hub.ws, token_a) as bad:
+            with contextlib.suppress(ConnectionClosed):  # the hub may cut a huge frame short
+                await bad.send(frame)
+            code, frames = await close_code(bad)
+        # Nothing from the bad frame anywhere (the socket is closed: it was all processed).
+        assert await topic_values(settings.kafka_url, names.detector_events) == []
+        assert await pg.fetchval("SELECT count(*) FROM card") == 0
+        # The other detector is unaffected and the hub still serves.
+        await good.send(file_list("CARD-B"))
+
+        async def good_event() -> bool:
+            return bool(await topic_values(settings.kafka_url, names.detector_events))
+
+        await wait_for(good_event, what="station-b's list")
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{hub.http}/api/health")).status_code == 200
+    events = await topic_values(settings.kafka_url, names.detector_events)
+    assert [(e["detector_id"], e["card_id"]) for e in events] == [("station-b", "CARD-B")]
+    return code, frames
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FRAMES))
+async def test_bad_frame_is_refused_and_nothing_else_is_affected(
+    name: str,
+    hub_settings: Settings,
+    names: Names,
+    clean_db: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    pg: asyncpg.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="streams.detector_ws")
+    frame, expected_code, words = BAD_FRAMES[name]
+    code, frames = await _run_bad_frame(frame, hub_settings, names, sessions, pg)
+    assert code == expected_code
+    assert len(frames) == 1
+    error = protocol.parse_hub_message(frames[0])
+    assert isinstance(error, protocol.ErrorMessage) and error.code == "bad_frame"
+    assert words in error.message
+    bad_lines = [line for line in hub_log_lines(caplog.records) if line.startswith("bad frame")]
+    assert len(bad_lines) == 1 and "station-a at 127.0.0.1:" in bad_lines[0], bad_lines
+
+
+async def test_oversized_frame_is_refused_with_1009(
+    hub_settings: Settings,
+    names: Names,
+    clean_db: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    pg: asyncpg.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="streams.detector_ws")
+    frame = '{"v": 1, "type": "card_removed", "card_id": "' + "A" * protocol.MAX_FRAME_BYTES
+    code, _frames = await _run_bad_frame(frame + '"}', hub_settings, names, sessions, pg)
+    assert code == protocol.CLOSE_TOO_BIG
+    bad_lines = [line for line in hub_log_lines(caplog.records) if line.startswith("bad frame")]
+    assert len(bad_lines) == 1 and "station-a" in bad_lines[0], bad_lines
+
+
+async def test_a_list_at_the_limit_is_accepted_whole(
+    hub_settings: Settings,
+    names: Names,
+    clean_db: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """20,000 entries (~2 MB of JSON) is one frame and one record, larger than Kafka's 1 MB
+    default request size."""
+    token = await new_detector(sessions, "station-a")
+    limit = hub_settings.max_files_per_list
+    async with running_hub(hub_settings) as hub, open_detector(hub.ws, token) as ws:
+        await ws.send(_huge_list(limit))
+
+        async def one_event() -> bool:
+            return bool(await topic_values(hub_settings.kafka_url, names.detector_events))
+
+        await wait_for(one_event, what="the full list's event")
+    events = await topic_values(hub_settings.kafka_url, names.detector_events)
+    assert len(events) == 1
+    files = events[0]["files"]
+    assert isinstance(files, list) and len(files) == limit

@@ -1,0 +1,358 @@
+"""/ws/detector over a real uvicorn server: auth, records produced, copy requests delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+import asyncpg
+import httpx
+import pytest
+from hub_harness import (
+    close_code,
+    detector_socket,
+    file_list,
+    hub_log_lines,
+    hub_settings,
+    new_detector,
+    open_detector,
+    produce,
+    recv_hub,
+    running_hub,
+    topic_values,
+)
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from support import wait_for
+from websockets.exceptions import ConnectionClosed
+
+from detector import protocol
+from storage.detectors import revoke
+from streams import records
+from streams.detector_sockets import ProgressBoard, close_reason
+from streams.detector_ws import copy_request_id, parse_copy_request_id
+from streams.embedded import free_port
+from streams.settings import Settings
+from streams.topics import Names
+
+__all__ = ["hub_settings"]
+
+
+def test_request_ids_round_trip_and_foreign_ids_are_refused() -> None:
+    assert parse_copy_request_id(copy_request_id(42)) == 42
+    for bad in ("42", "f", "f0", "f-1", "g42", "f42x", "f" + "9" * 19):
+        assert parse_copy_request_id(bad) is None
+
+
+@pytest.mark.parametrize("how", ["missing", "wrong", "revoked", "query-wrong"])
+async def test_bad_token_is_refused_with_1008_and_nothing_written(
+    how: str,
+    hub_settings: Settings,
+    names: Names,
+    clean_db: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    pg: asyncpg.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="streams.detector_ws")
+    token = await new_detector(sessions, "station-1")
+    if how == "revoked":
+        async with sessions() as session, session.begin():
+            assert await revoke(session, "station-1")
+    sent = {"missing": None, "wrong": "not-the-token", "revoked": token}.get(how)
+    async with running_hub(hub_settings) as hub:
+        url = f"{hub.ws}?token=nope" if how == "query-wrong" else hub.ws
+        async with detector_socket(url, sent) as ws:
+            with contextlib.suppress(ConnectionClosed):  # the hub may have closed already
+                await ws.send(file_list("CARD-1"))
+            code, frames = await close_code(ws)
+        assert code == protocol.CLOSE_POLICY
+        assert frames == []  # no welcome, nothing processed
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{hub.http}/api/health")).status_code == 200
+    lines = hub_log_lines(caplog.records)
+    refusals = [line for line in lines if line.startswith("refused detector connection from")]
+    assert len(refusals) == 1, lines
+    assert "127.0.0.1:" in refusals[0]
+    assert token not in caplog.text
+    assert await topic_values(hub_settings.kafka_url, names.detector_events) == []
+    assert await pg.fetchval("SELECT count(*) FROM card") == 0
+    assert await pg.fetchval("SELECT last_seen_at FROM detector") is None
+
+
+async def test_file_list_becomes_one_detector_event_with_the_token_s_detector_id(
+    hub_settings: Settings,
+    names: Names,
+    clean_db: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    pg: asyncpg.Connection,
+    redis_url: str,
+) -> None:
+    token = await new_detector(sessions, "station-1")
+    redis = Redis.from_url(redis_url)
+    presence = names.detector_presence_key("station-1")
+    try:
+        async with running_hub(hub_settings) as hub, detector_socket(hub.ws, token) as ws:
+            welcome = await recv_hub(ws)
+            assert welcome == protocol.Welcome(
+                detector_id="station-1", max_files_per_list=hub_settings.max_files_per_list
+            )
+            held = await redis.get(presence)
+            assert held is not None and json.loads(held)["hub"] == hub_settings.hub_id
+            await ws.send(file_list("CARD-1", 4))
+
+            async def one_event() -> bool:
+                return bool(await topic_values(hub_settings.kafka_url, names.detector_events))
+
+            await wait_for(one_event, what="the detector event")
+            await wait_for(
+                lambda: pg.fetchval("SELECT count(*) FROM card WHERE id = 'CARD-1'"),
+                what="the card row",
+            )
+        events = await topic_values(hub_settings.kafka_url, names.detector_events)
+        assert len(events) == 1
+        event = records.DetectorEvent.from_data(
+            {k: v for k, v in events[0].items() if k != "__faust"}
+        )
+        assert event.detector_id == "station-1"
+        assert event.event == "file_list"
+        assert event.card_id == "CARD-1"
+        paths = [f["path"] for f in event.files or []]
+        assert paths == [f"DCIM/100GOPRO/GX01{i:04d}.MP4" for i in range(4)]
+        card = await pg.fetchrow("SELECT detector_id, present FROM card WHERE id = 'CARD-1'")
+        assert tuple(card) == ("station-1", True)
+        det = await pg.fetchrow("SELECT last_seen_at, current_card_id FROM detector")
+        assert det["last_seen_at"] is not None and det["current_card_id"] == "CARD-1"
+        assert await redis.exists(presence) == 0  # cleared when the detector left
+    finally:
+        await redis.aclose()
+
+
+async def test_card_removed_marks_the_card_absent(
+    hub_settings: Settings,
+    names: Names,
+    clean_db: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    pg: asyncpg.Connection,
+) -> None:
+    token = await new_detector(sessions, "station-1")
+    async with running_hub(hub_settings) as hub, open_detector(hub.ws, token) as ws:
+        await ws.send(json.dumps({"v": 1, "type": "card_inserted", "card_id": "C9", "label": "TM"}))
+        await ws.send(json.dumps({"v": 1, "type": "card_removed", "card_id": "C9"}))
+
+        async def two_events() -> bool:
+            got = await topic_values(hub_settings.kafka_url, names.detector_events)
+            return len(got) == 2
+
+        await wait_for(two_events, what="two card events")
+        await wait_for(
+            lambda: pg.fetchval("SELECT NOT present FROM card WHERE id = 'C9'"), what="absent"
+        )
+    assert await pg.fetchval("SELECT label FROM card WHERE id = 'C9'") == "TM"
+    assert await pg.fetchval("SELECT current_card_id FROM detector") is None
+
+
+async def test_copy_result_and_progress_are_published_and_foreign_ids_refused(
+    hub_settings: Settings,
+    names: Names,
+    clean_db: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    token = await new_detector(sessions, "station-1")
+    async with running_hub(hub_settings) as hub, open_detector(hub.ws, token) as ws:
+        progress = {
+            "v": 1,
+            "type": "copy_progress",
+            "request_id": "f7",
+            "bytes_done": 5,
+            "bytes_total": 10,
+        }
+        await ws.send(json.dumps(progress))
+        await ws.send(json.dumps({**progress, "request_id": "not-ours"}))
+        error = await recv_hub(ws)
+        assert isinstance(error, protocol.ErrorMessage)
+        assert (error.code, error.request_id) == ("unknown_request", "not-ours")
+        result = {
+            "v": 1,
+            "type": "copy_result",
+            "request_id": "f7",
+            "status": "copied",
+            "destination": "cards/C/00000007_A.MP4",
+            "size": 10,
+            "hash": "ab12",
+            "hash_algo": "xxh3_128",
+        }
+        await ws.send(json.dumps(result))
+
+        async def one_result() -> bool:
+            return bool(await topic_values(hub_settings.kafka_url, names.copy_results))
+
+        await wait_for(one_result, what="the copy result")
+    results = await topic_values(hub_settings.kafka_url, names.copy_results)
+    assert len(results) == 1
+    assert (results[0]["file_id"], results[0]["detector_id"], results[0]["hash"]) == (
+        7,
+        "station-1",
+        "ab12",
+    )
+    statuses = await topic_values(hub_settings.kafka_url, names.status)
+    assert [(s["kind"], s["id"]) for s in statuses] == [("file", "7")]
+
+
+async def test_a_second_connection_of_the_same_detector_replaces_the_first(
+    hub_settings: Settings,
+    clean_db: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    token = await new_detector(sessions, "station-1")
+    async with (
+        running_hub(hub_settings) as hub,
+        open_detector(hub.ws, token) as first,
+        open_detector(hub.ws, token) as second,
+    ):
+        code, _ = await close_code(first)
+        assert code == protocol.CLOSE_REPLACED
+        await second.send(file_list("CARD-2"))
+        await asyncio.wait_for(await second.ping(), 5)  # the newer socket is still open
+
+
+async def test_copy_requests_reach_only_their_detector_s_socket(
+    hub_settings: Settings,
+    names: Names,
+    clean_db: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    token_a = await new_detector(sessions, "station-a")
+    token_b = await new_detector(sessions, "station-b")
+    async with (
+        running_hub(hub_settings) as hub,
+        open_detector(hub.ws, token_a) as ws_a,
+        open_detector(hub.ws, token_b) as ws_b,
+    ):
+        for file_id, detector_id in ((11, "station-a"), (12, "station-b"), (13, "station-a")):
+            req = records.CopyRequest(
+                request_id=copy_request_id(file_id),
+                detector_id=detector_id,
+                card_id="C1",
+                file_id=file_id,
+                path=f"DCIM/F{file_id}.MP4",
+                size=5,
+                mtime=1.7e9,
+                destination=f"cards/C1/{file_id:08d}_F.MP4",
+                priority=0,
+            )
+            await produce(
+                hub_settings.kafka_url, names.copy_requests, detector_id, records.encode(req)
+            )
+        got_a = [await recv_hub(ws_a), await recv_hub(ws_a)]
+        got_b = await recv_hub(ws_b)
+        assert sorted(m.request_id for m in got_a if isinstance(m, protocol.CopyRequest)) == [
+            "f11",
+            "f13",
+        ]
+        assert isinstance(got_b, protocol.CopyRequest) and got_b.request_id == "f12"
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws_b.recv(), 0.5)
+
+
+async def test_reconnect_resends_requests_pending_in_postgres(
+    hub_settings: Settings,
+    clean_db: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    pg: asyncpg.Connection,
+) -> None:
+    token = await new_detector(sessions, "station-1")
+    rows = [  # (name, size, kind, status, detector)
+        ("GX010001.MP4", 900, "footage", "requested", "station-1"),
+        ("QR000002.MP4", 10, "qr_candidate", "copying", "station-1"),
+        ("GX010003.MP4", 900, "footage", "imported", "station-1"),
+        ("GX010004.MP4", 900, "footage", "requested", "station-2"),
+        ("GX010005.MP4", 900, "footage", "listed", "station-1"),
+    ]
+    ids = {}
+    for i, (name, size, kind, status, det) in enumerate(rows):
+        ids[name] = await pg.fetchval(
+            "INSERT INTO imported_file (card_id, name, path, size, mtime_ms, kind, status, "
+            "detector_id) VALUES ('CARD-7', $1, 'DCIM/100GOPRO/' || $1, $2, $3, $4, $5, $6) "
+            "RETURNING id",
+            name,
+            size,
+            1_700_000_000_000 + i,
+            kind,
+            status,
+            det,
+        )
+    async with running_hub(hub_settings) as hub:
+        for _ in range(2):  # every (re)connection gets them again
+            async with open_detector(hub.ws, token) as ws:
+                got = [await recv_hub(ws), await recv_hub(ws)]
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(ws.recv(), 0.5)
+            assert all(isinstance(m, protocol.CopyRequest) for m in got)
+            reqs = [m for m in got if isinstance(m, protocol.CopyRequest)]
+            assert [m.request_id for m in reqs] == [
+                copy_request_id(ids["QR000002.MP4"]),
+                copy_request_id(ids["GX010001.MP4"]),
+            ]
+            assert [m.priority for m in reqs] == [0, 10]
+            assert reqs[0].path == "DCIM/100GOPRO/QR000002.MP4"
+            assert reqs[0].destination.endswith("_QR000002.MP4")
+
+
+async def test_health_reports_a_down_service_with_503_and_detectors_still_work(
+    hub_settings: Settings,
+    names: Names,
+    clean_db: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis down: health says so (503, redis false); lists still reach the topic."""
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    settings = hub_settings.model_copy(update={"redis_url": dead_redis})
+    token = await new_detector(sessions, "station-1")
+    async with running_hub(settings, healthy=False) as hub, httpx.AsyncClient() as client:
+
+        async def forwarding() -> dict[str, object] | None:
+            body: dict[str, object] = (await client.get(f"{hub.http}/api/health")).json()
+            return body if body.get("copy_requests") else None
+
+        await wait_for(forwarding, what="the copy-request consumer")
+        response = await client.get(f"{hub.http}/api/health")
+        assert response.status_code == 503
+        body = response.json()
+        assert (body["db"], body["redis"], body["kafka"], body["status"]) == (
+            True,
+            False,
+            True,
+            "degraded",
+        )
+        async with open_detector(hub.ws, token) as ws:
+            await ws.send(file_list("CARD-R"))
+
+            async def one_event() -> bool:
+                return bool(await topic_values(settings.kafka_url, names.detector_events))
+
+            await wait_for(one_event, what="the list despite Redis being down")
+    assert "presence of detector station-1 not recorded" in caplog.text
+
+
+@given(st.text(max_size=400))
+def test_close_reasons_always_fit_a_close_frame(reason: str) -> None:
+    cut = close_reason(reason)
+    assert len(cut.encode()) <= 123
+    if len(reason.encode()) <= 123:
+        assert cut == reason
+
+
+def test_progress_is_throttled_but_first_and_last_always_published() -> None:
+    board = ProgressBoard(interval=3600)
+    assert board.update("d", "f1", 0, 100)
+    assert not board.update("d", "f1", 50, 100)
+    assert board.entries["f1"].bytes_done == 50  # kept for the status API even when quiet
+    assert board.update("d", "f1", 100, 100)
+    board.finish("f1")
+    assert board.entries == {}
