@@ -1,0 +1,1 @@
+"""Media helpers: PyAV probing and cheap frame sampling."""

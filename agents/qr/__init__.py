@@ -1,0 +1,1 @@
+"""Booking QR recognition: detectors, clip sampling strategy, payload parsing."""

@@ -1,0 +1,251 @@
+"""Parsing of booking payloads read from ticket QR codes.
+
+Booking systems print different things into the QR: a JSON object, a URL with query parameters,
+a ``key=value`` list, or just the booking id. :func:`parse_booking` turns any of those into a
+:class:`Booking` or raises :class:`NotABooking` with a human-readable ``reason``.
+
+The payload is untrusted (anyone can print a QR): the booking id ends up in file names and the
+passenger name in FFmpeg filter text, so the id is restricted to a small ASCII charset and names
+are normalised, length-limited and stripped of control and bidi-override characters. Escaping
+for FFmpeg is the renderer's job; this module only guarantees what the fields can contain.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = ["Booking", "NotABooking", "PayloadSettings", "parse_booking", "try_parse_booking"]
+
+# Bidi overrides/isolates can make a file name or a title render as something else; legitimate
+# right-to-left names do not need them (the letters carry their own direction).
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+# Separators a raw key=value / JSON payload may contain; every other control char is refused.
+_ALLOWED_RAW_CONTROLS = frozenset("\n\r\t")
+_BOOKING_ID_CHARSET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_KV_SPLIT = re.compile(r"[;,&\n\r]+")
+_KV_PAIR = re.compile(r"^\s*([^=:]{1,64}?)\s*[=:]\s*(.*?)\s*$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class PayloadSettings:
+    """How payload fields are named and how much of them is accepted."""
+
+    booking_id_keys: tuple[str, ...] = (
+        "booking",
+        "booking_id",
+        "bookingid",
+        "booking_ref",
+        "bid",
+        "ref",
+        "reference",
+        "order",
+        "order_id",
+        "ticket",
+        "ticket_id",
+    )
+    passenger_keys: tuple[str, ...] = (
+        "name",
+        "passenger",
+        "passenger_name",
+        "pax",
+        "customer",
+        "guest",
+        "full_name",
+    )
+    product_keys: tuple[str, ...] = ("product", "package", "media", "option")
+    # A payload that is nothing but an id must look like one, so stray text never becomes a booking.
+    bare_id_pattern: str = r"[A-Z]{1,6}-?\d{3,12}"
+    max_payload_chars: int = 2048
+    min_booking_id_chars: int = 3
+    max_booking_id_chars: int = 40
+    max_passenger_chars: int = 120
+    max_product_chars: int = 60
+
+
+@dataclass(frozen=True)
+class Booking:
+    """A booking read from a ticket: id safe for file names, optional passenger and product."""
+
+    booking_id: str
+    passenger: str | None = None
+    product: str | None = None
+
+
+class NotABooking(ValueError):
+    """The payload is not a booking; permanent (re-reading the same text gives the same answer)."""
+
+    retryable = False
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def try_parse_booking(text: str, settings: PayloadSettings | None = None) -> Booking | NotABooking:
+    """Like :func:`parse_booking` but returns the failure instead of raising it."""
+    try:
+        return parse_booking(text, settings)
+    except NotABooking as exc:
+        return exc
+
+
+def parse_booking(text: str, settings: PayloadSettings | None = None) -> Booking:
+    """Parse a QR payload into a :class:`Booking`; raise :class:`NotABooking` with a reason."""
+    cfg = settings or PayloadSettings()
+    if not isinstance(text, str):
+        raise NotABooking("payload is not text")
+    if len(text) > cfg.max_payload_chars:
+        raise NotABooking(f"payload longer than {cfg.max_payload_chars} characters")
+    stripped = text.strip()
+    if not stripped:
+        raise NotABooking("empty payload")
+    bad = _first_bad_char(stripped, allowed=_ALLOWED_RAW_CONTROLS)
+    if bad is not None:
+        raise NotABooking(f"payload contains a control character (U+{ord(bad):04X})")
+
+    fields = _fields_of(stripped, cfg)
+    if fields is None:
+        if re.fullmatch(cfg.bare_id_pattern, stripped):
+            return Booking(booking_id=_clean_booking_id(stripped, cfg))
+        raise NotABooking("payload is neither JSON, URL, key=value list nor a booking id")
+    return _booking_from_fields(fields, cfg)
+
+
+def _fields_of(text: str, cfg: PayloadSettings) -> dict[str, str] | None:
+    """Key -> value for structured payloads, None when the text has no structure."""
+    if text.startswith("{"):
+        return _json_fields(text)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
+        return _url_fields(text, cfg)
+    if "=" in text or (":" in text and "\n" in text):
+        return _kv_fields(text)
+    return None
+
+
+def _json_fields(text: str) -> dict[str, str]:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise NotABooking(f"invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise NotABooking("JSON payload is not an object")
+    fields: dict[str, str] = {}
+    for key, value in data.items():
+        # One level of nesting covers {"booking": {"id": ..., "name": ...}} shapes.
+        if isinstance(value, dict):
+            for sub_key, sub_value in value.items():
+                scalar = _scalar(sub_value)
+                if scalar is not None:
+                    fields.setdefault(_norm_key(f"{key}_{sub_key}"), scalar)
+                    fields.setdefault(_norm_key(str(sub_key)), scalar)
+            continue
+        scalar = _scalar(value)
+        if scalar is not None:
+            fields[_norm_key(str(key))] = scalar
+    return _alias_nested_ids(fields)
+
+
+def _alias_nested_ids(fields: dict[str, str]) -> dict[str, str]:
+    # {"booking": {"id": "BK-1"}} flattens to booking_id; keep a plain "id" out of it otherwise.
+    fields.pop("id", None)
+    return fields
+
+
+def _scalar(value: object) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | str):
+        return str(value)
+    return None
+
+
+def _url_fields(text: str, cfg: PayloadSettings) -> dict[str, str]:
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        raise NotABooking(f"invalid URL: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise NotABooking(f"URL scheme {parts.scheme!r} is not http(s)")
+    fields: dict[str, str] = {}
+    for query in (parts.query, parts.fragment):
+        for key, value in parse_qsl(query, keep_blank_values=False):
+            fields.setdefault(_norm_key(key), value)
+    if not any(key in fields for key in cfg.booking_id_keys):
+        # https://book.example/t/BK-12345 — the id as the last path segment.
+        last = parts.path.rstrip("/").rsplit("/", 1)[-1]
+        if last and re.fullmatch(cfg.bare_id_pattern, last):
+            fields[cfg.booking_id_keys[0]] = last
+    return fields
+
+
+def _kv_fields(text: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for part in _KV_SPLIT.split(text):
+        if not part.strip():
+            continue
+        match = _KV_PAIR.match(part)
+        if match is None:
+            continue
+        fields.setdefault(_norm_key(match.group(1)), match.group(2))
+    return fields
+
+
+def _norm_key(key: str) -> str:
+    return re.sub(r"[\s.-]+", "_", key.strip().lower())
+
+
+def _booking_from_fields(fields: Mapping[str, str], cfg: PayloadSettings) -> Booking:
+    raw_id = _pick(fields, cfg.booking_id_keys)
+    if raw_id is None:
+        raise NotABooking(
+            "no booking id field (looked for: " + ", ".join(cfg.booking_id_keys) + ")"
+        )
+    booking_id = _clean_booking_id(raw_id.strip(), cfg)
+    passenger = _clean_text(_pick(fields, cfg.passenger_keys), cfg.max_passenger_chars, "passenger")
+    product = _clean_text(_pick(fields, cfg.product_keys), cfg.max_product_chars, "product")
+    return Booking(booking_id=booking_id, passenger=passenger, product=product)
+
+
+def _pick(fields: Mapping[str, str], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = fields.get(key)
+        if value is not None and value.strip():
+            return value
+    return None
+
+
+def _clean_booking_id(raw: str, cfg: PayloadSettings) -> str:
+    if len(raw) < cfg.min_booking_id_chars:
+        raise NotABooking(f"booking id shorter than {cfg.min_booking_id_chars} characters")
+    if len(raw) > cfg.max_booking_id_chars:
+        raise NotABooking(f"booking id longer than {cfg.max_booking_id_chars} characters")
+    if not _BOOKING_ID_CHARSET.fullmatch(raw):
+        raise NotABooking("booking id may only hold ASCII letters, digits, '-' and '_'")
+    return raw
+
+
+def _clean_text(raw: str | None, limit: int, what: str) -> str | None:
+    if raw is None:
+        return None
+    bad = _first_bad_char(raw, allowed=frozenset())
+    if bad is not None:
+        raise NotABooking(f"{what} contains a control character (U+{ord(bad):04X})")
+    text = " ".join(unicodedata.normalize("NFC", raw).split())
+    if not text:
+        return None
+    # Truncate rather than refuse: a long name should not cost the passenger their video.
+    return text[:limit].rstrip() or None
+
+
+def _first_bad_char(text: str, *, allowed: frozenset[str]) -> str | None:
+    for char in text:
+        if char in allowed:
+            continue
+        if char in _BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Cs"):
+            return char
+    return None
