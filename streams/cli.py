@@ -6,6 +6,11 @@
     skyreel render-worker        a render worker (FFmpeg jobs from the Redis queue)
     skyreel migrate              apply database migrations
     skyreel register-detector N  create a detector and print its token once
+    skyreel status               counters, recent executions, sessions needing a booking
+    skyreel assign KEY --booking B --passenger NAME   assign a booking by hand
+    skyreel replay TOPIC         rewind a consumer group on a topic (--offset N | --since TIME)
+    skyreel retry EXECUTION      retry the failed steps of an execution (--step NAME: one step)
+    skyreel executions           list recent pipeline executions and their steps' states
 
 Settings come from SKYREEL_* environment variables (see streams/settings.py or `--help` of each
 command); each subcommand builds them once and passes them down.
@@ -69,6 +74,88 @@ def _register_detector(settings: Settings, args: argparse.Namespace) -> int:
     return register_detector_cli(settings, args.detector_id, args.name)
 
 
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.kafka import group_timings
+    from streams.replay import run_replay
+    from streams.topics import Names
+
+    if not settings.kafka_url:
+        print("SKYREEL_KAFKA_URL is not set", file=sys.stderr)
+        return 2
+    return run_replay(
+        settings.kafka_url,
+        Names(settings.topic_prefix),
+        args.topic,
+        args.group or settings.app_id,
+        args.offset,
+        args.since,
+        group_timings(settings),
+    )
+
+
+def _retry(settings: Settings, args: argparse.Namespace) -> int:
+    from agents.pipeline.cli import retry_cli
+
+    return retry_cli(settings, args.execution_id, args.step, args.actor)
+
+
+def _executions(settings: Settings, args: argparse.Namespace) -> int:
+    from agents.pipeline.cli import executions_cli
+
+    return executions_cli(settings, args.limit)
+
+
+def _demo_card(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agents.demo_card import (
+        DemoCardError,
+        add_jump,
+        load_demo_card,
+        summary_table,
+        write_demo_card,
+    )
+
+    width, _, height = args.resolution.lower().partition("x")
+    try:
+        size = (int(width), int(height))
+    except ValueError:
+        print(f"--resolution must be WxH, got {args.resolution!r}", file=sys.stderr)
+        return 2
+    root = Path(args.directory)
+    try:
+        if args.add:
+            for _ in range(args.jumps):
+                add_jump(root)
+            card = load_demo_card(root)
+        else:
+            card = write_demo_card(
+                root,
+                args.jumps,
+                seed=args.seed,
+                footage_seconds=args.footage_seconds,
+                size=size,
+            )
+    except DemoCardError as exc:
+        print(f"skyreel demo-card: {exc}", file=sys.stderr)
+        return 1
+    print(summary_table(card))
+    print(f"\n{len(card.all_files)} files under {root / 'DCIM'}")
+    return 0
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.cli_status import status_cli
+
+    return status_cli(settings, args)
+
+
+def _assign(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.cli_status import assign_cli
+
+    return assign_cli(settings, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skyreel",
@@ -104,6 +191,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("detector_id", help="short id, e.g. hangar-1 ([a-z0-9-], up to 64)")
     p.add_argument("--name", default="", help="human-readable name")
     p.set_defaults(handler=_register_detector)
+
+    p = sub.add_parser(
+        "replay",
+        help="rewind a consumer group so agents reprocess a topic (stop the workers first)",
+    )
+    p.add_argument("topic", help="topic name, full or short (step-results)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--since", help="ISO time: first message at or after it")
+    where.add_argument("--offset", type=int, help="offset per partition (clamped to the log)")
+    p.add_argument("--group", default="", help="consumer group (default: SKYREEL_APP_ID)")
+    p.set_defaults(handler=_replay)
+
+    p = sub.add_parser("retry", help="retry failed steps (never what succeeded)")
+    p.add_argument("execution_id", type=int)
+    p.add_argument("--step", default=None, help="only this step")
+    p.add_argument("--actor", default="cli", help="who asked (kept in the step log)")
+    p.set_defaults(handler=_retry)
+
+    p = sub.add_parser("demo-card", help="write a synthetic GoPro SD card (demo, tests)")
+    p.add_argument("directory", help="card root to create (gets DCIM/100GOPRO/)")
+    p.add_argument(
+        "--jumps",
+        type=int,
+        default=3,
+        help="readable jumps (plus one with an unreadable QR); with --add: jumps to add",
+    )
+    p.add_argument("--seed", type=int, default=7, help="same seed, same card")
+    p.add_argument("--footage-seconds", type=float, default=3.0, help="length of footage clips")
+    p.add_argument("--resolution", default="640x360", help="WxH of the clips")
+    p.add_argument(
+        "--add", action="store_true", help="append jumps to an existing demo card (new files only)"
+    )
+    p.set_defaults(handler=_demo_card)
+
+    p = sub.add_parser("executions", help="list recent pipeline executions")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(handler=_executions)
+
+    p = sub.add_parser("status", help="counters, recent executions, sessions waiting for a human")
+    p.add_argument("--limit", type=int, default=20, help="executions to show (default 20)")
+    p.set_defaults(handler=_status)
+
+    p = sub.add_parser("assign", help="assign a booking to a needs_review/unassigned session")
+    p.add_argument("session", help="jump session key")
+    p.add_argument("--booking", required=True, help="booking id")
+    p.add_argument("--passenger", required=True, help="passenger name")
+    p.set_defaults(handler=_assign)
     return parser
 
 
