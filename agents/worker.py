@@ -85,7 +85,36 @@ def build_worker(settings: Settings) -> WorkerApp:
     _consume(wa, topics.detector_events, "ingest", on_event)
     _consume(wa, topics.copy_results, "copy_results", on_copy_result)
 
+    _attach_pipeline(wa, settings)
     return wa
+
+
+def _attach_pipeline(wa: WorkerApp, settings: Settings) -> None:
+    """The pipeline framework: orchestrator, step runner, reconciliation timer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agents.pipeline import orchestrator, reconcile, runner
+    from agents.pipeline.handlers import default_handlers
+
+    config = orchestrator.PipelineConfig()
+    handlers = default_handlers()
+    topics = wa.topics
+
+    async def send_request(key: bytes, value: bytes) -> object:
+        return await topics.step_requests.send(key=key, value=value)
+
+    async def send_status(key: bytes, value: bytes) -> object:
+        return await topics.status.send(key=key, value=value)
+
+    async def send_result(key: bytes, value: bytes) -> object:
+        return await topics.step_results.send(key=key, value=value)
+
+    emitter = orchestrator.Emitter(send_request, send_status)
+    orchestrator.attach(wa, orchestrator.Orchestrator(wa.engine, handlers.registry, emitter))
+    executor = ThreadPoolExecutor(settings.worker_concurrency, thread_name_prefix="step")
+    step_runner = runner.Runner(wa.engine, handlers, send_result, executor=executor)
+    runner.attach(wa, step_runner, concurrency=config.runner_concurrency)
+    reconcile.attach(wa, handlers.registry, emitter, interval_s=config.reconcile_interval_s)
 
 
 def run_worker(settings: Settings) -> int:

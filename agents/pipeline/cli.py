@@ -1,0 +1,73 @@
+"""Bodies of `skyreel retry` and `skyreel executions` (the parsers live in streams/cli.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy import text
+
+from agents.pipeline.errors import PipelineError
+from agents.pipeline.orchestrator import Emitter, retry
+from storage.db import make_engine
+from streams.kafka import make_producer
+from streams.settings import Settings
+from streams.topics import Names
+
+logger = logging.getLogger(__name__)
+
+
+async def _retry(settings: Settings, execution_id: int, step: str | None, actor: str) -> int:
+    engine = make_engine(settings.database_url, pool_size=1)
+    producer = make_producer(settings.kafka_url)
+    await producer.start()
+    topic = Names(settings.topic_prefix).step_requests
+
+    async def send(key: bytes, value: bytes) -> object:
+        return await producer.send_and_wait(topic, value=value, key=key)
+
+    try:
+        names = await retry(engine, Emitter(send), execution_id, step=step, actor=actor)
+    except PipelineError as exc:
+        print(f"retry refused: {exc}")
+        return 1
+    finally:
+        await producer.stop()
+        await engine.dispose()
+    print(f"execution {execution_id}: retried {', '.join(names) or 'nothing (no failed step)'}")
+    return 0
+
+
+def retry_cli(settings: Settings, execution_id: int, step: str | None, actor: str) -> int:
+    if not settings.database_url or not settings.kafka_url:
+        print("retry needs SKYREEL_DATABASE_URL and SKYREEL_KAFKA_URL")
+        return 2
+    return asyncio.run(_retry(settings, execution_id, step, actor))
+
+
+async def _executions(settings: Settings, limit: int) -> int:
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT e.id, e.key, e.pipeline, e.status, e.created_at, "
+                    "(SELECT string_agg(status || '=' || n, ' ' ORDER BY status) FROM "
+                    " (SELECT status, count(*) n FROM pipeline_step s WHERE s.execution_id = e.id "
+                    "  GROUP BY status) c) AS steps "
+                    "FROM pipeline_execution e ORDER BY e.id DESC LIMIT :n"
+                ),
+                {"n": limit},
+            )
+            for r in rows:
+                print(f"{r.id:>6} {r.status:<10} {r.pipeline:<12} {r.key}  [{r.steps or '-'}]")
+    finally:
+        await engine.dispose()
+    return 0
+
+
+def executions_cli(settings: Settings, limit: int) -> int:
+    if not settings.database_url:
+        print("executions needs SKYREEL_DATABASE_URL")
+        return 2
+    return asyncio.run(_executions(settings, limit))

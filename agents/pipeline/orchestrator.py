@@ -1,0 +1,409 @@
+"""The orchestrator: records step results, promotes what became ready, sends step requests.
+
+A Faust agent on `step-results` (key: execution id, so one execution's results arrive in order
+at one consumer) takes results in small batches; per execution and batch it runs ONE transaction
+that locks the execution row, applies every result through the pure core (`dag.apply_result`,
+`dag.spawn`), writes the changes set-based, promotes the steps that became ready (an incremental
+"dependents of what finished" query, the pure core deciding), and updates the execution status.
+After the commit it sends a `StepRequest` per READY step on `step-requests`, keyed by
+`<execution>:<step>` so steps spread over partitions and run in parallel, and `StatusEvent`s.
+
+A retryable failure comes back READY with a backoff: its request is sent once `not_before` has
+passed (a timer here; reconciliation re-sends it if this process dies first).
+
+`start_execution`, `retry` and `cancel` are what the real pipelines, the API and the CLI call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from agents.guard import dead_letter, guarded
+from agents.pipeline import dag
+from agents.pipeline.dag import ExecutionStatus, StepState, StepStatus
+from agents.pipeline.errors import InvalidTransition, PipelineError, UnknownStepKind
+from agents.pipeline.registry import Registry, StepKind
+from storage import pipeline as repo
+from streams import records
+
+if TYPE_CHECKING:
+    from agents.worker import WorkerApp
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[bytes, bytes], Awaitable[object]]
+STALE_RETRIES = 5
+
+
+class PipelineConfig(BaseSettings):
+    """Pipeline knobs of a worker (SKYREEL_PIPELINE_*). To be folded into streams.Settings."""
+
+    model_config = SettingsConfigDict(env_prefix="SKYREEL_PIPELINE_", extra="ignore")
+
+    reconcile_interval_s: float = Field(
+        30.0, gt=0, description="Seconds between reconciliation passes (one runs at start)."
+    )
+    runner_concurrency: int = Field(
+        4, ge=1, le=64, description="Step-runner actors per worker (each runs small batches)."
+    )
+
+
+@dataclass(frozen=True)
+class Emitter:
+    """Where requests and status events go (Faust topics in a worker, aiokafka elsewhere)."""
+
+    send_request: Send
+    send_status: Send | None = None
+
+
+@dataclass(frozen=True)
+class StepDef:
+    """A step to add to an execution (at start, or spawned by a running step)."""
+
+    name: str
+    kind: str
+    depends_on: tuple[str, ...] = ()
+    spawns: tuple[str, ...] = ()
+    input: Mapping[str, object] = field(default_factory=dict)
+
+    def state(self, registry: Registry) -> StepState:
+        return registry.new_step(
+            self.name, self.kind, depends_on=self.depends_on, spawns=self.spawns
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> StepDef:
+        """Validate an untrusted definition (a spawn list in a StepResult); ValueError if bad."""
+        name, kind = data.get("name"), data.get("kind")
+        if not isinstance(name, str) or not isinstance(kind, str):
+            raise ValueError(f"a step definition needs string name and kind: {dict(data)!r}")
+        lists = {}
+        for key in ("depends_on", "spawns"):
+            value = data.get(key) or []
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"step {name!r}: {key} must be a list of strings")
+            lists[key] = tuple(value)
+        value = data.get("input") or {}
+        if not isinstance(value, dict):
+            raise ValueError(f"step {name!r}: input must be an object")
+        return cls(name, kind, lists["depends_on"], lists["spawns"], value)
+
+
+def request_key(execution_id: int, step: str) -> bytes:
+    return f"{execution_id}:{step}".encode()
+
+
+def step_request(s: repo.Saved) -> records.StepRequest:
+    return records.StepRequest(
+        execution_id=s.execution_id, step=s.name, kind=s.kind, attempt=s.attempt, input=s.input
+    )
+
+
+async def send_requests(
+    emitter: Emitter, ready: Iterable[repo.Saved], later: Callable[[float, repo.Saved], None] | None
+) -> int:
+    """Send a request per READY step; those with a future `not_before` go to `later` (or now)."""
+    now = datetime.now(UTC)
+    sent = 0
+    for s in ready:
+        delay = (s.not_before - now).total_seconds() if s.not_before else 0.0
+        if delay > 0 and later is not None:
+            later(delay, s)
+            continue
+        await emitter.send_request(
+            request_key(s.execution_id, s.name), records.encode(step_request(s))
+        )
+        sent += 1
+    return sent
+
+
+def policy_for(registry: Registry, kind: str) -> StepKind:
+    try:
+        return registry.get(kind)
+    except UnknownStepKind:
+        return StepKind(kind)  # a step stored before its kind was removed: default policy
+
+
+async def _status_event(emitter: Emitter, kind: str, id_: str, data: dict[str, object]) -> None:
+    if emitter.send_status is None:
+        return
+    event = records.StatusEvent(kind=kind, id=id_, data=data)
+    await emitter.send_status(id_.encode(), records.encode(event))
+
+
+# --- entry points for pipelines, API, CLI -----------------------------------------------------
+
+
+async def start_execution(
+    engine: AsyncEngine,
+    emitter: Emitter,
+    registry: Registry,
+    *,
+    key: str,
+    pipeline: str,
+    subject_type: str,
+    subject_id: str,
+    steps: Sequence[StepDef],
+    context: Mapping[str, object] | None = None,
+) -> int:
+    """Create (idempotently, by `key`) an execution with its steps and dispatch what is ready."""
+    async with engine.begin() as conn:
+        eid, created = await repo.create_execution(
+            conn,
+            key=key,
+            pipeline=pipeline,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            context=context,
+        )
+        await repo.lock_execution(conn, eid)
+        existing = [r.state for r in await repo.load_steps(conn, eid)]
+        added = dag.spawn(existing, [d.state(registry) for d in steps])
+        await repo.add_steps(conn, eid, added, {d.name: d.input for d in steps})
+        ready = await repo.promote_all(conn, eid)
+        status = await repo.refresh_execution_status(conn, eid)
+    logger.info(
+        "execution %d (%s) %s: %d steps added, %d dispatched",
+        eid,
+        key,
+        "created" if created else "exists",
+        len(added),
+        len(ready),
+    )
+    await send_requests(emitter, ready, None)
+    if status is not None:
+        await _status_event(emitter, "execution", str(eid), {"status": str(status)})
+    return eid
+
+
+async def retry(
+    engine: AsyncEngine, emitter: Emitter, execution_id: int, *, step: str | None, actor: str
+) -> list[str]:
+    """Retry one failed step, or every failed step of an execution; returns what was retried."""
+    async with engine.begin() as conn:
+        if step is None:
+            ready = await repo.retry_execution(conn, execution_id, actor)
+        else:
+            ready = await repo.retry_step(conn, execution_id, step, actor)
+    await send_requests(emitter, ready, None)
+    return [s.name for s in ready]
+
+
+async def cancel(engine: AsyncEngine, emitter: Emitter, execution_id: int, *, actor: str) -> int:
+    async with engine.begin() as conn:
+        n = await repo.cancel_execution(conn, execution_id, actor)
+    await _status_event(emitter, "execution", str(execution_id), {"status": "cancelled"})
+    return n
+
+
+# --- recording results -------------------------------------------------------------------------
+
+
+def _outcome(result: records.StepResult) -> dag.Outcome | None:
+    if result.status == "succeeded":
+        return dag.Success()
+    if result.status == "failed":
+        return dag.Failure(result.error or "failed", bool(result.retryable))
+    if result.status == "waiting":
+        return dag.Waiting(result.error or "waiting")
+    return None  # running / progress: nothing for the DAG
+
+
+@dataclass
+class _Batch:
+    """What one execution's batch produced, to send after the commit."""
+
+    ready: list[repo.Saved] = field(default_factory=list)
+    steps: dict[str, str] = field(default_factory=dict)
+    status: ExecutionStatus | None = None
+
+
+class Orchestrator:
+    """Records results; owns the timers of backoff dispatches."""
+
+    def __init__(self, engine: AsyncEngine, registry: Registry, emitter: Emitter) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.emitter = emitter
+        self._timers: set[asyncio.Task[None]] = set()
+
+    def later(self, delay: float, saved: repo.Saved) -> None:
+        async def send() -> None:
+            await asyncio.sleep(delay)
+            try:
+                await send_requests(self.emitter, [saved], None)
+            except Exception:  # reconciliation re-sends it; never crash the loop
+                logger.exception("delayed dispatch of %s/%s failed", saved.execution_id, saved.name)
+
+        task = asyncio.ensure_future(send())
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
+    async def record(self, results: Sequence[records.StepResult]) -> None:
+        """Record a batch of results (any executions); sends what they made ready."""
+        by_execution: dict[int, list[records.StepResult]] = defaultdict(list)
+        for r in results:
+            if _outcome(r) is not None:
+                by_execution[r.execution_id].append(r)
+        for eid, rs in by_execution.items():
+            for attempt in range(1, STALE_RETRIES + 1):
+                try:
+                    async with self.engine.begin() as conn:
+                        batch = await self._record_execution(conn, eid, rs)
+                    break
+                except repo.StaleWrite:
+                    if attempt == STALE_RETRIES:
+                        raise
+                    logger.info("execution %d: concurrent change, recomputing", eid)
+                except repo.ExecutionNotFound:
+                    logger.warning("results for unknown execution %d ignored", eid)
+                    batch = _Batch()
+                    break
+            await send_requests(self.emitter, batch.ready, self.later)
+            if batch.steps:
+                await _status_event(self.emitter, "step", str(eid), {"steps": batch.steps})
+            if batch.status is not None:
+                await _status_event(self.emitter, "execution", str(eid), {"status": batch.status})
+
+    async def _record_execution(
+        self, conn: AsyncConnection, eid: int, results: Sequence[records.StepResult]
+    ) -> _Batch:
+        await repo.lock_execution(conn, eid)
+        names = sorted({r.step for r in results})
+        first = {r.state.name: r.state for r in await repo.load_steps(conn, eid, names)}
+        cur = dict(first)
+        changes: dict[str, repo.Change] = {}
+        everything: dict[str, StepState] | None = None  # loaded only when a result spawns
+        added: list[str] = []
+        for r in results:
+            step = cur.get(r.step)
+            outcome = _outcome(r)
+            if step is None or outcome is None:
+                logger.warning("execution %d: result for unknown step %r ignored", eid, r.step)
+                continue
+            policy = policy_for(self.registry, step.kind)
+            try:
+                new = dag.apply_result(step, r.attempt, outcome, policy)
+            except InvalidTransition as exc:
+                logger.warning("execution %d: result ignored: %s", eid, exc)
+                continue
+            if new is step:
+                logger.debug("execution %d: stale result for %s/%d", eid, r.step, r.attempt)
+                continue
+            if isinstance(outcome, dag.Success) and r.spawn:
+                if everything is None:
+                    everything = {s.state.name: s.state for s in await repo.load_steps(conn, eid)}
+                everything.update(cur)
+                try:
+                    defs = [StepDef.from_dict(d) for d in r.spawn]
+                    new_steps = dag.spawn(
+                        everything.values(),
+                        [d.state(self.registry) for d in defs],
+                        spawner=step.name,
+                    )
+                except (PipelineError, ValueError) as exc:
+                    new = dag.fail(
+                        step, r.attempt, f"spawn rejected: {exc}", retryable=False, policy=policy
+                    )
+                else:
+                    added += await repo.add_steps(
+                        conn, eid, new_steps, {d.name: d.input for d in defs}
+                    )
+                    everything.update({s.name: s for s in new_steps})
+            cur[r.step] = new
+            changes[r.step] = self._change(first[r.step], new, r, outcome)
+        saved = await repo.save_changes(conn, eid, list(changes.values()))
+        done = [n for n in changes if cur[n].done]
+        spawns = [p for n in done for p in cur[n].spawns]
+        promoted = await repo.promote(conn, eid, done, spawns, added)
+        batch = _Batch(ready=repo.ready_only(saved) + promoted)
+        batch.steps = {s.name: str(s.status) for s in [*saved, *promoted]}
+        if changes or added:
+            batch.status = await repo.refresh_execution_status(conn, eid)
+        return batch
+
+    @staticmethod
+    def _change(
+        old: StepState, new: StepState, r: records.StepResult, outcome: dag.Outcome
+    ) -> repo.Change:
+        if isinstance(outcome, dag.Waiting):
+            return repo.Change(old, new, worker=r.worker, log=f"waiting: {outcome.reason}")
+        if new.status is StepStatus.SUCCEEDED:
+            return repo.Change(
+                old,
+                new,
+                output=dict(r.output or {}),
+                worker=r.worker,
+                attempt_status="succeeded",
+                log="succeeded",
+            )
+        retrying = new.status is StepStatus.READY
+        log = f"failed: {new.error}" + (f" (retry in {new.backoff_s:.1f}s)" if retrying else "")
+        return repo.Change(
+            old, new, worker=r.worker, attempt_status="failed", log=log, level="error"
+        )
+
+
+# --- the Faust agent ---------------------------------------------------------------------------
+
+
+def attach(wa: WorkerApp, orchestrator: Orchestrator, *, batch: int = 200) -> None:
+    """The agent on step-results: small batches; a batch that fails is redone one by one."""
+    topic = wa.topics.step_results
+    name = topic.get_topic_name()
+
+    async def decoded(payload: bytes, key: bytes | None) -> records.StepResult | None:
+        try:
+            return records.decode(records.StepResult, payload)
+        except Exception as exc:
+            await dead_letter(
+                wa.engine,
+                wa.topics.dead_letter,
+                name,
+                key,
+                payload,
+                f"undecodable StepResult: {exc}",
+            )
+            return None
+
+    async def orchestrate(stream: object) -> None:
+        async for events in stream.take_events(batch, within=0.003):  # type: ignore[attr-defined]
+            pairs = []
+            for event in events:
+                payload = bytes(event.value or b"")
+                key = event.key if isinstance(event.key, bytes) else None
+                result = await decoded(payload, key)
+                if result is not None:
+                    pairs.append((key, payload, result))
+            try:
+                await orchestrator.record([r for _, _, r in pairs])
+            except Exception:
+                logger.warning(
+                    "a batch of %d results failed; redoing one by one", len(pairs), exc_info=True
+                )
+                for key, payload, result in pairs:
+
+                    async def one(result: records.StepResult = result) -> None:
+                        await orchestrator.record([result])
+
+                    await guarded(
+                        topic=name,
+                        key=key,
+                        payload=payload,
+                        handler=one,
+                        engine=wa.engine,
+                        dead_letter_topic=wa.topics.dead_letter,
+                    )
+
+    orchestrate.__name__ = orchestrate.__qualname__ = "orchestrator"
+    wa.app.agent(topic, name=f"{wa.names.prefix}.orchestrator")(orchestrate)

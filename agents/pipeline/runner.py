@@ -1,0 +1,231 @@
+"""The runner: the Faust agent on `step-requests` that runs "agent"-kind steps.
+
+For a batch of requests it claims the steps in one transaction (`dag.start`, written guarded:
+a duplicate or stale request, or one another worker already claimed, is dropped), runs their
+handlers concurrently, stores their log lines and sends a `StepResult` per step on
+`step-results` (key: execution id). A handler never crashes the agent: `StepFailed` errors keep
+their retryable flag, a timeout is retryable, and any other exception is a retryable failure
+with its type and message.
+
+"render_queue"-kind steps are not run here: `dispatch_render(request)` is called instead. It is
+the seam for the render integration (it will enqueue on the Redis render queue, whose worker
+claims the step and reports a StepResult); until then the default only logs, the step stays
+READY and reconciliation re-sends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agents.guard import dead_letter, guarded
+from agents.pipeline import dag
+from agents.pipeline.errors import InvalidTransition, StepFailed, UnknownStepKind
+from agents.pipeline.handlers import Handlers, StepContext
+from storage import pipeline as repo
+from streams import records
+
+if TYPE_CHECKING:
+    from agents.worker import WorkerApp
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[bytes, bytes], Awaitable[object]]
+RenderDispatch = Callable[[records.StepRequest], Awaitable[None]]
+
+
+async def render_dispatch_unavailable(request: records.StepRequest) -> None:
+    """Default seam: no render integration yet; reconciliation will offer the step again."""
+    logger.warning(
+        "execution %d: step %s (kind %s) needs the render queue, which is not wired yet",
+        request.execution_id,
+        request.step,
+        request.kind,
+    )
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class Claimed:
+    request: records.StepRequest
+    step_id: int
+
+
+class Runner:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        handlers: Handlers,
+        send_result: Send,
+        *,
+        dispatch_render: RenderDispatch = render_dispatch_unavailable,
+        executor: Executor | None = None,
+        worker: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.handlers = handlers
+        self.send_result = send_result
+        self.dispatch_render = dispatch_render
+        self.executor = executor
+        self.worker = worker or worker_name()
+
+    def _runs_on(self, kind: str) -> str:
+        try:
+            return self.handlers.registry.get(kind).runs_on
+        except UnknownStepKind:
+            return "agent"  # claimed, then failed permanently with the reason
+
+    async def run(self, requests: Sequence[records.StepRequest]) -> None:
+        agent_requests = []
+        for request in requests:
+            if self._runs_on(request.kind) == "render_queue":
+                await self.dispatch_render(request)
+            else:
+                agent_requests.append(request)
+        claimed = await self.claim(agent_requests)
+        done = await asyncio.gather(*(self._execute(c) for c in claimed))
+        lines = [line for _, logs in done for line in logs]
+        if lines:
+            async with self.engine.begin() as conn:
+                await repo.add_logs(conn, lines)
+        for result, _ in done:
+            await self.send_result(str(result.execution_id).encode(), records.encode(result))
+
+    async def claim(self, requests: Sequence[records.StepRequest]) -> list[Claimed]:
+        """Claim the requested attempts (one transaction); returns those this worker won."""
+        by_execution: dict[int, dict[str, records.StepRequest]] = defaultdict(dict)
+        for r in requests:
+            by_execution[r.execution_id][r.step] = r
+        claimed: list[Claimed] = []
+        if not by_execution:
+            return claimed
+        now = datetime.now(UTC)
+        async with self.engine.begin() as conn:
+            for eid, wanted in by_execution.items():
+                changes = []
+                for row in await repo.load_steps(conn, eid, sorted(wanted)):
+                    request = wanted[row.state.name]
+                    if row.not_before is not None and row.not_before > now:
+                        continue  # early (a re-send during backoff); it is sent again when due
+                    try:
+                        new = dag.start(row.state, request.attempt)
+                    except InvalidTransition as exc:
+                        logger.warning("execution %d: request not claimed: %s", eid, exc)
+                        continue
+                    if new is not row.state:
+                        changes.append(repo.Change(row.state, new, worker=self.worker))
+                saved = await repo.save_changes(conn, eid, changes, strict=False)
+                await repo.open_attempts(conn, [(s.step_id, s.attempt) for s in saved], self.worker)
+                claimed += [Claimed(wanted[s.name], s.step_id) for s in saved]
+        return claimed
+
+    async def _execute(
+        self, claimed: Claimed
+    ) -> tuple[records.StepResult, list[tuple[int, int, str, str, str]]]:
+        request = claimed.request
+        ctx = StepContext(
+            request.execution_id, request.step, request.attempt, self.worker, self.executor
+        )
+        result = await self._result(ctx, request)
+        actor = f"worker:{self.worker}"
+        logs = [(claimed.step_id, request.attempt, lvl, msg, actor) for lvl, msg in ctx.logs]
+        return result, logs
+
+    async def _result(self, ctx: StepContext, request: records.StepRequest) -> records.StepResult:
+        def failed(error: str, retryable: bool) -> records.StepResult:
+            return records.StepResult(
+                execution_id=request.execution_id,
+                step=request.step,
+                attempt=request.attempt,
+                status="failed",
+                error=error[:4000],
+                retryable=retryable,
+                worker=self.worker,
+            )
+
+        try:
+            kind = self.handlers.registry.get(request.kind)
+            handler = self.handlers.handler(request.kind)
+        except (UnknownStepKind, KeyError):
+            return failed(f"no handler for step kind {request.kind!r}", False)
+        try:
+            out = await asyncio.wait_for(handler(ctx, request), kind.timeout_s)
+        except StepFailed as exc:
+            return failed(exc.reason, exc.retryable)
+        except TimeoutError:
+            ctx.log(f"timed out after {kind.timeout_s:.0f}s", "error")
+            return failed(f"timed out after {kind.timeout_s:.0f}s", True)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("execution %d: step %s crashed", request.execution_id, request.step)
+            ctx.log(f"{type(exc).__name__}: {exc}", "error")
+            return failed(f"{type(exc).__name__}: {exc}", True)
+        return records.StepResult(
+            execution_id=request.execution_id,
+            step=request.step,
+            attempt=request.attempt,
+            status="succeeded",
+            output=out.output,
+            worker=self.worker,
+            spawn=out.spawn or None,
+        )
+
+
+def attach(wa: WorkerApp, runner: Runner, *, concurrency: int = 4, batch: int = 64) -> None:
+    """The agent on step-requests; `concurrency` actors each claim and run small batches."""
+    topic = wa.topics.step_requests
+    name = topic.get_topic_name()
+
+    async def run_steps(stream: object) -> None:
+        async for events in stream.take_events(batch, within=0.002):  # type: ignore[attr-defined]
+            pairs = []
+            for event in events:
+                payload = bytes(event.value or b"")
+                key = event.key if isinstance(event.key, bytes) else None
+                try:
+                    pairs.append((key, payload, records.decode(records.StepRequest, payload)))
+                except Exception as exc:
+                    await dead_letter(
+                        wa.engine,
+                        wa.topics.dead_letter,
+                        name,
+                        key,
+                        payload,
+                        f"undecodable StepRequest: {exc}",
+                    )
+            try:
+                await runner.run([r for _, _, r in pairs])
+            except Exception:
+                logger.warning(
+                    "a batch of %d requests failed; redoing one by one", len(pairs), exc_info=True
+                )
+                for key, payload, request in pairs:
+
+                    async def one(request: records.StepRequest = request) -> None:
+                        await runner.run([request])
+
+                    await guarded(
+                        topic=name,
+                        key=key,
+                        payload=payload,
+                        handler=one,
+                        engine=wa.engine,
+                        dead_letter_topic=wa.topics.dead_letter,
+                    )
+
+    run_steps.__name__ = run_steps.__qualname__ = "step_runner"
+    wa.app.agent(topic, name=f"{wa.names.prefix}.step_runner", concurrency=concurrency)(run_steps)

@@ -1,0 +1,102 @@
+"""Crash recovery: PostgreSQL is the truth. A worker SIGKILLed mid-execution, or a broker that
+comes back EMPTY, and reconciliation still completes the execution; no step succeeds twice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+from pipeline_harness import attempts, emitter, start, start_worker, wait_status
+from sqlalchemy.ext.asyncio import AsyncEngine
+from support import Proc, wait_for
+
+from agents.pipeline.orchestrator import StepDef
+from streams.embedded import free_port, start_tansu
+from streams.settings import Settings
+from streams.topics import Names
+
+pytestmark = pytest.mark.slow
+
+
+def layered(width: int, depth: int, seconds: float) -> list[StepDef]:
+    """`depth` layers of `width` slow steps, each layer waiting for all of the previous one."""
+    out = []
+    for layer in range(depth):
+        deps = (f"L{layer - 1}:*",) if layer else ()
+        out += [
+            StepDef(f"L{layer}:{i}", "slow", depends_on=deps, input={"seconds": seconds})
+            for i in range(width)
+        ]
+    return out
+
+
+async def count(pg: asyncpg.Connection, eid: int, status: str) -> int:
+    return int(
+        await pg.fetchval(
+            "SELECT count(*) FROM pipeline_step WHERE execution_id = $1 AND status = $2",
+            eid,
+            status,
+        )
+    )
+
+
+async def assert_succeeded_once(pg: asyncpg.Connection, eid: int, n_steps: int) -> None:
+    tries = await attempts(pg, eid)
+    succeeded: dict[str, int] = {}
+    for r in tries:
+        succeeded[r["name"]] = succeeded.get(r["name"], 0) + (r["status"] == "succeeded")
+    assert len(succeeded) == n_steps
+    assert set(succeeded.values()) == {1}, succeeded
+
+
+async def test_sigkill_of_the_worker_mid_execution(
+    clean_db: AsyncEngine,
+    pg: asyncpg.Connection,
+    settings: Settings,
+    names: Names,
+    spawn: Callable[..., Proc],
+) -> None:
+    worker = start_worker(spawn, settings, reconcile_s=1)
+    plan = layered(width=4, depth=3, seconds=0.7)
+    async with emitter(settings, names) as em:
+        eid = await start(clean_db, em, "sigkill", plan)
+
+        async def midway() -> bool:
+            return await count(pg, eid, "succeeded") >= 2 and await count(pg, eid, "running") >= 1
+
+        await wait_for(midway, timeout=60, what="some steps done, some running")
+        worker.kill()
+        running = await count(pg, eid, "running")
+        assert running >= 1
+        restarted = start_worker(spawn, settings, reconcile_s=1, name="worker-restarted")
+        await wait_status(pg, eid, "succeeded", restarted, timeout=90)
+    await assert_succeeded_once(pg, eid, len(plan))
+    lost = await pg.fetchval("SELECT count(*) FROM pipeline_step_attempt WHERE status = 'lost'")
+    assert lost >= 1  # the killed worker's attempts were requeued, not double-counted
+
+
+async def test_broker_restarted_empty_reconciliation_completes(
+    clean_db: AsyncEngine,
+    pg: asyncpg.Connection,
+    settings: Settings,
+    names: Names,
+    spawn: Callable[..., Proc],
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    broker = start_tansu(tmp_path / "broker1", port)
+    own = settings.model_copy(update={"kafka_url": broker.address})
+    worker = start_worker(spawn, own, reconcile_s=1)
+    plan = layered(width=3, depth=3, seconds=0.5)
+    try:
+        async with emitter(own, names) as em:
+            eid = await start(clean_db, em, "broker-lost", plan)
+            await wait_for(lambda: count(pg, eid, "succeeded"), timeout=60, what="a step succeeded")
+        broker.kill()  # every topic, message and committed offset is gone
+        broker = start_tansu(tmp_path / "broker2", port)
+        await wait_status(pg, eid, "succeeded", worker, timeout=120)
+    finally:
+        broker.stop()
+    await assert_succeeded_once(pg, eid, len(plan))
