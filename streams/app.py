@@ -32,6 +32,35 @@ def kafka_broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{hp.strip()}" for hp in bootstrap.split(",") if hp.strip())
 
 
+#: Fetch wait for a local single broker. Tansu holds every fetch for the full wait instead of
+#: answering when data arrives, and Faust hard-codes 1500 ms: ~260 ms per topic hop (measured).
+LOCAL_FETCH_MAX_WAIT_MS = 10
+
+
+def _install_fetch_wait_hook() -> None:
+    """Let an app choose its worker consumer's fetch_max_wait_ms (Faust offers no setting).
+
+    Only apps that set ``_skyreel_fetch_max_wait_ms`` are affected; production keeps Faust's
+    default, since a real Kafka broker answers a fetch as soon as data is there.
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    thread_cls = driver.AIOKafkaConsumerThread
+    if getattr(thread_cls, "_skyreel_hooked", False):
+        return
+    original = thread_cls._create_worker_consumer
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        wait = getattr(self.app, "_skyreel_fetch_max_wait_ms", None)
+        if wait is not None:
+            consumer._fetch_max_wait_ms = int(wait)
+        return consumer
+
+    thread_cls._create_worker_consumer = create  # type: ignore[method-assign]
+    thread_cls._skyreel_hooked = True  # type: ignore[attr-defined]
+
+
 def create_app(settings: Settings, bootstrap: str, *, app_id: str | None = None) -> faust.App:
     local = settings.uses_local_kafka_tuning
     extra: dict[str, Any] = {}
@@ -41,7 +70,7 @@ def create_app(settings: Settings, bootstrap: str, *, app_id: str | None = None)
             "broker_heartbeat_interval": 0.5,
             "broker_rebalance_timeout": 10.0,
         }
-    return faust.App(
+    app = faust.App(
         app_id or settings.app_id,
         broker=kafka_broker_url(bootstrap),
         store="memory://",
@@ -55,6 +84,10 @@ def create_app(settings: Settings, bootstrap: str, *, app_id: str | None = None)
         autodiscover=False,
         **extra,
     )
+    if local:
+        _install_fetch_wait_hook()
+        app._skyreel_fetch_max_wait_ms = LOCAL_FETCH_MAX_WAIT_MS  # type: ignore[attr-defined]
+    return app
 
 
 def declare_topics(app: faust.App, names: Names, partitions: int) -> Topics:

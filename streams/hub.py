@@ -34,6 +34,7 @@ from starlette.websockets import WebSocket
 from detector import protocol
 from storage.db import make_engine, make_sessionmaker
 from streams import kafka, records
+from streams.api import StatusApi
 from streams.detector_ws import Gateway
 from streams.settings import Settings
 from streams.topics import Names
@@ -150,6 +151,7 @@ def create_app(settings: Settings) -> Starlette:
     names = Names(settings.topic_prefix)
     hub_id = settings.hub_name()
     rt = Runtime()
+    status_api = StatusApi(settings, names, hub_id, rt)  # REST /api, /ws/status, dashboard
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -166,10 +168,12 @@ def create_app(settings: Settings) -> Starlette:
         rt.forwarder = asyncio.create_task(
             forward_copy_requests(settings, rt.gateway, rt.consumer_ready)
         )
+        status_api.start()
         logger.info("hub %s started (topics prefix %s)", hub_id, names.prefix)
         try:
             yield
         finally:
+            await status_api.stop()
             rt.forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await rt.forwarder
@@ -208,6 +212,7 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [
         WebSocketRoute("/ws/detector", detector_ws),
         Route("/api/health", health, methods=["GET"]),
+        *status_api.routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = rt

@@ -1,0 +1,207 @@
+"""Operator actions of the status API: retry, cancel, assign a booking (bearer token required).
+
+Each calls the same functions as the CLI (`agents.pipeline.orchestrator.retry` / `cancel`,
+`agents.pipeline.jumps.assign_booking` — with `storage.sessions.assign_session` as the fallback
+while the pipeline has no resume hook), which record the actor in the step log; the hub then
+sends the step requests and a status event so every dashboard refreshes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from agents.pipeline import orchestrator
+from agents.pipeline.errors import InvalidDag, InvalidTransition
+from storage.pipeline import ExecutionNotFound
+from storage.sessions import SessionNotAssignable, SessionNotFound, assign_session
+from streams import api_models as m
+from streams import records
+from streams.api_support import (
+    ApiContext,
+    ApiError,
+    actor,
+    invalid,
+    json_errors,
+    model_response,
+    not_found,
+    path_id,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 16 * 1024
+
+Assigner = Callable[[AsyncEngine, str, str, str, str], Awaitable[object]]
+
+
+def emitter(ctx: ApiContext) -> orchestrator.Emitter:
+    producer = ctx.runtime.producer
+    if producer is None:
+        raise ApiError(503, "starting", "the hub is still starting")
+
+    async def send_request(key: bytes, value: bytes) -> object:
+        return await producer.send_and_wait(ctx.names.step_requests, value, key=key)
+
+    async def send_status(key: bytes, value: bytes) -> object:
+        return await producer.send_and_wait(ctx.names.status, value, key=key)
+
+    return orchestrator.Emitter(send_request, send_status)
+
+
+async def publish_status(ctx: ApiContext, kind: str, id_: str, data: dict[str, object]) -> None:
+    """Tell every hub's dashboards; advisory, so a broker hiccup only logs."""
+    if ctx.runtime.producer is None:
+        return
+    event = records.StatusEvent(kind=kind, id=id_, data=data)
+    try:
+        await ctx.runtime.producer.send_and_wait(
+            ctx.names.status, records.encode(event), key=id_.encode()
+        )
+    except Exception as exc:
+        logger.warning("status event for %s %s not published: %s", kind, id_, exc)
+
+
+def resolve_assigner() -> Assigner | None:
+    """The pipeline's `assign_booking` (resumes the jump) if it exists yet."""
+    try:
+        module = importlib.import_module("agents.pipeline.jumps")
+    except ImportError:
+        return None
+    found = getattr(module, "assign_booking", None)
+    return found if callable(found) else None
+
+
+async def assign(engine: AsyncEngine, key: str, booking_id: str, passenger: str, who: str) -> None:
+    """Assign through the pipeline when it offers that, else update the database only."""
+    pipeline_assign = resolve_assigner()
+    if pipeline_assign is not None:
+        await pipeline_assign(engine, key, booking_id, passenger, who)
+        return
+    async with engine.begin() as conn:
+        await assign_session(conn, key, booking_id, passenger, who)
+    await on_session_assigned(engine, key)
+
+
+async def on_session_assigned(engine: AsyncEngine, key: str) -> None:
+    """Hook for the pipeline to continue an assigned session (until `assign_booking` exists)."""
+    logger.warning(
+        "session %s assigned, but agents.pipeline.jumps.assign_booking is missing: "
+        "nothing resumes its pipeline yet",
+        key,
+    )
+
+
+async def _json_body(request: Request) -> object:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise ApiError(413, "too_large", f"body over {MAX_BODY} bytes")
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        raise invalid("body is not JSON") from None
+
+
+def action_routes(ctx: ApiContext) -> list[BaseRoute]:
+    async def _execution_status(engine: AsyncEngine, eid: int) -> str:
+        async with engine.connect() as conn:
+            status = await conn.scalar(
+                text("SELECT status FROM pipeline_execution WHERE id = :e"), {"e": eid}
+            )
+        if status is None:
+            raise not_found(f"execution {eid}")
+        return str(status)
+
+    async def _retry(request: Request, step: str | None) -> Response:
+        ctx.require_token(request)
+        eid = path_id(request, "execution_id", "execution")
+        engine = ctx.engine()
+        who = actor(request)
+        await _execution_status(engine, eid)
+        try:
+            retried = await orchestrator.retry(engine, emitter(ctx), eid, step=step, actor=who)
+        except ExecutionNotFound:
+            raise not_found(f"execution {eid}") from None
+        except InvalidTransition as exc:
+            raise ApiError(409, "conflict", str(exc)) from None
+        except InvalidDag:
+            raise not_found(f"step {step!r} of execution {eid}") from None
+        await publish_status(ctx, "execution", str(eid), {"action": "retry", "steps": retried})
+        logger.info("execution %d: retry of %s by %s", eid, step or "failed steps", who)
+        return model_response(m.RetryResult(execution_id=eid, retried=retried))
+
+    @json_errors
+    async def retry_execution(request: Request) -> Response:
+        return await _retry(request, None)
+
+    @json_errors
+    async def retry_step(request: Request) -> Response:
+        return await _retry(request, str(request.path_params["step"]))
+
+    @json_errors
+    async def cancel(request: Request) -> Response:
+        ctx.require_token(request)
+        eid = path_id(request, "execution_id", "execution")
+        engine = ctx.engine()
+        status = await _execution_status(engine, eid)
+        if status in ("succeeded", "cancelled"):
+            raise ApiError(409, "conflict", f"execution {eid} is already {status}")
+        try:
+            n = await orchestrator.cancel(engine, emitter(ctx), eid, actor=actor(request))
+        except ExecutionNotFound:
+            raise not_found(f"execution {eid}") from None
+        return model_response(m.CancelResult(execution_id=eid, cancelled_steps=n))
+
+    @json_errors
+    async def assign_route(request: Request) -> Response:
+        ctx.require_token(request)
+        key = str(request.path_params["key"])
+        try:
+            body = m.AssignRequest.model_validate(await _json_body(request))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+            raise invalid(f"{where}: {first.get('msg', 'invalid')}") from None
+        who = actor(request)
+        engine = ctx.engine()
+        try:
+            await assign(engine, key, body.booking_id, body.passenger.strip(), who)
+        except SessionNotFound:
+            raise not_found(f"session {key!r}") from None
+        except SessionNotAssignable as exc:
+            raise ApiError(409, "conflict", str(exc)) from None
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT status, execution_id FROM jump_session WHERE key = :k"),
+                    {"k": key},
+                )
+            ).first()
+        status, execution_id = (str(row[0]), row[1]) if row is not None else ("assigned", None)
+        await publish_status(ctx, "session", key, {"status": status, "booking_id": body.booking_id})
+        return model_response(
+            m.AssignResult(
+                key=key,
+                status=status,
+                booking_id=body.booking_id,
+                passenger=body.passenger.strip(),
+                execution_id=execution_id,
+                actor=who,
+            )
+        )
+
+    return [
+        Route("/api/executions/{execution_id}/retry", retry_execution, methods=["POST"]),
+        Route("/api/executions/{execution_id}/steps/{step}/retry", retry_step, methods=["POST"]),
+        Route("/api/executions/{execution_id}/cancel", cancel, methods=["POST"]),
+        Route("/api/sessions/{key}/assign", assign_route, methods=["POST"]),
+    ]

@@ -1,0 +1,311 @@
+"""Response and request bodies of the status API, as pydantic models.
+
+Every endpoint builds its body through one of these, so a response that does not match the
+documented schema fails in the hub (and in the tests) instead of surprising a client. The
+OpenAPI document (`streams.openapi`) is generated from the same classes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(_Model):
+    code: str = Field(description="Machine-readable error code, e.g. not_found, invalid.")
+    message: str = Field(description="What went wrong, for people.")
+
+
+class ErrorResponse(_Model):
+    error: ErrorBody
+
+
+class MediaLink(_Model):
+    kind: Literal["video", "poster", "file"]
+    url: str = Field(description="Where the hub serves it (under /media/...).")
+    name: str
+
+
+class ExecutionSummary(_Model):
+    id: int
+    key: str
+    pipeline: str
+    subject_type: str
+    subject_id: str
+    status: str
+    card_id: str | None
+    booking_id: str | None
+    passenger: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    steps_total: int
+    steps_done: int
+    steps_failed: int
+    steps_running: int
+    progress: float = Field(ge=0, le=1, description="Done steps plus running steps' progress.")
+
+
+class ExecutionList(_Model):
+    items: list[ExecutionSummary]
+    limit: int
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null: last.")
+
+
+class StepAttempt(_Model):
+    attempt: int
+    status: str
+    worker: str | None
+    error: str
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class StepNode(_Model):
+    id: int
+    name: str
+    kind: str
+    status: str
+    attempt: int
+    max_attempts: int
+    depends_on: list[str]
+    spawns: list[str]
+    spawned_by: str | None
+    progress: float | None
+    error: str
+    worker: str | None
+    waiting_for: str
+    created_at: datetime
+    ready_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_s: float | None
+    attempts: list[StepAttempt]
+
+
+class Edge(_Model):
+    source: str = Field(description="The step depended on.")
+    target: str = Field(description="The step that waits for it.")
+
+
+class ExecutionDetail(ExecutionSummary):
+    context: dict[str, object]
+    steps: list[StepNode]
+    edges: list[Edge]
+    media: list[MediaLink]
+
+
+class LogLine(_Model):
+    id: int
+    attempt: int
+    level: str
+    message: str
+    actor: str
+    at: datetime
+
+
+class StepLogs(_Model):
+    execution_id: int
+    step: str
+    attempt: int | None
+    lines: list[LogLine]
+    next_after: int | None = Field(description="Pass as ?after= for more lines; null: no more.")
+
+
+class Card(_Model):
+    id: str
+    label: str
+    detector_id: str | None
+    present: bool
+    first_seen_at: datetime
+    last_seen_at: datetime
+    files_total: int
+    files_imported: int
+    files_failed: int
+    files_pending: int
+
+
+class CardList(_Model):
+    items: list[Card]
+    limit: int
+    offset: int
+
+
+class FileInfo(_Model):
+    id: int
+    card_id: str
+    name: str
+    path: str
+    size: int
+    mtime_ms: int
+    kind: str
+    status: str
+    reason: str
+    stored_path: str | None
+    content_hash: str | None
+    duration_s: float | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    codec: str | None
+    creation_time: datetime | None
+    session_key: str | None
+    first_listed_at: datetime
+    imported_at: datetime | None
+    qr_status: str | None
+    qr_booking_id: str | None
+    qr_frame_s: float | None
+    frame_url: str | None = Field(description="A JPEG still of the clip (imported files only).")
+
+
+class FileList(_Model):
+    card_id: str
+    items: list[FileInfo]
+    limit: int
+    offset: int
+
+
+class SessionSummary(_Model):
+    key: str
+    card_id: str
+    status: str
+    booking_id: str | None
+    passenger: str | None
+    product: str | None
+    qr_file_id: int | None
+    execution_id: int | None
+    execution_status: str | None
+    assigned_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    files: int
+
+
+class SessionList(_Model):
+    items: list[SessionSummary]
+    limit: int
+    offset: int
+
+
+class SessionDetail(SessionSummary):
+    footage: list[FileInfo]
+    qr_file: FileInfo | None
+    frame_url: str | None = Field(description="Still frame of the QR clip for the review form.")
+    media: list[MediaLink]
+
+
+class CopyProgress(_Model):
+    request_id: str
+    bytes_done: int
+    bytes_total: int
+
+
+class DetectorInfo(_Model):
+    id: str
+    name: str
+    revoked: bool
+    online: bool
+    hub: str | None
+    remote: str | None
+    since: str | None
+    last_seen_at: datetime | None
+    current_card_id: str | None
+    copies: list[CopyProgress] = Field(description="Copies in flight seen by this hub replica.")
+
+
+class DetectorList(_Model):
+    items: list[DetectorInfo]
+
+
+class QueueDepth(_Model):
+    name: str
+    queued: int
+    active: int
+    incomplete: int
+
+
+class Counters(_Model):
+    files_imported: int
+    steps_failed: int
+    steps_retried: int
+    dead_letters: int
+    queue: QueueDepth | None = Field(description="Render queue; null when Redis is down.")
+    other: dict[str, int] = Field(description="Every other counter by name.")
+
+
+class DeadLetterItem(_Model):
+    id: int
+    topic: str
+    key: str
+    payload: str
+    error: str
+    at: datetime
+
+
+class DeadLetterList(_Model):
+    items: list[DeadLetterItem]
+    limit: int
+    next_cursor: str | None
+
+
+class Health(BaseModel):
+    """Open-ended: the hub reports one flag per dependency it checks."""
+
+    model_config = ConfigDict(extra="allow")
+    status: str
+    hub: str
+
+
+class RetryResult(_Model):
+    execution_id: int
+    retried: list[str] = Field(description="Steps made ready again.")
+
+
+class CancelResult(_Model):
+    execution_id: int
+    cancelled_steps: int
+
+
+class AssignRequest(_Model):
+    booking_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    passenger: str = Field(
+        min_length=1,
+        max_length=120,
+        pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
+        description="Shown in the video title: no control characters, not blank.",
+    )
+
+
+class AssignResult(_Model):
+    key: str
+    status: str
+    booking_id: str
+    passenger: str
+    execution_id: int | None
+    actor: str
+
+
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    ErrorResponse,
+    ExecutionList,
+    ExecutionDetail,
+    StepLogs,
+    CardList,
+    FileList,
+    SessionList,
+    SessionDetail,
+    DetectorList,
+    Counters,
+    DeadLetterList,
+    Health,
+    RetryResult,
+    CancelResult,
+    AssignRequest,
+    AssignResult,
+)

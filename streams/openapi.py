@@ -1,0 +1,218 @@
+"""The OpenAPI 3.1 document of the status API, served at `/api/openapi.json`.
+
+Paths and parameters are written here by hand (they are few); bodies come from the pydantic
+models in `streams.api_models`, so the document cannot drift from what the handlers validate.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+
+from pydantic.json_schema import models_json_schema
+
+from streams import api_models as m
+
+JsonObj = dict[str, object]
+JsonMap = Mapping[str, object]
+
+_EXEC_STATUS = ["pending", "running", "waiting", "succeeded", "failed", "cancelled"]
+_SESSION_STATUS = ["decoded", "unassigned", "needs_review", "assigned", "pending"]
+
+
+def _ref(model: type[object]) -> JsonObj:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[object], description: str) -> JsonObj:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _errors(*codes: int) -> JsonObj:
+    text = {
+        401: "Missing or wrong bearer token.",
+        404: "Unknown id.",
+        409: "The current state does not allow this.",
+        413: "Body too large.",
+        422: "Bad filter, parameter or body.",
+        503: "The hub is starting or a dependency is down.",
+    }
+    return {str(c): _json(m.ErrorResponse, text[c]) for c in codes}
+
+
+def _responses(ok: type[object], description: str, *codes: int) -> JsonObj:
+    out = _errors(*codes)
+    out["200"] = _json(ok, description)
+    return out
+
+
+def _query(name: str, schema: JsonMap, description: str) -> JsonObj:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _path(name: str, schema: JsonObj) -> JsonObj:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+_LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "Page size.")
+_OFFSET = _query("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000}, "Rows to skip.")
+_CURSOR = _query(
+    "cursor",
+    {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
+    "next_cursor of the previous page.",
+)
+_EID = _path("execution_id", {"type": "integer", "minimum": 1})
+_STEP = _path("step", {"type": "string", "minLength": 1, "maxLength": 200})
+_KEY = _path("key", {"type": "string", "minLength": 1, "maxLength": 128})
+_DAY = {"type": "string", "description": "YYYY-MM-DD or an ISO 8601 date-time"}
+_SECURED: list[JsonObj] = [{"bearer": []}]
+
+
+def _get(summary: str, params: list[JsonObj], ok: type[object], *errors: int) -> JsonObj:
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": params,
+            "responses": _responses(ok, "OK", 401, 503, *errors),
+        }
+    }
+
+
+def _post(
+    summary: str, params: list[JsonObj], ok: type[object], body: type[object] | None, *errors: int
+) -> JsonObj:
+    op: JsonObj = {
+        "summary": summary,
+        "parameters": params,
+        "security": _SECURED,
+        "responses": _responses(ok, "Done", 401, 404, 409, 503, *errors),
+    }
+    if body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    return {"post": op}
+
+
+def _paths() -> JsonObj:
+    return {
+        "/api/health": _get("Database, broker and Redis up or down", [], m.Health),
+        "/api/executions": _get(
+            "Executions, newest first",
+            [
+                _query("status", {"type": "string", "enum": _EXEC_STATUS}, "Execution status."),
+                _query("card", {"type": "string", "minLength": 1, "maxLength": 128}, "Card id."),
+                _query(
+                    "booking",
+                    {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+                    "Booking id.",
+                ),
+                _query("since", _DAY, "Created at or after (a date: from its start)."),
+                _query("until", _DAY, "Created before (a date: to its end)."),
+                _LIMIT,
+                _CURSOR,
+                _OFFSET,
+            ],
+            m.ExecutionList,
+            422,
+        ),
+        "/api/executions/{execution_id}": _get(
+            "One execution with its steps as a DAG", [_EID], m.ExecutionDetail, 404
+        ),
+        "/api/executions/{execution_id}/steps/{step}/logs": _get(
+            "A step's log lines (all attempts or one)",
+            [
+                _EID,
+                _STEP,
+                _query("attempt", {"type": "integer", "minimum": 0}, "Only this attempt."),
+                _query("after", {"type": "integer", "minimum": 0}, "Lines after this log id."),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 2000}, "Lines."),
+            ],
+            m.StepLogs,
+            404,
+            422,
+        ),
+        "/api/cards": _get("Cards, last seen first", [_LIMIT, _OFFSET], m.CardList, 422),
+        "/api/cards/{card_id}/files": _get(
+            "Files listed from a card",
+            [
+                _path("card_id", {"type": "string", "minLength": 1, "maxLength": 128}),
+                _LIMIT,
+                _OFFSET,
+            ],
+            m.FileList,
+            404,
+            422,
+        ),
+        "/api/sessions": _get(
+            "Jump sessions (incl. unassigned and needs_review)",
+            [
+                _query("status", {"type": "string", "enum": _SESSION_STATUS}, "Session status."),
+                _query("card", {"type": "string", "minLength": 1, "maxLength": 128}, "Card id."),
+                _LIMIT,
+                _OFFSET,
+            ],
+            m.SessionList,
+            422,
+        ),
+        "/api/sessions/{key}": _get("One session with its footage", [_KEY], m.SessionDetail, 404),
+        "/api/detectors": _get("Detectors: online, last seen, copies", [], m.DetectorList),
+        "/api/counters": _get("Counters and render queue depth", [], m.Counters),
+        "/api/dead-letters": _get(
+            "Dead-lettered messages, newest first", [_LIMIT, _CURSOR], m.DeadLetterList, 422
+        ),
+        "/api/executions/{execution_id}/retry": _post(
+            "Retry every failed step of an execution", [_EID], m.RetryResult, None
+        ),
+        "/api/executions/{execution_id}/steps/{step}/retry": _post(
+            "Retry one failed step", [_EID, _STEP], m.RetryResult, None
+        ),
+        "/api/executions/{execution_id}/cancel": _post(
+            "Cancel an execution's unfinished steps", [_EID], m.CancelResult, None
+        ),
+        "/api/sessions/{key}/assign": _post(
+            "Assign a booking and passenger to a needs_review/unassigned session",
+            [_KEY],
+            m.AssignResult,
+            m.AssignRequest,
+            413,
+            422,
+        ),
+    }
+
+
+@functools.cache
+def _document() -> str:
+    _, top = models_json_schema(
+        [(model, "serialization") for model in m.RESPONSE_MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    doc = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "skyreel status API",
+            "version": "1",
+            "description": "Cards, jumps, pipeline executions and their steps; operator actions. "
+            'Errors are {"error": {"code", "message"}}. Live updates: /ws/status.',
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": top.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+    return json.dumps(doc)
+
+
+def openapi_document() -> JsonObj:
+    """A fresh copy of the document (callers may modify it)."""
+    loaded: JsonObj = json.loads(_document())
+    return loaded

@@ -1,0 +1,261 @@
+// skyreel dashboard: REST for state, /ws/status for "something changed" (no polling).
+// Every event or resync triggers a (debounced) re-fetch, so the view is never stale.
+// All text from the API goes in through textContent: passenger names are untrusted.
+"use strict";
+
+const state = { selected: null, session: null, filter: "", ws: null, retryDelay: 500, seq: 0 };
+const $ = (sel, root = document) => root.querySelector(sel);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined) continue;
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c ?? "")));
+  return node;
+}
+
+function token() { return localStorage.getItem("skyreel-token") || ""; }
+function headers(extra = {}) {
+  const t = token();
+  return t ? { ...extra, Authorization: `Bearer ${t}` } : extra;
+}
+
+async function api(path, opts = {}) {
+  const res = await fetch(path, { ...opts, headers: headers(opts.headers || {}) });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(body.error ? `${body.error.code}: ${body.error.message}` : res.statusText);
+  return body;
+}
+
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+const pct = (x) => `${Math.round((x || 0) * 100)}%`;
+
+function progressCell(value, id) {
+  return el("td", {},
+    el("progress", { max: "1", value: String(value || 0), "data-progress": id }),
+    el("span", { class: "pct" }, pct(value)));
+}
+
+// --- lists ---------------------------------------------------------------------------------------
+
+async function loadExecutions() {
+  const q = state.filter ? `&status=${encodeURIComponent(state.filter)}` : "";
+  const page = await api(`/api/executions?limit=100${q}`);
+  const body = $("#executions tbody");
+  body.replaceChildren(...page.items.map((e) => {
+    const what = e.passenger ? `${e.pipeline}: ${e.passenger} (${e.booking_id || "?"})`
+      : `${e.pipeline}: ${e.subject_id}`;
+    const row = el("tr", { "data-id": e.id, class: e.id === state.selected ? "selected" : "",
+      onclick: () => select(e.id) },
+      el("td", {}, e.id), el("td", {}, what),
+      el("td", {}, el("span", { class: `badge ${e.status}` }, e.status)),
+      progressCell(e.progress, `execution-${e.id}`), el("td", {}, when(e.created_at)));
+    return row;
+  }));
+}
+
+async function loadCards() {
+  const page = await api("/api/cards?limit=50");
+  $("#cards tbody").replaceChildren(...page.items.map((c) => el("tr", { "data-card": c.id },
+    el("td", {}, c.label ? `${c.label} (${c.id})` : c.id), el("td", {}, c.files_imported),
+    el("td", {}, c.files_pending), el("td", {}, c.files_failed), el("td", {}, when(c.last_seen_at)))));
+}
+
+async function loadReview() {
+  const [a, b] = await Promise.all([api("/api/sessions?status=needs_review&limit=100"),
+    api("/api/sessions?status=unassigned&limit=100")]);
+  const items = [...a.items, ...b.items];
+  $("#review").replaceChildren(...(items.length ? items.map((s) => el("li", {},
+    el("a", { href: "#", "data-session": s.key, onclick: (ev) => { ev.preventDefault(); review(s.key); } },
+      s.key), " ", el("span", { class: `badge ${s.status}` }, s.status), ` card ${s.card_id}`))
+    : [el("li", { class: "hint" }, "nothing to review")]));
+}
+
+async function loadDetectors() {
+  const list = await api("/api/detectors");
+  $("#detectors").replaceChildren(...list.items.map((d) => el("li", { "data-detector": d.id },
+    el("span", { class: `badge ${d.online ? "online" : "offline"}` }, d.online ? "online" : "offline"),
+    ` ${d.name || d.id}`, d.current_card_id ? ` — card ${d.current_card_id}` : "",
+    ...d.copies.map((c) => el("progress", { max: String(c.bytes_total || 1), value: String(c.bytes_done) })),
+    d.last_seen_at ? el("span", { class: "hint" }, ` last seen ${when(d.last_seen_at)}`) : "")));
+}
+
+async function loadCounters() {
+  const c = await api("/api/counters");
+  const items = [["imported", c.files_imported], ["failed steps", c.steps_failed],
+    ["retried", c.steps_retried], ["dead letters", c.dead_letters],
+    ["render queue", c.queue ? c.queue.queued + c.queue.active : "?"]];
+  $("#counters").replaceChildren(...items.map(([k, v]) => el("li", {}, `${k} `, el("b", {}, v))));
+}
+
+// --- one execution -------------------------------------------------------------------------------
+
+async function select(id) {
+  state.selected = id;
+  state.session = null;
+  for (const tr of document.querySelectorAll("#executions tr.selected")) tr.classList.remove("selected");
+  const row = document.querySelector(`#executions tr[data-id="${id}"]`);
+  if (row) row.classList.add("selected");
+  await renderExecution();
+}
+
+async function action(path, label) {
+  try {
+    const res = await api(path, { method: "POST", headers: { "X-Actor": "dashboard" } });
+    flash(`${label}: ${JSON.stringify(res)}`);
+  } catch (err) {
+    flash(`${label} failed — ${err.message}`, true);
+  }
+  await refresh();
+}
+
+function flash(text, bad = false) {
+  const out = $("#flash") || $("#detail").appendChild(el("p", { id: "flash" }));
+  out.className = bad ? "error" : "hint";
+  out.textContent = text;
+}
+
+async function renderExecution() {
+  const id = state.selected;
+  if (id === null) return;
+  const seq = ++state.seq;
+  const e = await api(`/api/executions/${id}`);
+  if (seq !== state.seq) return; // a newer render is under way
+  const rows = e.steps.map((s) => el("tr", { "data-step": s.name },
+    el("td", {}, s.name), el("td", {}, el("span", { class: `badge ${s.status}`, "data-step-status": s.name }, s.status)),
+    el("td", { "data-step-attempt": s.name }, s.attempt),
+    progressCell(s.status === "succeeded" ? 1 : s.progress, `step-${s.name}`),
+    el("td", { class: "deps" }, s.depends_on.join(", ")),
+    el("td", {}, s.duration_s !== null ? `${s.duration_s.toFixed(1)} s` : ""),
+    el("td", {},
+      s.status === "failed" ? el("button", { class: "retry", "data-step": s.name,
+        onclick: () => action(`/api/executions/${id}/steps/${encodeURIComponent(s.name)}/retry`, `retry ${s.name}`) }, "Retry") : "",
+      el("button", { class: "logs", onclick: () => showLogs(id, s.name) }, "Logs"))));
+  const media = e.media.map((m) => m.kind === "poster"
+    ? el("img", { class: "poster", src: m.url, alt: m.name })
+    : el("p", {}, el("a", { href: m.url, target: "_blank", rel: "noopener" }, `▶ ${m.name}`)));
+  const detail = $("#detail");
+  detail.replaceChildren(
+    el("h2", {}, `#${e.id} ${e.pipeline} — ${e.passenger || e.subject_id}`),
+    el("p", {}, el("span", { class: `badge ${e.status}`, id: "execution-status" }, e.status), " ",
+      el("progress", { max: "1", value: String(e.progress), id: "execution-progress" }),
+      el("span", { class: "pct" }, pct(e.progress)),
+      e.booking_id ? ` booking ${e.booking_id}` : "", e.card_id ? ` · card ${e.card_id}` : ""),
+    el("div", { class: "actions" },
+      e.steps_failed ? el("button", { id: "retry-all", onclick: () => action(`/api/executions/${id}/retry`, "retry failed steps") }, "Retry failed steps") : "",
+      ["running", "waiting", "pending", "failed"].includes(e.status)
+        ? el("button", { id: "cancel", onclick: () => confirm("Cancel this execution?") && action(`/api/executions/${id}/cancel`, "cancel") }, "Cancel") : ""),
+    ...media,
+    el("table", { class: "steps" }, el("thead", {}, el("tr", {}, ...["step", "status", "attempt",
+      "progress", "after", "took", ""].map((h) => el("th", {}, h)))), el("tbody", {}, ...rows)),
+    el("pre", { id: "logs", hidden: "" }));
+  if (e.subject_type === "session") await renderReview(e.subject_id, false, seq);
+}
+
+async function showLogs(id, step) {
+  const out = $("#logs");
+  const logs = await api(`/api/executions/${id}/steps/${encodeURIComponent(step)}/logs`);
+  out.hidden = false;
+  out.textContent = logs.lines.length ? logs.lines.map((l) =>
+    `[${when(l.at)}] #${l.attempt} ${l.level} ${l.actor}: ${l.message}`).join("\n") : `no log lines for ${step}`;
+}
+
+// --- review form ---------------------------------------------------------------------------------
+
+async function review(key) {
+  state.selected = null;
+  state.session = key;
+  const seq = ++state.seq;
+  await renderReview(key, true, seq);
+}
+
+async function renderReview(key, standalone, seq) {
+  const s = await api(`/api/sessions/${encodeURIComponent(key)}`);
+  if (seq !== state.seq) return; // a newer render is under way
+  const detail = $("#detail");
+  if (standalone) detail.replaceChildren(el("h2", {}, `Jump ${key}`));
+  if (standalone) {
+    detail.append(el("p", {}, el("span", { class: `badge ${s.status}` }, s.status),
+      ` card ${s.card_id} · ${s.footage.length} footage files`,
+      s.passenger ? ` · ${s.passenger} (${s.booking_id})` : ""));
+    for (const m of s.media) detail.append(m.kind === "poster" ? el("img", { class: "poster", src: m.url, alt: m.name })
+      : el("p", {}, el("a", { href: m.url, target: "_blank", rel: "noopener" }, `▶ ${m.name}`)));
+  }
+  if (!["needs_review", "unassigned"].includes(s.status)) return;
+  const form = $("#review-form").content.firstElementChild.cloneNode(true);
+  const img = $("img.still", form);
+  if (s.frame_url) img.src = s.frame_url; else img.remove();
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = { booking_id: $("#booking", form).value.trim(), passenger: $("#passenger", form).value.trim() };
+    try {
+      const res = await api(`/api/sessions/${encodeURIComponent(key)}/assign`, {
+        method: "POST", headers: { "Content-Type": "application/json", "X-Actor": "dashboard" },
+        body: JSON.stringify(body) });
+      $("output", form).textContent = `assigned to ${res.booking_id} (${res.passenger})`;
+      $("output", form).className = "result assigned";
+    } catch (err) {
+      $("output", form).textContent = err.message;
+      $("output", form).className = "result error";
+    }
+    await refresh();
+  });
+  detail.append(form);
+}
+
+// --- live updates --------------------------------------------------------------------------------
+
+let pending = null;
+function refreshSoon() {
+  if (pending) return;
+  pending = setTimeout(() => { pending = null; refresh(); }, 150);
+}
+
+async function refresh() {
+  try {
+    await Promise.all([loadExecutions(), loadCards(), loadReview(), loadDetectors(), loadCounters()]);
+    // Do not re-render under someone typing in the review form.
+    if (document.activeElement?.closest?.("#assign-form")) return;
+    if (state.selected !== null) await renderExecution();
+    else if (state.session !== null) await review(state.session);
+  } catch (err) {
+    console.error(err);
+  }
+}
+
+function connect() {
+  if (state.ws) { state.ws.onclose = null; state.ws.close(); }
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const t = token();
+  const ws = new WebSocket(`${proto}://${location.host}/ws/status${t ? `?token=${encodeURIComponent(t)}` : ""}`);
+  state.ws = ws;
+  ws.onopen = () => { state.retryDelay = 500; setLive(true); refresh(); };
+  ws.onmessage = (msg) => {
+    const data = JSON.parse(msg.data);
+    if (data.type === "resync") refresh();
+    else if (data.type === "event") refreshSoon();
+  };
+  ws.onclose = () => {
+    setLive(false);
+    setTimeout(connect, state.retryDelay);
+    state.retryDelay = Math.min(state.retryDelay * 2, 10000);
+  };
+}
+
+function setLive(on) {
+  const b = $("#live");
+  b.textContent = on ? "live" : "offline";
+  b.className = `badge ${on ? "on" : "off"}`;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const input = $("#token");
+  input.value = token();
+  input.addEventListener("change", () => { localStorage.setItem("skyreel-token", input.value.trim()); connect(); });
+  $("#status-filter").addEventListener("change", (ev) => { state.filter = ev.target.value; loadExecutions(); });
+  connect();
+});

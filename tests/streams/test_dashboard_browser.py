@@ -1,0 +1,147 @@
+"""The dashboard in real headless Chromium (Debian's `chromium`, driven by Playwright).
+
+It must show a running execution's progress change without a reload, re-run a failed step on a
+retry click, and assign a booking through the review form. A screenshot is saved to
+test-artifacts/dashboard.png for people to look at.
+
+Needs `apt-get install -y chromium` and `pip install playwright` (never `playwright install`:
+the system Chromium is used). Outside CI a missing browser skips; in CI it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from status_harness import TOKEN, Served, api_settings, seed, serve, write_tiny_clip
+from support import wait_for
+
+from streams import kafka, records
+from streams.settings import Settings
+from streams.topics import Names
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _require_browser() -> None:
+    missing = []
+    if not CHROMIUM.exists() and not shutil.which("chromium"):
+        missing.append("chromium (apt-get install -y chromium)")
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        missing.append("playwright (pip install playwright)")
+    if missing:
+        reason = "dashboard browser test needs " + " and ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture
+async def hub(settings: Settings, clean_db: AsyncEngine) -> AsyncIterator[Served]:
+    async with serve(api_settings(settings)) as served:
+        await wait_for(served.status_api().live.ready.is_set, timeout=30, what="status stream")
+        yield served
+
+
+async def test_dashboard_live_progress_retry_and_review(
+    hub: Served,
+    settings: Settings,
+    clean_db: AsyncEngine,
+    pg: asyncpg.Connection,
+    broker: str,
+    names: Names,
+) -> None:
+    _require_browser()
+    from playwright.async_api import async_playwright, expect
+
+    write_tiny_clip(settings.share_root / "cards/card-A/qr.mp4")
+    s = await seed(clean_db, qr_stored_path="cards/card-A/qr.mp4")
+    producer = kafka.make_producer(broker)
+    await producer.start()
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 900})
+            await page.add_init_script(f"localStorage.setItem('skyreel-token', '{TOKEN}')")
+            await page.goto(hub.url + "/")
+            await expect(page.locator("#live")).to_have_text("live", timeout=15_000)
+
+            # 1. progress of a running step changes on screen, without a reload
+            row = page.locator(f'#executions tr[data-id="{s.jump}"]')
+            await expect(row.locator(".pct")).to_have_text("42%")
+            await row.click()
+            step_pct = page.locator('tr[data-step="probe:2"] .pct')
+            await expect(step_pct).to_have_text("25%")
+            await page.evaluate("window.__notReloaded = true")
+            await pg.execute(
+                "UPDATE pipeline_step SET progress = 0.75 "
+                "WHERE execution_id = $1 AND name = 'probe:2'",
+                s.jump,
+            )
+            event = records.StatusEvent(
+                kind="step", id=str(s.jump), data={"step": "probe:2", "progress": 0.75}
+            )
+            await producer.send_and_wait(
+                names.status, records.encode(event), key=str(s.jump).encode()
+            )
+            await expect(step_pct).to_have_text("75%", timeout=15_000)
+            await expect(row.locator(".pct")).to_have_text("58%")
+            assert await page.evaluate("window.__notReloaded === true")
+
+            # 2. a retry click re-runs the failed step: a new attempt
+            await page.locator(f'#executions tr[data-id="{s.card_import}"]').click()
+            await expect(page.locator('[data-step-attempt="copy"]')).to_have_text("1")
+            await page.locator('button.retry[data-step="copy"]').click()
+            await expect(page.locator('[data-step-attempt="copy"]')).to_have_text(
+                "2", timeout=15_000
+            )
+            await expect(page.locator('[data-step-status="copy"]')).to_have_text("ready")
+            attempt = await pg.fetchval(
+                "SELECT attempt FROM pipeline_step WHERE execution_id = $1 AND name = 'copy'",
+                s.card_import,
+            )
+            assert attempt == 2
+
+            # 3. the review form, with a still of the QR clip, assigns a booking
+            await page.locator(f'[data-session="{s.session}"]').click()
+            form = page.locator("#assign-form")
+            still = form.locator("img.still")
+            await expect(still).to_have_attribute("src", f"/api/files/{s.qr_file}/frame.jpg")
+            await wait_for(
+                lambda: still.evaluate("img => img.complete && img.naturalWidth > 0"),
+                timeout=15,
+                what="the still frame to load",
+            )
+            await page.fill("#booking", "BK-2024-17")
+            await page.fill("#passenger", "Anna <b>Berg</b>")
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = ARTIFACTS / "dashboard.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            await form.locator("button[type=submit]").click()
+            await expect(form.locator("output")).to_have_text(
+                "assigned to BK-2024-17 (Anna <b>Berg</b>)", timeout=15_000
+            )
+            row_db = await pg.fetchrow("SELECT status, booking_id, passenger FROM jump_session")
+            assert tuple(row_db) == ("assigned", "BK-2024-17", "Anna <b>Berg</b>")
+            assert await page.locator("#assign-form b").count() == 0  # text, never markup
+            print(f"dashboard screenshot: {shot}")
+        finally:
+            await browser.close()
+            await producer.stop()
