@@ -37,7 +37,16 @@ class IngestDeps:
     settings: Settings
     engine: AsyncEngine
     send_copy_request: Send
-    on_imported: Callable[[int], Awaitable[None]] | None = None
+    # the card-import pipeline: (event, diff rows, planned copies), after the requests went out
+    on_listing: (
+        Callable[
+            [records.DetectorEvent, list[imports.DiffRow], list[imports.PlannedCopy]],
+            Awaitable[None],
+        ]
+        | None
+    ) = None
+    # copy steps waiting for this file: after every recorded (not ignored) copy result
+    on_copy_outcome: Callable[[imports.CopyOutcome], Awaitable[None]] | None = None
 
 
 def decode_event(payload: bytes) -> records.DetectorEvent:
@@ -98,6 +107,8 @@ async def handle_detector_event(deps: IngestDeps, payload: bytes) -> None:
             priority=p.priority,
         )
         await deps.send_copy_request(key, records.encode(request))
+    if plan and deps.on_listing is not None:
+        await deps.on_listing(event, rows, plan)
 
 
 async def _touch_card(engine: AsyncEngine, event: records.DetectorEvent) -> None:
@@ -157,16 +168,21 @@ async def handle_copy_result(deps: IngestDeps, payload: bytes) -> imports.CopyOu
                 reason = f"file at the share has size {on_disk}, expected {row['size']}"
         if reason:
             await imports.record_failed(conn, result.file_id, reason)
-            logger.warning("file %s copy failed: %s", result.file_id, reason)
-            return imports.CopyOutcome(result.file_id, "failed", reason)
-        newly = await imports.record_imported(
-            conn, result.file_id, expected, result.hash, result.hash_algo
-        )
-        if newly:
-            await imports.bump_counter(conn, "files_imported")
-    logger.info("file %s imported at %s (%s)", result.file_id, expected, result.hash_algo)
-    if newly and deps.on_imported is not None:
-        await deps.on_imported(result.file_id)
-    return imports.CopyOutcome(
-        result.file_id, "imported", stored_path=expected, newly_imported=newly
-    )
+            await imports.bump_counter(conn, "copies_failed")
+            outcome = imports.CopyOutcome(result.file_id, "failed", reason)
+        else:
+            newly = await imports.record_imported(
+                conn, result.file_id, expected, result.hash, result.hash_algo
+            )
+            if newly:
+                await imports.bump_counter(conn, "files_imported")
+            outcome = imports.CopyOutcome(
+                result.file_id, "imported", stored_path=expected, newly_imported=newly
+            )
+    if reason:
+        logger.warning("file %s copy failed: %s", result.file_id, reason)
+    else:
+        logger.info("file %s imported at %s (%s)", result.file_id, expected, result.hash_algo)
+    if deps.on_copy_outcome is not None:
+        await deps.on_copy_outcome(outcome)
+    return outcome

@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agents import ingest
 from agents.guard import guarded
 from storage.db import make_engine
+from storage.imports import CopyOutcome, DiffRow, PlannedCopy
+from streams import records
 from streams.app import Topics, create_app, declare_topics
 from streams.settings import Settings
 from streams.topics import Names
@@ -71,34 +73,25 @@ def build_worker(settings: Settings) -> WorkerApp:
     engine = make_engine(settings.database_url)
     wa = WorkerApp(app, topics, engine, names)
 
-    async def send_copy_request(key: bytes, value: bytes) -> object:
-        return await topics.copy_requests.send(key=key, value=value)
-
-    deps = ingest.IngestDeps(settings=settings, engine=engine, send_copy_request=send_copy_request)
-
-    async def on_event(payload: bytes) -> None:
-        await ingest.handle_detector_event(deps, payload)
-
-    async def on_copy_result(payload: bytes) -> None:
-        await ingest.handle_copy_result(deps, payload)
-
-    _consume(wa, topics.detector_events, "ingest", on_event)
-    _consume(wa, topics.copy_results, "copy_results", on_copy_result)
-
-    _attach_pipeline(wa, settings)
+    _attach_agents(wa, settings)
     return wa
 
 
-def _attach_pipeline(wa: WorkerApp, settings: Settings) -> None:
-    """The pipeline framework: orchestrator, step runner, reconciliation timer."""
+def _attach_agents(wa: WorkerApp, settings: Settings) -> None:
+    """Ingest, the pipeline framework (orchestrator, step runner, reconciliation) and the real
+    pipelines' step handlers, all sharing one engine and the worker's topics."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from agents.jobs import card_import, landing, steps
+    from agents.jobs.context import JobContext
+    from agents.jobs.render import RenderDispatcher
     from agents.pipeline import orchestrator, reconcile, runner
     from agents.pipeline.handlers import default_handlers
 
-    config = orchestrator.PipelineConfig()
-    handlers = default_handlers()
     topics = wa.topics
+
+    async def send_copy_request(key: bytes, value: bytes) -> object:
+        return await topics.copy_requests.send(key=key, value=value)
 
     async def send_request(key: bytes, value: bytes) -> object:
         return await topics.step_requests.send(key=key, value=value)
@@ -109,12 +102,48 @@ def _attach_pipeline(wa: WorkerApp, settings: Settings) -> None:
     async def send_result(key: bytes, value: bytes) -> object:
         return await topics.step_results.send(key=key, value=value)
 
+    handlers = default_handlers()
     emitter = orchestrator.Emitter(send_request, send_status)
+    jc = JobContext(settings, wa.engine, handlers.registry, emitter, send_result, send_copy_request)
+    steps.make_handlers(jc, handlers)
+
+    async def on_listing(
+        event: records.DetectorEvent, rows: list[DiffRow], plan: list[PlannedCopy]
+    ) -> None:
+        await card_import.start_card_import(jc, event, rows, plan)
+
+    async def on_copy_outcome(outcome: CopyOutcome) -> None:
+        if outcome.status in ("imported", "failed"):
+            await landing.copy_landed(
+                jc, outcome.file_id, imported=outcome.status == "imported", reason=outcome.reason
+            )
+
+    deps = ingest.IngestDeps(
+        settings=settings,
+        engine=wa.engine,
+        send_copy_request=send_copy_request,
+        on_listing=on_listing,
+        on_copy_outcome=on_copy_outcome,
+    )
+
+    async def on_event(payload: bytes) -> None:
+        await ingest.handle_detector_event(deps, payload)
+
+    async def on_copy_result(payload: bytes) -> None:
+        await ingest.handle_copy_result(deps, payload)
+
+    _consume(wa, topics.detector_events, "ingest", on_event)
+    _consume(wa, topics.copy_results, "copy_results", on_copy_result)
+
     orchestrator.attach(wa, orchestrator.Orchestrator(wa.engine, handlers.registry, emitter))
     executor = ThreadPoolExecutor(settings.worker_concurrency, thread_name_prefix="step")
-    step_runner = runner.Runner(wa.engine, handlers, send_result, executor=executor)
-    runner.attach(wa, step_runner, concurrency=config.runner_concurrency)
-    reconcile.attach(wa, handlers.registry, emitter, interval_s=config.reconcile_interval_s)
+    dispatcher = RenderDispatcher(jc)
+    step_runner = runner.Runner(
+        wa.engine, handlers, send_result, executor=executor, dispatch_render=dispatcher
+    )
+    dispatcher.runner = step_runner
+    runner.attach(wa, step_runner, concurrency=settings.runner_concurrency)
+    reconcile.attach(wa, handlers.registry, emitter, interval_s=settings.reconcile_interval_s)
 
 
 def run_worker(settings: Settings) -> int:

@@ -69,7 +69,7 @@ def worker_env(settings: Settings, concurrency: int) -> dict[str, str]:
             env[f"SKYREEL_{name.upper()}"] = (
                 str(text).lower() if isinstance(text, bool) else str(text)
             )
-    env["SKYREEL_PIPELINE_RUNNER_CONCURRENCY"] = str(concurrency)
+    env["SKYREEL_RUNNER_CONCURRENCY"] = str(concurrency)
     env["SKYREEL_LOG_LEVEL"] = "WARNING"
     return env
 

@@ -616,3 +616,26 @@ async def cancel_execution(conn: AsyncConnection, execution_id: int, actor: str)
     await set_execution_status(conn, execution_id, ExecutionStatus.CANCELLED)
     logger.info("execution %d: cancelled by %s (%d steps)", execution_id, actor, len(changes))
     return len(changes)
+
+
+async def set_progress(
+    conn: AsyncConnection, rows: Sequence[tuple[int, str, int, float]]
+) -> None:
+    """(execution, step, attempt, fraction): only a RUNNING step of that attempt is updated."""
+    if not rows:
+        return
+    await conn.execute(
+        text(
+            "UPDATE pipeline_step s SET progress = LEAST(1.0, GREATEST(0.0, p.progress)) "
+            "FROM unnest(CAST(:e AS bigint[]), CAST(:n AS text[]), CAST(:a AS int[]), "
+            "CAST(:p AS double precision[])) AS p(execution_id, name, attempt, progress) "
+            "WHERE s.execution_id = p.execution_id AND s.name = p.name "
+            "AND s.attempt = p.attempt AND s.status = 'running'"
+        ),
+        {
+            "e": [r[0] for r in rows],
+            "n": [r[1] for r in rows],
+            "a": [r[2] for r in rows],
+            "p": [r[3] for r in rows],
+        },
+    )

@@ -1,14 +1,12 @@
 """Operator actions of the status API: retry, cancel, assign a booking (bearer token required).
 
 Each calls the same functions as the CLI (`agents.pipeline.orchestrator.retry` / `cancel`,
-`agents.pipeline.jumps.assign_booking` — with `storage.sessions.assign_session` as the fallback
-while the pipeline has no resume hook), which record the actor in the step log; the hub then
+`agents.jobs.assign.assign_booking`), which record the actor in the step log; the hub then
 sends the step requests and a status event so every dashboard refreshes.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -20,10 +18,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from agents.jobs.assign import assign_booking
 from agents.pipeline import orchestrator
 from agents.pipeline.errors import InvalidDag, InvalidTransition
 from storage.pipeline import ExecutionNotFound
-from storage.sessions import SessionNotAssignable, SessionNotFound, assign_session
+from storage.sessions import SessionNotAssignable, SessionNotFound
 from streams import api_models as m
 from streams import records
 from streams.api_support import (
@@ -40,8 +39,6 @@ from streams.api_support import (
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 16 * 1024
-
-Assigner = Callable[[AsyncEngine, str, str, str, str], Awaitable[object]]
 
 
 def emitter(ctx: ApiContext) -> orchestrator.Emitter:
@@ -71,34 +68,27 @@ async def publish_status(ctx: ApiContext, kind: str, id_: str, data: dict[str, o
         logger.warning("status event for %s %s not published: %s", kind, id_, exc)
 
 
-def resolve_assigner() -> Assigner | None:
-    """The pipeline's `assign_booking` (resumes the jump) if it exists yet."""
-    try:
-        module = importlib.import_module("agents.pipeline.jumps")
-    except ImportError:
-        return None
-    found = getattr(module, "assign_booking", None)
-    return found if callable(found) else None
+async def assign(
+    engine: AsyncEngine,
+    key: str,
+    booking_id: str,
+    passenger: str,
+    who: str,
+    send_result: Callable[[bytes, bytes], Awaitable[object]],
+) -> None:
+    """Assign a booking and move the jump on (agents/jobs/assign.py)."""
+    await assign_booking(engine, key, booking_id, passenger, who, send_result=send_result)
 
 
-async def assign(engine: AsyncEngine, key: str, booking_id: str, passenger: str, who: str) -> None:
-    """Assign through the pipeline when it offers that, else update the database only."""
-    pipeline_assign = resolve_assigner()
-    if pipeline_assign is not None:
-        await pipeline_assign(engine, key, booking_id, passenger, who)
-        return
-    async with engine.begin() as conn:
-        await assign_session(conn, key, booking_id, passenger, who)
-    await on_session_assigned(engine, key)
+def result_sender(ctx: ApiContext) -> Callable[[bytes, bytes], Awaitable[object]]:
+    producer = ctx.runtime.producer
+    if producer is None:
+        raise ApiError(503, "starting", "the hub is still starting")
 
+    async def send(key: bytes, value: bytes) -> object:
+        return await producer.send_and_wait(ctx.names.step_results, value, key=key)
 
-async def on_session_assigned(engine: AsyncEngine, key: str) -> None:
-    """Hook for the pipeline to continue an assigned session (until `assign_booking` exists)."""
-    logger.warning(
-        "session %s assigned, but agents.pipeline.jumps.assign_booking is missing: "
-        "nothing resumes its pipeline yet",
-        key,
-    )
+    return send
 
 
 async def _json_body(request: Request) -> object:
@@ -174,7 +164,9 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
         who = actor(request)
         engine = ctx.engine()
         try:
-            await assign(engine, key, body.booking_id, body.passenger.strip(), who)
+            await assign(
+                engine, key, body.booking_id, body.passenger.strip(), who, result_sender(ctx)
+            )
         except SessionNotFound:
             raise not_found(f"session {key!r}") from None
         except SessionNotAssignable as exc:

@@ -18,7 +18,9 @@ from storage.db import make_engine
 from storage.sessions import SessionError
 from streams.api_actions import assign
 from streams.api_models import AssignRequest
+from streams.kafka import make_producer
 from streams.settings import Settings
+from streams.topics import Names
 
 
 def _need_db(settings: Settings) -> bool:
@@ -70,8 +72,19 @@ def assign_cli(settings: Settings, args: argparse.Namespace) -> int:
         print(f"invalid: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", file=sys.stderr)
         return 2
 
+    if not settings.kafka_url:
+        print("skyreel assign needs SKYREEL_KAFKA_URL too (to move the jump on)", file=sys.stderr)
+        return 2
+
     async def run() -> None:
         engine = make_engine(settings.database_url, pool_size=1)
+        producer = make_producer(settings.kafka_url)
+        await producer.start()
+        topic = Names(settings.topic_prefix).step_results
+
+        async def send(key: bytes, value: bytes) -> object:
+            return await producer.send_and_wait(topic, value, key=key)
+
         try:
             await assign(
                 engine,
@@ -79,8 +92,10 @@ def assign_cli(settings: Settings, args: argparse.Namespace) -> int:
                 body.booking_id,
                 body.passenger.strip(),
                 f"cli:{getpass.getuser()}",
+                send,
             )
         finally:
+            await producer.stop()
             await engine.dispose()
 
     try:

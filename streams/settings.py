@@ -78,6 +78,38 @@ class Settings(BaseSettings):
     render_concurrency: int = Field(1, ge=1, le=32, description="Jobs per render worker.")
     log_level: str = Field("INFO", description="Python logging level.")
 
+    # --- pipeline ---
+    reconcile_interval_s: float = Field(
+        30.0, gt=0, description="Seconds between reconciliation passes (one runs at start)."
+    )
+    runner_concurrency: int = Field(
+        4, ge=1, le=64, description="Step-runner actors per Faust worker."
+    )
+
+    # --- rendering and branding (per dropzone) ---
+    branding_intro: Path | None = Field(None, description="Intro clip played before the jump.")
+    branding_logo: Path | None = Field(None, description="Watermark image (PNG with alpha).")
+    branding_corner: Literal["tl", "tr", "bl", "br"] = Field(
+        "br", description="Watermark corner: tl, tr, bl or br."
+    )
+    branding_opacity: float = Field(0.8, ge=0.0, le=1.0, description="Watermark opacity.")
+    branding_title: bool = Field(True, description="Draw the passenger's name as a title.")
+    branding_font: Path | None = Field(None, description="TrueType font for the title.")
+    render_width: int = Field(1920, ge=160, le=7680, description="Output width in pixels.")
+    render_height: int = Field(1080, ge=90, le=4320, description="Output height in pixels.")
+    render_fps: int = Field(30, ge=10, le=120, description="Output frame rate.")
+    render_preset: str = Field(
+        "veryfast", pattern=r"^(ultrafast|superfast|veryfast|faster|fast|medium|slow)$",
+        description="x264 preset of the output.",
+    )
+    render_crf: int = Field(22, ge=0, le=51, description="x264 CRF of the output (quality).")
+    render_stall_timeout_s: float = Field(
+        60.0, gt=0, description="Abort a render whose FFmpeg makes no progress for this long."
+    )
+    render_heartbeat_s: int = Field(
+        30, ge=2, description="A render job not heard of for this long is retried elsewhere."
+    )
+
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Settings:
         if self.environment == "production" and (
@@ -85,6 +117,29 @@ class Settings(BaseSettings):
         ):
             raise InsecureSettings("SKYREEL_ADMIN_TOKEN must be set to a secret in production")
         return self
+
+    def branding(self) -> dict[str, object]:
+        """The render job's branding mapping (agents.render.branding.Branding fields)."""
+        out: dict[str, object] = {
+            "logo_corner": self.branding_corner,
+            "logo_opacity": self.branding_opacity,
+            "title_enabled": self.branding_title,
+            "width": self.render_width,
+            "height": self.render_height,
+            "fps": self.render_fps,
+            "preset": self.render_preset,
+            "crf": self.render_crf,
+        }
+        for key, path in (("intro_path", self.branding_intro), ("logo_path", self.branding_logo),
+                          ("title_font", self.branding_font)):
+            if path is not None:
+                out[key] = str(path.resolve())
+        return out
+
+    @property
+    def render_staging(self) -> Path:
+        """Where render workers write before `publish` moves a video to the output folder."""
+        return self.share_root / "renders"
 
     @property
     def uses_local_kafka_tuning(self) -> bool:

@@ -54,6 +54,9 @@ class StepOutput:
     output: JsonDict = field(default_factory=dict)
     # step definitions to add: {"name", "kind", "depends_on"?, "spawns"?, "input"?}
     spawn: list[JsonDict] = field(default_factory=list)
+    # non-empty: the step stays RUNNING, waiting on something outside (a copy landing, a booking
+    # assigned by hand); whoever resolves it sends the step's result for the same attempt
+    waiting: str = ""
 
 
 Handler = Callable[[StepContext, StepRequest], Awaitable[StepOutput]]

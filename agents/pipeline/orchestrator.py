@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agents.guard import dead_letter, guarded
@@ -43,19 +41,6 @@ logger = logging.getLogger(__name__)
 
 Send = Callable[[bytes, bytes], Awaitable[object]]
 STALE_RETRIES = 5
-
-
-class PipelineConfig(BaseSettings):
-    """Pipeline knobs of a worker (SKYREEL_PIPELINE_*). To be folded into streams.Settings."""
-
-    model_config = SettingsConfigDict(env_prefix="SKYREEL_PIPELINE_", extra="ignore")
-
-    reconcile_interval_s: float = Field(
-        30.0, gt=0, description="Seconds between reconciliation passes (one runs at start)."
-    )
-    runner_concurrency: int = Field(
-        4, ge=1, le=64, description="Step-runner actors per worker (each runs small batches)."
-    )
 
 
 @dataclass(frozen=True)
@@ -252,9 +237,14 @@ class Orchestrator:
     async def record(self, results: Sequence[records.StepResult]) -> None:
         """Record a batch of results (any executions); sends what they made ready."""
         by_execution: dict[int, list[records.StepResult]] = defaultdict(list)
+        progress: list[records.StepResult] = []
         for r in results:
             if _outcome(r) is not None:
                 by_execution[r.execution_id].append(r)
+            elif r.status == "progress" and r.progress is not None:
+                progress.append(r)
+        if progress:
+            await self._record_progress(progress)
         for eid, rs in by_execution.items():
             for attempt in range(1, STALE_RETRIES + 1):
                 try:
@@ -274,6 +264,20 @@ class Orchestrator:
                 await _status_event(self.emitter, "step", str(eid), {"steps": batch.steps})
             if batch.status is not None:
                 await _status_event(self.emitter, "execution", str(eid), {"status": batch.status})
+
+    async def _record_progress(self, results: Sequence[records.StepResult]) -> None:
+        """Progress of running attempts (render jobs): kept on the step, pushed to dashboards."""
+        latest = {(r.execution_id, r.step, r.attempt): r for r in results}
+        async with self.engine.begin() as conn:
+            await repo.set_progress(
+                conn,
+                [(eid, step, attempt, float(r.progress or 0.0)) for (eid, step, attempt), r
+                 in latest.items()],
+            )
+        for (eid, step, _attempt), r in latest.items():
+            await _status_event(
+                self.emitter, "step", str(eid), {"progress": {step: round(r.progress or 0, 4)}}
+            )
 
     async def _record_execution(
         self, conn: AsyncConnection, eid: int, results: Sequence[records.StepResult]

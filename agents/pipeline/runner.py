@@ -174,6 +174,15 @@ class Runner:
             logger.exception("execution %d: step %s crashed", request.execution_id, request.step)
             ctx.log(f"{type(exc).__name__}: {exc}", "error")
             return failed(f"{type(exc).__name__}: {exc}", True)
+        if out.waiting:
+            return records.StepResult(
+                execution_id=request.execution_id,
+                step=request.step,
+                attempt=request.attempt,
+                status="waiting",
+                error=out.waiting[:4000],
+                worker=self.worker,
+            )
         return records.StepResult(
             execution_id=request.execution_id,
             step=request.step,

@@ -23,7 +23,7 @@ def start_worker(
     spawn: Callable[..., Proc], settings: Settings, *, reconcile_s: float = 30.0, name: str = ""
 ) -> Proc:
     env = settings_env(settings)
-    env["SKYREEL_PIPELINE_RECONCILE_INTERVAL_S"] = str(reconcile_s)
+    env["SKYREEL_RECONCILE_INTERVAL_S"] = str(reconcile_s)
     return spawn("streams.cli", "worker", env=env, name=name or "worker")
 
 

@@ -1,0 +1,17 @@
+"""The real pipelines built on the pipeline framework (agents/pipeline).
+
+card import (one execution per listing that brings new files, key ``import:<card>:<event>``):
+    copy:<file> for each new QR candidate  (waits for the detector's verified copy)
+      └─ spawns probe:<file> ──> qr:<file>   (PyAV probe; QR decode in an executor)
+    group  (depends on copy:*, probe:*, qr:*): orders the listing's files by capture time,
+           groups them into jump sessions, records them and starts one jump execution each
+
+jump (one execution per session, key ``jump:<session>``):
+    copy:<file> for each footage file ──> spawns probe:<file>
+    booking        (waits until the session has a booking: decoded QR or assigned by hand)
+    render         (depends on probe:* and booking; runs on the Redis render queue)
+    publish        (moves the finished video and poster into the output folder)
+
+Copies themselves are requested by ingest as soon as a listing arrives (QR candidates first), so
+footage copies run while QR clips are decoded; a ``copy`` step only waits for its file to land.
+"""

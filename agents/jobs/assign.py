@@ -1,0 +1,65 @@
+"""A booking assigned by hand moves a waiting jump on (API ``assign``, ``skyreel assign``).
+
+The session is assigned in the database (storage/sessions.py: guarded, so two operators cannot
+both win); then its ``booking`` step, which waits while RUNNING, gets a success result for its
+current attempt — the orchestrator then promotes ``render`` as for any other result. A booking
+step that had not run yet needs nothing: it will find the booking when it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.sessions import Assigned, assign_session
+from streams import records
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[bytes, bytes], Awaitable[object]]
+
+
+async def assign_booking(
+    engine: AsyncEngine,
+    key: str,
+    booking_id: str,
+    passenger: str,
+    actor: str,
+    *,
+    send_result: Send,
+) -> Assigned:
+    """Assign and resume; raises storage.sessions.SessionNotFound / SessionNotAssignable."""
+    async with engine.begin() as conn:
+        assigned = await assign_session(conn, key, booking_id, passenger, actor)
+        step = None
+        if assigned.execution_id is not None:
+            step = (
+                await conn.execute(
+                    text(
+                        "SELECT attempt, status FROM pipeline_step "
+                        "WHERE execution_id = :e AND name = 'booking'"
+                    ),
+                    {"e": assigned.execution_id},
+                )
+            ).first()
+    if assigned.execution_id is not None and step is not None and step[1] == "running":
+        result = records.StepResult(
+            execution_id=assigned.execution_id,
+            step="booking",
+            attempt=int(step[0]),
+            status="succeeded",
+            output={"booking_id": booking_id, "passenger": passenger, "assigned_by": actor},
+            worker=f"assign:{actor}"[:200],
+        )
+        await send_result(str(assigned.execution_id).encode(), records.encode(result))
+    logger.info(
+        "session %s assigned to %s by %s (execution %s)",
+        key,
+        booking_id,
+        actor,
+        assigned.execution_id,
+    )
+    return assigned

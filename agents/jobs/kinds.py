@@ -1,0 +1,72 @@
+"""Step kinds of the real pipelines and the step definitions they are built from (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from agents.pipeline.orchestrator import StepDef
+from agents.pipeline.registry import StepKind
+
+# A copy or a booking waits on the outside world (a card, a human): it never times out while
+# waiting, and a failed copy is retried by itself when the file lands after all.
+COPY = StepKind("copy", max_attempts=1, timeout_s=60)
+PROBE = StepKind("probe", max_attempts=3, backoff_base_s=1, backoff_cap_s=30, timeout_s=120)
+QR = StepKind("qr", max_attempts=2, backoff_base_s=1, backoff_cap_s=10, timeout_s=120)
+GROUP = StepKind("group", max_attempts=5, backoff_base_s=1, backoff_cap_s=30, timeout_s=120)
+BOOKING = StepKind("booking", max_attempts=1, timeout_s=60)
+RENDER = StepKind("render", runs_on="render_queue", max_attempts=2, timeout_s=4 * 3600)
+PUBLISH = StepKind("publish", max_attempts=5, backoff_base_s=1, backoff_cap_s=60, timeout_s=600)
+
+ALL = (COPY, PROBE, QR, GROUP, BOOKING, RENDER, PUBLISH)
+
+
+def copy_step(file_id: int, *, qr: bool) -> StepDef:
+    """Wait for a file's verified copy; then spawn its probe (and QR decode for candidates)."""
+    # spawn patterns are prefixes ("probe:17*" also covers "probe:170"): harmless, since only
+    # group patterns ("probe:*") are ever depended on
+    spawns = (f"probe:{file_id}*", f"qr:{file_id}*") if qr else (f"probe:{file_id}*",)
+    return StepDef(
+        f"copy:{file_id}", COPY.name, spawns=spawns, input={"file_id": file_id, "qr": qr}
+    )
+
+
+def after_copy(file_id: int, qr: bool) -> list[dict[str, object]]:
+    """What a landed copy spawns (the same whoever reports the landing)."""
+    out: list[dict[str, object]] = [
+        {"name": f"probe:{file_id}", "kind": PROBE.name, "input": {"file_id": file_id}}
+    ]
+    if qr:
+        out.append(
+            {
+                "name": f"qr:{file_id}",
+                "kind": QR.name,
+                "depends_on": [f"probe:{file_id}"],
+                "input": {"file_id": file_id},
+            }
+        )
+    return out
+
+
+def card_import_steps(
+    card_id: str, qr_file_ids: Sequence[int], listed_ids: Sequence[int]
+) -> list[StepDef]:
+    steps = [copy_step(f, qr=True) for f in qr_file_ids]
+    group = StepDef(
+        "group",
+        GROUP.name,
+        depends_on=("copy:*", "probe:*", "qr:*"),
+        input={"card_id": card_id, "file_ids": list(listed_ids)},
+    )
+    return [*steps, group]
+
+
+def jump_steps(session_key: str, footage_ids: Sequence[int]) -> list[StepDef]:
+    copies = [copy_step(f, qr=False) for f in footage_ids]
+    return [
+        *copies,
+        StepDef("booking", BOOKING.name, input={"session": session_key}),
+        StepDef(
+            "render", RENDER.name, depends_on=("probe:*", "booking"), input={"session": session_key}
+        ),
+        StepDef("publish", PUBLISH.name, depends_on=("render",), input={"session": session_key}),
+    ]

@@ -1,0 +1,115 @@
+"""The ``group`` step: a listing's files -> jump sessions -> one jump execution each.
+
+The grouping itself is pure (agents/sessions.py); this module feeds it from the ledger, records
+the sessions (upsert by key: a rerun records nothing twice) and starts their executions
+(idempotent by key ``jump:<session>``). Files that already belong to a session (an earlier
+insertion of the card) are left where they are.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from agents.jobs.context import JobContext
+from agents.jobs.kinds import jump_steps
+from agents.pipeline.orchestrator import start_execution
+from agents.qr.payload import Booking
+from agents.sessions import CardFile, FileKind, JumpSession, QrOutcome, group_sessions
+from storage import media
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Started:
+    summary: list[dict[str, object]] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+
+def card_files(rows: Sequence[media.FileRow], qr: dict[int, media.QrRow]) -> list[CardFile]:
+    """Ledger rows -> grouping input (proxies and files already in a session left out)."""
+    out: list[CardFile] = []
+    for r in rows:
+        if r.kind == "proxy" or r.session_key is not None:
+            continue
+        scan = qr.get(r.id)
+        kind = FileKind.QR_CANDIDATE if r.kind == "qr_candidate" else FileKind.FOOTAGE
+        status = QrOutcome(scan.status) if scan and scan.status in set(QrOutcome) else None
+        if kind is FileKind.QR_CANDIDATE and scan is not None and status is None:
+            status = QrOutcome.NO_QR  # the decoder gave up with an error: ordinary footage
+        booking = (
+            Booking(scan.booking_id, scan.passenger, scan.product)
+            if scan and scan.booking_id
+            else None
+        )
+        out.append(CardFile(str(r.id), r.name, r.path, r.capture_time, kind, status, booking))
+    return out
+
+
+def session_row(card_id: str, s: JumpSession) -> media.SessionRow:
+    b = s.booking
+    status = "decoded" if b is not None and str(s.status) == "decoded" else str(s.status)
+    return media.SessionRow(
+        key=s.key,
+        card_id=card_id,
+        status=status,
+        booking_id=b.booking_id if b else None,
+        passenger=b.passenger if b else None,
+        product=b.product if b else None,
+        qr_file_id=int(s.qr_file_id) if s.qr_file_id else None,
+        file_ids=tuple(int(i) for i in s.footage_file_ids),
+        execution_id=None,
+    )
+
+
+async def group_and_start(jc: JobContext, card_id: str, file_ids: Sequence[int]) -> Started:
+    async with jc.engine.connect() as conn:
+        rows = await media.load_files(conn, file_ids)
+        qr = await media.load_qr(conn, [r.id for r in rows if r.kind == "qr_candidate"])
+    sessions = group_sessions(card_files(rows, qr))
+    out = Started()
+    for s in sessions:
+        row = session_row(card_id, s)
+        async with jc.engine.begin() as conn:
+            await media.upsert_session(conn, row)
+        if not row.file_ids:
+            out.log.append(f"session {s.key}: QR clip without footage, nothing to render")
+            out.summary.append({"key": s.key, "status": row.status, "footage": 0})
+            continue
+        eid = await start_execution(
+            jc.engine,
+            jc.emitter,
+            jc.registry,
+            key=f"jump:{s.key}",
+            pipeline="jump",
+            subject_type="session",
+            subject_id=s.key,
+            steps=jump_steps(s.key, row.file_ids),
+            context={
+                "card_id": card_id,
+                "booking_id": row.booking_id,
+                "passenger": row.passenger,
+                "status": row.status,
+            },
+        )
+        async with jc.engine.begin() as conn:
+            await media.set_session_execution(conn, s.key, eid)
+        out.summary.append(
+            {
+                "key": s.key,
+                "status": row.status,
+                "booking_id": row.booking_id,
+                "footage": len(row.file_ids),
+                "execution_id": eid,
+            }
+        )
+        out.log.append(
+            f"session {s.key} ({row.status}, {row.booking_id or 'no booking'}): "
+            f"{len(row.file_ids)} footage file(s) -> execution {eid}"
+        )
+        logger.info(
+            "card %s: session %s (%s) -> jump execution %d", card_id, s.key, row.status, eid
+        )
+    return out

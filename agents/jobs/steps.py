@@ -1,0 +1,207 @@
+"""Handlers of the real pipelines' agent steps: copy, probe, qr, group, booking, publish.
+
+Each is ``async (ctx, request) -> StepOutput``; CPU and file work runs in the step executor, never
+on the event loop. Permanent problems (a file that is not a video) raise PermanentStepError.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from sqlalchemy import text
+
+from agents.jobs import sessions as jump_sessions
+from agents.jobs.context import JobContext
+from agents.jobs.kinds import after_copy
+from agents.media.probe import ProbeError, probe
+from agents.pipeline.errors import PermanentStepError, RetryableStepError
+from agents.pipeline.handlers import Handlers, StepContext, StepOutput
+from agents.qr.decode import decode_clip
+from storage import imports, media
+from streams import records
+
+logger = logging.getLogger(__name__)
+
+
+def _int(request: records.StepRequest, key: str) -> int:
+    value = (request.input or {}).get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise PermanentStepError(f"step input {key!r} must be an integer, got {value!r}")
+    return value
+
+
+def _str(request: records.StepRequest, key: str) -> str:
+    value = (request.input or {}).get(key)
+    if not isinstance(value, str) or not value:
+        raise PermanentStepError(f"step input {key!r} must be a non-empty string")
+    return value
+
+
+async def _file(jc: JobContext, file_id: int) -> media.FileRow:
+    async with jc.engine.connect() as conn:
+        rows = await media.load_files(conn, [file_id])
+    if not rows:
+        raise PermanentStepError(f"file {file_id} is not in the ledger")
+    return rows[0]
+
+
+def _stored(jc: JobContext, row: media.FileRow) -> Path:
+    if row.status != "imported" or not row.stored_path:
+        raise RetryableStepError(f"file {row.id} is not imported yet ({row.status})")
+    return jc.settings.share_root / row.stored_path
+
+
+def make_handlers(jc: JobContext, handlers: Handlers) -> None:
+    """Register the real step kinds with their handlers."""
+    from agents.jobs import kinds, render
+
+    async def copy(ctx: StepContext, request: records.StepRequest) -> StepOutput:
+        file_id = _int(request, "file_id")
+        qr = bool((request.input or {}).get("qr"))
+        row = await _file(jc, file_id)
+        if row.status == "imported":
+            return StepOutput(
+                {"file_id": file_id, "stored_path": row.stored_path}, spawn=after_copy(file_id, qr)
+            )
+        if row.status in ("failed", "listed") or request.attempt > 1:
+            await _request_again(jc, row)
+            ctx.log(f"copy of {row.path} requested again from the detector")
+        return StepOutput(waiting=f"waiting for the detector to copy {row.path} ({row.status})")
+
+    async def probe_step(ctx: StepContext, request: records.StepRequest) -> StepOutput:
+        file_id = _int(request, "file_id")
+        path = _stored(jc, await _file(jc, file_id))
+        try:
+            info = await ctx.run_blocking(probe, path)
+        except ProbeError as exc:
+            raise PermanentStepError(f"{path.name} is not a readable video: {exc}") from exc
+        async with jc.engine.begin() as conn:
+            await media.save_probe(conn, file_id, info)
+        return StepOutput(
+            {
+                "duration_s": info.duration_s,
+                "width": info.width,
+                "height": info.height,
+                "fps": info.fps,
+                "has_audio": info.has_audio,
+                "codec": info.video_codec,
+                "creation_time": info.creation_time.isoformat() if info.creation_time else None,
+            }
+        )
+
+    async def qr_step(ctx: StepContext, request: records.StepRequest) -> StepOutput:
+        file_id = _int(request, "file_id")
+        path = _stored(jc, await _file(jc, file_id))
+        result = await ctx.run_blocking(decode_clip, path, jc.qr)
+        async with jc.engine.begin() as conn:
+            await media.save_qr(conn, file_id, result)
+        ctx.log(
+            f"qr {result.status}: {result.reason or result.decoder} "
+            f"({result.frames_decoded} frames, {result.elapsed_ms:.0f} ms)"
+        )
+        booking = result.booking
+        return StepOutput(
+            {
+                "status": str(result.status),
+                "booking_id": booking.booking_id if booking else None,
+                "passenger": booking.passenger if booking else None,
+                "frame_s": result.frame_time_s,
+                "decoder": result.decoder,
+                "reason": result.reason,
+            }
+        )
+
+    async def group(ctx: StepContext, request: records.StepRequest) -> StepOutput:
+        card_id = _str(request, "card_id")
+        ids = (request.input or {}).get("file_ids")
+        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+            raise PermanentStepError("step input 'file_ids' must be a list of integers")
+        started = await jump_sessions.group_and_start(jc, card_id, ids)
+        for line in started.log:
+            ctx.log(line)
+        return StepOutput({"sessions": started.summary})
+
+    async def booking(ctx: StepContext, request: records.StepRequest) -> StepOutput:
+        key = _str(request, "session")
+        async with jc.engine.connect() as conn:
+            session = await media.load_session(conn, key)
+        if session is None:
+            raise PermanentStepError(f"no jump session {key!r}")
+        if session.booking_id and session.status in ("decoded", "assigned"):
+            return StepOutput(
+                {"booking_id": session.booking_id, "passenger": session.passenger or ""}
+            )
+        why = (
+            "the QR clip could not be read"
+            if session.status == "needs_review"
+            else "the footage came before any QR clip"
+        )
+        return StepOutput(waiting=f"needs a booking: {why}; assign one on the dashboard")
+
+    async def publish(ctx: StepContext, request: records.StepRequest) -> StepOutput:
+        rendered = await render.render_output(jc, request.execution_id)
+        out = await ctx.run_blocking(_publish_files, rendered, jc.settings.output_dir)
+        async with jc.engine.begin() as conn:
+            await media.count(conn, "videos_published")
+        ctx.log(f"published {out['video']}")
+        return StepOutput(dict(out))
+
+    handlers.add(kinds.COPY, copy)
+    handlers.add(kinds.PROBE, probe_step)
+    handlers.add(kinds.QR, qr_step)
+    handlers.add(kinds.GROUP, group)
+    handlers.add(kinds.BOOKING, booking)
+    handlers.add(kinds.RENDER)
+    handlers.add(kinds.PUBLISH, publish)
+
+
+async def _request_again(jc: JobContext, row: media.FileRow) -> None:
+    """Ask the card's detector for the file again (it is sent on connect if offline now)."""
+    async with jc.engine.begin() as conn:
+        detector = await conn.scalar(
+            text("SELECT detector_id FROM imported_file WHERE id = :id"), {"id": row.id}
+        )
+        if not detector:
+            raise PermanentStepError(f"file {row.id} has no detector to copy it")
+        await imports.mark_requested(conn, str(detector), [row.id])
+    request = records.CopyRequest(
+        request_id=f"f{row.id}",
+        detector_id=str(detector),
+        card_id=row.card_id,
+        file_id=row.id,
+        path=row.path,
+        size=row.size,
+        mtime=row.mtime_ms / 1000,
+        destination=imports.destination_for(row.card_id, row.id, row.name),
+        priority=imports.QR_PRIORITY if row.kind == "qr_candidate" else imports.FOOTAGE_PRIORITY,
+    )
+    await jc.send_copy_request(str(detector).encode(), records.encode(request))
+
+
+def _publish_files(rendered: dict[str, str], output_dir: Path) -> dict[str, str]:
+    """Move video and poster from the render staging area into the output folder, atomically.
+
+    Idempotent: a rerun after the move finds the published files and the staging ones gone.
+    """
+    out: dict[str, str] = {}
+    for kind in ("video", "poster"):
+        src = Path(rendered[kind])
+        dest = output_dir / src.parent.name / src.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if src.exists():
+            tmp = dest.with_name(f".{dest.name}.publishing")
+            try:
+                os.replace(src, dest)  # same filesystem: atomic
+            except OSError:
+                shutil.copyfile(src, tmp)
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, dest)
+                src.unlink()
+        elif not dest.exists():
+            raise PermanentStepError(f"rendered {kind} {src.name} is missing")
+        out[kind] = str(dest)
+    return out

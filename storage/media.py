@@ -1,0 +1,197 @@
+"""Media facts, QR scans and jump sessions of imported files (what the card pipelines write).
+
+Every write is an upsert guarded by its natural key, so a redelivered step changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agents.media.probe import MediaInfo
+from agents.qr.decode import QrResult
+
+
+@dataclass(frozen=True)
+class FileRow:
+    id: int
+    card_id: str
+    name: str
+    path: str
+    size: int
+    mtime_ms: int
+    kind: str
+    status: str
+    reason: str
+    stored_path: str | None
+    duration_s: float | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    has_audio: bool | None
+    creation_time: datetime | None
+    session_key: str | None
+
+    @property
+    def capture_time(self) -> datetime:
+        """Container creation_time, else the card's mtime (FAT has no zone: taken as UTC)."""
+        return self.creation_time or datetime.fromtimestamp(self.mtime_ms / 1000, UTC)
+
+
+_FILE_COLUMNS = (
+    "id, card_id, name, path, size, mtime_ms, kind, status, reason, stored_path, duration_s, "
+    "width, height, fps, has_audio, creation_time, session_key"
+)
+
+
+async def load_files(conn: AsyncConnection, ids: Sequence[int]) -> list[FileRow]:
+    rows = await conn.execute(
+        text(f"SELECT {_FILE_COLUMNS} FROM imported_file WHERE id = ANY(CAST(:ids AS bigint[]))"),
+        {"ids": list(ids)},
+    )
+    return [FileRow(*r) for r in rows]
+
+
+async def save_probe(conn: AsyncConnection, file_id: int, info: MediaInfo) -> None:
+    await conn.execute(
+        text(
+            "UPDATE imported_file SET duration_s = :d, width = :w, height = :h, fps = :f, "
+            "codec = :c, has_audio = :a, creation_time = :t WHERE id = :id"
+        ),
+        {
+            "id": file_id,
+            "d": info.duration_s,
+            "w": info.width,
+            "h": info.height,
+            "f": info.fps,
+            "c": info.video_codec,
+            "a": info.has_audio,
+            "t": info.creation_time,
+        },
+    )
+
+
+async def save_qr(conn: AsyncConnection, file_id: int, result: QrResult) -> None:
+    booking = result.booking
+    await conn.execute(
+        text(
+            "INSERT INTO qr_scan (file_id, status, payload, booking_id, passenger, product, "
+            "frame_s, decoder, reason, elapsed_ms) VALUES (:id, :s, :p, :b, :n, :pr, :fs, :d, "
+            ":r, :ms) ON CONFLICT (file_id) DO UPDATE SET status = EXCLUDED.status, "
+            "payload = EXCLUDED.payload, booking_id = EXCLUDED.booking_id, "
+            "passenger = EXCLUDED.passenger, product = EXCLUDED.product, "
+            "frame_s = EXCLUDED.frame_s, decoder = EXCLUDED.decoder, reason = EXCLUDED.reason, "
+            "elapsed_ms = EXCLUDED.elapsed_ms, scanned_at = now()"
+        ),
+        {
+            "id": file_id,
+            "s": str(result.status),
+            "p": (result.payload or "")[:4000] or None,
+            "b": booking.booking_id if booking else None,
+            "n": booking.passenger if booking else None,
+            "pr": booking.product if booking else None,
+            "fs": result.frame_time_s,
+            "d": result.decoder,
+            "r": result.reason[:2000],
+            "ms": result.elapsed_ms,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class QrRow:
+    file_id: int
+    status: str
+    booking_id: str | None
+    passenger: str | None
+    product: str | None
+
+
+async def load_qr(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, QrRow]:
+    rows = await conn.execute(
+        text(
+            "SELECT file_id, status, booking_id, passenger, product FROM qr_scan "
+            "WHERE file_id = ANY(CAST(:ids AS bigint[]))"
+        ),
+        {"ids": list(ids)},
+    )
+    return {int(r[0]): QrRow(int(r[0]), *r[1:]) for r in rows}
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    key: str
+    card_id: str
+    status: str
+    booking_id: str | None
+    passenger: str | None
+    product: str | None
+    qr_file_id: int | None
+    file_ids: tuple[int, ...]
+    execution_id: int | None
+
+
+async def upsert_session(conn: AsyncConnection, s: SessionRow) -> bool:
+    """Record a session once (True when new) and claim its files for it."""
+    inserted = await conn.execute(
+        text(
+            "INSERT INTO jump_session (key, card_id, status, booking_id, passenger, product, "
+            "qr_file_id, file_ids) VALUES (:k, :c, :s, :b, :p, :pr, :q, CAST(:f AS text[])) "
+            "ON CONFLICT (key) DO NOTHING"
+        ),
+        {
+            "k": s.key,
+            "c": s.card_id,
+            "s": s.status,
+            "b": s.booking_id,
+            "p": s.passenger,
+            "pr": s.product,
+            "q": s.qr_file_id,
+            "f": [str(i) for i in s.file_ids],
+        },
+    )
+    await conn.execute(
+        text(
+            "UPDATE imported_file SET session_key = :k "
+            "WHERE id = ANY(CAST(:ids AS bigint[])) AND session_key IS NULL"
+        ),
+        {"k": s.key, "ids": [*s.file_ids, *([s.qr_file_id] if s.qr_file_id else [])]},
+    )
+    return bool(inserted.rowcount)
+
+
+async def set_session_execution(conn: AsyncConnection, key: str, execution_id: int) -> None:
+    await conn.execute(
+        text("UPDATE jump_session SET execution_id = :e, updated_at = now() WHERE key = :k"),
+        {"k": key, "e": execution_id},
+    )
+
+
+async def load_session(conn: AsyncConnection, key: str) -> SessionRow | None:
+    row = (
+        await conn.execute(
+            text(
+                "SELECT key, card_id, status, booking_id, passenger, product, qr_file_id, "
+                "file_ids, execution_id FROM jump_session WHERE key = :k"
+            ),
+            {"k": key},
+        )
+    ).first()
+    if row is None:
+        return None
+    ids = tuple(int(i) for i in row[7] or [])
+    return SessionRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], ids, row[8])
+
+
+async def count(conn: AsyncConnection, name: str, by: int = 1) -> None:
+    await conn.execute(
+        text(
+            "INSERT INTO counter (name, value) VALUES (:n, :v) "
+            "ON CONFLICT (name) DO UPDATE SET value = counter.value + EXCLUDED.value"
+        ),
+        {"n": name, "v": by},
+    )

@@ -1,0 +1,163 @@
+"""The whole system, as a dropzone runs it: hub, Faust worker, render worker and a detector
+watching a demo SD card — real PostgreSQL, Redis, broker, files and FFmpeg."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import asyncpg
+import av
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from support import Proc, settings_env, wait_for
+
+from agents.demo_card import DemoCard, add_jump, write_demo_card
+from storage.detectors import register_detector
+from streams.embedded import free_port
+from streams.settings import Settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+@pytest.fixture
+def system_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "hub_port": free_port(),
+            "render_width": 320,
+            "render_height": 180,
+            "render_fps": 15,
+            "render_preset": "ultrafast",
+            "reconcile_interval_s": 5.0,
+            "render_heartbeat_s": 6,
+        }
+    )
+
+
+async def token_for(sessions: async_sessionmaker[AsyncSession], detector_id: str) -> str:
+    async with sessions() as session, session.begin():
+        return (await register_detector(session, detector_id, detector_id)).token
+
+
+def start_system(spawn, s: Settings, token: str, cards: Path) -> dict[str, Proc]:
+    env = settings_env(s)
+    procs = {
+        "hub": spawn("streams.cli", "hub", env=env, name="hub"),
+        "worker": spawn("streams.cli", "worker", env=env, name="worker"),
+        "render": spawn("streams.cli", "render-worker", env=env, name="render"),
+    }
+    procs["detector"] = spawn(
+        "detector",
+        "--hub",
+        f"ws://127.0.0.1:{s.hub_port}/ws/detector",
+        "--token",
+        token,
+        "--share",
+        str(s.share_root),
+        "--watch",
+        str(cards),
+        env=env,
+        name="detector",
+    )
+    return procs
+
+
+async def jump_states(pg: asyncpg.Connection) -> dict[str, str]:
+    rows = await pg.fetch(
+        "SELECT s.key, s.status AS session, e.status FROM jump_session s "
+        "LEFT JOIN pipeline_execution e ON e.id = s.execution_id"
+    )
+    return {r["key"]: f"{r['session']}/{r['status']}" for r in rows}
+
+
+async def settled(pg: asyncpg.Connection, rendered: int) -> bool:
+    done = await pg.fetchval(
+        "SELECT count(*) FROM pipeline_execution WHERE pipeline = 'jump' AND status = 'succeeded'"
+    )
+    waiting = await pg.fetchval(
+        "SELECT count(*) FROM pipeline_execution WHERE pipeline = 'jump' AND status = 'waiting'"
+    )
+    return bool(done == rendered and waiting == 2)
+
+
+def outputs(s: Settings) -> list[Path]:
+    return sorted(s.output_dir.glob("*/*.mp4"))
+
+
+async def test_a_card_becomes_finished_videos_and_nothing_twice(
+    system_settings: Settings,
+    sessions,
+    clean_db,
+    pg: asyncpg.Connection,
+    spawn,
+    tmp_path: Path,
+) -> None:
+    s = system_settings
+    cards = tmp_path / "cards"
+    card: DemoCard = write_demo_card(
+        cards / "CARD-A", 3, footage_seconds=1.5, qr_seconds=1.5, size=(320, 180)
+    )
+    token = await token_for(sessions, "hangar-1")
+    procs = start_system(spawn, s, token, cards)
+
+    async def ready() -> bool:
+        return await settled(pg, 3)
+
+    try:
+        await wait_for(ready, timeout=120, interval=1, what="3 jumps rendered, 2 waiting")
+    except AssertionError:
+        for name, p in procs.items():
+            print(f"----- {name}\n{p.output()[-6000:]}")
+        print(await jump_states(pg))
+        raise
+
+    videos = outputs(s)
+    assert len(videos) == 3
+    for jump in card.readable_jumps:
+        folder = [v for v in videos if v.parent.name.startswith(jump.booking_id)]
+        assert len(folder) == 1, (jump.booking_id, videos)
+        with av.open(str(folder[0])) as c:
+            assert c.streams.video[0].codec_context.width == 320
+            assert c.streams.audio, "no audio stream"
+        assert folder[0].with_suffix(".jpg").exists()
+    states = await jump_states(pg)
+    assert sorted(states.values()).count("needs_review/waiting") == 1
+    assert sorted(states.values()).count("unassigned/waiting") == 1
+    copied = await pg.fetchval("SELECT count(*) FROM imported_file WHERE status = 'imported'")
+    assert copied == len(card.videos)
+
+    # The same card again: nothing is copied, nothing rendered.
+    shutil.move(cards / "CARD-A", tmp_path / "pulled")
+    await wait_for(
+        lambda: pg.fetchval("SELECT NOT present FROM card"), timeout=30, what="card removed"
+    )
+    requests_before = await pg.fetchval("SELECT sum(request_count) FROM imported_file")
+    shutil.move(tmp_path / "pulled", cards / "CARD-A")
+    await wait_for(
+        lambda: pg.fetchval("SELECT present FROM card"), timeout=30, what="card inserted again"
+    )
+    # new footage on the card: only it is copied and only its jump rendered
+    shutil.move(cards / "CARD-A", tmp_path / "pulled")
+    await wait_for(
+        lambda: pg.fetchval("SELECT NOT present FROM card"), timeout=30, what="card removed"
+    )
+    new_jump = add_jump(tmp_path / "pulled")
+    shutil.move(tmp_path / "pulled", cards / "CARD-A")
+
+    async def four() -> bool:
+        return await settled(pg, 4)
+
+    await wait_for(four, timeout=300, interval=1, what="the new jump rendered")
+    assert requests_before == await pg.fetchval(
+        "SELECT sum(request_count) FROM imported_file WHERE first_listed_at < "
+        "(SELECT min(first_listed_at) FROM imported_file WHERE path = $1)",
+        new_jump.qr_file,
+    )
+    assert len(outputs(s)) == 4
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM pipeline_step WHERE name = 'render' AND attempt > 1"
+        )
+        == 0
+    )
