@@ -308,7 +308,6 @@ def _run(
     children: Sequence[ChildSpec] | None,
     stopping: Callable[[], bool],
 ) -> int:
-    logger.info("demo card not implemented yet: running as with --no-demo")
     if settings.hub_port and not _port_is_free(settings.hub_host, settings.hub_port):
         logger.error("hub port %s:%d is in use (set SKYREEL_HUB_PORT)", settings.hub_host,
                      settings.hub_port)  # fmt: skip
@@ -328,11 +327,35 @@ def _run(
     specs = _available(
         default_children(getattr(args, "render_workers", 2)) if children is None else children
     )
-    sup = Supervisor(specs, child_environ(effective))
+    demo = None
+    if not getattr(args, "no_demo", True):
+        from streams import demo as demo_mod
+
+        try:
+            effective = demo_mod.demo_settings(effective)
+            demo = demo_mod.prepare(effective, getattr(args, "jumps", 3))
+        except Exception:
+            logger.exception("the demo card could not be prepared")
+            stack.stop()
+            return 1
+        specs = [*specs, demo.detector]
+    # With the demo, children log to files so the terminal shows the progress view.
+    log_dir = effective.data_dir / "logs" if demo is not None else None
+    sup = Supervisor(specs, child_environ(effective), log_dir=log_dir)
     try:
         print(summary(effective, stack.embedded), flush=True)
         sup.start_all()
         _announce(effective, sup, stopping)
+        if demo is not None:
+            if log_dir is not None:
+                print(f"  process logs: {log_dir}/", flush=True)
+            from streams.demo import show_progress
+
+            done = show_progress(effective, demo, stopping, sup.poll)
+            if done:
+                print(f"dashboard: {_dashboard(effective)}  (Ctrl-C to stop)", flush=True)
+            if done and getattr(args, "exit_when_done", False):
+                return 0
         while not stopping():
             sup.poll()
             time.sleep(0.2)
@@ -348,6 +371,11 @@ def _port_is_free(host: str, port: int) -> bool:
     from streams.embedded import port_free
 
     return port_free(port, host)
+
+
+def _dashboard(effective: Settings) -> str:
+    host = "127.0.0.1" if effective.hub_host in ("0.0.0.0", "::", "") else effective.hub_host
+    return f"http://{host}:{effective.hub_port}/"
 
 
 def _announce(effective: Settings, sup: Supervisor, stopping: Callable[[], bool]) -> None:

@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from streams.embedded import die_with_parent
 
@@ -58,11 +59,17 @@ class Supervisor:
     STABLE_AFTER = 30.0  # a child that ran this long before crashing starts its backoff afresh
 
     def __init__(
-        self, specs: Sequence[ChildSpec], env: dict[str, str], *, stop_timeout: float = 10
+        self,
+        specs: Sequence[ChildSpec],
+        env: dict[str, str],
+        *,
+        stop_timeout: float = 10,
+        log_dir: Path | None = None,
     ):
         self.children = [_Child(s) for s in specs]
         self.env = env
         self.stop_timeout = stop_timeout
+        self.log_dir = log_dir  # None: children share our stdout/stderr
 
     def start_all(self) -> None:
         for child in self.children:
@@ -70,9 +77,22 @@ class Supervisor:
 
     def _spawn(self, child: _Child) -> None:
         # Own session: a terminal's Ctrl-C reaches only us, and we stop children in order.
-        child.process = subprocess.Popen(
-            child.spec.argv, env=self.env, start_new_session=True, preexec_fn=die_with_parent()
-        )
+        out = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = (self.log_dir / f"{child.spec.name}.log").open("ab")
+        try:
+            child.process = subprocess.Popen(
+                child.spec.argv,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=die_with_parent(),
+                stdout=out,
+                stderr=subprocess.STDOUT if out is not None else None,
+            )
+        finally:
+            if out is not None:
+                out.close()
         child.started = time.monotonic()
         child.restart_at = None
         logger.info("%s started (pid %d)", child.spec.name, child.process.pid)
@@ -137,5 +157,3 @@ def _wait_group_gone(pgid: int, timeout: float) -> None:
             return
         time.sleep(0.05)
     logger.warning("process group %d still has members after SIGKILL", pgid)
-
-
