@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -124,6 +125,7 @@ class JumpSession(Base):
     """One passenger's jump: a QR clip and the footage after it (or unassigned/needs review)."""
 
     __tablename__ = "jump_session"
+    __table_args__ = (Index("ix_session_status_created", "status", "created_at"),)
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     card_id: Mapped[str] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(
@@ -144,7 +146,10 @@ class PipelineExecution(Base):
     """One run of a pipeline (a card import, a jump render). ``key`` makes creation idempotent."""
 
     __tablename__ = "pipeline_execution"
-    __table_args__ = (Index("ix_execution_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_execution_status_created", "status", "created_at"),
+        Index("ix_execution_status_id", "status", "id"),
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
     pipeline: Mapped[str] = mapped_column(String(32))  # card_import | jump
@@ -164,6 +169,12 @@ class PipelineStep(Base):
     __table_args__ = (
         UniqueConstraint("execution_id", "name", name="uq_step_execution_name"),
         Index("ix_step_status", "status"),
+        # copy steps waiting for a file are found by name when its copy lands
+        Index(
+            "ix_step_name_open",
+            "name",
+            postgresql_where=text("status IN ('running', 'failed')"),
+        ),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     execution_id: Mapped[int] = mapped_column(
