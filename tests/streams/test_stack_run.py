@@ -118,7 +118,7 @@ def test_run_comes_up_stops_on_sigterm_and_starts_again(tmp_path: Path, data_dir
     try:
         run.wait_up()
         out = run.output()
-        assert "running as with --no-demo" in out
+        assert "[demo]" not in out and "demo card" not in out  # --no-demo: services only
         assert "postgresql  embedded" in out and "kafka       embedded" in out
         if module_available("streams.hub"):
             assert f"dashboard: http://127.0.0.1:{hub_port}/" in out
