@@ -69,6 +69,28 @@ async def progress(url: str) -> tuple[int, float, int]:
     return int(done), ffmpeg_s, int(imported)
 
 
+async def breakdown(url: str) -> None:
+    """Where the time went, from the pipeline's own timestamps (relative to the first listing)."""
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        row = await conn.fetchrow(
+            "SELECT min(first_listed_at) AS t0, "
+            "(SELECT max(imported_at) FROM imported_file WHERE kind = 'qr_candidate') AS qr_in, "
+            "(SELECT max(imported_at) FROM imported_file) AS all_in, "
+            "(SELECT max(finished_at) FROM pipeline_step WHERE kind = 'qr') AS qr_done, "
+            "(SELECT max(finished_at) FROM pipeline_step WHERE kind = 'group') AS grouped, "
+            "(SELECT min(started_at) FROM pipeline_step WHERE kind = 'render') AS render1, "
+            "(SELECT max(finished_at) FROM pipeline_step WHERE kind = 'publish') AS last "
+            "FROM imported_file"
+        )
+    finally:
+        await conn.close()
+    t0 = row["t0"]
+    parts = [f"{k}={(row[k] - t0).total_seconds():.1f}s" for k in
+             ("qr_in", "qr_done", "grouped", "all_in", "render1", "last") if row[k]]
+    print("  after the listing: " + " ".join(parts), flush=True)
+
+
 async def wait_health(port: int, timeout: float = 60) -> None:
     import httpx
 
@@ -132,6 +154,7 @@ def run(jumps: int, workers: int) -> str:
                 raise RuntimeError(f"only {done}/{expected} jumps after 900 s; logs: {work}")
             time.sleep(0.25)
         wall = time.perf_counter() - t0
+        asyncio.run(breakdown(effective.database_url))
     finally:
         if sup is not None:
             sup.stop_all()

@@ -97,7 +97,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Detec
             else parse_bool(env.get("verify_readback", "1")),
             once=args.once or parse_bool(env.get("once", "0")),
             parallel_copies=args.parallel or int(env.get("parallel_copies", "1")),
-            poll_interval=float(env.get("poll_interval", "1.0")),
+            poll_interval=float(env.get("poll_interval", "0.5")),
             progress_interval=float(env.get("progress_interval", "0.5")),
             reconnect_min=float(env.get("reconnect_min", "0.5")),
             reconnect_max=float(env.get("reconnect_max", "30")),

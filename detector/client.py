@@ -348,12 +348,15 @@ class Detector:
 
     async def _worker(self) -> None:
         while True:
+            idle = self.queue.empty()
             item = await self.queue.get()
-            # A burst of requests arrives frame by frame: give it a moment so that the QR
-            # candidates (priority 0) in it overtake the footage requested just before them.
-            await asyncio.sleep(REQUEST_SETTLE)
-            self.queue.put_nowait(item)
-            item = self.queue.get_nowait()
+            if idle:
+                # The first request after a pause starts a burst that arrives frame by frame:
+                # give it a moment so that the QR candidates (priority 0) in it overtake the
+                # footage requested just before them. Within a burst, take the next at once.
+                await asyncio.sleep(REQUEST_SETTLE)
+                self.queue.put_nowait(item)
+                item = self.queue.get_nowait()
             req = item.request
             self.running += 1
             try:

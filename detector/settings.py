@@ -31,7 +31,7 @@ class DetectorSettings:
     verify_readback: bool = True  # re-read and re-hash every copy before it counts
     once: bool = False  # scan, send, copy what is requested, exit when idle
     once_idle_seconds: float = 3.0  # --once: how long without requests counts as idle
-    poll_interval: float = 1.0  # seconds between volume scans
+    poll_interval: float = 0.5  # seconds between volume scans (a card counts after two)
     progress_interval: float = 0.5  # at most one copy_progress per request per this many seconds
     reconnect_min: float = 0.5  # first reconnect delay (seconds); doubles up to reconnect_max
     reconnect_max: float = 30.0

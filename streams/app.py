@@ -12,6 +12,7 @@ from typing import Any
 
 import faust
 
+from streams.kafka import LOCAL_FETCH_MAX_WAIT_MS
 from streams.settings import Settings
 from streams.topics import Names
 
@@ -30,11 +31,6 @@ class Topics:
 def kafka_broker_url(bootstrap: str) -> str:
     """'host:port,host:port' -> Faust's 'kafka://host:port;kafka://host:port'."""
     return ";".join(f"kafka://{hp.strip()}" for hp in bootstrap.split(",") if hp.strip())
-
-
-#: Fetch wait for a local single broker. Tansu holds every fetch for the full wait instead of
-#: answering when data arrives, and Faust hard-codes 1500 ms: ~260 ms per topic hop (measured).
-LOCAL_FETCH_MAX_WAIT_MS = 10
 
 
 def _install_fetch_wait_hook() -> None:
@@ -98,8 +94,7 @@ def declare_topics(app: faust.App, names: Names, partitions: int) -> Topics:
     """
 
     def topic(name: str) -> faust.TopicT:
-        return app.topic(name, partitions=partitions, key_serializer="raw",
-                         value_serializer="raw")
+        return app.topic(name, partitions=partitions, key_serializer="raw", value_serializer="raw")
 
     return Topics(
         detector_events=topic(names.detector_events),
