@@ -86,8 +86,11 @@ async def breakdown(url: str) -> None:
     finally:
         await conn.close()
     t0 = row["t0"]
-    parts = [f"{k}={(row[k] - t0).total_seconds():.1f}s" for k in
-             ("qr_in", "qr_done", "grouped", "all_in", "render1", "last") if row[k]]
+    parts = [
+        f"{k}={(row[k] - t0).total_seconds():.1f}s"
+        for k in ("qr_in", "qr_done", "grouped", "all_in", "render1", "last")
+        if row[k]
+    ]
     print("  after the listing: " + " ".join(parts), flush=True)
 
 
@@ -111,12 +114,20 @@ def run(jumps: int, workers: int) -> str:
 
     CACHE.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="e2e-", dir=CACHE))
-    env_urls = {k: os.environ.get(f"SKYREEL_{k.upper()}", "")
-                for k in ("database_url", "redis_url", "kafka_url")}
-    base = Settings(data_dir=work / "data", share_root=work / "data/share",
-                    output_dir=work / "data/output", hub_port=free_port(),
-                    topic_prefix=f"e2e{os.getpid()}", app_id=f"e2e{os.getpid()}",
-                    log_level="WARNING", **env_urls)  # type: ignore[arg-type]
+    env_urls = {
+        k: os.environ.get(f"SKYREEL_{k.upper()}", "")
+        for k in ("database_url", "redis_url", "kafka_url")
+    }
+    base = Settings(
+        data_dir=work / "data",
+        share_root=work / "data/share",
+        output_dir=work / "data/output",
+        hub_port=free_port(),
+        topic_prefix=f"e2e{os.getpid()}",
+        app_id=f"e2e{os.getpid()}",
+        log_level="WARNING",
+        **env_urls,
+    )  # type: ignore[arg-type]
     staging = work / "staging" / "CARD-E2E"
     print(f"writing a {jumps}-jump card ...", flush=True)
     card = write_demo_card(staging, jumps)
@@ -129,12 +140,26 @@ def run(jumps: int, workers: int) -> str:
         token = asyncio.run(_detector_token(effective.database_url))
         watched = work / "cards"
         watched.mkdir()
-        detector = ChildSpec("detector", (
-            sys.executable, "-m", "detector", "--hub",
-            f"ws://127.0.0.1:{effective.hub_port}/ws/detector", "--token", token,
-            "--share", str(effective.share_root), "--watch", str(watched)), "")
-        sup = Supervisor([*default_children(workers), detector], child_environ(effective),
-                         log_dir=work / "logs")
+        detector = ChildSpec(
+            "detector",
+            (
+                sys.executable,
+                "-m",
+                "detector",
+                "--hub",
+                f"ws://127.0.0.1:{effective.hub_port}/ws/detector",
+                "--token",
+                token,
+                "--share",
+                str(effective.share_root),
+                "--watch",
+                str(watched),
+            ),
+            "",
+        )
+        sup = Supervisor(
+            [*default_children(workers), detector], child_environ(effective), log_dir=work / "logs"
+        )
         sup.start_all()
         asyncio.run(wait_health(effective.hub_port))
         time.sleep(3)  # workers join their groups; the detector connects
@@ -145,8 +170,11 @@ def run(jumps: int, workers: int) -> str:
             sup.poll()
             done, ffmpeg_s, imported = asyncio.run(progress(effective.database_url))
             if done != last:
-                print(f"  {time.perf_counter() - t0:6.1f}s  files imported {imported}, "
-                      f"jumps rendered {done}/{expected}", flush=True)
+                print(
+                    f"  {time.perf_counter() - t0:6.1f}s  files imported {imported}, "
+                    f"jumps rendered {done}/{expected}",
+                    flush=True,
+                )
                 last = done
             if done >= expected:
                 break
@@ -160,11 +188,15 @@ def run(jumps: int, workers: int) -> str:
             sup.stop_all()
         stack.stop()
     ideal = cp_s + ffmpeg_s / workers
-    print(f"cp of the card: {cp_s:.2f}s; render jobs' FFmpeg time: {ffmpeg_s:.1f}s "
-          f"over {workers} workers")
+    print(
+        f"cp of the card: {cp_s:.2f}s; render jobs' FFmpeg time: {ffmpeg_s:.1f}s "
+        f"over {workers} workers"
+    )
     shutil.rmtree(work, ignore_errors=True)
-    return (f"end_to_end: jumps={jumps} workers={workers} wall_s={wall:.1f} "
-            f"ideal_s={ideal:.1f} ratio={wall / ideal:.2f}")
+    return (
+        f"end_to_end: jumps={jumps} workers={workers} wall_s={wall:.1f} "
+        f"ideal_s={ideal:.1f} ratio={wall / ideal:.2f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

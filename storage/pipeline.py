@@ -618,9 +618,7 @@ async def cancel_execution(conn: AsyncConnection, execution_id: int, actor: str)
     return len(changes)
 
 
-async def set_progress(
-    conn: AsyncConnection, rows: Sequence[tuple[int, str, int, float]]
-) -> None:
+async def set_progress(conn: AsyncConnection, rows: Sequence[tuple[int, str, int, float]]) -> None:
     """(execution, step, attempt, fraction): only a RUNNING step of that attempt is updated."""
     if not rows:
         return

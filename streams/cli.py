@@ -60,8 +60,10 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from storage.migrate import upgrade
 
     if not settings.database_url:
-        print("SKYREEL_DATABASE_URL is not set (`skyreel run` migrates the embedded one)",
-              file=sys.stderr)
+        print(
+            "SKYREEL_DATABASE_URL is not set (`skyreel run` migrates the embedded one)",
+            file=sys.stderr,
+        )
         return 2
     upgrade(settings.database_url)
     print("database schema is up to date")
@@ -169,25 +171,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run everything on this machine (the main job)")
-    p.add_argument("--no-demo", action="store_true",
-                   help="start the services only; do not write and import a demo card")
+    p.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="start the services only; do not write and import a demo card",
+    )
     p.add_argument("--jumps", type=int, default=3, help="jumps on the demo card (default 3)")
     p.add_argument("--render-workers", type=int, default=2, help="render worker processes")
-    p.add_argument("--exit-when-done", action="store_true",
-                   help="stop once every demo jump is rendered (default: keep serving)")
+    p.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="stop once every demo jump is rendered (default: keep serving)",
+    )
     p.set_defaults(handler=_run)
 
-    sub.add_parser("hub", help="serve the detector WebSocket, status API and dashboard"
-                   ).set_defaults(handler=_hub)
-    sub.add_parser("worker", help="run the Faust worker (stream agents)"
-                   ).set_defaults(handler=_worker)
-    sub.add_parser("render-worker", help="run a render worker (FFmpeg jobs from Redis)"
-                   ).set_defaults(handler=_render_worker)
-    sub.add_parser("migrate", help="apply database migrations (needs SKYREEL_DATABASE_URL)"
-                   ).set_defaults(handler=_migrate)
+    sub.add_parser(
+        "hub", help="serve the detector WebSocket, status API and dashboard"
+    ).set_defaults(handler=_hub)
+    sub.add_parser("worker", help="run the Faust worker (stream agents)").set_defaults(
+        handler=_worker
+    )
+    sub.add_parser(
+        "render-worker", help="run a render worker (FFmpeg jobs from Redis)"
+    ).set_defaults(handler=_render_worker)
+    sub.add_parser(
+        "migrate", help="apply database migrations (needs SKYREEL_DATABASE_URL)"
+    ).set_defaults(handler=_migrate)
 
-    p = sub.add_parser("register-detector",
-                       help="register a station PC and print its token (shown once)")
+    p = sub.add_parser(
+        "register-detector", help="register a station PC and print its token (shown once)"
+    )
     p.add_argument("detector_id", help="short id, e.g. hangar-1 ([a-z0-9-], up to 64)")
     p.add_argument("--name", default="", help="human-readable name")
     p.set_defaults(handler=_register_detector)

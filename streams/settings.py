@@ -99,7 +99,8 @@ class Settings(BaseSettings):
     render_height: int = Field(1080, ge=90, le=4320, description="Output height in pixels.")
     render_fps: int = Field(30, ge=10, le=120, description="Output frame rate.")
     render_preset: str = Field(
-        "veryfast", pattern=r"^(ultrafast|superfast|veryfast|faster|fast|medium|slow)$",
+        "veryfast",
+        pattern=r"^(ultrafast|superfast|veryfast|faster|fast|medium|slow)$",
         description="x264 preset of the output.",
     )
     render_crf: int = Field(22, ge=0, le=51, description="x264 CRF of the output (quality).")
@@ -130,8 +131,11 @@ class Settings(BaseSettings):
             "preset": self.render_preset,
             "crf": self.render_crf,
         }
-        for key, path in (("intro_path", self.branding_intro), ("logo_path", self.branding_logo),
-                          ("title_font", self.branding_font)):
+        for key, path in (
+            ("intro_path", self.branding_intro),
+            ("logo_path", self.branding_logo),
+            ("title_font", self.branding_font),
+        ):
             if path is not None:
                 out[key] = str(path.resolve())
         return out

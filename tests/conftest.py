@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import tempfile
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path

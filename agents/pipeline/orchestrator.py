@@ -271,8 +271,10 @@ class Orchestrator:
         async with self.engine.begin() as conn:
             await repo.set_progress(
                 conn,
-                [(eid, step, attempt, float(r.progress or 0.0)) for (eid, step, attempt), r
-                 in latest.items()],
+                [
+                    (eid, step, attempt, float(r.progress or 0.0))
+                    for (eid, step, attempt), r in latest.items()
+                ],
             )
         for (eid, step, _attempt), r in latest.items():
             await _status_event(

@@ -8,11 +8,11 @@ import uuid
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from support import settings_env, wait_for
 
 from streams import records
 from streams.settings import Settings
 from streams.topics import Names
-from support import settings_env, wait_for
 
 
 def file_list(card: str, n: int, detector: str = "det-1") -> records.DetectorEvent:
@@ -25,8 +25,13 @@ def file_list(card: str, n: int, detector: str = "det-1") -> records.DetectorEve
         }
         for i in range(n)
     ]
-    return records.DetectorEvent(event_id=uuid.uuid4().hex, event="file_list",
-                                 detector_id=detector, card_id=card, files=files)
+    return records.DetectorEvent(
+        event_id=uuid.uuid4().hex,
+        event="file_list",
+        detector_id=detector,
+        card_id=card,
+        files=files,
+    )
 
 
 async def produce(broker: str, topic: str, items: list[tuple[bytes, bytes]]) -> None:
@@ -40,8 +45,9 @@ async def produce(broker: str, topic: str, items: list[tuple[bytes, bytes]]) -> 
 
 
 async def copy_requests(broker: str, names: Names, want: int, timeout: float = 40) -> list[dict]:
-    consumer = AIOKafkaConsumer(names.copy_requests, bootstrap_servers=broker,
-                                auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        names.copy_requests, bootstrap_servers=broker, auto_offset_reset="earliest", group_id=None
+    )
     await consumer.start()
     got: list[dict] = []
     try:
@@ -57,14 +63,21 @@ async def copy_requests(broker: str, names: Names, want: int, timeout: float = 4
 
 
 async def test_redelivered_and_poison_lists(
-    settings: Settings, names: Names, broker: str, pg: asyncpg.Connection, clean_db: object,
+    settings: Settings,
+    names: Names,
+    broker: str,
+    pg: asyncpg.Connection,
+    clean_db: object,
     spawn,
 ) -> None:
     spawn("streams.cli", "worker", env=settings_env(settings), name="worker")
     event = file_list("card-0001", 12)
     payload = records.encode(event)
-    await produce(broker, names.detector_events,
-                  [(b"card-0001", payload), (b"card-0001", b"{not json"), (b"card-0001", payload)])
+    await produce(
+        broker,
+        names.detector_events,
+        [(b"card-0001", payload), (b"card-0001", b"{not json"), (b"card-0001", payload)],
+    )
     # first delivery asks for 12, the redelivery asks again for the 12 not yet imported
     got = await copy_requests(broker, names, 24)
     assert len(got) == 24
@@ -78,7 +91,11 @@ async def test_redelivered_and_poison_lists(
 
 
 async def test_sigkill_of_the_worker_loses_no_list(
-    settings: Settings, names: Names, broker: str, pg: asyncpg.Connection, clean_db: object,
+    settings: Settings,
+    names: Names,
+    broker: str,
+    pg: asyncpg.Connection,
+    clean_db: object,
     spawn,
 ) -> None:
     env = settings_env(settings)
@@ -104,5 +121,4 @@ async def test_sigkill_of_the_worker_loses_no_list(
         "GROUP BY 1, 2 HAVING count(*) > 1) d"
     )
     assert dupes == 0
-    assert await pg.fetchval(
-        "SELECT count(*) FROM imported_file WHERE status <> 'requested'") == 0
+    assert await pg.fetchval("SELECT count(*) FROM imported_file WHERE status <> 'requested'") == 0

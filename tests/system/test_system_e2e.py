@@ -164,30 +164,46 @@ async def test_a_card_becomes_finished_videos_and_nothing_twice(
 
 
 async def test_killed_workers_reach_the_same_final_state(
-    system_settings: Settings, sessions, clean_db, pg: asyncpg.Connection, spawn, tmp_path: Path,
+    system_settings: Settings,
+    sessions,
+    clean_db,
+    pg: asyncpg.Connection,
+    spawn,
+    tmp_path: Path,
 ) -> None:
     # Larger frames and a slower preset, so a render is still running when its worker dies.
-    s = system_settings.model_copy(update={"render_width": 960, "render_height": 540,
-                                           "render_fps": 30, "render_preset": "medium"})
+    s = system_settings.model_copy(
+        update={
+            "render_width": 960,
+            "render_height": 540,
+            "render_fps": 30,
+            "render_preset": "medium",
+        }
+    )
     cards = tmp_path / "cards"
-    card = write_demo_card(cards / "CARD-K", 3, footage_seconds=4.0, qr_seconds=1.5,
-                           size=(320, 180))
+    card = write_demo_card(
+        cards / "CARD-K", 3, footage_seconds=4.0, qr_seconds=1.5, size=(320, 180)
+    )
     token = await token_for(sessions, "hangar-9")
     procs = start_system(spawn, s, token, cards)
     env = settings_env(s)
 
     async def some_imported() -> bool:
-        return bool(await pg.fetchval(
-            "SELECT count(*) FROM imported_file WHERE status = 'imported'"))
+        return bool(
+            await pg.fetchval("SELECT count(*) FROM imported_file WHERE status = 'imported'")
+        )
 
     await wait_for(some_imported, timeout=60, what="the first copy landed")
     procs["worker"].kill()  # SIGKILL the Faust worker while the card is being imported
     spawn("streams.cli", "worker", env=env, name="worker-2")
 
     async def rendering() -> bool:
-        return bool(await pg.fetchval(
-            "SELECT count(*) FROM pipeline_step WHERE name = 'render' AND status = 'running' "
-            "AND progress > 0"))
+        return bool(
+            await pg.fetchval(
+                "SELECT count(*) FROM pipeline_step WHERE name = 'render' AND status = 'running' "
+                "AND progress > 0"
+            )
+        )
 
     await wait_for(rendering, timeout=120, interval=0.2, what="a render in progress")
     procs["render"].kill()  # SIGKILL the render worker (and its FFmpeg) mid-render
@@ -200,7 +216,8 @@ async def test_killed_workers_reach_the_same_final_state(
     videos = outputs(s)
     assert len(videos) == 3
     assert {v.parent.name.split("_")[0] for v in videos} == {
-        j.booking_id for j in card.readable_jumps}
+        j.booking_id for j in card.readable_jumps
+    }
     leftovers = [p for p in s.output_dir.rglob("*") if ".partial" in p.name]
     leftovers += [p for p in s.render_staging.rglob("*") if p.is_file()]
     assert leftovers == []
@@ -208,8 +225,16 @@ async def test_killed_workers_reach_the_same_final_state(
     assert states.count("needs_review/waiting") == 1
     assert states.count("unassigned/waiting") == 1
     # no step succeeded twice
-    assert await pg.fetchval(
-        "SELECT count(*) FROM (SELECT step_id FROM pipeline_step_attempt "
-        "WHERE status = 'succeeded' GROUP BY step_id HAVING count(*) > 1) d") == 0
-    assert await pg.fetchval("SELECT count(*) FROM imported_file WHERE status <> 'imported' "
-                             "AND kind <> 'proxy'") == 0
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM (SELECT step_id FROM pipeline_step_attempt "
+            "WHERE status = 'succeeded' GROUP BY step_id HAVING count(*) > 1) d"
+        )
+        == 0
+    )
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM imported_file WHERE status <> 'imported' AND kind <> 'proxy'"
+        )
+        == 0
+    )
