@@ -15,8 +15,8 @@ Every platform sits behind one small interface, :class:`VolumeSource` (``scan() 
 Only volumes with a ``DCIM/`` directory count. Identity: the filesystem UUID / volume serial
 where the OS gives one (it changes exactly when the card is formatted, which is when camera file
 names start repeating). Otherwise a fingerprint: a hash of the label and the (path, size, mtime)
-of the *oldest* few files. The oldest files are the ones that stay put while an instructor keeps
-adding jumps to the card, so the fingerprint is stable across insertions, and it changes after a
+of the *oldest* file. The oldest file is the one that stays put while an instructor keeps adding
+jumps to the card, so the fingerprint is stable across insertions, and it changes after a
 format — the same property as a serial. Nothing is ever written to a card to mark it.
 
 :class:`CardTracker` turns successive scans into inserted/removed events, debounced: a volume
@@ -41,7 +41,9 @@ from detector.scan import ScannedFile, find_dcim, scan_card
 
 logger = logging.getLogger(__name__)
 
-FINGERPRINT_FILES = 8
+# One file: with more, a freshly formatted card holding fewer than that many files would change
+# its identity each time a jump is added (and its files would look new).
+FINGERPRINT_FILES = 1
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9._:\-]+")
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
@@ -73,7 +75,7 @@ def safe_id(text: str) -> str:
 
 
 def card_fingerprint(label: str, files: Sequence[ScannedFile]) -> str:
-    """A stable id for a card without a serial: label + the oldest files' metadata (pure)."""
+    """A stable id for a card without a serial: label + the oldest file's metadata (pure)."""
     oldest = sorted(files, key=lambda f: (f.mtime, f.path))[:FINGERPRINT_FILES]
     h = xxhash.xxh3_64()
     h.update(label.encode("utf-8", "surrogateescape"))
