@@ -121,6 +121,24 @@ async def test_a_card_becomes_finished_videos_and_nothing_twice(
             assert c.streams.video[0].codec_context.width == 320
             assert c.streams.audio, "no audio stream"
         assert folder[0].with_suffix(".jpg").exists()
+    # the QR agent recorded every ticket: booking and passenger, or why it could not
+    scans = {
+        r["path"]: r
+        for r in await pg.fetch(
+            "SELECT f.path, q.status, q.booking_id, q.passenger, q.decoder FROM qr_scan q "
+            "JOIN imported_file f ON f.id = q.file_id"
+        )
+    }
+    for jump in card.jumps:
+        scan = scans[jump.qr_file]
+        if jump.unreadable:
+            assert scan["status"] == "unreadable"
+        else:
+            assert (scan["status"], scan["booking_id"], scan["passenger"]) == (
+                "decoded",
+                jump.booking_id,
+                jump.passenger,
+            ), scan
     states = await jump_states(pg)
     assert sorted(states.values()).count("needs_review/waiting") == 1
     assert sorted(states.values()).count("unassigned/waiting") == 1
