@@ -11,47 +11,60 @@ drive it against a real socket with a ``stop`` event). It runs, side by side:
   jitter and sends everything again (the hub re-sends pending requests, so both sides converge).
   A 1008 close or a 401/403 handshake means the token was refused: it stops with exit code 2
   rather than hammering the hub forever. 4000 (this detector connected again elsewhere) -> 3;
-* copy workers: requests wait in a priority queue (lower first: QR candidates are 0) and run
-  in a thread, one or two at a time, with throttled ``copy_progress`` and one ``copy_result``.
-  A request already queued or running is ignored; one for a card that is gone fails with
-  "card not present". Copies keep running while the hub is away; their results wait in an
-  outbox and are sent after the next welcome.
+* copy workers (``detector/requests.py``): requests wait in a priority queue and run in a
+  thread, one or two at a time, with throttled ``copy_progress`` and one ``copy_result``;
+  results that could not be sent wait in an outbox until the next welcome.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 import logging
 import random
-import re
-import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from detector import protocol
 from detector.cards import CardEvent, Volume, VolumeSource, scan_all, watch_cards
-from detector.copy import HASH_ALGO, CopyError, copy_file
-from detector.paths import PathRefused, card_source
 from detector.protocol import (
     CardInserted,
     CardRemoved,
-    CopyProgress,
     CopyRequest,
-    CopyResult,
     ErrorMessage,
     FileEntry,
     FileList,
     Welcome,
 )
+from detector.requests import (
+    REQUEST_SETTLE,
+    Card,
+    CopyRequests,
+    failed_result,
+    refused_request_id,
+)
 from detector.scan import ScannedFile, scan_card
 from detector.settings import DetectorSettings
 from detector.ui import CopyView, PlainView
+
+__all__ = [
+    "EXIT_AUTH_REFUSED",
+    "EXIT_OK",
+    "EXIT_REPLACED",
+    "REQUEST_SETTLE",
+    "WELCOME_TIMEOUT",
+    "Card",
+    "Detector",
+    "DetectorStopped",
+    "backoff_delay",
+    "close_verdict",
+    "failed_result",
+    "file_entries",
+    "refused_request_id",
+    "run_detector",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +72,6 @@ EXIT_OK = 0
 EXIT_AUTH_REFUSED = 2
 EXIT_REPLACED = 3
 WELCOME_TIMEOUT = 10.0
-REQUEST_SETTLE = 0.05
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")  # as in protocol.CopyResult
 
 
 class DetectorStopped(Exception):
@@ -70,19 +81,6 @@ class DetectorStopped(Exception):
         super().__init__(reason)
         self.reason = reason
         self.exit_code = exit_code
-
-
-@dataclass
-class Card:
-    volume: Volume
-    files: list[ScannedFile]
-
-
-@dataclass(order=True)
-class _Queued:
-    priority: int
-    seq: int
-    request: CopyRequest = field(compare=False)
 
 
 def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> float:
@@ -106,29 +104,6 @@ def close_verdict(code: int | None, reason: str) -> DetectorStopped | None:
     return None
 
 
-def failed_result(request_id: str, reason: str) -> CopyResult:
-    return CopyResult(
-        type="copy_result",
-        request_id=request_id,
-        status="failed",
-        reason=reason[: protocol.MAX_REASON_CHARS],
-    )
-
-
-def refused_request_id(raw: str | bytes) -> str | None:
-    """The request id of an invalid copy_request frame, if it has a usable one (pure)."""
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or data.get("type") != "copy_request":
-        return None
-    rid = data.get("request_id")
-    if isinstance(rid, str) and _REQUEST_ID.match(rid):
-        return rid
-    return None
-
-
 def file_entries(files: Sequence[ScannedFile]) -> list[FileEntry]:
     return [FileEntry(path=f.path, size=f.size, mtime=f.mtime, kind=f.kind) for f in files]
 
@@ -146,19 +121,16 @@ class Detector:
         self.stop = stop
         self.view = view
         self.cards: dict[str, Card] = {}
-        self.queue: asyncio.PriorityQueue[_Queued] = asyncio.PriorityQueue()
-        self.active: set[str] = set()
-        self.outbox: dict[str, CopyResult] = {}
+        self.copies = CopyRequests(settings, view, self.cards, self._send, self._touch)
         self.ws: ClientConnection | None = None
         self.max_files = protocol.MAX_FILES_PER_LIST
         self.welcomed = False
-        self.running = 0
-        self.cancel = threading.Event()
         self.last_activity = time.monotonic()
-        self._seq = itertools.count()
         self._send_lock = asyncio.Lock()
-        self._background: set[asyncio.Future[object]] = set()
         self._rng = random.Random()
+
+    def _touch(self) -> None:
+        self.last_activity = time.monotonic()
 
     # --- sending ---------------------------------------------------------------------------
 
@@ -173,11 +145,6 @@ class Detector:
             return False
         return True
 
-    def _spawn(self, coro: Coroutine[object, object, object]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def _send_card(self, card: Card) -> None:
         cid = card.volume.card_id
         label = card.volume.label[:200]
@@ -190,11 +157,6 @@ class Detector:
             if not await self._send(FileList(type="file_list", card_id=cid, files=chunk)):
                 return
         logger.info("sent card %s: %d files", cid, len(entries))
-
-    async def _deliver(self, result: CopyResult) -> None:
-        self.outbox[result.request_id] = result
-        if await self._send(result):
-            self.outbox.pop(result.request_id, None)
 
     # --- cards -----------------------------------------------------------------------------
 
@@ -284,8 +246,7 @@ class Detector:
         self.ws = ws
         self.welcomed = True
         self.last_activity = time.monotonic()
-        for result in list(self.outbox.values()):
-            await self._deliver(result)
+        await self.copies.flush()
         for card in list(self.cards.values()):
             await self._send_card(card)
         stopping = asyncio.ensure_future(self.stop.wait())
@@ -315,10 +276,10 @@ class Detector:
             logger.warning("ignoring a bad frame from the hub: %s", exc.reason)
             request_id = refused_request_id(raw)
             if request_id is not None:  # e.g. a destination with '..': tell the hub why
-                self._spawn(self._deliver(failed_result(request_id, f"refused: {exc.reason}")))
+                self.copies.fail_soon(request_id, f"refused: {exc.reason}")
             return
         if isinstance(message, CopyRequest):
-            self._enqueue(message)
+            self.copies.enqueue(message)
         elif isinstance(message, ErrorMessage):
             logger.warning(
                 "hub error %s%s: %s",
@@ -327,120 +288,11 @@ class Detector:
                 message.message,
             )
 
-    # --- copies ----------------------------------------------------------------------------
-
-    def _enqueue(self, req: CopyRequest) -> None:
-        if req.request_id in self.active:
-            logger.debug("request %s already queued or running", req.request_id)
-            return
-        if req.card_id not in self.cards:
-            logger.warning("request %s: card %s not present", req.request_id, req.card_id)
-            self._spawn(self._deliver(self._failed(req, "card not present")))
-            return
-        self.active.add(req.request_id)
-        self.queue.put_nowait(_Queued(req.priority, next(self._seq), req))
-        self.view.queued(req.request_id, req.card_id, req.path.rsplit("/", 1)[-1], req.size)
-        logger.info("request %s queued: %s (priority %d)", req.request_id, req.path, req.priority)
-
-    @staticmethod
-    def _failed(req: CopyRequest, reason: str) -> CopyResult:
-        return failed_result(req.request_id, reason)
-
-    async def _worker(self) -> None:
-        while True:
-            idle = self.queue.empty()
-            item = await self.queue.get()
-            if idle:
-                # The first request after a pause starts a burst that arrives frame by frame:
-                # give it a moment so that the QR candidates (priority 0) in it overtake the
-                # footage requested just before them. Within a burst, take the next at once.
-                await asyncio.sleep(REQUEST_SETTLE)
-                self.queue.put_nowait(item)
-                item = self.queue.get_nowait()
-            req = item.request
-            self.running += 1
-            try:
-                result = await self._copy(req)
-            finally:
-                self.running -= 1
-                self.active.discard(req.request_id)
-                self.last_activity = time.monotonic()
-            await self._deliver(result)
-
-    def _progress_callback(self, req: CopyRequest) -> Callable[[int, int], None]:
-        loop = asyncio.get_running_loop()
-        interval = self.settings.progress_interval
-        last = [0.0]
-
-        def on_progress(done: int, total: int) -> None:  # runs in the copy thread
-            now = time.monotonic()
-            if now - last[0] < interval and done < total:
-                return
-            last[0] = now
-            loop.call_soon_threadsafe(self._on_progress, req.request_id, done, total)
-
-        return on_progress
-
-    def _on_progress(self, request_id: str, done: int, total: int) -> None:
-        self.view.advanced(request_id, done)
-        self._spawn(
-            self._send(
-                CopyProgress(
-                    type="copy_progress",
-                    request_id=request_id,
-                    bytes_done=done,
-                    bytes_total=total,
-                )
-            )
-        )
-
-    async def _copy(self, req: CopyRequest) -> CopyResult:
-        card = self.cards.get(req.card_id)
-        if card is None:
-            self.view.finished(req.request_id, False, "card not present")
-            return self._failed(req, "card not present")
-        self.view.started(req.request_id)
-        try:
-            src = card_source(card.volume.root, req.path)
-            outcome = await asyncio.to_thread(
-                copy_file,
-                src,
-                self.settings.share_root,
-                req.destination,
-                req.size,
-                verify_readback=self.settings.verify_readback,
-                progress=self._progress_callback(req),
-                cancel=self.cancel,
-            )
-        except PathRefused as exc:
-            reason = f"source path refused: {exc.reason}"
-        except CopyError as exc:
-            reason = exc.reason
-        except Exception as exc:  # a bug must fail one request, not the detector
-            logger.exception("request %s: unexpected error", req.request_id)
-            reason = f"internal error: {type(exc).__name__}: {exc}"
-        else:
-            detail = "already present" if outcome.skipped else "copied"
-            self.view.finished(req.request_id, True, f"{detail} -> {outcome.destination}")
-            return CopyResult(
-                type="copy_result",
-                request_id=req.request_id,
-                status="copied",
-                destination=outcome.destination,
-                size=outcome.size,
-                hash=outcome.hash,
-                hash_algo=HASH_ALGO,
-            )
-        logger.warning("request %s failed: %s", req.request_id, reason)
-        self.view.finished(req.request_id, False, reason)
-        return self._failed(req, reason)
-
     # --- lifecycle -------------------------------------------------------------------------
 
     def idle(self) -> bool:
         quiet = time.monotonic() - self.last_activity >= self.settings.once_idle_seconds
-        busy = self.running or not self.queue.empty() or self.outbox or self._background
-        return self.welcomed and quiet and not busy
+        return self.welcomed and quiet and not self.copies.busy()
 
     async def _idle_monitor(self) -> None:
         while not self.stop.is_set():
@@ -456,7 +308,8 @@ class Detector:
             tasks.append(asyncio.create_task(self._idle_monitor()))
         else:
             tasks.append(asyncio.create_task(self._watch()))
-        tasks += [asyncio.create_task(self._worker()) for _ in range(self.settings.parallel_copies)]
+        workers = range(self.settings.parallel_copies)
+        tasks += [asyncio.create_task(self.copies.worker()) for _ in workers]
         connection = asyncio.create_task(self._connection_loop())
         stopping = asyncio.create_task(self.stop.wait())
         try:
@@ -471,7 +324,8 @@ class Detector:
                 raise exc
             return EXIT_OK
         finally:
-            self.cancel.set()  # running copies stop at the next chunk and remove their partials
+            # Running copies stop at the next chunk and remove their partials.
+            self.copies.cancel.set()
             for task in [*tasks, connection, stopping]:
                 task.cancel()
             await asyncio.gather(*tasks, connection, stopping, return_exceptions=True)

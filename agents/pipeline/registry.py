@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from agents.pipeline.dag import StepState
 from agents.pipeline.errors import StepKindConflict, UnknownStepKind
+from agents.pipeline.step import StepState
 
 logger = logging.getLogger(__name__)
 

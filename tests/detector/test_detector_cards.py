@@ -148,7 +148,9 @@ async def test_watch_cards_yields_insert_then_remove(tmp_path: Path) -> None:
 def test_fingerprint_of_a_fresh_card_survives_the_next_jumps() -> None:
     """Regression: with the oldest *eight* files, a card formatted that morning (two files
     after the first jump) changed identity at every insertion, and its files looked new."""
-    first_jump = [_f("DCIM/100GOPRO/GX010001.MP4", 1000.0, 5_000),
-                  _f("DCIM/100GOPRO/GX010002.MP4", 1060.0, 9_000_000)]
+    first_jump = [
+        _f("DCIM/100GOPRO/GX010001.MP4", 1000.0, 5_000),
+        _f("DCIM/100GOPRO/GX010002.MP4", 1060.0, 9_000_000),
+    ]
     later = [_f(f"DCIM/100GOPRO/GX01{i:04d}.MP4", 2000.0 + i, 9_000_000 + i) for i in range(3, 20)]
     assert card_fingerprint("GOPRO", first_jump) == card_fingerprint("GOPRO", first_jump + later)

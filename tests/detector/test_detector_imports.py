@@ -18,6 +18,7 @@ MODULES = [
     "detector.copy",
     "detector.readback",
     "detector.client",
+    "detector.requests",
     "detector.ui",
     "detector.cli",
 ]

@@ -1,0 +1,237 @@
+"""The detector's copy side: copy requests queued, copied in threads, and answered exactly once.
+
+:class:`CopyRequests` is what ``detector.client.Detector`` hands every ``copy_request`` to; the
+client keeps the connection and the cards. Requests wait in a priority queue (lower first: QR
+candidates are 0) and run in a thread, ``parallel_copies`` workers at a time, with throttled
+``copy_progress`` and one ``copy_result``. A request already queued or running is ignored; one
+for a card that is gone fails with "card not present". Copies keep running while the hub is
+away; their results wait in an outbox and :meth:`CopyRequests.flush` sends them after the next
+welcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from detector import protocol
+from detector.cards import Volume
+from detector.copy import HASH_ALGO, CopyError, copy_file
+from detector.paths import PathRefused, card_source
+from detector.protocol import CopyProgress, CopyRequest, CopyResult
+from detector.scan import ScannedFile
+from detector.settings import DetectorSettings
+from detector.ui import CopyView
+
+logger = logging.getLogger(__name__)
+
+REQUEST_SETTLE = 0.05
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")  # as in protocol.CopyResult
+
+Send = Callable[[protocol.BaseModel], Awaitable[bool]]
+
+
+@dataclass
+class Card:
+    """A card present on this station: where it is mounted and what was on it at insertion."""
+
+    volume: Volume
+    files: list[ScannedFile]
+
+
+@dataclass(order=True)
+class _Queued:
+    priority: int
+    seq: int
+    request: CopyRequest = field(compare=False)
+
+
+def failed_result(request_id: str, reason: str) -> CopyResult:
+    return CopyResult(
+        type="copy_result",
+        request_id=request_id,
+        status="failed",
+        reason=reason[: protocol.MAX_REASON_CHARS],
+    )
+
+
+def refused_request_id(raw: str | bytes) -> str | None:
+    """The request id of an invalid copy_request frame, if it has a usable one (pure)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("type") != "copy_request":
+        return None
+    rid = data.get("request_id")
+    if isinstance(rid, str) and _REQUEST_ID.match(rid):
+        return rid
+    return None
+
+
+class CopyRequests:
+    """The queue, the workers, progress and result delivery of one detector.
+
+    ``cards`` is the client's live mapping (read, never changed here); ``send`` sends one message
+    if connected (False otherwise); ``touch`` records activity for ``--once`` idling.
+    """
+
+    def __init__(
+        self,
+        settings: DetectorSettings,
+        view: CopyView,
+        cards: Mapping[str, Card],
+        send: Send,
+        touch: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self.view = view
+        self.cards = cards
+        self._send = send
+        self._touch = touch
+        self.queue: asyncio.PriorityQueue[_Queued] = asyncio.PriorityQueue()
+        self.active: set[str] = set()
+        self.outbox: dict[str, CopyResult] = {}
+        self.running = 0
+        self.cancel = threading.Event()
+        self._seq = itertools.count()
+        self._background: set[asyncio.Future[object]] = set()
+
+    def busy(self) -> bool:
+        """Whether anything is queued, copying, unsent or still being sent."""
+        return bool(self.running or not self.queue.empty() or self.outbox or self._background)
+
+    # --- results ---------------------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[object]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def deliver(self, result: CopyResult) -> None:
+        self.outbox[result.request_id] = result
+        if await self._send(result):
+            self.outbox.pop(result.request_id, None)
+
+    async def flush(self) -> None:
+        """Send the results that could not be sent while the hub was away."""
+        for result in list(self.outbox.values()):
+            await self.deliver(result)
+
+    def fail_soon(self, request_id: str, reason: str) -> None:
+        """Answer a request that will not run, without waiting for the send."""
+        self._spawn(self.deliver(failed_result(request_id, reason)))
+
+    # --- the queue -------------------------------------------------------------------------
+
+    def enqueue(self, req: CopyRequest) -> None:
+        if req.request_id in self.active:
+            logger.debug("request %s already queued or running", req.request_id)
+            return
+        if req.card_id not in self.cards:
+            logger.warning("request %s: card %s not present", req.request_id, req.card_id)
+            self.fail_soon(req.request_id, "card not present")
+            return
+        self.active.add(req.request_id)
+        self.queue.put_nowait(_Queued(req.priority, next(self._seq), req))
+        self.view.queued(req.request_id, req.card_id, req.path.rsplit("/", 1)[-1], req.size)
+        logger.info("request %s queued: %s (priority %d)", req.request_id, req.path, req.priority)
+
+    async def worker(self) -> None:
+        """Take requests, highest priority first, until cancelled (run several side by side)."""
+        while True:
+            idle = self.queue.empty()
+            item = await self.queue.get()
+            if idle:
+                # The first request after a pause starts a burst that arrives frame by frame:
+                # give it a moment so that the QR candidates (priority 0) in it overtake the
+                # footage requested just before them. Within a burst, take the next at once.
+                await asyncio.sleep(REQUEST_SETTLE)
+                self.queue.put_nowait(item)
+                item = self.queue.get_nowait()
+            req = item.request
+            self.running += 1
+            try:
+                result = await self._copy(req)
+            finally:
+                self.running -= 1
+                self.active.discard(req.request_id)
+                self._touch()
+            await self.deliver(result)
+
+    # --- one copy --------------------------------------------------------------------------
+
+    def _progress_callback(self, req: CopyRequest) -> Callable[[int, int], None]:
+        loop = asyncio.get_running_loop()
+        interval = self.settings.progress_interval
+        last = [0.0]
+
+        def on_progress(done: int, total: int) -> None:  # runs in the copy thread
+            now = time.monotonic()
+            if now - last[0] < interval and done < total:
+                return
+            last[0] = now
+            loop.call_soon_threadsafe(self._on_progress, req.request_id, done, total)
+
+        return on_progress
+
+    def _on_progress(self, request_id: str, done: int, total: int) -> None:
+        self.view.advanced(request_id, done)
+        self._spawn(
+            self._send(
+                CopyProgress(
+                    type="copy_progress",
+                    request_id=request_id,
+                    bytes_done=done,
+                    bytes_total=total,
+                )
+            )
+        )
+
+    async def _copy(self, req: CopyRequest) -> CopyResult:
+        card = self.cards.get(req.card_id)
+        if card is None:
+            self.view.finished(req.request_id, False, "card not present")
+            return failed_result(req.request_id, "card not present")
+        self.view.started(req.request_id)
+        try:
+            src = card_source(card.volume.root, req.path)
+            outcome = await asyncio.to_thread(
+                copy_file,
+                src,
+                self.settings.share_root,
+                req.destination,
+                req.size,
+                verify_readback=self.settings.verify_readback,
+                progress=self._progress_callback(req),
+                cancel=self.cancel,
+            )
+        except PathRefused as exc:
+            reason = f"source path refused: {exc.reason}"
+        except CopyError as exc:
+            reason = exc.reason
+        except Exception as exc:  # a bug must fail one request, not the detector
+            logger.exception("request %s: unexpected error", req.request_id)
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+        else:
+            detail = "already present" if outcome.skipped else "copied"
+            self.view.finished(req.request_id, True, f"{detail} -> {outcome.destination}")
+            return CopyResult(
+                type="copy_result",
+                request_id=req.request_id,
+                status="copied",
+                destination=outcome.destination,
+                size=outcome.size,
+                hash=outcome.hash,
+                hash_algo=HASH_ALGO,
+            )
+        logger.warning("request %s failed: %s", req.request_id, reason)
+        self.view.finished(req.request_id, False, reason)
+        return failed_result(req.request_id, reason)
