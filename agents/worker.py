@@ -143,7 +143,13 @@ def _attach_agents(wa: WorkerApp, settings: Settings) -> None:
     )
     dispatcher.runner = step_runner
     runner.attach(wa, step_runner, concurrency=settings.runner_concurrency)
-    reconcile.attach(wa, handlers.registry, emitter, interval_s=settings.reconcile_interval_s)
+    reconcile.attach(
+        wa,
+        handlers.registry,
+        emitter,
+        worker=step_runner.worker,
+        interval_s=settings.reconcile_interval_s,
+    )
 
 
 def run_worker(settings: Settings) -> int:

@@ -246,6 +246,15 @@ class DeadLetterRow(Base):
     at: Mapped[datetime] = _now()
 
 
+class WorkerHeartbeat(Base):
+    """Faust workers beat here every few seconds; reconciliation requeues the RUNNING steps of a
+    worker that stopped beating (SIGKILL, lost machine) without waiting for step timeouts."""
+
+    __tablename__ = "worker_heartbeat"
+    worker: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[datetime] = _now()
+
+
 class Counter(Base):
     """Monotonic counters shown on the status API (files imported, steps retried, ...)."""
 

@@ -49,6 +49,7 @@ class StepRow:
     not_before: datetime | None = None
     started_at: datetime | None = None
     ready_at: datetime | None = None
+    worker: str | None = None  # who claimed the current attempt
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def ready_only(saved: Iterable[Saved]) -> list[Saved]:
 
 STEP_COLUMNS = (
     "id, execution_id, name, kind, depends_on, spawns, status, attempt, max_attempts, "
-    "spawned_by, error, waiting_for, input, not_before, started_at, ready_at"
+    "spawned_by, error, waiting_for, input, not_before, started_at, ready_at, worker"
 )
 
 
@@ -111,6 +112,7 @@ def step_row(r: RowMapping) -> StepRow:
         not_before=r["not_before"],
         started_at=r["started_at"],
         ready_at=r["ready_at"],
+        worker=r["worker"],
     )
 
 

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from agents.pipeline.orchestrator import StepDef
 from agents.pipeline.registry import StepKind
 
+# timeout_s bounds one attempt; a RUNNING step older than that whose worker died is requeued by
+# reconciliation, so these are kept tight (a probe or a QR decode takes about a second).
 # A copy or a booking waits on the outside world (a card, a human): it never times out while
 # waiting, and a failed copy is retried by itself when the file lands after all.
 COPY = StepKind("copy", max_attempts=1, timeout_s=60)
-PROBE = StepKind("probe", max_attempts=3, backoff_base_s=1, backoff_cap_s=30, timeout_s=120)
-QR = StepKind("qr", max_attempts=2, backoff_base_s=1, backoff_cap_s=10, timeout_s=120)
-GROUP = StepKind("group", max_attempts=5, backoff_base_s=1, backoff_cap_s=30, timeout_s=120)
+PROBE = StepKind("probe", max_attempts=3, backoff_base_s=1, backoff_cap_s=30, timeout_s=30)
+QR = StepKind("qr", max_attempts=2, backoff_base_s=1, backoff_cap_s=10, timeout_s=30)
+GROUP = StepKind("group", max_attempts=5, backoff_base_s=1, backoff_cap_s=30, timeout_s=60)
 BOOKING = StepKind("booking", max_attempts=1, timeout_s=60)
 RENDER = StepKind("render", runs_on="render_queue", max_attempts=2, timeout_s=4 * 3600)
 PUBLISH = StepKind("publish", max_attempts=5, backoff_base_s=1, backoff_cap_s=60, timeout_s=600)

@@ -8,11 +8,13 @@ each, under the execution lock):
     sent again as they are: a claim dedupes, so a request that was not lost costs nothing;
   - RUNNING steps (not waiting on a human) whose attempt started longer ago than their kind's
     `timeout_s` are requeued (`dag.requeue`: a new attempt; the lost one's row is closed as
-    `lost` and its late result, if any, is stale);
+    `lost` and its late result, if any, is stale); so are the RUNNING agent steps of a worker
+    that stopped heart-beating (storage/workers.py) — at once, not after the timeout;
   - the execution status is recomputed.
 So after a crashed worker or a broker that came back empty (the embedded one keeps topics in
-memory), every execution still completes. Requeue has no heartbeat to go by: a step kind's
-`timeout_s` must exceed its longest honest attempt.
+memory), every execution still completes. A step kind's `timeout_s` must exceed its longest
+honest attempt. Render-queue steps are left to their timeout: their work runs on a render worker
+(saq sweeps and retries it there), not in the Faust worker that claimed them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from agents.pipeline.dag import StepStatus
 from agents.pipeline.orchestrator import Emitter, policy_for, send_requests
 from agents.pipeline.registry import Registry
 from storage import pipeline as repo
+from storage import workers
 
 if TYPE_CHECKING:
     from agents.worker import WorkerApp
@@ -45,8 +48,34 @@ class ReconcileReport:
     requeued: int = 0
 
 
+#: A worker not heard of for this long is taken for dead (it beats every HEARTBEAT_S).
+HEARTBEAT_S = 2.0
+DEAD_AFTER_S = 10.0
+
+
+def _lost_reason(
+    registry: Registry, r: repo.StepRow, now: datetime, live: set[str] | None
+) -> str | None:
+    """Why a RUNNING step's attempt counts as lost, or None (pure)."""
+    s = r.state
+    if s.status is not StepStatus.RUNNING or s.waiting_for or r.started_at is None:
+        return None
+    kind = policy_for(registry, s.kind)
+    if r.started_at < now - timedelta(seconds=kind.timeout_s):
+        return f"no result after {kind.timeout_s:.0f}s: attempt lost, requeued"
+    if (
+        live is not None
+        and kind.runs_on == "agent"
+        and r.worker
+        and r.worker not in live
+        and r.started_at < now - timedelta(seconds=DEAD_AFTER_S)
+    ):
+        return f"worker {r.worker} stopped heart-beating: attempt lost, requeued"
+    return None
+
+
 async def _reconcile_execution(
-    engine: AsyncEngine, registry: Registry, eid: int, grace_s: float
+    engine: AsyncEngine, registry: Registry, eid: int, grace_s: float, live: set[str] | None
 ) -> tuple[list[repo.Saved], list[repo.Saved], int]:
     now = datetime.now(UTC)
     async with engine.begin() as conn:
@@ -73,18 +102,15 @@ async def _reconcile_execution(
         ]
         lost = []
         for r in rows:
-            s = r.state
-            if s.status is not StepStatus.RUNNING or s.waiting_for or r.started_at is None:
-                continue
-            timeout = policy_for(registry, s.kind).timeout_s
-            if r.started_at < now - timedelta(seconds=timeout):
+            reason = _lost_reason(registry, r, now, live)
+            if reason is not None:
                 lost.append(
                     repo.Change(
-                        s,
-                        dag.requeue(s),
+                        r.state,
+                        dag.requeue(r.state),
                         attempt_status="lost",
                         level="warning",
-                        log=f"no result after {timeout:.0f}s: attempt lost, requeued",
+                        log=reason,
                     )
                 )
         requeued = await repo.save_changes(conn, eid, lost)
@@ -93,15 +119,21 @@ async def _reconcile_execution(
 
 
 async def reconcile(
-    engine: AsyncEngine, registry: Registry, emitter: Emitter, *, grace_s: float
+    engine: AsyncEngine,
+    registry: Registry,
+    emitter: Emitter,
+    *,
+    grace_s: float,
+    heartbeats: bool = True,
 ) -> ReconcileReport:
     """One pass over every unfinished execution; see the module docstring."""
     async with engine.begin() as conn:
         eids = await repo.active_executions(conn)
+        live = await workers.live_workers(conn, DEAD_AFTER_S) if heartbeats else None
     promoted = resent = requeued = 0
     for eid in eids:
         try:
-            new, again, lost = await _reconcile_execution(engine, registry, eid, grace_s)
+            new, again, lost = await _reconcile_execution(engine, registry, eid, grace_s, live)
         except repo.StaleWrite:
             logger.info("execution %d changed while reconciling; next pass", eid)
             continue
@@ -115,10 +147,59 @@ async def reconcile(
     return report
 
 
+async def requeue_dead(engine: AsyncEngine, registry: Registry, emitter: Emitter) -> int:
+    """Requeue the RUNNING agent steps of workers that stopped heart-beating; returns how many."""
+    from sqlalchemy import text
+
+    async with engine.begin() as conn:
+        live = await workers.live_workers(conn, DEAD_AFTER_S)
+        rows = await conn.execute(
+            text(
+                "SELECT DISTINCT execution_id FROM pipeline_step WHERE status = 'running' "
+                "AND waiting_for = '' AND worker IS NOT NULL "
+                "AND NOT (worker = ANY(CAST(:live AS text[]))) "
+                "AND started_at < now() - make_interval(secs => :dead)"
+            ),
+            {"live": sorted(live), "dead": DEAD_AFTER_S},
+        )
+        eids = [int(r[0]) for r in rows]
+    total = 0
+    for eid in eids:
+        try:
+            new, _again, lost = await _reconcile_execution(engine, registry, eid, 1e9, live)
+        except repo.StaleWrite:
+            continue
+        await send_requests(emitter, new, None)
+        total += lost
+    if total:
+        logger.info("requeued %d step(s) of stopped workers", total)
+    return total
+
+
 def attach(
-    wa: WorkerApp, registry: Registry, emitter: Emitter, *, interval_s: float = 30.0
+    wa: WorkerApp,
+    registry: Registry,
+    emitter: Emitter,
+    *,
+    worker: str,
+    interval_s: float = 30.0,
 ) -> None:
-    """Reconcile at start (everything READY is re-sent) and every `interval_s` after."""
+    """Reconcile at start (everything READY is re-sent) and every `interval_s` after; beat
+    this worker's heartbeat every HEARTBEAT_S, and look for dead workers' steps as often."""
+
+    async def heartbeat() -> None:
+        while True:
+            try:
+                async with wa.engine.begin() as conn:
+                    await workers.beat(conn, worker)
+                    await workers.forget_stale(conn, 24 * 3600)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("heartbeat of %s not recorded: %s", worker, exc)
+            await asyncio.sleep(HEARTBEAT_S)
+
+    wa.app.task(heartbeat)
 
     async def loop() -> None:
         grace = 0.0  # first pass: whatever is READY may have been lost with the broker
@@ -130,6 +211,18 @@ def attach(
             except Exception:
                 logger.exception("reconciliation pass failed; next in %.0fs", interval_s)
             grace = interval_s
-            await asyncio.sleep(interval_s)
+            # between full passes, a cheap check for steps of workers that died
+            slept = 0.0
+            while slept < interval_s:
+                step = min(DEAD_AFTER_S / 2, interval_s - slept)
+                await asyncio.sleep(step)
+                slept += step
+                if slept < interval_s:
+                    try:
+                        await requeue_dead(wa.engine, registry, emitter)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        logger.exception("dead-worker check failed")
 
     wa.app.task(loop)

@@ -216,14 +216,15 @@ async def test_killed_workers_reach_the_same_final_state(
     spawn("streams.cli", "worker", env=env, name="worker-2")
 
     async def rendering() -> bool:
+        # a render under way: FFmpeg reported progress, or its job has run for a second
         return bool(
             await pg.fetchval(
                 "SELECT count(*) FROM pipeline_step WHERE name = 'render' AND status = 'running' "
-                "AND progress > 0"
+                "AND (progress > 0 OR started_at < now() - interval '1 second')"
             )
         )
 
-    await wait_for(rendering, timeout=120, interval=0.2, what="a render in progress")
+    await wait_for(rendering, timeout=180, interval=0.1, what="a render in progress")
     procs["render"].kill()  # SIGKILL the render worker (and its FFmpeg) mid-render
     spawn("streams.cli", "render-worker", env=env, name="render-2")
 
