@@ -150,7 +150,18 @@ async def handle_copy_result(deps: IngestDeps, payload: bytes) -> imports.CopyOu
             logger.warning("copy result for unknown file %s ignored", result.file_id)
             return imports.CopyOutcome(result.file_id, "ignored", "unknown file")
         if row["status"] == "imported":
-            return imports.CopyOutcome(result.file_id, "ignored", "already imported")
+            # A redelivered result (the worker may have died before telling the waiting copy
+            # steps): tell them again; they ignore what they already know.
+            duplicate = imports.CopyOutcome(
+                result.file_id, "imported", stored_path=str(row["stored_path"] or "")
+            )
+        else:
+            duplicate = None
+    if duplicate is not None:
+        if deps.on_copy_outcome is not None:
+            await deps.on_copy_outcome(duplicate)
+        return duplicate
+    async with deps.engine.begin() as conn:
         expected = imports.destination_for(str(row["card_id"]), result.file_id, str(row["name"]))
         reason = ""
         if result.status != "copied":

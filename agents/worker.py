@@ -102,9 +102,17 @@ def _attach_agents(wa: WorkerApp, settings: Settings) -> None:
     async def send_result(key: bytes, value: bytes) -> object:
         return await topics.step_results.send(key=key, value=value)
 
+    async def send_result_acked(key: bytes, value: bytes) -> object:
+        # Results that only exist in this message (a copy landed, a render was refused) must
+        # reach the broker before the message that caused them is acknowledged.
+        delivery = await topics.step_results.send(key=key, value=value)
+        return await delivery
+
     handlers = default_handlers()
     emitter = orchestrator.Emitter(send_request, send_status)
-    jc = JobContext(settings, wa.engine, handlers.registry, emitter, send_result, send_copy_request)
+    jc = JobContext(
+        settings, wa.engine, handlers.registry, emitter, send_result_acked, send_copy_request
+    )
     steps.make_handlers(jc, handlers)
 
     async def on_listing(

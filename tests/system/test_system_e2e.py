@@ -81,6 +81,29 @@ async def settled(pg: asyncpg.Connection, rendered: int) -> bool:
     return bool(done == rendered and waiting == 2)
 
 
+async def explain(pg: asyncpg.Connection, procs: dict[str, Proc] | None = None) -> None:
+    """Print what the pipeline looks like (on a failure, for whoever reads the log)."""
+    for r in await pg.fetch(
+        "SELECT e.key, s.name, s.status, s.attempt, s.worker, s.waiting_for, s.error "
+        "FROM pipeline_step s JOIN pipeline_execution e ON e.id = s.execution_id "
+        "WHERE s.status <> 'succeeded' ORDER BY e.id, s.name"
+    ):
+        print(dict(r))
+    for r in await pg.fetch(
+        "SELECT s.name, l.attempt, l.at, l.actor, l.message FROM pipeline_step_log l "
+        "JOIN pipeline_step s ON s.id = l.step_id WHERE s.status <> 'succeeded' ORDER BY l.id"
+    ):
+        print("log", dict(r))
+    for r in await pg.fetch(
+        "SELECT s.name, a.attempt, a.status, a.worker, a.started_at, a.finished_at "
+        "FROM pipeline_step_attempt a JOIN pipeline_step s ON s.id = a.step_id "
+        "WHERE s.status <> 'succeeded' ORDER BY s.name, a.attempt"
+    ):
+        print("attempt", dict(r))
+    for name, p in (procs or {}).items():
+        print(f"----- {name}\n{p.output()[-4000:]}")
+
+
 def outputs(s: Settings) -> list[Path]:
     return sorted(s.output_dir.glob("*/*.mp4"))
 
@@ -224,7 +247,11 @@ async def test_killed_workers_reach_the_same_final_state(
             )
         )
 
-    await wait_for(rendering, timeout=180, interval=0.1, what="a render in progress")
+    try:
+        await wait_for(rendering, timeout=180, interval=0.1, what="a render in progress")
+    except AssertionError:
+        await explain(pg)
+        raise
     procs["render"].kill()  # SIGKILL the render worker (and its FFmpeg) mid-render
     spawn("streams.cli", "render-worker", env=env, name="render-2")
 
