@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 # One file: with more, a freshly formatted card holding fewer than that many files would change
 # its identity each time a jump is added (and its files would look new).
 FINGERPRINT_FILES = 1
+#: Seconds before the confirming scan of a newly seen volume.
+CONFIRM_AFTER = 0.2
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9._:\-]+")
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
@@ -242,6 +244,11 @@ class CardTracker:
         self.present: dict[str, Volume] = {}
         self._candidates: dict[str, Volume] = {}
 
+    @property
+    def pending(self) -> bool:
+        """A volume was seen once and waits for its confirming scan."""
+        return bool(self._candidates)
+
     def update(self, volumes: Sequence[Volume]) -> list[CardEvent]:
         current = {v.card_id: v for v in volumes}
         events = [CardEvent("removed", v) for cid, v in self.present.items() if cid not in current]
@@ -279,7 +286,10 @@ async def watch_cards(
         volumes = await asyncio.to_thread(scan_all, sources)
         for event in tracker.update(volumes):
             yield event
+        # A card seen once is confirmed by a quick second look rather than a whole interval
+        # later: the debounce still holds, and a card is noticed sooner.
+        wait = min(interval, CONFIRM_AFTER) if tracker.pending else interval
         try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+            await asyncio.wait_for(stop.wait(), timeout=wait)
         except TimeoutError:
             pass

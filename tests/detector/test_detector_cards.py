@@ -71,7 +71,9 @@ def test_tracker_debounces_insertions_and_reports_removals() -> None:
     tracker = CardTracker()
     a = Volume("card-a", Path("/media/a"))
     assert tracker.update([a]) == []  # seen once: maybe still mounting
+    assert tracker.pending  # the poller confirms it with a quick second look
     [event] = tracker.update([a])
+    assert not tracker.pending
     assert (event.kind, event.volume) == ("inserted", a)
     assert tracker.update([a]) == []
     [event] = tracker.update([])
