@@ -60,13 +60,50 @@ class CopyResult(_Base):
 
 
 class StepRequest(_Base):
-    """Run one step attempt (key: execution id)."""
+    """Run one step attempt (key: ``<execution>:<step>``).
+
+    ``more`` carries further steps of the same execution that became ready at the same moment
+    ({"step", "kind", "attempt", "input"}): a fan-out of a thousand steps travels as a few dozen
+    messages, each claimed in one transaction.
+    """
 
     execution_id: int
     step: str
     kind: str
     attempt: int
     input: dict[str, Any] | None = None
+    more: list[dict[str, Any]] | None = None
+
+    def expand(self) -> list[StepRequest]:
+        """This request and the ones it carries, one per step (``more`` is validated)."""
+        out = [
+            StepRequest(
+                execution_id=self.execution_id,
+                step=self.step,
+                kind=self.kind,
+                attempt=self.attempt,
+                input=self.input,
+            )
+        ]
+        for m in self.more or []:
+            if not (
+                isinstance(m, dict)
+                and isinstance(m.get("step"), str)
+                and isinstance(m.get("kind"), str)
+                and isinstance(m.get("attempt"), int)
+            ):
+                raise ValueError(f"bad step in a batched request: {m!r}")
+            step_input = m.get("input")
+            out.append(
+                StepRequest(
+                    execution_id=self.execution_id,
+                    step=m["step"],
+                    kind=m["kind"],
+                    attempt=m["attempt"],
+                    input=step_input if isinstance(step_input, dict) else None,
+                )
+            )
+        return out
 
 
 class StepResult(_Base):

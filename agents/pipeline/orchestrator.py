@@ -94,21 +94,37 @@ def step_request(s: repo.Saved) -> records.StepRequest:
     )
 
 
+#: Ready steps of one execution sent together in one message (see records.StepRequest.more):
+#: a fan-out travels as a few messages, claimed in one transaction each (measured with
+#: benchmarks.pipeline_overhead: 32 -> p50 106 ms, 128 -> 60-190 ms, 256 -> 39-52 ms).
+REQUEST_BATCH = 256
+
+
 async def send_requests(
     emitter: Emitter, ready: Iterable[repo.Saved], later: Callable[[float, repo.Saved], None] | None
 ) -> int:
-    """Send a request per READY step; those with a future `not_before` go to `later` (or now)."""
+    """Send the READY steps (batched per execution, REQUEST_BATCH a message); those with a
+    future `not_before` go to `later` (or now). Returns how many steps were sent."""
     now = datetime.now(UTC)
-    sent = 0
+    due: dict[int, list[repo.Saved]] = defaultdict(list)
     for s in ready:
         delay = (s.not_before - now).total_seconds() if s.not_before else 0.0
         if delay > 0 and later is not None:
             later(delay, s)
             continue
-        await emitter.send_request(
-            request_key(s.execution_id, s.name), records.encode(step_request(s))
-        )
-        sent += 1
+        due[s.execution_id].append(s)
+    sent = 0
+    for eid, steps in due.items():
+        for i in range(0, len(steps), REQUEST_BATCH):
+            chunk = steps[i : i + REQUEST_BATCH]
+            request = step_request(chunk[0])
+            if len(chunk) > 1:
+                request.more = [
+                    {"step": s.name, "kind": s.kind, "attempt": s.attempt, "input": s.input}
+                    for s in chunk[1:]
+                ]
+            await emitter.send_request(request_key(eid, chunk[0].name), records.encode(request))
+            sent += len(chunk)
     return sent
 
 

@@ -206,7 +206,8 @@ def attach(wa: WorkerApp, runner: Runner, *, concurrency: int = 4, batch: int = 
                 payload = bytes(event.value or b"")
                 key = event.key if isinstance(event.key, bytes) else None
                 try:
-                    pairs.append((key, payload, records.decode(records.StepRequest, payload)))
+                    expanded = records.decode(records.StepRequest, payload).expand()
+                    pairs += [(key, payload, r) for r in expanded]
                 except Exception as exc:
                     await dead_letter(
                         wa.engine,
