@@ -2,7 +2,7 @@
 
 card import (one execution per listing that brings new files, key ``import:<card>:<event>``):
     copy:<file> for each new QR candidate  (waits for the detector's verified copy)
-      └─ spawns probe:<file> ──> qr:<file>   (PyAV probe; QR decode in an executor)
+      └─ spawns probe:<file> and qr:<file>   (PyAV probe; QR decode in an executor)
     group  (depends on copy:*, probe:*, qr:*): orders the listing's files by capture time,
            groups them into jump sessions, records them and starts one jump execution each
 

@@ -38,14 +38,8 @@ def after_copy(file_id: int, qr: bool) -> list[dict[str, object]]:
         {"name": f"probe:{file_id}", "kind": PROBE.name, "input": {"file_id": file_id}}
     ]
     if qr:
-        out.append(
-            {
-                "name": f"qr:{file_id}",
-                "kind": QR.name,
-                "depends_on": [f"probe:{file_id}"],
-                "input": {"file_id": file_id},
-            }
-        )
+        # the decoder reads the file itself: it runs beside the probe, not after it
+        out.append({"name": f"qr:{file_id}", "kind": QR.name, "input": {"file_id": file_id}})
     return out
 
 
