@@ -59,8 +59,9 @@ def later_jumps(root: Path) -> None:
     write(d / "GL010005.LRV", 1 * MB, 6, T0 + 3720)  # proxy: never copied
 
 
-async def imported(pg: asyncpg.Connection) -> int:
-    return int(await pg.fetchval("SELECT count(*) FROM imported_file WHERE status = 'imported'"))
+async def imported_is(pg: asyncpg.Connection, n: int) -> bool:
+    count = await pg.fetchval("SELECT count(*) FROM imported_file WHERE status = 'imported'")
+    return bool(count == n)
 
 
 async def test_only_new_files_arrive_qr_first_and_survive_a_hub_restart(
@@ -97,8 +98,7 @@ async def test_only_new_files_arrive_qr_first_and_survive_a_hub_restart(
 
     # first visit of the card: both files
     card.rename(cards / "CARD-BIG")
-    await wait_for(lambda: imported(pg), timeout=120, what="first visit imported")
-    await wait_for(lambda: _eq(imported(pg), 2), timeout=120, what="first visit imported")
+    await wait_for(lambda: imported_is(pg, 2), timeout=120, what="first visit imported")
     (cards / "CARD-BIG").rename(card)
     await wait_for(
         lambda: pg.fetchval("SELECT NOT present FROM card"), timeout=30, what="card removed"
@@ -107,7 +107,7 @@ async def test_only_new_files_arrive_qr_first_and_survive_a_hub_restart(
     # more jumps on the card; inserted again
     later_jumps(card)
     card.rename(cards / "CARD-BIG")
-    await wait_for(lambda: _eq(imported(pg), 3), timeout=120, what="the new QR clip first")
+    await wait_for(lambda: imported_is(pg, 3), timeout=120, what="the new QR clip first")
     first_new = await pg.fetchval(
         "SELECT name FROM imported_file WHERE status = 'imported' ORDER BY imported_at DESC LIMIT 1"
     )
@@ -115,7 +115,7 @@ async def test_only_new_files_arrive_qr_first_and_survive_a_hub_restart(
     hub.kill()  # the hub goes away while footage is being copied
     spawn("streams.cli", "hub", env=env, name="hub-2")
     await wait_for(
-        lambda: _eq(imported(pg), 5), timeout=240, interval=0.5, what="every video imported"
+        lambda: imported_is(pg, 5), timeout=240, interval=0.5, what="every video imported"
     )
 
     rows = await pg.fetch(
@@ -141,7 +141,3 @@ async def test_only_new_files_arrive_qr_first_and_survive_a_hub_restart(
     await asyncio.sleep(5)  # its list follows card_inserted on the same socket and partition
     assert await pg.fetchval("SELECT sum(request_count) FROM imported_file") == before
     assert await pg.fetchval("SELECT count(*) FROM imported_file") == 6  # 5 videos + the proxy
-
-
-async def _eq(value: object, want: int) -> bool:
-    return await value == want  # type: ignore[misc]
