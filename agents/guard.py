@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import faust
 from sqlalchemy import text
@@ -90,6 +91,41 @@ async def guarded(
                 engine, dead_letter_topic, topic, key, payload, f"{type(exc).__name__}: {exc}"
             )
             return False
+
+
+T = TypeVar("T")
+
+
+async def batch_or_each(
+    *,
+    topic: str,
+    items: Sequence[tuple[bytes | None, bytes, T]],
+    process: Callable[[list[T]], Awaitable[object]],
+    engine: AsyncEngine,
+    dead_letter_topic: faust.TopicT | None,
+) -> None:
+    """Process a batch of decoded messages at once; if that fails, each one on its own through
+    :func:`guarded`, so one poison message costs only itself (a dead letter)."""
+    try:
+        await process([item for _, _, item in items])
+        return
+    except Exception:
+        logger.warning(
+            "a batch of %d from %s failed; redoing one by one", len(items), topic, exc_info=True
+        )
+    for key, payload, item in items:
+
+        async def one(item: T = item) -> None:
+            await process([item])
+
+        await guarded(
+            topic=topic,
+            key=key,
+            payload=payload,
+            handler=one,
+            engine=engine,
+            dead_letter_topic=dead_letter_topic,
+        )
 
 
 async def dead_letter(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agents.guard import dead_letter, guarded
+from agents.guard import batch_or_each, dead_letter
 from agents.pipeline import dag
 from agents.pipeline.dag import ExecutionStatus, StepState, StepStatus
 from agents.pipeline.errors import InvalidTransition, PipelineError, UnknownStepKind
@@ -407,25 +407,13 @@ def attach(wa: WorkerApp, orchestrator: Orchestrator, *, batch: int = 200) -> No
                 result = await decoded(payload, key)
                 if result is not None:
                     pairs.append((key, payload, result))
-            try:
-                await orchestrator.record([r for _, _, r in pairs])
-            except Exception:
-                logger.warning(
-                    "a batch of %d results failed; redoing one by one", len(pairs), exc_info=True
-                )
-                for key, payload, result in pairs:
-
-                    async def one(result: records.StepResult = result) -> None:
-                        await orchestrator.record([result])
-
-                    await guarded(
-                        topic=name,
-                        key=key,
-                        payload=payload,
-                        handler=one,
-                        engine=wa.engine,
-                        dead_letter_topic=wa.topics.dead_letter,
-                    )
+            await batch_or_each(
+                topic=name,
+                items=pairs,
+                process=orchestrator.record,
+                engine=wa.engine,
+                dead_letter_topic=wa.topics.dead_letter,
+            )
 
     orchestrate.__name__ = orchestrate.__qualname__ = "orchestrator"
     wa.app.agent(topic, name=f"{wa.names.prefix}.orchestrator")(orchestrate)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agents.guard import dead_letter, guarded
+from agents.guard import batch_or_each, dead_letter
 from agents.pipeline import dag
 from agents.pipeline.errors import InvalidTransition, StepFailed, UnknownStepKind
 from agents.pipeline.handlers import Handlers, StepContext
@@ -217,25 +217,13 @@ def attach(wa: WorkerApp, runner: Runner, *, concurrency: int = 4, batch: int = 
                         payload,
                         f"undecodable StepRequest: {exc}",
                     )
-            try:
-                await runner.run([r for _, _, r in pairs])
-            except Exception:
-                logger.warning(
-                    "a batch of %d requests failed; redoing one by one", len(pairs), exc_info=True
-                )
-                for key, payload, request in pairs:
-
-                    async def one(request: records.StepRequest = request) -> None:
-                        await runner.run([request])
-
-                    await guarded(
-                        topic=name,
-                        key=key,
-                        payload=payload,
-                        handler=one,
-                        engine=wa.engine,
-                        dead_letter_topic=wa.topics.dead_letter,
-                    )
+            await batch_or_each(
+                topic=name,
+                items=pairs,
+                process=runner.run,
+                engine=wa.engine,
+                dead_letter_topic=wa.topics.dead_letter,
+            )
 
     run_steps.__name__ = run_steps.__qualname__ = "step_runner"
     wa.app.agent(topic, name=f"{wa.names.prefix}.step_runner", concurrency=concurrency)(run_steps)
