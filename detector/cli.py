@@ -72,7 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip re-reading each copy to check its hash (size is still checked; faster)",
     )
     p.add_argument("--once", action="store_true", help="copy what is requested, then exit")
-    p.add_argument("--parallel", type=int, metavar="N", help="copies at once (1-4, default 1)")
+    p.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help="copies at once (1-4, default 2; one large file at a time)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     return p
 
@@ -96,7 +101,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Detec
             if args.no_verify_readback
             else parse_bool(env.get("verify_readback", "1")),
             once=args.once or parse_bool(env.get("once", "0")),
-            parallel_copies=args.parallel or int(env.get("parallel_copies", "1")),
+            parallel_copies=args.parallel or int(env.get("parallel_copies", "2")),
             poll_interval=float(env.get("poll_interval", "0.5")),
             progress_interval=float(env.get("progress_interval", "0.5")),
             reconnect_min=float(env.get("reconnect_min", "0.5")),

@@ -32,6 +32,8 @@ from detector.ui import CopyView
 
 logger = logging.getLogger(__name__)
 
+#: Files at least this big are copied one at a time (see CopyRequests.__init__).
+LARGE_FILE = 64 * 1024 * 1024
 REQUEST_SETTLE = 0.05
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")  # as in protocol.CopyResult
 
@@ -103,6 +105,9 @@ class CopyRequests:
         self.cancel = threading.Event()
         self._seq = itertools.count()
         self._background: set[asyncio.Future[object]] = set()
+        # One large file streams at a time (a card reader is fastest read sequentially); the
+        # other workers take small files beside it — QR clips, whose fsync latency dominates.
+        self._large = asyncio.Semaphore(1)
 
     def busy(self) -> bool:
         """Whether anything is queued, copying, unsent or still being sent."""
@@ -144,6 +149,20 @@ class CopyRequests:
         self.view.queued(req.request_id, req.card_id, req.path.rsplit("/", 1)[-1], req.size)
         logger.info("request %s queued: %s (priority %d)", req.request_id, req.path, req.priority)
 
+    def _take_small(self) -> _Queued | None:
+        """The most urgent queued request for a small file, if any (the rest stay queued)."""
+        held: list[_Queued] = []
+        found = None
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if item.request.size < LARGE_FILE:
+                found = item
+                break
+            held.append(item)
+        for item in held:
+            self.queue.put_nowait(item)
+        return found
+
     async def worker(self) -> None:
         """Take requests, highest priority first, until cancelled (run several side by side)."""
         while True:
@@ -156,10 +175,19 @@ class CopyRequests:
                 await asyncio.sleep(REQUEST_SETTLE)
                 self.queue.put_nowait(item)
                 item = self.queue.get_nowait()
+            if item.request.size >= LARGE_FILE and self._large.locked():
+                small = self._take_small()
+                if small is not None:  # the large one waits its turn; a small one goes now
+                    self.queue.put_nowait(item)
+                    item = small
             req = item.request
             self.running += 1
             try:
-                result = await self._copy(req)
+                if req.size >= LARGE_FILE:
+                    async with self._large:
+                        result = await self._copy(req)
+                else:
+                    result = await self._copy(req)
             finally:
                 self.running -= 1
                 self.active.discard(req.request_id)

@@ -35,7 +35,8 @@ class DetectorSettings:
     progress_interval: float = 0.5  # at most one copy_progress per request per this many seconds
     reconnect_min: float = 0.5  # first reconnect delay (seconds); doubles up to reconnect_max
     reconnect_max: float = 30.0
-    parallel_copies: int = 1  # copies at once (2 helps when cards and share are both fast)
+    # copies at once; at most one of them a large file (>= 64 MiB), the others small clips
+    parallel_copies: int = 2
 
     def __post_init__(self) -> None:
         scheme = urlsplit(self.hub_url).scheme
