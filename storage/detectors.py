@@ -57,7 +57,9 @@ def hash_token(token: str) -> str:
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(32)
+    """A fresh secret. Never starting with '-': a token is passed as `--token TOKEN` and
+    argparse would take '-abc...' for an option (a real failure, 1 in 64 tokens)."""
+    return "skr_" + secrets.token_urlsafe(32)
 
 
 async def register_detector(

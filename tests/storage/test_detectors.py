@@ -91,3 +91,14 @@ def test_register_detector_cli_prints_the_token_once(
     assert "already registered" in capsys.readouterr().err
     assert detectors.register_detector_cli(settings, "Bad_Id", "") == 1
     assert detectors.register_detector_cli(Settings(database_url=""), "ok", "") == 2
+
+
+def test_tokens_survive_the_detector_command_line() -> None:
+    """Regression: a token starting with '-' (1 in 64) was taken by argparse for an option,
+    and `skyreel-detector --token TOKEN` refused to start."""
+    from detector.cli import build_parser
+    from storage.detectors import new_token
+
+    for _ in range(300):
+        token = new_token()
+        assert build_parser().parse_args(["--token", token]).token == token
