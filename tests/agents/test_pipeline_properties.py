@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_pipeline_dag import POLICY, merge, step
 
 from agents.pipeline import dag
 from agents.pipeline.dag import (
@@ -17,44 +17,6 @@ from agents.pipeline.dag import (
     Success,
     Waiting,
 )
-from agents.pipeline.registry import StepKind
-
-POLICY = StepKind("test", max_attempts=3, backoff_base_s=0.5, backoff_cap_s=4.0)
-
-
-def step(name: str, *deps: str, spawns: Iterable[str] = (), max_attempts: int = 1) -> StepState:
-    return StepState(
-        name=name,
-        kind="noop",
-        depends_on=frozenset(deps),
-        spawns=frozenset(spawns),
-        max_attempts=max_attempts,
-    )
-
-
-def merge(steps: dict[str, StepState], changed: Iterable[StepState]) -> None:
-    for s in changed:
-        steps[s.name] = s
-
-
-def run_to_end(steps: dict[str, StepState]) -> list[list[str]]:
-    """Run everything to success in waves; returns the names started in each wave."""
-    waves: list[list[str]] = []
-    while True:
-        merge(steps, dag.promote_ready(steps.values()))
-        wave = [n for n, s in sorted(steps.items()) if s.status is StepStatus.READY]
-        if not wave:
-            return waves
-        for name in wave:
-            steps[name] = dag.start(steps[name], steps[name].attempt)
-        for name in wave:
-            steps[name] = dag.apply_result(steps[name], steps[name].attempt, Success(), POLICY)
-        waves.append(wave)
-
-
-def running(s: StepState) -> StepState:
-    return dag.start(dag.mark_ready(s), 1)
-
 
 # --- properties: a simulated scheduler over random DAGs -----------------------------------
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -24,18 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def pg_dir(tmp_path: Path) -> Iterator[Path]:
-    """A data dir the server's system user can reach for the whole test. As root, pytest resets
-    its tmp root to 0700 whenever another pytest session starts, which locks the unprivileged
-    `embedded_postgres` user out mid-test; so as root use a directory of our own under /tmp."""
-    if os.geteuid() != 0:
-        yield tmp_path / "data"
-        return
-    path = Path(tempfile.mkdtemp(prefix="skyreel-test-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def pg_dir(embedded_data_dir: Path) -> Path:
+    return embedded_data_dir
 
 
 def query(url: str, sql: str) -> object:

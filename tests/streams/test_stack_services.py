@@ -5,9 +5,6 @@ and nothing of ours left running afterwards."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,18 +55,8 @@ def partitions(bootstrap: str, topics: tuple[str, ...]) -> dict[str, int]:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    """A data dir the server's system user can reach for the whole test. As root, pytest resets
-    its tmp root to 0700 whenever another pytest session starts, which locks the unprivileged
-    `embedded_postgres` user out mid-test; so as root use a directory of our own under /tmp."""
-    if os.geteuid() != 0:
-        yield tmp_path / "data"
-        return
-    path = Path(tempfile.mkdtemp(prefix="skyreel-test-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def data_dir(embedded_data_dir: Path) -> Path:
+    return embedded_data_dir
 
 
 def alive(pid: int) -> bool:
