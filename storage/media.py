@@ -5,6 +5,7 @@ Every write is an upsert guarded by its natural key, so a redelivered step chang
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -133,6 +134,12 @@ class SessionRow:
     qr_file_id: int | None
     file_ids: tuple[int, ...]
     execution_id: int | None
+    # every QR clip of the session (a re-filmed ticket: two); all are claimed by it
+    qr_file_ids: tuple[int, ...] = ()
+    warnings: tuple[str, ...] = ()
+    review_reason: str = ""
+    output_name: str | None = None
+    capture_start: datetime | None = None
 
 
 async def upsert_session(conn: AsyncConnection, s: SessionRow) -> bool:
@@ -140,8 +147,9 @@ async def upsert_session(conn: AsyncConnection, s: SessionRow) -> bool:
     inserted = await conn.execute(
         text(
             "INSERT INTO jump_session (key, card_id, status, booking_id, passenger, product, "
-            "qr_file_id, file_ids) VALUES (:k, :c, :s, :b, :p, :pr, :q, CAST(:f AS text[])) "
-            "ON CONFLICT (key) DO NOTHING"
+            "qr_file_id, file_ids, warnings, review_reason, capture_start) "
+            "VALUES (:k, :c, :s, :b, :p, :pr, :q, CAST(:f AS text[]), CAST(:w AS jsonb), :rr, "
+            ":cs) ON CONFLICT (key) DO NOTHING"
         ),
         {
             "k": s.key,
@@ -152,6 +160,9 @@ async def upsert_session(conn: AsyncConnection, s: SessionRow) -> bool:
             "pr": s.product,
             "q": s.qr_file_id,
             "f": [str(i) for i in s.file_ids],
+            "w": json.dumps(list(s.warnings)),
+            "rr": s.review_reason,
+            "cs": s.capture_start,
         },
     )
     await conn.execute(
@@ -159,9 +170,25 @@ async def upsert_session(conn: AsyncConnection, s: SessionRow) -> bool:
             "UPDATE imported_file SET session_key = :k "
             "WHERE id = ANY(CAST(:ids AS bigint[])) AND session_key IS NULL"
         ),
-        {"k": s.key, "ids": [*s.file_ids, *([s.qr_file_id] if s.qr_file_id else [])]},
+        {"k": s.key, "ids": sorted({*s.file_ids, *s.qr_file_ids, *_opt(s.qr_file_id)})},
     )
     return bool(inserted.rowcount)
+
+
+def _opt(value: int | None) -> list[int]:
+    return [] if value is None else [value]
+
+
+async def add_session_warning(conn: AsyncConnection, key: str, warning: str) -> bool:
+    """Append a warning to a session once (True when it was new); redelivery adds nothing."""
+    result = await conn.execute(
+        text(
+            "UPDATE jump_session SET warnings = warnings || CAST(:w AS jsonb), updated_at = now() "
+            "WHERE key = :k AND NOT warnings @> CAST(:w AS jsonb)"
+        ),
+        {"k": key, "w": json.dumps([warning])},
+    )
+    return bool(result.rowcount)
 
 
 async def set_session_execution(conn: AsyncConnection, key: str, execution_id: int) -> None:
@@ -175,16 +202,34 @@ async def load_session(conn: AsyncConnection, key: str) -> SessionRow | None:
     row = (
         await conn.execute(
             text(
-                "SELECT key, card_id, status, booking_id, passenger, product, qr_file_id, "
-                "file_ids, execution_id FROM jump_session WHERE key = :k"
+                "SELECT s.key, s.card_id, s.status, s.booking_id, s.passenger, s.product, "
+                "s.qr_file_id, s.file_ids, s.execution_id, s.warnings, s.review_reason, "
+                "s.output_name, s.capture_start, COALESCE((SELECT array_agg(f.id ORDER BY f.id) "
+                "  FROM imported_file f WHERE f.session_key = s.key AND f.kind = 'qr_candidate' "
+                "  AND NOT f.id = ANY(CAST(s.file_ids AS bigint[]))), '{}') "
+                "FROM jump_session s WHERE s.key = :k"
             ),
             {"k": key},
         )
     ).first()
     if row is None:
         return None
-    ids = tuple(int(i) for i in row[7] or [])
-    return SessionRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], ids, row[8])
+    return SessionRow(
+        key=row[0],
+        card_id=row[1],
+        status=row[2],
+        booking_id=row[3],
+        passenger=row[4],
+        product=row[5],
+        qr_file_id=row[6],
+        file_ids=tuple(int(i) for i in row[7] or []),
+        execution_id=row[8],
+        qr_file_ids=tuple(int(i) for i in row[13] or []),
+        warnings=tuple(str(w) for w in row[9] or []),
+        review_reason=row[10] or "",
+        output_name=row[11],
+        capture_start=row[12],
+    )
 
 
 async def count(conn: AsyncConnection, name: str, by: int = 1) -> None:

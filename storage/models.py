@@ -57,19 +57,29 @@ class Card(Base):
     first_seen_at: Mapped[datetime] = _now()
     last_seen_at: Mapped[datetime] = _now()
     present: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    # from the latest listing: space left on the card and its size (None: not reported)
+    free_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    capacity_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # files the detector could not list (e.g. a name that is not valid Unicode): [{path, reason}]
+    skipped: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'::jsonb")
+    )
+    # non-empty when the camera's clock disagrees with its own recording order
+    clock_warning: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class ImportedFile(Base):
     """One distinct footage file ever listed.
 
-    Natural key (card, name, size, mtime): names repeat after a card is formatted, so the name
-    alone is no identity. Status: listed -> requested -> copying -> imported | failed (reason);
+    Natural key (card, path, size, mtime): names repeat after a card is formatted and across
+    DCIM folders (``100GOPRO/GX010001.MP4``, ``101GOPRO/GX010001.MP4``), so the name alone is no
+    identity. Status: listed -> requested -> copying -> imported | failed (reason);
     proxies/thumbnails are recorded as ``ignored``.
     """
 
     __tablename__ = "imported_file"
     __table_args__ = (
-        UniqueConstraint("card_id", "name", "size", "mtime_ms", name="uq_imported_file_natural"),
+        UniqueConstraint("card_id", "path", "size", "mtime_ms", name="uq_imported_file_natural"),
         Index("ix_imported_file_status", "status"),
         Index("ix_imported_file_session", "session_key"),
     )
@@ -95,6 +105,8 @@ class ImportedFile(Base):
     codec: Mapped[str | None] = mapped_column(String(32))
     has_audio: Mapped[bool | None] = mapped_column(Boolean)
     creation_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # why the probe could not read the clip ('' when it could): the clip fails only itself
+    probe_error: Mapped[str] = mapped_column(Text, default="", server_default="")
     session_key: Mapped[str | None] = mapped_column(String(128))
     first_listed_at: Mapped[datetime] = _now()
     last_listed_at: Mapped[datetime] = _now()
@@ -138,6 +150,15 @@ class JumpSession(Base):
     file_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list, server_default="{}")
     execution_id: Mapped[int | None] = mapped_column(BigInteger)
     assigned_by: Mapped[str | None] = mapped_column(String(200))
+    # what an operator must know: clips left out, clock trouble ([str, ...])
+    warnings: Mapped[list[str]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'::jsonb")
+    )
+    # why the session waits for a person (needs_review / unassigned), in words
+    review_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # the session's own output identity, stable across re-renders of it
+    output_name: Mapped[str | None] = mapped_column(Text)
+    capture_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 

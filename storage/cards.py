@@ -1,0 +1,83 @@
+"""What an operator (and the detector's screen) needs to know about a card: is it safe to remove,
+is it nearly full, did the detector skip files, does the camera's clock look wrong.
+
+"Safe to remove" means pulling the card loses nothing: every footage file it listed (proxies
+aside) is verified and imported. A failed file is not safe: it exists only on the card.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+# a card with less than this share of its capacity free is "nearly full"
+NEARLY_FULL_FRACTION = 0.10
+
+
+@dataclass(frozen=True)
+class CardSafety:
+    card_id: str
+    present: bool
+    listed: int  # footage files (proxies aside) ever listed from the card
+    imported: int
+    outstanding: int  # listed, requested or copying: still only on the card
+    failed: int  # gave up with a reason: still only on the card
+    free_bytes: int | None
+    capacity_bytes: int | None
+    skipped: tuple[dict[str, Any], ...] = field(default=())
+    clock_warning: str = ""
+
+    @property
+    def safe_to_remove(self) -> bool:
+        return self.outstanding == 0 and self.failed == 0
+
+    def nearly_full(self, fraction: float = NEARLY_FULL_FRACTION) -> bool:
+        if self.free_bytes is None or not self.capacity_bytes:
+            return False
+        return self.free_bytes < self.capacity_bytes * fraction
+
+
+_SAFETY_SQL = text(
+    """
+SELECT c.id, c.present, c.free_bytes, c.capacity_bytes, c.skipped, c.clock_warning,
+       count(f.id) FILTER (WHERE f.kind <> 'proxy'),
+       count(f.id) FILTER (WHERE f.kind <> 'proxy' AND f.status = 'imported'),
+       count(f.id) FILTER (WHERE f.kind <> 'proxy'
+                            AND f.status IN ('listed', 'requested', 'copying')),
+       count(f.id) FILTER (WHERE f.kind <> 'proxy' AND f.status = 'failed')
+FROM card c LEFT JOIN imported_file f ON f.card_id = c.id
+WHERE c.id = ANY(CAST(:ids AS text[]))
+GROUP BY c.id
+"""
+)
+
+
+async def card_safety(conn: AsyncConnection, card_ids: Sequence[str]) -> dict[str, CardSafety]:
+    """Safety of each known card among `card_ids` (one query)."""
+    rows = await conn.execute(_SAFETY_SQL, {"ids": list(card_ids)})
+    return {
+        str(r[0]): CardSafety(
+            card_id=str(r[0]),
+            present=bool(r[1]),
+            free_bytes=r[2],
+            capacity_bytes=r[3],
+            skipped=tuple(r[4] or ()),
+            clock_warning=r[5] or "",
+            listed=int(r[6]),
+            imported=int(r[7]),
+            outstanding=int(r[8]),
+            failed=int(r[9]),
+        )
+        for r in rows
+    }
+
+
+async def set_clock_warning(conn: AsyncConnection, card_id: str, warning: str) -> None:
+    await conn.execute(
+        text("UPDATE card SET clock_warning = :w WHERE id = :c AND clock_warning <> :w"),
+        {"c": card_id, "w": warning},
+    )
