@@ -36,6 +36,8 @@ class FileRow:
     has_audio: bool | None
     creation_time: datetime | None
     session_key: str | None
+    probe_error: str = ""  # why the clip could not be read ('' when it could, or not probed yet)
+    content_hash: str | None = None
 
     @property
     def capture_time(self) -> datetime:
@@ -45,7 +47,7 @@ class FileRow:
 
 _FILE_COLUMNS = (
     "id, card_id, name, path, size, mtime_ms, kind, status, reason, stored_path, duration_s, "
-    "width, height, fps, has_audio, creation_time, session_key"
+    "width, height, fps, has_audio, creation_time, session_key, probe_error, content_hash"
 )
 
 
@@ -239,4 +241,19 @@ async def count(conn: AsyncConnection, name: str, by: int = 1) -> None:
             "ON CONFLICT (name) DO UPDATE SET value = counter.value + EXCLUDED.value"
         ),
         {"n": name, "v": by},
+    )
+
+
+async def claim_output_name(conn: AsyncConnection, key: str, name: str) -> str | None:
+    """The session's output name: `name` if it had none yet, else the one stored first.
+
+    Stored once so later renders keep it even when the facts it was made from change. None when
+    there is no such session.
+    """
+    return await conn.scalar(
+        text(
+            "UPDATE jump_session SET output_name = COALESCE(output_name, :n), updated_at = now() "
+            "WHERE key = :k RETURNING output_name"
+        ),
+        {"k": key, "n": name},
     )
