@@ -9,10 +9,12 @@ from hypothesis import strategies as st
 from agents.qr.payload import Booking
 from agents.sessions import (
     CardFile,
+    ClockPolicy,
     FileKind,
     GoProName,
     QrOutcome,
     SessionStatus,
+    group_card,
     group_sessions,
     order_files,
     parse_gopro_name,
@@ -239,4 +241,222 @@ def test_every_file_lands_in_exactly_one_session(
     assert len({s.key for s in sessions}) == len(sessions)
     for s in sessions:
         assert (s.status is SessionStatus.DECODED) == (s.booking is not None)
-        assert (s.status is SessionStatus.UNASSIGNED) == (s.qr_file_id is None)
+        # only footage before any ticket, or after a gap, opens a session without a QR clip
+        assert (s.qr_file_id is None) == (s.key.split(":")[0] in ("unassigned", "gap"))
+
+
+# --- issue 11: gaps, clocks, unreadable clips, re-filmed tickets --------------------------------
+
+BK_A = Booking("BK-A", "Ana", "video")
+BK_B = Booking("BK-B", "Ben", "video")
+
+
+def clip(
+    n: int,
+    minute: float,
+    kind: FileKind = FileKind.FOOTAGE,
+    status: QrOutcome | None = None,
+    booking: Booking | None = None,
+    *,
+    unreadable: str = "",
+    folder: str = "DCIM/100GOPRO",
+    at: datetime | None = None,
+) -> CardFile:
+    """A GoPro clip with camera counter ``n`` (``GX01{n:04d}.MP4``), id ``c<n>``."""
+    name = f"GX01{n:04d}.MP4"
+    return CardFile(
+        f"c{n}" if folder.endswith("100GOPRO") else f"c{n}@{folder[-8:]}",
+        name,
+        f"{folder}/{name}",
+        at or T0 + timedelta(minutes=minute),
+        kind,
+        status,
+        booking,
+        unreadable=unreadable,
+    )
+
+
+def ticket(n: int, minute: float, booking: Booking | None) -> CardFile:
+    status = QrOutcome.DECODED if booking else QrOutcome.NO_QR
+    return clip(n, minute, FileKind.QR_CANDIDATE, status, booking)
+
+
+def test_footage_after_a_gap_without_a_ticket_goes_to_review_not_to_the_previous_passenger() -> (
+    None
+):
+    files = [
+        ticket(1, 0, BK_A),
+        clip(2, 2),
+        ticket(3, 10, None),  # the next passenger's ticket, QR not found: looks like footage
+        clip(4, 50),  # 40 minutes later: the next jump
+        clip(5, 52),
+    ]
+    a, review = group_sessions(files)
+    assert (a.key, a.booking, a.footage_file_ids) == ("qr:c1", BK_A, ("c2", "c3"))
+    assert review.key == "gap:c4"
+    assert review.status is SessionStatus.NEEDS_REVIEW and review.booking is None
+    assert review.footage_file_ids == ("c4", "c5")
+    assert review.review_reason.startswith("footage after a 40 minutes gap, no booking")
+
+
+def test_the_gap_limit_is_configurable() -> None:
+    files = [ticket(1, 0, BK_A), clip(2, 30)]
+    assert len(group_sessions(files)) == 2
+    [one] = group_sessions(files, policy=ClockPolicy(gap=timedelta(minutes=45)))
+    assert one.footage_file_ids == ("c2",)
+
+
+def test_the_camera_counter_orders_the_card_not_a_clock_that_was_reset() -> None:
+    # A battery change reset the clock to 2016 after the ticket was filmed: by time the footage
+    # would come before the ticket and go to "unassigned".
+    reset = datetime(2016, 1, 1, 0, 0, tzinfo=UTC)
+    files = [
+        ticket(1, 0, BK_A),
+        clip(2, 0, at=reset),
+        clip(3, 0, at=reset + timedelta(minutes=3)),
+    ]
+    result = group_card(files)
+    [session] = result.sessions
+    assert session.booking == BK_A
+    assert session.footage_file_ids == ("c2", "c3")
+    [warning] = result.clock_warnings
+    assert warning.startswith("camera clock looks wrong: GX010002.MP4 was recorded after")
+    assert "2016-01-01" in warning and "years earlier" in warning
+    assert session.warnings == (warning,)
+
+
+def test_a_clock_jumping_forward_by_years_is_reported_and_is_no_gap() -> None:
+    later = T0 + timedelta(days=3 * 365)
+    files = [ticket(1, 0, BK_A), clip(2, 0, at=later), clip(3, 0, at=later + timedelta(minutes=1))]
+    result = group_card(files)
+    [session] = result.sessions
+    assert session.footage_file_ids == ("c2", "c3")
+    assert len(result.clock_warnings) == 1 and "later" in result.clock_warnings[0]
+
+
+def test_a_re_filmed_ticket_is_claimed_by_its_session() -> None:
+    files = [ticket(1, 0, BK_A), ticket(2, 0.5, BK_A), clip(3, 2)]
+    [session] = group_sessions(files)
+    assert session.qr_file_ids == ("c1", "c2")
+    assert set(session.file_ids) == {"c1", "c2", "c3"}
+
+
+def test_same_booking_on_two_jumps_is_two_sessions() -> None:
+    files = [ticket(1, 0, BK_A), clip(2, 2), ticket(3, 30, BK_B), clip(4, 32)]
+    files += [ticket(5, 60, BK_A), clip(6, 62)]
+    sessions = group_sessions(files)
+    assert [(s.key, s.booking) for s in sessions] == [
+        ("qr:c1", BK_A),
+        ("qr:c3", BK_B),
+        ("qr:c5", BK_A),
+    ]
+
+
+def test_an_unreadable_clip_before_footage_may_have_been_a_ticket() -> None:
+    files = [
+        ticket(1, 0, BK_A),
+        clip(2, 2),
+        clip(3, 10, FileKind.QR_CANDIDATE, unreadable="not a readable video: moov atom missing"),
+        clip(4, 12),
+    ]
+    a, suspect = group_sessions(files)
+    assert a.footage_file_ids == ("c2",)
+    assert suspect.key == "suspect:c4" or suspect.key.startswith("suspect:")
+    assert suspect.status is SessionStatus.NEEDS_REVIEW
+    assert suspect.unreadable_file_ids == ("c3",) and suspect.footage_file_ids == ("c4",)
+    assert "GX010003.MP4 could not be read" in suspect.review_reason
+
+
+def test_an_unreadable_clip_with_no_footage_after_it_is_left_out_of_its_session() -> None:
+    files = [
+        ticket(1, 0, BK_A),
+        clip(2, 2),
+        clip(3, 4, FileKind.QR_CANDIDATE, unreadable="zero bytes"),
+        ticket(4, 30, BK_B),
+        clip(5, 32),
+    ]
+    a, b = group_sessions(files)
+    assert (a.booking, a.status) == (BK_A, SessionStatus.DECODED)
+    assert a.footage_file_ids == ("c2",) and a.unreadable_file_ids == ("c3",)
+    assert a.warnings == ("GX010003.MP4 left out: could not be read (zero bytes)",)
+    assert b.booking == BK_B and b.status is SessionStatus.DECODED
+
+
+def test_an_unreadable_clip_right_after_the_ticket_puts_the_session_in_review() -> None:
+    files = [
+        ticket(1, 0, BK_A),
+        clip(2, 0.5, FileKind.QR_CANDIDATE, unreadable="truncated"),
+        clip(3, 2),
+    ]
+    [session] = group_sessions(files)
+    assert session.status is SessionStatus.NEEDS_REVIEW
+    assert session.booking == BK_A  # kept as the suggestion the operator confirms
+    assert "may have been another passenger's ticket" in session.review_reason
+
+
+def test_same_name_in_two_dcim_folders_is_two_clips_in_folder_order() -> None:
+    files = [
+        clip(1, 60, FileKind.QR_CANDIDATE, QrOutcome.DECODED, BK_A, folder="DCIM/101GOPRO"),
+        ticket(1, 0, BK_B),
+        clip(2, 2),
+        clip(2, 62, folder="DCIM/101GOPRO"),
+    ]
+    b, a = group_sessions(files)
+    assert (b.booking, b.footage_file_ids) == (BK_B, ("c2",))
+    assert (a.booking, a.footage_file_ids) == (BK_A, ("c2@101GOPRO",))
+
+
+# The property of the issue: random QR / unreadable / missed-QR / footage clips with random gaps.
+_CLIP_KINDS = ["ticket", "unreadable_qr", "missed_qr", "bad_clip", "footage", "footage"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_CLIP_KINDS),
+            st.sampled_from([0.5, 2, 5, 19, 21, 45, 300]),  # minutes since the clip before
+            st.sampled_from([BK_A, BK_B]),
+        ),
+        max_size=30,
+    ),
+    st.sampled_from([10, 20, 30]),
+)
+def test_no_footage_ever_crosses_a_gap_into_a_ticket_session(
+    rows: list[tuple[str, float, Booking]], gap_minutes: int
+) -> None:
+    files: list[CardFile] = []
+    minute = 0.0
+    for n, (what, step, booking) in enumerate(rows, start=1):
+        minute += step
+        if what == "ticket":
+            files.append(ticket(n, minute, booking))
+        elif what == "unreadable_qr":
+            files.append(clip(n, minute, FileKind.QR_CANDIDATE, QrOutcome.UNREADABLE))
+        elif what == "missed_qr":
+            files.append(clip(n, minute, FileKind.QR_CANDIDATE, QrOutcome.NO_QR))
+        elif what == "bad_clip":
+            files.append(clip(n, minute, FileKind.QR_CANDIDATE, unreadable="not a video"))
+        else:
+            files.append(clip(n, minute))
+    limit = timedelta(minutes=gap_minutes)
+    sessions = group_sessions(files, policy=ClockPolicy(gap=limit))
+
+    # every clip lands in exactly one session (or review session)
+    placed = [fid for s in sessions for fid in s.file_ids]
+    assert sorted(placed) == sorted(f.file_id for f in files)
+    assert len({s.key for s in sessions}) == len(sessions)
+
+    # footage never lands in a ticket's session across a gap larger than the limit
+    position = {f.file_id: i for i, f in enumerate(files)}  # files are in recording order
+    times = [f.capture_time for f in files]
+    for s in sessions:
+        if s.status is not SessionStatus.DECODED:
+            assert s.booking is None or s.status is SessionStatus.NEEDS_REVIEW
+            continue
+        assert s.qr_file_id is not None and s.review_reason == ""
+        opened = position[s.qr_file_id]
+        for fid in s.footage_file_ids:
+            at = position[fid]
+            assert at > opened
+            assert all(times[i] - times[i - 1] <= limit for i in range(opened + 1, at + 1))
