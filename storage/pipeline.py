@@ -160,14 +160,18 @@ _CANDIDATES_SQL = text(
 SELECT c.name FROM pipeline_step c
 WHERE c.execution_id = :e AND c.status = 'pending'
   AND (c.name = ANY(CAST(:added AS text[]))
-       OR EXISTS (SELECT 1 FROM unnest(c.depends_on) r, unnest(CAST(:done AS text[])) d
+       OR EXISTS (SELECT 1 FROM unnest(c.depends_on) r0, ltrim(r0, '?') r,
+                          unnest(CAST(:done AS text[])) d
                   WHERE r = d OR (right(r, 1) = '*' AND starts_with(d, left(r, -1))))
-       OR EXISTS (SELECT 1 FROM unnest(c.depends_on) r, unnest(CAST(:spawns AS text[])) p
+       OR EXISTS (SELECT 1 FROM unnest(c.depends_on) r0, ltrim(r0, '?') r,
+                          unnest(CAST(:spawns AS text[])) p
                   WHERE right(r, 1) = '*' AND (starts_with(left(r, -1), left(p, -1))
                                                OR starts_with(left(p, -1), left(r, -1)))))
   AND NOT EXISTS (
-       SELECT 1 FROM unnest(c.depends_on) r JOIN pipeline_step u ON u.execution_id = :e
+       SELECT 1 FROM unnest(c.depends_on) r0 CROSS JOIN LATERAL ltrim(r0, '?') r
+         JOIN pipeline_step u ON u.execution_id = :e
          AND u.status NOT IN ('succeeded', 'skipped')
+         AND NOT (starts_with(r0, '?') AND u.status IN ('failed', 'cancelled'))
          AND (u.name = r OR (right(r, 1) = '*' AND starts_with(u.name, left(r, -1)))))
 """
 )
@@ -180,7 +184,8 @@ async def promotion_candidates(
     done_spawns: Iterable[str],
     added: Sequence[str],
 ) -> list[str]:
-    """PENDING steps that may have become ready because `done` finished or `added` appeared.
+    """PENDING steps that may have become ready because `done` finished (in any way: a settled
+    dependency goes on after a failure) or `added` appeared.
 
     Only a narrowing for speed, with no false negatives: it drops a step only when something
     it waits for is visibly not done. The pure core decides on what is left (`promote`).
@@ -211,7 +216,8 @@ async def load_upstream(
                 text(
                     f"SELECT {STEP_COLUMNS} FROM pipeline_step s WHERE s.execution_id = :e AND ("
                     "s.name = ANY(CAST(:c AS text[])) OR cardinality(s.spawns) > 0 "
-                    "OR EXISTS (SELECT 1 FROM pipeline_step c, unnest(c.depends_on) r "
+                    "OR EXISTS (SELECT 1 FROM pipeline_step c, unnest(c.depends_on) r0, "
+                    "  ltrim(r0, '?') r "
                     "  WHERE c.execution_id = :e AND c.name = ANY(CAST(:c AS text[])) "
                     "  AND (r = s.name OR (right(r, 1) = '*' "
                     "       AND starts_with(s.name, left(r, -1))))))"
@@ -294,11 +300,15 @@ async def retry_step(
         raise InvalidDag(name, f"no step {name!r} in execution {execution_id}")
     old = rows[0].state
     new = dag.retry(old)
-    out = ready_only(
-        await save_changes(
-            conn, execution_id, [Change(old, new, log=f"retry requested by {actor}", actor=actor)]
+    changes = [Change(old, new, log=f"retry requested by {actor}", actor=actor)]
+    everything = {r.state.name: r.state for r in await load_steps(conn, execution_id)}
+    changes += [
+        Change(
+            everything[s.name], s, log=f"runs again after {name} (retry by {actor})", actor=actor
         )
-    )
+        for s in dag.rerun_after_retry(everything.values(), [name])
+    ]
+    out = ready_only(await save_changes(conn, execution_id, changes))
     await refresh_execution_status(conn, execution_id)
     logger.info("execution %d: step %s retried by %s", execution_id, name, actor)
     return out
@@ -309,7 +319,13 @@ async def retry_execution(conn: AsyncConnection, execution_id: int, actor: str) 
     await lock_execution(conn, execution_id)
     olds = {r.state.name: r.state for r in await load_steps(conn, execution_id)}
     changes = [
-        Change(olds[s.name], s, log=f"retry requested by {actor}", actor=actor)
+        Change(
+            olds[s.name],
+            s,
+            log=f"{'retry' if olds[s.name].status == 'failed' else 'run again'} requested by "
+            f"{actor}",
+            actor=actor,
+        )
         for s in dag.retry_execution(olds.values())
     ]
     out = ready_only(await save_changes(conn, execution_id, changes))

@@ -17,6 +17,14 @@ only steps that can ever add a match for `P*` are those with a `spawns` pattern 
 the set of matches is final. Example: `diff` spawns `copy:*` and `probe:*`, each `copy:f` spawns
 `probe:f`, and `render` depends on `probe:*`: render waits for diff, every copy and every probe.
 
+Settled dependencies. A dependency written with a leading `?` (`"?probe:*"`, `"?probe:17"`) asks
+only that the steps it names have *finished*: succeeded, skipped, failed or cancelled. It is how
+"render what could be read" is said: one unreadable clip fails its own probe and the render goes
+on without it. The steps that may still spawn a match must be done all the same (a failed copy
+means the clip may yet come). Retrying a failed step that a settled dependency let past
+(`retry_execution`, `rerun_after_retry`) runs the steps that went on without it again, so the
+clip comes back once it can be read.
+
 Attempts and redelivery: see `agents/pipeline/step.py`.
 
 Failure. A failed (or cancelled) step blocks only what depends on it, transitively; blocked steps
@@ -46,6 +54,7 @@ from agents.pipeline.step import (
     cancel,
     fail,
     mark_ready,
+    redo,
     requeue,
     retry,
     skip,
@@ -74,18 +83,22 @@ __all__ = [
     "fail",
     "index",
     "is_pattern",
+    "is_settled",
     "mark_ready",
     "matches",
     "overlaps",
     "promote_ready",
     "ready_steps",
+    "redo",
     "requeue",
+    "rerun_after_retry",
     "retry",
     "retry_execution",
     "skip",
     "spawn",
     "start",
     "succeed",
+    "target",
     "validate_dag",
     "wait",
 ]
@@ -103,17 +116,29 @@ class ExecutionStatus(StrEnum):
 _BROKEN = frozenset({StepStatus.FAILED, StepStatus.CANCELLED})
 
 
+SETTLED = "?"  # prefix of a dependency that is satisfied once its steps finished, however
+
+
+def is_settled(ref: str) -> bool:
+    return ref.startswith(SETTLED)
+
+
+def target(ref: str) -> str:
+    """The name or pattern a dependency refers to, without the `?` of a settled dependency."""
+    return ref[1:] if ref.startswith(SETTLED) else ref
+
+
 def is_pattern(ref: str) -> bool:
     return ref.endswith("*")
 
 
 def matches(pattern: str, name: str) -> bool:
-    return name.startswith(pattern[:-1])
+    return name.startswith(target(pattern)[:-1])
 
 
 def overlaps(a: str, b: str) -> bool:
     """Whether two prefix patterns can match a common name."""
-    pa, pb = a[:-1], b[:-1]
+    pa, pb = target(a)[:-1], target(b)[:-1]
     return pa.startswith(pb) or pb.startswith(pa)
 
 
@@ -141,21 +166,28 @@ class _Graph:
             i += 1
         return found
 
+    def waits(self, step: StepState) -> list[tuple[str, bool]]:
+        """Every name `step` waits for, and whether finishing in any way is enough (settled)."""
+        out: list[tuple[str, bool]] = []
+        for ref in sorted(step.depends_on):
+            settled, name = is_settled(ref), target(ref)
+            if not is_pattern(name):
+                out.append((name, settled))
+                continue
+            out.extend((m, settled) for m in self.matching(name))
+            out.extend(
+                (s.name, False) for s in self.spawners if any(overlaps(p, name) for p in s.spawns)
+            )
+        return out
+
     def upstream(self, step: StepState) -> list[str]:
         """Every name `step` waits for (exact names may be unknown; see `validate_dag`)."""
-        waits: list[str] = []
-        for ref in sorted(step.depends_on):
-            if not is_pattern(ref):
-                waits.append(ref)
-                continue
-            waits.extend(self.matching(ref))
-            waits.extend(s.name for s in self.spawners if any(overlaps(p, ref) for p in s.spawns))
-        return waits
+        return [name for name, _ in self.waits(step)]
 
     def satisfied(self, step: StepState) -> bool:
-        for name in self.upstream(step):
+        for name, settled in self.waits(step):
             dep = self.by_name.get(name)
-            if dep is None or not dep.done:
+            if dep is None or not (dep.terminal if settled else dep.done):
                 return False
         return True
 
@@ -207,7 +239,7 @@ def validate_dag(steps: Iterable[StepState]) -> None:
     for name in graph.names:
         step = graph.by_name[name]
         for ref in sorted(step.depends_on):
-            if not is_pattern(ref) and ref not in graph.by_name:
+            if not is_pattern(ref) and target(ref) not in graph.by_name:
                 raise UnknownDependency(name, ref)
         if step.spawned_by is not None:
             parent = graph.by_name.get(step.spawned_by)
@@ -244,7 +276,8 @@ def blocked_by_failure(steps: Iterable[StepState]) -> list[str]:
     for name in graph.topo_order():
         step = graph.by_name[name]
         if step.status in _BROKEN or (
-            step.status is StepStatus.PENDING and any(u in broken for u in graph.upstream(step))
+            step.status is StepStatus.PENDING
+            and any(u in broken and not settled for u, settled in graph.waits(step))
         ):
             broken.add(name)
     return [n for n in graph.names if n in broken and graph.by_name[n].status is StepStatus.PENDING]
@@ -278,11 +311,30 @@ def execution_status(steps: Iterable[StepState]) -> ExecutionStatus:
 
 
 def retry_execution(steps: Iterable[StepState]) -> list[StepState]:
-    """New states of every FAILED step, retried; what they blocked follows once they succeed."""
+    """New states of every FAILED step, retried; what they blocked follows once they succeed,
+    and what went on without them (settled dependencies) runs again after them."""
     graph = _Graph(steps)
-    return [
-        retry(graph.by_name[n]) for n in graph.names if graph.by_name[n].status is StepStatus.FAILED
-    ]
+    failed = [n for n in graph.names if graph.by_name[n].status is StepStatus.FAILED]
+    return [retry(graph.by_name[n]) for n in failed] + rerun_after_retry(
+        graph.by_name.values(), failed
+    )
+
+
+def rerun_after_retry(steps: Iterable[StepState], retried: Iterable[str]) -> list[StepState]:
+    """New (PENDING) states of the finished steps that went on without `retried` through a
+    settled dependency, and of everything downstream of them that finished: so the retried
+    step's work (a clip readable after all) reaches the output."""
+    graph = _Graph(steps)
+    again = set(retried)
+    rerun: set[str] = set()
+    for name in graph.topo_order():
+        step = graph.by_name[name]
+        if name in again or not step.done:
+            continue
+        if any(u in again and (settled or u in rerun) for u, settled in graph.waits(step)):
+            rerun.add(name)
+            again.add(name)
+    return [redo(graph.by_name[n]) for n in sorted(rerun)]
 
 
 def cancel_execution(steps: Iterable[StepState]) -> list[StepState]:
@@ -333,7 +385,7 @@ def spawn(
 
 
 def _check_promise(step: StepState, added: Iterable[StepState]) -> None:
-    for ref in (r for r in step.depends_on if is_pattern(r)):
+    for ref in (target(r) for r in step.depends_on if is_pattern(r)):
         for new in added:
             if matches(ref, new.name) or any(overlaps(p, ref) for p in new.spawns):
                 raise SpawnConflict(

@@ -345,9 +345,9 @@ class Orchestrator:
             cur[r.step] = new
             changes[r.step] = self._change(first[r.step], new, r, outcome)
         saved = await repo.save_changes(conn, eid, list(changes.values()))
-        done = [n for n in changes if cur[n].done]
-        spawns = [p for n in done for p in cur[n].spawns]
-        promoted = await repo.promote(conn, eid, done, spawns, added)
+        finished = [n for n in changes if cur[n].terminal]  # settled dependencies go on at failure
+        spawns = [p for n in finished if cur[n].done for p in cur[n].spawns]
+        promoted = await repo.promote(conn, eid, finished, spawns, added)
         batch = _Batch(ready=repo.ready_only(saved) + promoted)
         batch.steps = {s.name: str(s.status) for s in [*saved, *promoted]}
         if changes or added:

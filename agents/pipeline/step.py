@@ -64,10 +64,14 @@ class StepState:
         object.__setattr__(self, "depends_on", frozenset(self.depends_on))
         object.__setattr__(self, "spawns", frozenset(self.spawns))
         object.__setattr__(self, "status", StepStatus(self.status))
-        if not self.name or "*" in self.name:
-            raise InvalidDag(self.name, "a step name must be non-empty and contain no '*'")
+        if not self.name or "*" in self.name or self.name.startswith("?"):
+            raise InvalidDag(
+                self.name, "a step name must be non-empty, contain no '*' and not start with '?'"
+            )
         for ref in self.depends_on | self.spawns:
-            if not ref or "*" in ref[:-1]:
+            # a dependency may start with '?' (settled: see dag.py); a spawn pattern may not
+            bare = ref[1:] if ref.startswith("?") and ref in self.depends_on else ref
+            if not bare or "*" in bare[:-1] or bare.startswith("?"):
                 raise InvalidDag(
                     self.name, f"bad {ref!r}: '*' is allowed only as the last character"
                 )
@@ -240,6 +244,16 @@ def retry(step: StepState) -> StepState:
     if step.status is not StepStatus.FAILED:
         raise _reject(step, "retry", "only a failed step can be retried")
     return dataclasses.replace(_next_attempt(step), error="")
+
+
+def redo(step: StepState) -> StepState:
+    """A done step -> PENDING, to run again (a new attempt) once its dependencies are done again:
+    something it went on without (a settled dependency) is being retried."""
+    if step.status is StepStatus.PENDING:
+        return step
+    if step.status not in DONE:
+        raise _reject(step, "redo", "only a step that succeeded or was skipped can run again")
+    return dataclasses.replace(step, status=StepStatus.PENDING, waiting_for="", backoff_s=0.0)
 
 
 def requeue(step: StepState) -> StepState:

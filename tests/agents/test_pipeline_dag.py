@@ -439,3 +439,87 @@ def test_root_step_cannot_break_a_pattern_promise() -> None:
     with pytest.raises(SpawnConflict, match="already waited"):
         dag.spawn(steps.values(), [step("late", spawns=["probe:x*"])])
     assert [s.name for s in dag.spawn(steps.values(), [step("other")])] == ["other"]
+
+
+# --- settled dependencies ('?'): a failure stays local --------------------------------------------
+
+
+def _finish(steps: dict[str, StepState], name: str, outcome: Success | Failure) -> None:
+    steps[name] = dag.start(steps[name], steps[name].attempt)
+    steps[name] = dag.apply_result(steps[name], steps[name].attempt, outcome, POLICY)
+
+
+def test_a_settled_dependency_goes_on_after_a_failure_a_plain_one_does_not() -> None:
+    steps = {
+        s.name: s
+        for s in [
+            step("probe:1"),
+            step("probe:2"),
+            step("render", "?probe:*"),
+            step("strict", "probe:*"),
+        ]
+    }
+    merge(steps, dag.promote_ready(steps.values()))
+    _finish(steps, "probe:1", Success())
+    assert dag.ready_steps(steps.values()) == []  # probe:2 still running
+    _finish(steps, "probe:2", Failure("not a readable video", retryable=False))
+    assert dag.ready_steps(steps.values()) == ["render"]
+    assert dag.blocked_by_failure(steps.values()) == ["strict"]
+
+
+def test_a_settled_dependency_still_waits_for_every_spawner_to_succeed() -> None:
+    steps = {s.name: s for s in [step("copy:1", spawns=("probe:1*",)), step("render", "?probe:*")]}
+    merge(steps, dag.promote_ready(steps.values()))
+    _finish(steps, "copy:1", Failure("card pulled", retryable=False))
+    assert dag.ready_steps(steps.values()) == []
+    assert dag.blocked_by_failure(steps.values()) == ["render"]
+
+
+def test_retrying_a_failed_step_runs_again_what_went_on_without_it() -> None:
+    steps = {
+        s.name: s
+        for s in [
+            step("probe:1"),
+            step("probe:2"),
+            step("render", "?probe:*"),
+            step("publish", "render"),
+            step("other"),
+        ]
+    }
+    merge(steps, dag.promote_ready(steps.values()))
+    _finish(steps, "probe:1", Success())
+    _finish(steps, "other", Success())
+    _finish(steps, "probe:2", Failure("truncated", retryable=False))
+    run_to_end(steps)
+    assert steps["publish"].status is StepStatus.SUCCEEDED
+    assert dag.execution_status(steps.values()) is ExecutionStatus.FAILED
+
+    changed = dag.retry_execution(steps.values())
+    assert {s.name: s.status for s in changed} == {
+        "probe:2": StepStatus.READY,
+        "render": StepStatus.PENDING,
+        "publish": StepStatus.PENDING,
+    }
+    merge(steps, changed)
+    assert dag.ready_steps(steps.values()) == []  # render waits for the retried probe
+    _finish(steps, "probe:2", Success())
+    waves = run_to_end(steps)
+    assert waves == [["render"], ["publish"]]
+    assert steps["render"].attempt == 2
+    assert dag.execution_status(steps.values()) is ExecutionStatus.SUCCEEDED
+
+
+def test_redo_only_moves_a_done_step() -> None:
+    with pytest.raises(InvalidTransition):
+        dag.redo(dataclasses.replace(step("a"), status=StepStatus.FAILED))
+    pending = step("a")
+    assert dag.redo(pending) is pending
+
+
+def test_names_may_not_start_with_the_settled_marker() -> None:
+    with pytest.raises(InvalidDag):
+        step("?probe")
+    with pytest.raises(InvalidDag):
+        step("a", "??probe:*")
+    with pytest.raises(InvalidDag):
+        step("a", spawns=("?probe:*",))
