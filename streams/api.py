@@ -30,6 +30,8 @@ from streams.api_support import (
     ApiContext,
     ApiError,
     HubRuntime,
+    attention,
+    cards_with_safety,
     choice,
     cursor_param,
     int_param,
@@ -119,7 +121,9 @@ class StatusApi:
                 json_errors(reads.logs),
                 methods=["GET"],
             ),
+            Route("/api/attention", json_errors(reads.attention), methods=["GET"]),
             Route("/api/cards", json_errors(reads.cards), methods=["GET"]),
+            Route("/api/cards/{card_id}", json_errors(reads.card), methods=["GET"]),
             Route("/api/cards/{card_id}/files", json_errors(reads.card_files), methods=["GET"]),
             Route("/api/sessions", json_errors(reads.sessions), methods=["GET"]),
             Route("/api/sessions/{key}", json_errors(reads.session), methods=["GET"]),
@@ -236,14 +240,28 @@ class _ReadEndpoints:
         limit = int_param(request, "limit", 50, 1, MAX_LIMIT)
         offset = int_param(request, "offset", 0, 0, 1_000_000)
         async with self.ctx.engine().connect() as conn:
-            rows = await queries.list_cards(conn, limit, offset)
-        return model_response(
-            m.CardList(items=[m.Card.model_validate(r) for r in rows], limit=limit, offset=offset)
-        )
+            items = await cards_with_safety(conn, await queries.list_cards(conn, limit, offset))
+        return model_response(m.CardList(items=items, limit=limit, offset=offset))
+
+    async def card(self, request: Request) -> Response:
+        self.ctx.require_read(request)
+        card_id = _card_id(request)
+        async with self.ctx.engine().connect() as conn:
+            row = await queries.get_card(conn, card_id)
+            items = await cards_with_safety(conn, [row] if row is not None else [])
+        if not items:
+            raise not_found(f"card {card_id!r}")
+        return model_response(items[0])
+
+    async def attention(self, request: Request) -> Response:
+        self.ctx.require_read(request)
+        limit = int_param(request, "limit", 100, 1, MAX_LIMIT)
+        async with self.ctx.engine().connect() as conn:
+            return model_response(await attention(conn, limit))
 
     async def card_files(self, request: Request) -> Response:
         self.ctx.require_read(request)
-        card_id = str(request.path_params["card_id"])
+        card_id = _card_id(request)
         limit = int_param(request, "limit", 200, 1, MAX_LIMIT)
         offset = int_param(request, "offset", 0, 0, 1_000_000)
         async with self.ctx.engine().connect() as conn:
@@ -393,6 +411,14 @@ class _ReadEndpoints:
                 next_cursor=str(cursor) if cursor is not None else None,
             )
         )
+
+
+def _card_id(request: Request) -> str:
+    # PostgreSQL text holds no NUL: such an id names no card (a 404, not a driver error)
+    card_id = str(request.path_params["card_id"])
+    if "\x00" in card_id:
+        raise not_found(f"card {card_id!r}")
+    return card_id
 
 
 def _str(data: dict[str, object] | None, key: str) -> str | None:

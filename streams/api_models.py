@@ -7,14 +7,27 @@ OpenAPI document (`streams.openapi`) is generated from the same classes.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _as_texts(value: object) -> object:
+    # jsonb lists written by other processes: a stray non-string entry is shown, not a 500
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [v if isinstance(v, str) else json.dumps(v) for v in value if v is not None]
+    return value
+
+
+Texts = Annotated[list[str], BeforeValidator(_as_texts)]
 
 
 class ErrorBody(_Model):
@@ -50,6 +63,12 @@ class ExecutionSummary(_Model):
     steps_failed: int
     steps_running: int
     progress: float = Field(ge=0, le=1, description="Done steps plus running steps' progress.")
+    warnings: Texts = Field(
+        description="A jump's session warnings (clips left out, clock trouble); [] otherwise."
+    )
+    review_reason: str = Field(
+        description="Why the jump's session waits for a person; '' when it does not."
+    )
 
 
 class ExecutionList(_Model):
@@ -118,6 +137,33 @@ class StepLogs(_Model):
     next_after: int | None = Field(description="Pass as ?after= for more lines; null: no more.")
 
 
+Severity = Literal["action", "warning", "info"]
+NoteKind = Literal[
+    "needs_review",
+    "session_warning",
+    "card_copying",
+    "card_safe",
+    "card_removed_early",
+    "card_files_failed",
+    "card_nearly_full",
+    "card_clock",
+    "card_skipped_file",
+]
+
+
+class CardNote(_Model):
+    kind: NoteKind
+    severity: Severity = Field(
+        description="action: a person must act; warning: worth knowing; info: all is well."
+    )
+    message: str = Field(description="For people, e.g. 'copying 3 files — do not remove'.")
+
+
+class SkippedFile(_Model):
+    path: str
+    reason: str
+
+
 class Card(_Model):
     id: str
     label: str
@@ -129,6 +175,23 @@ class Card(_Model):
     files_imported: int
     files_failed: int
     files_pending: int
+    listed: int = Field(description="Footage files (proxies aside) ever listed from the card.")
+    imported: int = Field(description="Of those, verified and imported.")
+    outstanding: int = Field(description="Listed, requested or copying: still only on the card.")
+    failed: int = Field(description="Gave up with a reason: still only on the card.")
+    safe_to_remove: bool = Field(description="Pulling the card now loses nothing.")
+    nearly_full: bool
+    free_bytes: int | None = Field(description="Free space from the latest listing (null: none).")
+    capacity_bytes: int | None
+    skipped: list[SkippedFile] = Field(
+        description="Files the detector or hub could not take (at most 100 here)."
+    )
+    skipped_total: int
+    clock_warning: str = Field(description="'' unless the camera clock looks wrong.")
+    notes: list[CardNote] = Field(
+        description="The card in words, removal state first: safe to remove / copying N "
+        "files — do not remove / ..., then nearly full, clock and skipped files."
+    )
 
 
 class CardList(_Model):
@@ -155,6 +218,7 @@ class FileInfo(_Model):
     fps: float | None
     codec: str | None
     creation_time: datetime | None
+    probe_error: str = Field(description="Why the clip could not be read; '' when it could.")
     session_key: str | None
     first_listed_at: datetime
     imported_at: datetime | None
@@ -185,6 +249,8 @@ class SessionSummary(_Model):
     created_at: datetime
     updated_at: datetime
     files: int
+    warnings: Texts = Field(description="What an operator must know: clips left out, clock.")
+    review_reason: str = Field(description="Why it waits for a person; '' when it does not.")
 
 
 class SessionList(_Model):
@@ -237,6 +303,27 @@ class Counters(_Model):
     dead_letters: int
     queue: QueueDepth | None = Field(description="Render queue; null when Redis is down.")
     other: dict[str, int] = Field(description="Every other counter by name.")
+
+
+class AttentionItem(_Model):
+    kind: NoteKind
+    severity: Severity
+    subject: str = Field(description="What it is about, e.g. 'jump card-A:3 (Anna Berg)'.")
+    detail: str = Field(description="The reason or warning itself.")
+    message: str = Field(description="subject and detail in one line, for people.")
+    card_id: str | None
+    session_key: str | None
+    execution_id: int | None
+
+
+class Attention(_Model):
+    items: list[AttentionItem] = Field(
+        description="Actions first (review, cards pulled early or with failed files), then "
+        "warnings; sessions newest first."
+    )
+    truncated: bool = Field(
+        description="More sessions to review or warnings than ?limit=: the oldest were left out."
+    )
 
 
 class DeadLetterItem(_Model):
@@ -297,11 +384,13 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ExecutionDetail,
     StepLogs,
     CardList,
+    Card,
     FileList,
     SessionList,
     SessionDetail,
     DetectorList,
     Counters,
+    Attention,
     DeadLetterList,
     Health,
     RetryResult,

@@ -1,4 +1,6 @@
-"""Plumbing shared by the status API modules: errors as JSON, parameters, auth, the actor.
+"""Plumbing shared by the status API modules: errors as JSON, parameters, auth, the actor,
+and the operator's view of cards and warnings (`card_model`, `attention`: the hub and
+`skyreel status` say the same words).
 
 Errors are `{"error": {"code", "message"}}` with 401 (token), 404 (unknown id), 409 (state does
 not allow it), 422 (bad filter or body), 503 (hub still starting / dependency down).
@@ -10,7 +12,7 @@ import functools
 import hmac
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Protocol
@@ -18,10 +20,13 @@ from typing import Protocol
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
+from storage import status as queries
+from storage.cards import CardSafety, card_safety
+from streams import api_models as m
 from streams.detector_ws import Gateway
 from streams.settings import Settings
 from streams.topics import Names
@@ -199,3 +204,198 @@ def cursor_param(request: Request) -> int | None:
     if not re.fullmatch(r"[1-9][0-9]{0,17}", raw):
         raise invalid("cursor is not one this API handed out")
     return int(raw)
+
+
+# --- cards and attention: what an operator reads first -------------------------------------------
+
+SKIPPED_SHOWN = 100  # skipped files listed on a card (the total is given too)
+SKIPPED_NOTED = 5  # skipped files spelled out in a card's notes and the attention list
+ATTENTION_CARDS = 200  # the cards seen last whose warnings the attention list carries
+_SEVERITY_ORDER = {"action": 0, "warning": 1, "info": 2}
+
+
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
+
+
+def _bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def skipped_files(safety: CardSafety) -> list[m.SkippedFile]:
+    """The card's skipped files as {path, reason}; entries of another shape are shown as text."""
+    found: list[m.SkippedFile] = []
+    for entry in safety.skipped[:SKIPPED_SHOWN]:
+        if isinstance(entry, Mapping):
+            path, reason = entry.get("path"), entry.get("reason")
+        else:
+            path, reason = entry, None
+        found.append(m.SkippedFile(path=str(path or "?"), reason=str(reason or "not readable")))
+    return found
+
+
+def _note(kind: m.NoteKind, severity: m.Severity, message: str) -> m.CardNote:
+    return m.CardNote(kind=kind, severity=severity, message=message)
+
+
+def _removal_note(s: CardSafety) -> m.CardNote:
+    if s.outstanding and s.present:
+        return _note("card_copying", "info", f"copying {_files(s.outstanding)} — do not remove")
+    if s.outstanding:
+        return _note(
+            "card_removed_early",
+            "action",
+            f"removed with {_files(s.outstanding)} not yet copied — put it back in a station",
+        )
+    if s.failed:
+        return _note("card_files_failed", "action", _failed(s.failed))
+    return _note("card_safe", "info", "safe to remove" if s.present else "everything copied")
+
+
+def _failed(n: int) -> str:
+    return f"{_files(n)} could not be copied (only on the card) — do not format it"
+
+
+def card_notes(s: CardSafety) -> list[m.CardNote]:
+    """The card in words: its removal state first, then nearly full, clock, skipped files."""
+    notes = [_removal_note(s)]
+    if s.outstanding and s.failed:
+        notes.append(_note("card_files_failed", "action", _failed(s.failed)))
+    if s.nearly_full() and s.free_bytes is not None and s.capacity_bytes:
+        free, cap = _bytes(s.free_bytes), _bytes(s.capacity_bytes)
+        notes.append(_note("card_nearly_full", "warning", f"nearly full: {free} of {cap} free"))
+    if s.clock_warning:
+        clock = s.clock_warning
+        notes.append(
+            _note(
+                "card_clock",
+                "warning",
+                clock if "clock" in clock.lower() else f"camera clock looks wrong: {clock}",
+            )
+        )
+    skipped = skipped_files(s)
+    for f in skipped[:SKIPPED_NOTED]:
+        notes.append(_note("card_skipped_file", "warning", f"file skipped: {f.path} ({f.reason})"))
+    if len(s.skipped) > SKIPPED_NOTED:
+        more = len(s.skipped) - SKIPPED_NOTED
+        notes.append(
+            _note("card_skipped_file", "warning", f"{_files(more)} more skipped (see the card)")
+        )
+    return notes
+
+
+def card_model(row: Mapping[str, object], s: CardSafety) -> m.Card:
+    """A `storage.status.list_cards` row and the card's safety as the API's Card."""
+    return m.Card.model_validate(
+        {
+            **{k: row[k] for k in m.Card.model_fields if k in row},
+            "listed": s.listed,
+            "imported": s.imported,
+            "outstanding": s.outstanding,
+            "failed": s.failed,
+            "safe_to_remove": s.safe_to_remove,
+            "nearly_full": s.nearly_full(),
+            "free_bytes": s.free_bytes,
+            "capacity_bytes": s.capacity_bytes,
+            "skipped": skipped_files(s),
+            "skipped_total": len(s.skipped),
+            "clock_warning": s.clock_warning,
+            "notes": card_notes(s),
+        }
+    )
+
+
+async def cards_with_safety(conn: AsyncConnection, rows: list[queries.Row]) -> list[m.Card]:
+    """Card rows with their safety: one more query for the whole page."""
+    safety = await card_safety(conn, [str(r["id"]) for r in rows])
+    return [card_model(r, safety[str(r["id"])]) for r in rows if str(r["id"]) in safety]
+
+
+def card_name(card_id: str, label: object) -> str:
+    return f"card {label} ({card_id})" if label else f"card {card_id}"
+
+
+def _session_subject(row: Mapping[str, object]) -> str:
+    who = row.get("passenger") or row.get("booking_id")
+    return f"jump {row['key']}" + (f" ({who})" if who else "")
+
+
+def session_items(rows: Iterable[Mapping[str, object]]) -> list[m.AttentionItem]:
+    """Rows of `storage.status.attention_sessions` as attention items."""
+    items: list[m.AttentionItem] = []
+    for r in rows:
+        subject = _session_subject(r)
+        detail = str(r.get("message") or "")
+        execution = r.get("execution_id")
+        common = {
+            "subject": subject,
+            "card_id": str(r["card_id"]),
+            "session_key": str(r["key"]),
+            "execution_id": int(execution) if execution is not None else None,  # type: ignore[call-overload]
+        }
+        if r["kind"] == "review":
+            detail = detail or (
+                "no booking yet" if r.get("status") == "unassigned" else "reason not recorded"
+            )
+            items.append(
+                m.AttentionItem(
+                    kind="needs_review",
+                    severity="action",
+                    detail=detail,
+                    message=f"{subject} needs review: {detail}",
+                    **common,  # type: ignore[arg-type]
+                )
+            )
+        else:
+            items.append(
+                m.AttentionItem(
+                    kind="session_warning",
+                    severity="warning",
+                    detail=detail,
+                    message=f"{subject}: {detail}",
+                    **common,  # type: ignore[arg-type]
+                )
+            )
+    return items
+
+
+def card_items(card_id: str, label: object, s: CardSafety) -> list[m.AttentionItem]:
+    """A card's notes that need someone (action or warning) as attention items."""
+    subject = card_name(card_id, label)
+    return [
+        m.AttentionItem(
+            kind=n.kind,
+            severity=n.severity,
+            subject=subject,
+            detail=n.message,
+            message=f"{subject}: {n.message}",
+            card_id=card_id,
+            session_key=None,
+            execution_id=None,
+        )
+        for n in card_notes(s)
+        if n.severity != "info"
+    ]
+
+
+async def attention(conn: AsyncConnection, limit: int) -> m.Attention:
+    """What needs a person, actions first (three queries, whatever the number of rows)."""
+    sessions = await queries.attention_sessions(conn, limit + 1)
+    reviews = [r for r in sessions if r["kind"] == "review"]
+    warnings = [r for r in sessions if r["kind"] != "review"]
+    truncated = len(reviews) > limit or len(warnings) > limit
+    cards = await queries.recent_cards(conn, ATTENTION_CARDS)
+    safety = await card_safety(conn, [str(c["id"]) for c in cards])
+    items = session_items(reviews[:limit])
+    for c in cards:
+        found = safety.get(str(c["id"]))
+        if found is not None:
+            items += card_items(str(c["id"]), c.get("label"), found)
+    items += session_items(warnings[:limit])
+    items.sort(key=lambda i: _SEVERITY_ORDER[i.severity])  # stable: sessions, cards, warnings
+    return m.Attention(items=items, truncated=truncated)

@@ -70,6 +70,7 @@ _CURSOR = _query(
 )
 _EID = _path("execution_id", {"type": "integer", "minimum": 1})
 _STEP = _path("step", {"type": "string", "minLength": 1, "maxLength": 200})
+_CARD = _path("card_id", {"type": "string", "minLength": 1, "maxLength": 128})
 _KEY = _path("key", {"type": "string", "minLength": 1, "maxLength": 128})
 _DAY = {"type": "string", "description": "YYYY-MM-DD or an ISO 8601 date-time"}
 _SECURED: list[JsonObj] = [{"bearer": []}]
@@ -140,17 +141,34 @@ def _paths() -> JsonObj:
             404,
             422,
         ),
-        "/api/cards": _get("Cards, last seen first", [_LIMIT, _OFFSET], m.CardList, 422),
-        "/api/cards/{card_id}/files": _get(
-            "Files listed from a card",
+        "/api/attention": _get(
+            "What needs a person: sessions to review (with the reason), session warnings "
+            "(clips left out), card warnings (pulled early, failed files, nearly full, clock, "
+            "skipped files); actions first",
             [
-                _path("card_id", {"type": "string", "minLength": 1, "maxLength": 128}),
-                _LIMIT,
-                _OFFSET,
+                _query(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": 200},
+                    "At most this many sessions to review, and as many session warnings.",
+                )
             ],
-            m.FileList,
-            404,
+            m.Attention,
             422,
+        ),
+        "/api/cards": _get(
+            "Cards, last seen first, with whether each is safe to remove",
+            [_LIMIT, _OFFSET],
+            m.CardList,
+            422,
+        ),
+        "/api/cards/{card_id}": _get(
+            "One card: counts, safe to remove, nearly full, skipped files, clock",
+            [_CARD],
+            m.Card,
+            404,
+        ),
+        "/api/cards/{card_id}/files": _get(
+            "Files listed from a card", [_CARD, _LIMIT, _OFFSET], m.FileList, 404, 422
         ),
         "/api/sessions": _get(
             "Jump sessions (incl. unassigned and needs_review)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -218,6 +219,76 @@ async def seed(engine: AsyncEngine, qr_stored_path: str | None = None) -> Seeded
             )
         )
     return Seeded(int(jump), int(card_import), "card-A:1", int(qr))
+
+
+@dataclass(frozen=True)
+class Trouble:
+    """What `seed_trouble` wrote, in the words the API, the CLI and the dashboard must show."""
+
+    review_reason: str = "the QR clip could not be read"
+    clip_warning: str = "GX010045.MP4 left out of the video: not a readable video (<moov> missing)"
+    session_clock: str = "camera clock looks wrong: footage dated 2016-01-01"
+    card_clock: str = "camera clock looks wrong: the card's clips go back in time"
+    skipped_path: str = "DCIM/100GOPRO/GX01\ufffd.MP4"
+    skipped_reason: str = "name is not valid Unicode"
+    warned_session: str = "card-B:1"
+
+
+async def seed_trouble(engine: AsyncEngine) -> Trouble:
+    """On top of `seed`: a review reason and a clip warning on card-A:1; card-A nearly full,
+    with a skipped file and a clock warning; card-B pulled out before two files were copied
+    (one failed) with a warned session of its own; card-C fully imported and present."""
+    t = Trouble()
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE jump_session SET review_reason = :r, warnings = CAST(:w AS jsonb) "
+                "WHERE key = 'card-A:1'"
+            ),
+            {"r": t.review_reason, "w": json.dumps([t.clip_warning])},
+        )
+        await conn.execute(
+            text(
+                "UPDATE card SET free_bytes = 2000000000, capacity_bytes = 64000000000, "
+                "clock_warning = :c, skipped = CAST(:s AS jsonb), last_seen_at = now() "
+                "WHERE id = 'card-A'"
+            ),
+            {
+                "c": t.card_clock,
+                "s": json.dumps([{"path": t.skipped_path, "reason": t.skipped_reason}]),
+            },
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO card (id, label, present, free_bytes, capacity_bytes, last_seen_at) "
+                "VALUES ('card-B', 'GOPRO-B', false, 30000000000, 64000000000, "
+                "now() - interval '1 minute'), "
+                "('card-C', '', true, 50000000000, 64000000000, now() - interval '2 minutes')"
+            )
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO imported_file (card_id, name, path, size, mtime_ms, kind, status, "
+                "reason) VALUES "
+                "('card-B', 'GX010009.MP4', 'DCIM/GX010009.MP4', 5000, 1700000200000, "
+                "'footage', 'requested', ''), "
+                "('card-B', 'GX010010.MP4', 'DCIM/GX010010.MP4', 6000, 1700000300000, "
+                "'footage', 'failed', 'read error at 40%'), "
+                "('card-B', 'GL010009.LRV', 'DCIM/GL010009.LRV', 500, 1700000200000, "
+                "'proxy', 'ignored', ''), "
+                "('card-C', 'GX010020.MP4', 'DCIM/GX010020.MP4', 7000, 1700000400000, "
+                "'footage', 'imported', '')"
+            )
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO jump_session (key, card_id, status, booking_id, passenger, "
+                "warnings, created_at) VALUES (:k, 'card-B', 'decoded', 'BK-7', 'Bea', "
+                "CAST(:w AS jsonb), now() - interval '1 hour')"
+            ),
+            {"k": t.warned_session, "w": json.dumps([t.session_clock])},
+        )
+    return t
 
 
 # --- schema checks -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from status_harness import (
     check,
     response_schema_name,
     seed,
+    seed_trouble,
     serve,
     write_tiny_clip,
 )
@@ -69,7 +70,9 @@ async def test_openapi_document_describes_every_route(doc: dict[str, object]) ->
         "/api/executions",
         "/api/executions/{execution_id}",
         "/api/executions/{execution_id}/steps/{step}/logs",
+        "/api/attention",
         "/api/cards",
+        "/api/cards/{card_id}",
         "/api/cards/{card_id}/files",
         "/api/sessions",
         "/api/sessions/{key}",
@@ -224,6 +227,8 @@ async def test_bad_filters_are_422_with_a_json_error(
         "/api/executions/abc",
         "/api/executions/1/steps/nope/logs",
         "/api/cards/nope/files",
+        "/api/cards/nope",
+        "/api/cards/a%00b",
         "/api/sessions/nope",
         "/api/nothing-here",
         "/api/files/424242/frame.jpg",
@@ -468,3 +473,169 @@ async def test_counters_read_the_render_queue_depth(
     finally:
         await redis.delete(queued)
         await redis.aclose()
+
+
+# --- warnings, review reasons, card safety (issue 11) --------------------------------------------
+
+
+async def test_sessions_and_jumps_carry_their_warnings_and_review_reason(
+    client: httpx.AsyncClient, doc: dict[str, object], clean_db: AsyncEngine
+) -> None:
+    s = await seed(clean_db)
+    t = await seed_trouble(clean_db)
+    review = await get_ok(client, doc, "/api/sessions?status=needs_review", "/api/sessions")
+    assert [(x["key"], x["review_reason"]) for x in review["items"]] == [
+        (s.session, t.review_reason)
+    ]
+    assert review["items"][0]["warnings"] == [t.clip_warning]
+    warned = await get_ok(client, doc, "/api/sessions?card=card-B", "/api/sessions")
+    assert [(x["warnings"], x["review_reason"]) for x in warned["items"]] == [
+        ([t.session_clock], "")
+    ]
+    detail = await get_ok(client, doc, f"/api/sessions/{s.session}", "/api/sessions/{key}")
+    assert detail["warnings"] == [t.clip_warning] and detail["review_reason"] == t.review_reason
+    jumps = await get_ok(client, doc, "/api/executions", "/api/executions")
+    by_id = {e["id"]: e for e in jumps["items"]}
+    assert by_id[s.jump]["warnings"] == [t.clip_warning]
+    assert by_id[s.jump]["review_reason"] == t.review_reason
+    assert by_id[s.card_import]["warnings"] == [] and by_id[s.card_import]["review_reason"] == ""
+    one = await get_ok(client, doc, f"/api/executions/{s.jump}", "/api/executions/{execution_id}")
+    assert one["warnings"] == [t.clip_warning]
+
+
+async def test_cards_say_whether_they_are_safe_to_remove(
+    client: httpx.AsyncClient, doc: dict[str, object], clean_db: AsyncEngine
+) -> None:
+    await seed(clean_db)
+    t = await seed_trouble(clean_db)
+    listing = await get_ok(client, doc, "/api/cards", "/api/cards")
+    cards = {c["id"]: c for c in listing["items"]}
+    assert list(cards) == ["card-A", "card-B", "card-C"]  # last seen first
+
+    a = cards["card-A"]  # its QR clip is still only listed: copying
+    assert (a["present"], a["listed"], a["imported"], a["outstanding"], a["failed"]) == (
+        True,
+        2,
+        1,
+        1,
+        0,
+    )
+    assert a["safe_to_remove"] is False and a["nearly_full"] is True
+    assert (a["free_bytes"], a["capacity_bytes"]) == (2_000_000_000, 64_000_000_000)
+    assert a["skipped"] == [{"path": t.skipped_path, "reason": t.skipped_reason}]
+    assert a["skipped_total"] == 1 and a["clock_warning"] == t.card_clock
+    assert [(n["kind"], n["message"]) for n in a["notes"]] == [
+        ("card_copying", "copying 1 file — do not remove"),
+        ("card_nearly_full", "nearly full: 2.0 GB of 64.0 GB free"),
+        ("card_clock", t.card_clock),
+        ("card_skipped_file", f"file skipped: {t.skipped_path} ({t.skipped_reason})"),
+    ]
+
+    b = cards["card-B"]  # pulled out with one file requested and one failed; proxy aside
+    assert (b["present"], b["listed"], b["outstanding"], b["failed"]) == (False, 2, 1, 1)
+    assert b["safe_to_remove"] is False and b["nearly_full"] is False
+    assert [(n["kind"], n["severity"]) for n in b["notes"]] == [
+        ("card_removed_early", "action"),
+        ("card_files_failed", "action"),
+    ]
+    assert (
+        b["notes"][0]["message"] == "removed with 1 file not yet copied — put it back in a station"
+    )
+
+    c = cards["card-C"]
+    assert c["safe_to_remove"] is True and c["nearly_full"] is False
+    assert [(n["kind"], n["message"]) for n in c["notes"]] == [("card_safe", "safe to remove")]
+
+    detail = await get_ok(client, doc, "/api/cards/card-B", "/api/cards/{card_id}")
+    assert detail == b
+    page = await get_ok(client, doc, "/api/cards?limit=1&offset=2", "/api/cards")
+    assert [x["id"] for x in page["items"]] == ["card-C"]
+
+
+async def test_attention_lists_what_needs_a_person_actions_first(
+    client: httpx.AsyncClient, doc: dict[str, object], clean_db: AsyncEngine
+) -> None:
+    s = await seed(clean_db)
+    t = await seed_trouble(clean_db)
+    body = await get_ok(client, doc, "/api/attention", "/api/attention")
+    got = [(i["severity"], i["kind"], i["message"]) for i in body["items"]]
+    assert got == [
+        (
+            "action",
+            "needs_review",
+            f"jump {s.session} needs review: {t.review_reason}",
+        ),
+        (
+            "action",
+            "card_removed_early",
+            "card GOPRO-B (card-B): removed with 1 file not yet copied — put it back in a station",
+        ),
+        (
+            "action",
+            "card_files_failed",
+            "card GOPRO-B (card-B): 1 file could not be copied (only on the card) — "
+            "do not format it",
+        ),
+        (
+            "warning",
+            "card_nearly_full",
+            "card GOPRO-A (card-A): nearly full: 2.0 GB of 64.0 GB free",
+        ),
+        ("warning", "card_clock", f"card GOPRO-A (card-A): {t.card_clock}"),
+        (
+            "warning",
+            "card_skipped_file",
+            f"card GOPRO-A (card-A): file skipped: {t.skipped_path} ({t.skipped_reason})",
+        ),
+        ("warning", "session_warning", f"jump {s.session}: {t.clip_warning}"),
+        ("warning", "session_warning", f"jump {t.warned_session} (Bea): {t.session_clock}"),
+    ]
+    assert body["truncated"] is False
+    review = body["items"][0]
+    assert (review["session_key"], review["card_id"], review["execution_id"]) == (
+        s.session,
+        "card-A",
+        s.jump,
+    )
+    assert review["detail"] == t.review_reason and review["subject"] == f"jump {s.session}"
+
+
+async def test_attention_is_bounded_and_survives_odd_rows(
+    client: httpx.AsyncClient, doc: dict[str, object], clean_db: AsyncEngine, pg: asyncpg.Connection
+) -> None:
+    await pg.execute("INSERT INTO card (id, label) VALUES ('card-Z', '')")
+    await pg.execute(
+        "INSERT INTO jump_session (key, card_id, status, warnings, created_at) "
+        "SELECT 'card-Z:' || i, 'card-Z', CASE WHEN i % 2 = 0 THEN 'needs_review' "
+        "ELSE 'unassigned' END, jsonb_build_array('warning ' || i, 'second ' || i), "
+        "timestamptz '2024-05-01' + i * interval '1 minute' FROM generate_series(1, 30) i"
+    )
+    # written by hand or by an older process: a warnings object, a skipped entry that is no dict
+    await pg.execute(
+        "INSERT INTO jump_session (key, card_id, status, warnings) "
+        "VALUES ('card-Z:odd', 'card-Z', 'decoded', '{\"not\": \"a list\"}')"
+    )
+    await pg.execute("UPDATE card SET skipped = '[\"DCIM/BAD.MP4\", 7]' WHERE id = 'card-Z'")
+    body = await get_ok(client, doc, "/api/attention?limit=5", "/api/attention")
+    reviews = [i for i in body["items"] if i["kind"] == "needs_review"]
+    warnings = [i for i in body["items"] if i["kind"] == "session_warning"]
+    assert [i["session_key"] for i in reviews] == [f"card-Z:{i}" for i in (30, 29, 28, 27, 26)]
+    assert [i["detail"] for i in reviews[:2]] == ["reason not recorded", "no booking yet"]
+    assert [i["detail"] for i in warnings] == [
+        "warning 30",
+        "second 30",
+        "warning 29",
+        "second 29",
+        "warning 28",
+    ]
+    assert body["truncated"] is True
+    skipped = [i["detail"] for i in body["items"] if i["kind"] == "card_skipped_file"]
+    assert skipped == [
+        "file skipped: DCIM/BAD.MP4 (not readable)",
+        "file skipped: 7 (not readable)",
+    ]
+    odd = await get_ok(client, doc, "/api/sessions/card-Z:odd", "/api/sessions/{key}")
+    assert odd["warnings"] == []
+    everything = await get_ok(client, doc, "/api/attention?limit=200", "/api/attention")
+    assert everything["truncated"] is False
+    assert len([i for i in everything["items"] if i["kind"] == "session_warning"]) == 60
