@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import re
 import sys
 
 from pydantic import ValidationError
@@ -17,7 +18,8 @@ from storage import status as queries
 from storage.db import make_engine
 from storage.sessions import SessionError
 from streams.api_actions import assign
-from streams.api_models import AssignRequest
+from streams.api_models import AssignRequest, Attention, Card
+from streams.api_support import attention, card_name, cards_with_safety
 from streams.kafka import make_producer
 from streams.settings import Settings
 from streams.topics import Names
@@ -38,8 +40,8 @@ async def _status(settings: Settings, limit: int) -> None:
             rows, _ = await queries.list_executions(
                 conn, queries.ExecutionFilter(), queries.Page(limit=limit)
             )
-            review = await queries.list_sessions(conn, "needs_review", None, 50, 0)
-            review += await queries.list_sessions(conn, "unassigned", None, 50, 0)
+            needs = await attention(conn, 50)
+            cards = await cards_with_safety(conn, await queries.list_cards(conn, 20, 0))
     finally:
         await engine.dispose()
     print("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
@@ -50,10 +52,46 @@ async def _status(settings: Settings, limit: int) -> None:
             f"{r['id']:>6}  {r['pipeline']!s:<12} {r['status']!s:<10} "
             f"{float(r['progress']) * 100:>7.0f}%  {who}"  # type: ignore[arg-type]
         )
-    if review:
-        print("sessions waiting for a booking (skyreel assign KEY --booking B --passenger NAME):")
-        for s in review:
-            print(f"  {s['key']}  {s['status']}  card {s['card_id']}")
+    _print_attention(needs)
+    _print_cards(cards)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _plain(text: str) -> str:
+    """Names and reasons come from cards and tickets: no escape sequence reaches the terminal."""
+    return _CONTROL.sub(lambda c: f"\\x{ord(c.group()):02x}", text)
+
+
+def _print_attention(needs: Attention) -> None:
+    """The same items as /api/attention and the dashboard: actions first."""
+    if not needs.items:
+        print("needs attention: nothing")
+        return
+    print("needs attention:")
+    for item in needs.items:
+        print(f"  [{item.severity}] {_plain(item.message)}")
+    if needs.truncated:
+        print("  (more: older items left out; see /api/attention)")
+    if any(i.kind == "needs_review" for i in needs.items):
+        print("  assign a booking: skyreel assign KEY --booking B --passenger NAME")
+
+
+def _print_cards(cards: list[Card]) -> None:
+    if not cards:
+        return
+    print("cards (last seen first; their warnings are listed above):")
+    for c in cards:
+        where = "present" if c.present else "removed"
+        removal = c.notes[0].message if c.notes else ""
+        full = "  nearly full" if c.nearly_full else ""
+        print(
+            _plain(
+                f"  {card_name(c.id, c.label)}  {where}  {c.imported}/{c.listed} imported  "
+                f"{removal}{full}"
+            )
+        )
 
 
 def status_cli(settings: Settings, args: argparse.Namespace) -> int:
