@@ -61,7 +61,9 @@ class PlannedCopy:
 def classify_listing(
     entries: Iterable[tuple[str, int, float, str]], qr_candidate_max_bytes: int
 ) -> list[ListedFile]:
-    """(path, size, mtime seconds, detector's kind) -> ListedFile, deduplicated by natural key.
+    """(path, size, mtime seconds, detector's kind) -> ListedFile, deduplicated by natural key
+    (the path, folder included: ``100GOPRO/GX010001.MP4`` and ``101GOPRO/GX010001.MP4`` of one
+    size and mtime are two files).
 
     Proxies/thumbnails are recognised by extension here too: the detector's word is not trusted.
     """
@@ -72,7 +74,7 @@ def classify_listing(
     for path, size, mtime, claimed in entries:
         name = path.rsplit("/", 1)[-1]
         mtime_ms = round(mtime * 1000)
-        key = (name, size, mtime_ms)
+        key = (path, size, mtime_ms)
         if key in seen:
             continue
         seen.add(key)
@@ -120,9 +122,9 @@ def plan_copies(card_id: str, rows: Sequence[DiffRow]) -> list[PlannedCopy]:
 _DIFF_SQL = text(
     """
 SELECT i.ord, f.id, f.status
-FROM unnest(CAST(:names AS text[]), CAST(:sizes AS bigint[]), CAST(:mtimes AS bigint[]))
-     WITH ORDINALITY AS i(name, size, mtime_ms, ord)
-JOIN imported_file f ON f.card_id = :card_id AND f.name = i.name
+FROM unnest(CAST(:paths AS text[]), CAST(:sizes AS bigint[]), CAST(:mtimes AS bigint[]))
+     WITH ORDINALITY AS i(path, size, mtime_ms, ord)
+JOIN imported_file f ON f.card_id = :card_id AND f.path = i.path
      AND f.size = i.size AND f.mtime_ms = i.mtime_ms
 """
 )
@@ -158,7 +160,7 @@ async def diff_listing(
     if not files:
         return [], []
     params = _arrays(card_id, files)
-    del params["paths"], params["kinds"]
+    del params["names"], params["kinds"]
     known: dict[int, tuple[int, str]] = {
         int(ord_): (int(fid), str(status))
         for ord_, fid, status in await conn.execute(_DIFF_SQL, params)

@@ -36,10 +36,35 @@ def test_classify_marks_proxies_by_extension_whatever_the_detector_says() -> Non
 def test_classify_deduplicates_by_natural_key_and_skips_non_video() -> None:
     entries = [
         ("DCIM/100GOPRO/GX010001.MP4", 10, 5.0, "video"),
-        ("DCIM/101GOPRO/GX010001.MP4", 10, 5.0, "video"),
+        ("DCIM/100GOPRO/GX010001.MP4", 10, 5.0, "video"),  # listed twice: one file
+        ("DCIM/101GOPRO/GX010001.MP4", 10, 5.0, "video"),  # same name, other folder: another
         ("DCIM/100GOPRO/notes.txt", 10, 5.0, "other"),
     ]
-    assert len(imports.classify_listing(entries, QR_MAX)) == 1
+    listed = imports.classify_listing(entries, QR_MAX)
+    assert [f.path for f in listed] == ["DCIM/100GOPRO/GX010001.MP4", "DCIM/101GOPRO/GX010001.MP4"]
+
+
+async def test_same_name_size_and_mtime_in_two_folders_are_two_files(
+    clean_db: AsyncEngine,
+) -> None:
+    """Regression: the natural key took the bare name, so the second folder's clip was taken
+    for the first and never copied."""
+    entries = [
+        ("DCIM/100GOPRO/GX010001.MP4", 10, 5.0, "video"),
+        ("DCIM/101GOPRO/GX010001.MP4", 10, 5.0, "video"),
+    ]
+    listed = imports.classify_listing(entries, QR_MAX)
+    async with clean_db.begin() as conn:
+        rows = await imports.record_listing(conn, "card-A", "det-1", listed)
+    assert sorted(r.path for r in rows) == [e[0] for e in entries]
+    assert len({r.file_id for r in rows}) == 2 and all(r.inserted for r in rows)
+    plan = imports.plan_copies("card-A", rows)
+    assert sorted(p.path for p in plan) == [e[0] for e in entries]
+    assert len({p.destination for p in plan}) == 2
+    async with clean_db.begin() as conn:  # listed again: the same two, nothing new
+        again = await imports.record_listing(conn, "card-A", "det-1", listed)
+    assert {r.file_id for r in again} == {r.file_id for r in rows}
+    assert not any(r.inserted for r in again)
 
 
 def _row(i: int, kind: str, status: str, mtime: int) -> DiffRow:
