@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.guard import PermanentError
@@ -60,19 +59,30 @@ def decode_event(payload: bytes) -> records.DetectorEvent:
 
 
 def validated_entries(event: records.DetectorEvent, limit: int) -> list[FileEntry]:
+    """The list's entries that are valid; an invalid one (the hub refuses those, so this is a
+    record from elsewhere) is logged and left out, never recorded."""
     files = event.files or []
     if len(files) > limit:
         raise PermanentError(f"file list of {len(files)} entries exceeds {limit}")
-    try:
-        return [FileEntry.model_validate(f) for f in files]
-    except ValidationError as exc:
-        raise PermanentError(f"invalid file entry: {exc.errors()[0]['msg']}") from None
+    entries: list[FileEntry] = []
+    for i, f in enumerate(files):
+        try:
+            entries.append(FileEntry.model_validate(f))
+        except ValidationError as exc:
+            logger.warning(
+                "card %s from detector %s: entry %d left out: %s",
+                event.card_id,
+                event.detector_id,
+                i,
+                exc.errors()[0]["msg"],
+            )
+    return entries
 
 
 async def handle_detector_event(deps: IngestDeps, payload: bytes) -> None:
     event = decode_event(payload)
     if event.event != "file_list":
-        await _touch_card(deps.engine, event)
+        _log_card(event)
         return
     entries = validated_entries(event, deps.settings.max_files_per_list)
     listed = imports.classify_listing(
@@ -111,21 +121,12 @@ async def handle_detector_event(deps: IngestDeps, payload: bytes) -> None:
         await deps.on_listing(event, rows, plan)
 
 
-async def _touch_card(engine: AsyncEngine, event: records.DetectorEvent) -> None:
-    present = event.event == "card_inserted"
-    async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO card (id, label, detector_id, present) VALUES (:id, :l, :d, :p) "
-                "ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), present = :p, "
-                "detector_id = :d, label = CASE WHEN :l = '' THEN card.label ELSE :l END"
-            ),
-            {"id": event.card_id, "l": event.label[:200], "d": event.detector_id, "p": present},
-        )
+def _log_card(event: records.DetectorEvent) -> None:
+    # The hub writes the card row (one writer: presence, label, space, skipped names).
     logger.info(
         "card %s %s at detector %s",
         event.card_id,
-        "inserted" if present else "removed",
+        "inserted" if event.event == "card_inserted" else "removed",
         event.detector_id,
     )
 
