@@ -3,21 +3,22 @@
 Re-running a job is safe: if the final video already exists and probes right nothing is rendered
 again, stale partial files of the same output are removed, and the final name only ever appears
 through `os.replace` after FFmpeg succeeded and PyAV confirmed duration, resolution and streams.
-Output names come from the booking id and the sanitised passenger name, never from a payload path.
+The output's name is the jump session's own (agents/render/identity.py), never a payload path;
+a manifest beside the video says which session and which inputs made it, so a re-run reuses an
+output only when it is this session's and its inputs are unchanged, and never touches another's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
-import re
 import tempfile
 import time
-import unicodedata
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
@@ -25,38 +26,47 @@ import av
 from agents.render.branding import Branding, find_font
 from agents.render.errors import RenderError, TransientRenderError
 from agents.render.ffmpeg import ProgressCallback, run_ffmpeg
+from agents.render.identity import (
+    PLAN_VERSION,
+    Manifest,
+    ManifestError,
+    file_fact,
+    file_stamp,
+    fingerprint,
+    is_safe_name,
+    manifest_path,
+    read_manifest,
+    write_manifest,
+)
 from agents.render.plan import Clip, PlanError, RenderTargets, build_plan
 
 logger = logging.getLogger(__name__)
 
 DURATION_TOLERANCE_S = 0.2
-_BOOKING_OK = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class SessionOutput:
+    """Whose output a render makes: the jump session, its stored output name, the execution."""
+
+    session_key: str
+    name: str
+    execution_id: int | None = None
+    # the ledger's identity of each clip, in order ({"id", "size", "sha256"}); empty: by file
+    clip_inputs: tuple[Mapping[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
 class RenderOutput:
     video: Path
     poster: Path
+    manifest: Path
     duration: float
-    skipped: bool  # True: a verified output already existed (idempotent re-run)
+    skipped: bool  # True: a verified output of the same session and inputs already existed
     elapsed_s: float
     ffmpeg_tail: str = ""
-
-
-def _slug(text: str, *, limit: int) -> str:
-    text = unicodedata.normalize("NFKC", text)
-    kept = "".join(ch if ch.isalnum() else "-" for ch in text)
-    return "-".join(part for part in kept.split("-") if part)[:limit].strip("-")
-
-
-def output_basename(booking_id: str, passenger_name: str) -> str:
-    """`<booking>_<name>`: safe as a folder and file name on Linux, macOS and Windows shares."""
-    booking = _BOOKING_OK.sub("", booking_id).strip(".")[:64]
-    if not booking:
-        raise RenderError(f"booking id {booking_id!r} has no usable characters")
-    name = _slug(passenger_name, limit=60) or "passenger"
-    # Always "<booking>_<name>": never a bare Windows device name like CON or NUL.
-    return f"{booking}_{name}"
+    fingerprint: str = ""
+    warnings: tuple[str, ...] = field(default=())
 
 
 def probe_clip(path: Path) -> Clip:
@@ -132,23 +142,86 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def render_inputs(
+    clips: Sequence[Clip], branding: Branding, passenger_name: str, output: SessionOutput
+) -> dict[str, object]:
+    """Everything that decides the rendered bytes (hashed into the manifest's fingerprint)."""
+    if output.clip_inputs:
+        clip_inputs: list[object] = [dict(c) for c in output.clip_inputs]
+    else:
+        clip_inputs = [{"name": c.path.name, "size": file_stamp(c.path)} for c in clips]
+    return {
+        "plan": PLAN_VERSION,
+        "clips": clip_inputs,
+        "branding": branding.to_mapping(),
+        "branding_files": {
+            "intro": file_stamp(branding.intro_path),
+            "logo": file_stamp(branding.logo_path),
+            "font": file_stamp(branding.title_font),
+        },
+        "title": passenger_name if branding.title_enabled else "",
+    }
+
+
+def owned_manifest(folder: Path, name: str, session_key: str) -> Manifest | None:
+    """The manifest of `folder`'s output if it is this session's (None: there is none).
+
+    Another session's output, or one whose manifest cannot be read, is a permanent error: it is
+    never reused and never overwritten.
+    """
+    path = manifest_path(folder, name)
+    try:
+        existing = read_manifest(path)
+    except ManifestError as exc:
+        raise RenderError(f"output {name}: {exc}; not touching it") from exc
+    if existing is not None and existing.session_key != session_key:
+        raise RenderError(
+            f"output {name} belongs to session {existing.session_key!r}, "
+            f"not {session_key!r}; not touching it"
+        )
+    return existing
+
+
+def _reusable(
+    folder: Path, mine: Manifest, *, duration: float, width: int, height: int
+) -> Manifest | None:
+    """This session's verified output of the same inputs in `folder`, if there is one."""
+    existing = owned_manifest(folder, mine.output_name, mine.session_key)
+    if existing is None or existing.fingerprint != mine.fingerprint:
+        return None
+    video, poster = existing.files.get("video"), existing.files.get("poster")
+    if video is None or poster is None:
+        return None
+    if not (video.same_size(folder / video.name) and poster.same_size(folder / poster.name)):
+        return None
+    problems = check_output(folder / video.name, duration=duration, width=width, height=height)
+    return existing if not problems else None
+
+
 async def render_session(
     clips: Sequence[Clip],
     branding: Branding,
     *,
-    booking_id: str,
+    output: SessionOutput,
     passenger_name: str,
     output_root: Path,
+    published_root: Path | None = None,
     on_progress: ProgressCallback | None = None,
     stall_timeout: float = 60.0,
     stale_partial_s: float = 600.0,
     ffmpeg: str | None = None,
 ) -> RenderOutput:
-    """Render into `output_root/<booking>_<name>/<booking>_<name>.mp4` (+ `.jpg` poster)."""
+    """Render into `output_root/<name>/<name>.mp4` (+ `.jpg` poster, `.json` manifest).
+
+    Nothing is rendered when `output_root` (staging) or `published_root` already holds this
+    session's verified output of the same inputs; the result then points at that output.
+    """
     started = time.monotonic()
-    base = output_basename(booking_id, passenger_name)
-    folder = output_root / base
-    video, poster = folder / f"{base}.mp4", folder / f"{base}.jpg"
+    name = output.name
+    if not is_safe_name(name):
+        raise RenderError(f"output name {name!r} is not a safe file name")
+    folder = output_root / name
+    video, poster = folder / f"{name}.mp4", folder / f"{name}.jpg"
     intro = probe_clip(branding.intro_path) if branding.intro_path is not None else None
     if branding.logo_path is not None and not branding.logo_path.is_file():
         raise RenderError(f"logo {branding.logo_path.name} not found")
@@ -165,13 +238,29 @@ async def render_session(
     except PlanError as exc:
         raise RenderError(str(exc)) from exc
     for warning in plan.warnings:
-        logger.warning("render %s: %s", base, warning)
+        logger.warning("render %s: %s", name, warning)
     size = {"width": plan.width, "height": plan.height}
+    inputs = render_inputs(clips, branding, passenger_name, output)
+    mine = Manifest(output.session_key, name, fingerprint(inputs), output.execution_id, {}, inputs)
 
-    if poster.is_file() and not check_output(video, duration=plan.total_duration, **size):
-        logger.info("render %s: verified output already exists, nothing to do", base)
-        _remove_partials(folder, (video.name, poster.name), older_than_s=stale_partial_s)
-        return RenderOutput(video, poster, plan.total_duration, True, time.monotonic() - started)
+    for root in (output_root, published_root):
+        if root is None:
+            continue
+        found = _reusable(root / name, mine, duration=plan.total_duration, **size)
+        if found is not None:
+            where = root / name
+            logger.info("render %s: this session's output exists in %s, reused", name, where)
+            _remove_partials(folder, (video.name, poster.name), older_than_s=stale_partial_s)
+            return RenderOutput(
+                where / found.files["video"].name,
+                where / found.files["poster"].name,
+                manifest_path(where, name),
+                plan.total_duration,
+                True,
+                time.monotonic() - started,
+                fingerprint=mine.fingerprint,
+                warnings=tuple(plan.warnings),
+            )
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -181,7 +270,7 @@ async def render_session(
     try:
         if plan.title_file is not None and plan.title_text is not None:
             plan.title_file.write_text(plan.title_text, encoding="utf-8")
-        logger.info("render %s: %.2fs planned, %d clips", base, plan.total_duration, len(clips))
+        logger.info("render %s: %.2fs planned, %d clips", name, plan.total_duration, len(clips))
         run = await run_ffmpeg(
             plan.args,
             total_duration=plan.total_duration,
@@ -198,15 +287,38 @@ async def render_session(
                 ffmpeg_tail=run.stderr_tail,
             )
         _fsync(targets.video)
-        os.replace(targets.poster, poster)  # poster first: the video's name marks completion
+        facts = {
+            "video": await asyncio.to_thread(file_fact, targets.video, name=video.name),
+            "poster": await asyncio.to_thread(file_fact, targets.poster, name=poster.name),
+        }
+        owned_manifest(folder, name, output.session_key)  # re-checked just before replacing
+        os.replace(targets.poster, poster)
         os.replace(targets.video, video)
+        # the manifest last: it names these bytes, so a crash before it makes the next run
+        # render again instead of trusting a video of older inputs
+        made = Manifest(
+            output.session_key, name, mine.fingerprint, output.execution_id, facts, inputs
+        )
+        write_manifest(manifest_path(folder, name), made)
         with contextlib.suppress(OSError):
             _fsync(folder)
+    except OSError as exc:
+        raise TransientRenderError(f"cannot write the render output: {exc}") from exc
     finally:
         for leftover in (targets.video, targets.poster, targets.title_file):
             leftover.unlink(missing_ok=True)
     # Partials of attempts that died earlier can go now: the verified output is in place.
     _remove_partials(folder, (video.name, poster.name), older_than_s=0)
     elapsed = time.monotonic() - started
-    logger.info("render %s: done in %.1fs (%s)", base, elapsed, video)
-    return RenderOutput(video, poster, plan.total_duration, False, elapsed, run.stderr_tail)
+    logger.info("render %s: done in %.1fs (%s)", name, elapsed, video)
+    return RenderOutput(
+        video,
+        poster,
+        manifest_path(folder, name),
+        plan.total_duration,
+        False,
+        elapsed,
+        run.stderr_tail,
+        mine.fingerprint,
+        tuple(plan.warnings),
+    )

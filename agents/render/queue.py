@@ -1,10 +1,12 @@
 """The render queue on Redis (saq): job function, worker settings, enqueue helper, worker entry.
 
-A job's kwargs carry the footage facts, booking id, passenger name and branding; the worker's
-`RenderWorkerConfig` decides where footage may be read from and where renders go, so a payload can
-never point the worker at an arbitrary path. Permanent failures (corrupt input, bad payload) fail
-the job once; transient ones (stall, killed FFmpeg) are retried by saq; a worker killed mid-render
-stops heart-beating, saq's sweep re-enqueues the job and the re-run produces exactly one output.
+A job's kwargs carry the footage facts (and each clip's ledger identity), the jump session, its
+output name, passenger name and branding; the worker's `RenderWorkerConfig` decides where footage
+may be read from and where renders go, so a payload can never point the worker at an arbitrary
+path (the output name must be a plain file name). Permanent failures (corrupt input, bad
+payload, an output of another session in the way) fail the job once; transient ones (stall,
+killed FFmpeg) are retried by saq; a worker killed mid-render stops heart-beating, saq's sweep
+re-enqueues the job and the re-run produces exactly one output.
 
 Run a worker: `python -m agents.render.queue --redis-url redis://127.0.0.1:6379/0
 --output-root /srv/renders --media-root /srv/footage --concurrency 1`.
@@ -27,7 +29,7 @@ from saq.types import Context, SettingsDict
 
 from agents.render.branding import Branding, BrandingError
 from agents.render.errors import RenderError
-from agents.render.job import render_session
+from agents.render.job import SessionOutput, render_session
 from agents.render.plan import Clip
 
 if TYPE_CHECKING:
@@ -48,7 +50,9 @@ class RenderWorkerConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue_name: str = RENDER_QUEUE
     concurrency: int = 1  # FFmpeg already uses every core; more only on big machines
-    output_root: Path = Path("renders")
+    output_root: Path = Path("renders")  # the staging area `publish` moves videos out of
+    # the published outputs: a session's verified output of the same inputs there is reused
+    published_root: Path | None = None
     media_roots: tuple[Path, ...] = ()  # footage and branding files must live under one of these
     stall_timeout_s: float = 60.0
     job_timeout_s: int = 3 * 3600
@@ -65,9 +69,15 @@ def _inside(path: Path, roots: Sequence[Path]) -> bool:
     return any(resolved.is_relative_to(root.resolve()) for root in roots)
 
 
-def _decode_request(
-    request: Mapping[str, object], config: RenderWorkerConfig
-) -> tuple[list[Clip], Branding, str, str]:
+@dataclass(frozen=True)
+class RenderRequest:
+    clips: list[Clip]
+    branding: Branding
+    passenger_name: str
+    output: SessionOutput
+
+
+def decode_request(request: Mapping[str, object], config: RenderWorkerConfig) -> RenderRequest:
     """Validate a job payload; anything wrong with it is permanent."""
     try:
         raw_clips = cast(Sequence[Mapping[str, object]], request["clips"])
@@ -83,9 +93,24 @@ def _decode_request(
             )
             for c in raw_clips
         ]
+        identities = tuple(
+            {
+                "id": int(cast(int, c["id"])),
+                "size": int(cast(int, c["size"])),
+                "sha256": c["sha256"],
+            }
+            for c in raw_clips
+            if "id" in c
+        )
         branding = Branding.from_mapping(cast(Mapping[str, object], request.get("branding", {})))
-        booking_id = str(request["booking_id"])
         passenger = str(request.get("passenger_name", ""))
+        execution = request.get("execution_id")
+        output = SessionOutput(
+            session_key=str(request["session_key"]),
+            name=str(request["output_name"]),
+            execution_id=int(cast(int, execution)) if execution is not None else None,
+            clip_inputs=identities if len(identities) == len(clips) else (),
+        )
     except (KeyError, TypeError, ValueError, BrandingError) as exc:
         raise RenderError(f"bad render request: {exc!r}") from exc
     if config.media_roots:
@@ -95,7 +120,7 @@ def _decode_request(
         outside = [p.name for p in files if not _inside(p, config.media_roots)]
         if outside:
             raise RenderError(f"render request names files outside the media roots: {outside}")
-    return clips, branding, booking_id, passenger
+    return RenderRequest(clips, branding, passenger, output)
 
 
 def _job(ctx: Context) -> Job:
@@ -124,13 +149,14 @@ async def render_job(ctx: Context, *, request: dict[str, object]) -> dict[str, o
 
     beat = asyncio.create_task(heartbeat())
     try:
-        clips, branding, booking_id, passenger = _decode_request(request, config)
+        job_request = decode_request(request, config)
         out = await render_session(
-            clips,
-            branding,
-            booking_id=booking_id,
-            passenger_name=passenger,
+            job_request.clips,
+            job_request.branding,
+            output=job_request.output,
+            passenger_name=job_request.passenger_name,
             output_root=config.output_root,
+            published_root=config.published_root,
             on_progress=report,
             stall_timeout=config.stall_timeout_s,
             stale_partial_s=config.stale_partial_s,
@@ -150,6 +176,10 @@ async def render_job(ctx: Context, *, request: dict[str, object]) -> dict[str, o
     return {
         "video": str(out.video),
         "poster": str(out.poster),
+        "manifest": str(out.manifest),
+        "session_key": job_request.output.session_key,
+        "output_name": job_request.output.name,
+        "fingerprint": out.fingerprint,
         "duration": out.duration,
         "skipped": out.skipped,
         "elapsed_s": round(out.elapsed_s, 3),
@@ -213,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--queue", default=RENDER_QUEUE)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--output-root", type=Path, required=True)
+    parser.add_argument("--published-root", type=Path, default=None)
     parser.add_argument("--media-root", type=Path, action="append", default=[])
     parser.add_argument("--stall-timeout", type=float, default=60.0)
     parser.add_argument("--heartbeat", type=int, default=30)
@@ -224,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         queue_name=args.queue,
         concurrency=args.concurrency,
         output_root=args.output_root,
+        published_root=args.published_root,
         media_roots=tuple(args.media_root),
         stall_timeout_s=args.stall_timeout,
         heartbeat_s=args.heartbeat,

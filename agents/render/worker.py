@@ -43,6 +43,7 @@ def config_from(settings: Settings) -> RenderWorkerConfig:
         queue_name=Names(settings.topic_prefix).render_queue,
         concurrency=settings.render_concurrency,
         output_root=settings.render_staging,
+        published_root=settings.output_dir,
         media_roots=tuple(roots),
         stall_timeout_s=settings.render_stall_timeout_s,
         heartbeat_s=settings.render_heartbeat_s,

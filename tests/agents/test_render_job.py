@@ -3,7 +3,9 @@ failures and idempotent re-runs."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import av
@@ -12,7 +14,8 @@ import pytest
 
 from agents.render.branding import Branding
 from agents.render.errors import RenderError
-from agents.render.job import check_output, output_basename, probe_clip, render_session
+from agents.render.identity import output_name, read_manifest
+from agents.render.job import SessionOutput, check_output, probe_clip, render_session
 from benchmarks._render_media import make_clip, make_logo
 
 pytestmark = pytest.mark.slow
@@ -37,6 +40,15 @@ def frame_at(path: Path, seconds: float) -> np.ndarray:
             if frame.time is not None and frame.time >= seconds:
                 return frame.to_ndarray(format="rgb24").astype(np.int16)
     raise AssertionError(f"no frame at {seconds}s in {path}")
+
+
+START = datetime(2026, 5, 1, 14, 30, tzinfo=UTC)
+
+
+def owner(booking: str, passenger: str = "", session: str = "") -> SessionOutput:
+    """The output identity a session of `booking` gets (session key defaults to the booking)."""
+    key = session or f"card-1:{booking}"
+    return SessionOutput(key, output_name(booking, passenger, START, key))
 
 
 def small_branding(**kw: object) -> Branding:
@@ -70,12 +82,17 @@ async def test_render_normalises_mixed_clips_to_one_h264_aac_output(
     out = await render_session(
         clips,
         branding,
-        booking_id="BK-1",
+        output=owner("BK-1", "Ann Lee"),
         passenger_name="Ann Lee",
         output_root=tmp_path,
         on_progress=progress,
     )
-    assert out.video == tmp_path / "BK-1_Ann-Lee" / "BK-1_Ann-Lee.mp4" and not out.skipped
+    name = owner("BK-1", "Ann Lee").name
+    assert (
+        name.startswith("BK-1_Ann-Lee_20260501-1430_")
+        and len(name) == len("BK-1_Ann-Lee_20260501-1430_") + 6
+    )
+    assert out.video == tmp_path / name / f"{name}.mp4" and not out.skipped
     assert out.duration == pytest.approx(3.5)
     assert check_output(out.video, duration=3.5, width=640, height=360) == []
     with av.open(str(out.video)) as c:
@@ -92,9 +109,14 @@ async def test_render_normalises_mixed_clips_to_one_h264_aac_output(
         ) == (640, 360)
     assert fractions and fractions[-1] == 1.0 and fractions == sorted(fractions)
     assert sorted(x.name for x in out.video.parent.iterdir()) == [
-        "BK-1_Ann-Lee.jpg",
-        "BK-1_Ann-Lee.mp4",
+        f"{name}.jpg",
+        f"{name}.json",
+        f"{name}.mp4",
     ]
+    manifest = read_manifest(out.manifest)
+    assert manifest is not None and manifest.session_key == "card-1:BK-1"
+    assert manifest.fingerprint == out.fingerprint
+    assert manifest.files["video"].size == out.video.stat().st_size
 
 
 @pytest.mark.parametrize("corner", ["tl", "br"])
@@ -103,14 +125,18 @@ async def test_watermark_is_present_at_its_corner(
 ) -> None:
     clips = [probe_clip(media["small"])]
     plain = await render_session(
-        clips, small_branding(), booking_id="P", passenger_name="x", output_root=tmp_path / "p"
+        clips,
+        small_branding(),
+        output=owner("P", "x"),
+        passenger_name="x",
+        output_root=tmp_path / "p",
     )
     marked = await render_session(
         clips,
         small_branding(
             logo_path=media["logo"], logo_corner=corner, logo_opacity=1.0, logo_width_frac=0.2
         ),
-        booking_id="M",
+        output=owner("M", "x"),
         passenger_name="x",
         output_root=tmp_path / "m",
     )
@@ -144,7 +170,7 @@ async def test_hostile_passenger_names_render(
     out = await render_session(
         [probe_clip(media["small"])],
         small_branding(title_enabled=True),
-        booking_id="BK/../7",
+        output=SessionOutput("card:hostile", output_name("BK/../7", name, START, "card:hostile")),
         passenger_name=name,
         output_root=tmp_path,
     )
@@ -157,10 +183,14 @@ async def test_title_is_drawn(media: dict[str, Path], tmp_path: Path) -> None:
     clips = [probe_clip(media["small"])]
     b = small_branding(title_enabled=True, title_size_frac=0.2, title_color="white")
     titled = await render_session(
-        clips, b, booking_id="T", passenger_name="WWWW", output_root=tmp_path
+        clips, b, output=owner("T", "WWWW"), passenger_name="WWWW", output_root=tmp_path
     )
     plain = await render_session(
-        clips, small_branding(), booking_id="U", passenger_name="WWWW", output_root=tmp_path
+        clips,
+        small_branding(),
+        output=owner("U", "WWWW"),
+        passenger_name="WWWW",
+        output_root=tmp_path,
     )
     diff = np.abs(frame_at(titled.video, 0.3) - frame_at(plain.video, 0.3))
     assert diff[H // 2 :, :].mean() > 5 * max(diff[: H // 4, :].mean(), 0.1)
@@ -177,7 +207,7 @@ async def test_truncated_input_fails_permanently_with_ffmpegs_message(
         await render_session(
             [facts],
             small_branding(),
-            booking_id="X",
+            output=owner("X", "y"),
             passenger_name="y",
             output_root=tmp_path / "o",
         )
@@ -199,7 +229,7 @@ async def test_truncated_media_data_fails_permanently(
         await render_session(
             [facts],
             small_branding(),
-            booking_id="X",
+            output=owner("X", "y"),
             passenger_name="y",
             output_root=tmp_path / "o",
         )
@@ -214,7 +244,11 @@ async def test_rerun_is_idempotent_and_cleans_stale_partials(
 ) -> None:
     clips = [probe_clip(media["small"])]
     first = await render_session(
-        clips, small_branding(), booking_id="R", passenger_name="Re Run", output_root=tmp_path
+        clips,
+        small_branding(),
+        output=owner("R", "Re Run"),
+        passenger_name="Re Run",
+        output_root=tmp_path,
     )
     folder = first.video.parent
     stale = folder / f".{first.video.name}.partial-deadbeef"
@@ -222,11 +256,20 @@ async def test_rerun_is_idempotent_and_cleans_stale_partials(
     os.utime(stale, (0, 0))
     mtime = first.video.stat().st_mtime_ns
     again = await render_session(
-        clips, small_branding(), booking_id="R", passenger_name="Re Run", output_root=tmp_path
+        clips,
+        small_branding(),
+        output=owner("R", "Re Run"),
+        passenger_name="Re Run",
+        output_root=tmp_path,
     )
     assert again.skipped and again.video == first.video
     assert first.video.stat().st_mtime_ns == mtime
-    assert sorted(p.name for p in folder.iterdir()) == ["R_Re-Run.jpg", "R_Re-Run.mp4"]
+    name = owner("R", "Re Run").name
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"{name}.jpg",
+        f"{name}.json",
+        f"{name}.mp4",
+    ]
 
 
 async def test_broken_final_output_is_rendered_again(
@@ -234,21 +277,26 @@ async def test_broken_final_output_is_rendered_again(
 ) -> None:
     clips = [probe_clip(media["small"])]
     first = await render_session(
-        clips, small_branding(), booking_id="R", passenger_name="z", output_root=tmp_path
+        clips, small_branding(), output=owner("R", "z"), passenger_name="z", output_root=tmp_path
     )
     first.video.write_bytes(b"not a video")
     again = await render_session(
-        clips, small_branding(), booking_id="R", passenger_name="z", output_root=tmp_path
+        clips, small_branding(), output=owner("R", "z"), passenger_name="z", output_root=tmp_path
     )
     assert not again.skipped and check_output(again.video, duration=1.0, width=W, height=H) == []
 
 
-def test_output_basename_never_escapes_the_output_root() -> None:
-    assert output_basename("B-1", "../../etc/passwd") == "B-1_etc-passwd"
-    assert output_basename("../../B 2", "Zoë O'Neil") == "B2_Zoë-O-Neil"
-    assert output_basename("CON", "") == "CON_passenger"
-    with pytest.raises(RenderError):
-        output_basename("///", "x")
+def test_output_name_never_escapes_the_output_root() -> None:
+    digest = hashlib.sha256(b"k").hexdigest()[:6]
+    assert (
+        output_name("B-1", "../../etc/passwd", START, "k")
+        == f"B-1_etc-passwd_20260501-1430_{digest}"
+    )
+    assert output_name("../../B 2", "Zoë O'Neil", START, "k").startswith("B2_Zoë-O-Neil_")
+    # no passenger name: the booking alone, never "<booking>_passenger"; never a bare CON
+    assert output_name("CON", "", START, "k") == f"CON_20260501-1430_{digest}"
+    with pytest.raises(ValueError):
+        output_name("///", "x", START, "k")
 
 
 async def test_missing_logo_is_permanent(media: dict[str, Path], tmp_path: Path) -> None:
@@ -256,7 +304,7 @@ async def test_missing_logo_is_permanent(media: dict[str, Path], tmp_path: Path)
         await render_session(
             [probe_clip(media["small"])],
             small_branding(logo_path=tmp_path / "nope.png"),
-            booking_id="L",
+            output=owner("L", "x"),
             passenger_name="x",
             output_root=tmp_path,
         )

@@ -69,6 +69,8 @@ async def running_worker(config: RenderWorkerConfig) -> AsyncIterator[Queue]:
 def request_for(clip: Path, branding: Branding, booking: str = "Q-1") -> dict[str, object]:
     facts = probe_clip(clip)
     return {
+        "session_key": f"card-q:{booking}",
+        "output_name": f"{booking}_Queue-Test_20260501-1430_abcdef",
         "booking_id": booking,
         "passenger_name": "Queue Test",
         "clips": [
@@ -192,7 +194,8 @@ async def test_sigkilled_worker_job_is_retried_and_leaves_one_output(
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=20)
         await queue.disconnect()
+    name = "Q-1_Queue-Test_20260501-1430_abcdef"
     outputs = [p.name for p in config.output_root.rglob("*") if p.is_file()]
-    assert sorted(outputs) == ["Q-1_Queue-Test.jpg", "Q-1_Queue-Test.mp4"]
-    video = config.output_root / "Q-1_Queue-Test" / "Q-1_Queue-Test.mp4"
+    assert sorted(outputs) == [f"{name}.jpg", f"{name}.json", f"{name}.mp4"]
+    video = config.output_root / name / f"{name}.mp4"
     assert check_output(video, duration=6.0, width=960, height=540) == []
