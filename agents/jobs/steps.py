@@ -7,8 +7,6 @@ on the event loop. Permanent problems (a file that is not a video) raise Permane
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from pathlib import Path
 
 from sqlalchemy import text
@@ -56,7 +54,8 @@ def _stored(jc: JobContext, row: media.FileRow) -> Path:
 
 def make_handlers(jc: JobContext, handlers: Handlers) -> None:
     """Register the real step kinds with their handlers."""
-    from agents.jobs import kinds, render
+    from agents.jobs import kinds
+    from agents.jobs import publish as publishing
 
     async def copy(ctx: StepContext, request: records.StepRequest) -> StepOutput:
         file_id = _int(request, "file_id")
@@ -142,12 +141,7 @@ def make_handlers(jc: JobContext, handlers: Handlers) -> None:
         return StepOutput(waiting=f"needs a booking: {why}; assign one on the dashboard")
 
     async def publish(ctx: StepContext, request: records.StepRequest) -> StepOutput:
-        rendered = await render.render_output(jc, request.execution_id)
-        out = await ctx.run_blocking(_publish_files, rendered, jc.settings.output_dir)
-        async with jc.engine.begin() as conn:
-            await media.count(conn, "videos_published")
-        ctx.log(f"published {out['video']}")
-        return StepOutput(dict(out))
+        return await publishing.publish(jc, ctx, request)  # the rules: agents/jobs/publish.py
 
     handlers.add(kinds.COPY, copy)
     handlers.add(kinds.PROBE, probe_step)
@@ -179,29 +173,3 @@ async def _request_again(jc: JobContext, row: media.FileRow) -> None:
         priority=imports.QR_PRIORITY if row.kind == "qr_candidate" else imports.FOOTAGE_PRIORITY,
     )
     await jc.send_copy_request(str(detector).encode(), records.encode(request))
-
-
-def _publish_files(rendered: dict[str, str], output_dir: Path) -> dict[str, str]:
-    """Move video and poster from the render staging area into the output folder, atomically.
-
-    Idempotent: a rerun after the move finds the published files and the staging ones gone.
-    """
-    out: dict[str, str] = {}
-    for kind in ("video", "poster"):
-        src = Path(rendered[kind])
-        dest = output_dir / src.parent.name / src.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if src.exists():
-            tmp = dest.with_name(f".{dest.name}.publishing")
-            try:
-                os.replace(src, dest)  # same filesystem: atomic
-            except OSError:
-                shutil.copyfile(src, tmp)
-                with open(tmp, "rb") as fh:
-                    os.fsync(fh.fileno())
-                os.replace(tmp, dest)
-                src.unlink()
-        elif not dest.exists():
-            raise PermanentStepError(f"rendered {kind} {src.name} is missing")
-        out[kind] = str(dest)
-    return out
