@@ -1,0 +1,217 @@
+"""The render job built from the ledger (real PostgreSQL), then rendered and published with real
+FFmpeg: a clip whose probe failed is left out with a warning on the session, the session's output
+name is stored once and kept, a session with no readable clip fails permanently."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import cast
+
+import av
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agents.jobs.context import JobContext
+from agents.jobs.publish import Rendered, publish_files
+from agents.jobs.render import render_request
+from agents.pipeline.errors import PermanentStepError
+from agents.pipeline.handlers import default_handlers
+from agents.pipeline.orchestrator import Emitter
+from agents.render.identity import read_manifest
+from agents.render.job import render_session
+from agents.render.queue import RenderWorkerConfig, decode_request
+from benchmarks._render_media import make_clip
+from storage import media
+from streams.settings import Settings
+
+pytestmark = pytest.mark.slow
+CARD = "card-D"
+
+
+async def must_not_send(key: bytes, value: bytes) -> object:
+    raise AssertionError("building a render job sends nothing")
+
+
+@pytest.fixture
+def jc(tmp_path: Path, engine: AsyncEngine, clean_db: AsyncEngine, database_url: str) -> JobContext:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        share_root=tmp_path / "share",
+        output_dir=tmp_path / "output",
+        render_width=320,
+        render_height=180,
+        render_preset="ultrafast",
+        branding_title=False,
+    )
+    settings.share_root.mkdir()
+    return JobContext(
+        settings=settings,
+        engine=engine,
+        registry=default_handlers().registry,
+        emitter=Emitter(must_not_send),
+        send_result=must_not_send,
+        send_copy_request=must_not_send,
+    )
+
+
+async def add_file(
+    jc: JobContext, name: str, *, seconds: float | None, probe_error: str = "", minute: int = 0
+) -> int:
+    """An imported clip on the share: really encoded (seconds) or bytes no decoder reads."""
+    stored = f"{CARD}/{name}"
+    path = jc.settings.share_root / stored
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if seconds is None:
+        path.write_bytes(b"\x00" * 4096)
+    else:
+        make_clip(path, seconds=seconds, width=320, height=180)
+    created = datetime(2026, 5, 1, 14, minute, tzinfo=UTC)
+    async with jc.engine.begin() as conn:
+        return int(
+            await conn.scalar(
+                text(
+                    "INSERT INTO imported_file (card_id, name, path, size, mtime_ms, kind, status, "
+                    "stored_path, content_hash, duration_s, width, height, fps, has_audio, "
+                    "creation_time, probe_error) VALUES (:c, :n, :p, :s, :m, 'footage', "
+                    "'imported', :sp, :h, :d, :w, :hh, :f, :a, :t, :pe) RETURNING id"
+                ),
+                {
+                    "c": CARD,
+                    "n": name,
+                    "p": f"DCIM/100GOPRO/{name}",
+                    "s": path.stat().st_size,
+                    "m": int(created.timestamp() * 1000),
+                    "sp": stored,
+                    "h": f"hash-of-{name}",
+                    "d": seconds,
+                    "w": 320 if seconds else None,
+                    "hh": 180 if seconds else None,
+                    "f": 30.0 if seconds else None,
+                    "a": True if seconds else None,
+                    "t": created if seconds else None,
+                    "pe": probe_error,
+                },
+            )
+        )
+
+
+async def add_session(jc: JobContext, key: str, file_ids: list[int]) -> None:
+    async with jc.engine.begin() as conn:
+        await media.upsert_session(
+            conn,
+            media.SessionRow(
+                key=key,
+                card_id=CARD,
+                status="decoded",
+                booking_id="BK-42",
+                passenger="Zoë Sky",
+                product="video",
+                qr_file_id=None,
+                file_ids=tuple(file_ids),
+                execution_id=None,
+                capture_start=None,  # not filled in: the earliest clip's time is used
+            ),
+        )
+
+
+async def test_a_clip_whose_probe_failed_is_left_out_and_the_session_says_so(
+    jc: JobContext, tmp_path: Path
+) -> None:
+    good = await add_file(jc, "GX010044.MP4", seconds=1.0, minute=5)
+    bad = await add_file(
+        jc,
+        "GX010045.MP4",
+        seconds=None,
+        probe_error="not a readable video: moov atom not found",
+        minute=6,
+    )
+    await add_session(jc, f"{CARD}:1", [good, bad])
+
+    payload = await render_request(jc, f"{CARD}:1", execution_id=7)
+    assert [c["id"] for c in cast(list[dict[str, object]], payload["clips"])] == [good]
+    name = str(payload["output_name"])
+    assert name.startswith("BK-42_Zoë-Sky_20260501-1405_")
+    async with jc.engine.connect() as conn:
+        session = await media.load_session(conn, f"{CARD}:1")
+    assert session is not None and session.output_name == name
+    assert session.warnings == (
+        "GX010045.MP4 left out of the video: not a readable video (moov atom not found)",
+    )
+
+    # the job renders on a worker and is published: the video holds the readable clip only
+    config = RenderWorkerConfig(output_root=jc.settings.render_staging)
+    job = decode_request(payload, config)
+    out = await render_session(
+        job.clips,
+        job.branding,
+        output=job.output,
+        passenger_name=job.passenger_name,
+        output_root=config.output_root,
+        published_root=jc.settings.output_dir,
+    )
+    published = await asyncio.to_thread(
+        publish_files,
+        Rendered(out.video, out.poster, out.manifest, f"{CARD}:1", name, out.fingerprint),
+        jc.settings.output_dir,
+    )
+    video = Path(str(published["video"]))
+    assert video == jc.settings.output_dir / name / f"{name}.mp4"
+    with av.open(str(video)) as c:
+        assert abs((c.duration or 0) / 1e6 - 1.0) <= 0.2
+    manifest = read_manifest(Path(str(published["manifest"])))
+    assert manifest is not None and manifest.execution_id == 7
+    assert [c["id"] for c in manifest.inputs["clips"]] == [good]  # type: ignore[attr-defined]
+
+    # a redelivered request builds the same job and adds no second warning
+    again = await render_request(jc, f"{CARD}:1", execution_id=7)
+    assert again["output_name"] == name
+    async with jc.engine.connect() as conn:
+        session = await media.load_session(conn, f"{CARD}:1")
+    assert session is not None and len(session.warnings) == 1
+
+
+async def test_the_stored_output_name_is_kept_when_the_clock_facts_change(
+    jc: JobContext,
+) -> None:
+    clip = await add_file(jc, "GX010050.MP4", seconds=1.0, minute=20)
+    await add_session(jc, f"{CARD}:2", [clip])
+    first = (await render_request(jc, f"{CARD}:2"))["output_name"]
+    async with jc.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE jump_session SET capture_start = :t WHERE key = :k"),
+            {"t": datetime(2026, 5, 2, 9, 0, tzinfo=UTC), "k": f"{CARD}:2"},
+        )
+        await conn.execute(
+            text("UPDATE imported_file SET creation_time = :t WHERE id = :id"),
+            {"t": datetime(2026, 5, 3, 9, 0, tzinfo=UTC), "id": clip},
+        )
+    assert (await render_request(jc, f"{CARD}:2"))["output_name"] == first
+    assert "20260501-1420" in str(first)
+
+
+async def test_two_sessions_of_one_booking_get_two_names(jc: JobContext) -> None:
+    a = await add_file(jc, "GX010060.MP4", seconds=1.0, minute=30)
+    b = await add_file(jc, "GX010061.MP4", seconds=1.0, minute=30)
+    await add_session(jc, f"{CARD}:3", [a])
+    await add_session(jc, f"{CARD}:4", [b])
+    names = {(await render_request(jc, f"{CARD}:{n}"))["output_name"] for n in (3, 4)}
+    assert len(names) == 2
+
+
+async def test_a_session_without_a_readable_clip_fails_permanently_and_keeps_its_warning(
+    jc: JobContext,
+) -> None:
+    bad = await add_file(jc, "GX010070.MP4", seconds=None, probe_error="no video stream")
+    await add_session(jc, f"{CARD}:5", [bad])
+    with pytest.raises(PermanentStepError, match="no clip can be rendered"):
+        await render_request(jc, f"{CARD}:5")
+    async with jc.engine.connect() as conn:
+        session = await media.load_session(conn, f"{CARD}:5")
+    assert session is not None
+    assert session.warnings == (
+        "GX010070.MP4 left out of the video: not a readable video (no video stream)",
+    )
