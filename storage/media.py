@@ -63,7 +63,7 @@ async def save_probe(conn: AsyncConnection, file_id: int, info: MediaInfo) -> No
     await conn.execute(
         text(
             "UPDATE imported_file SET duration_s = :d, width = :w, height = :h, fps = :f, "
-            "codec = :c, has_audio = :a, creation_time = :t WHERE id = :id"
+            "codec = :c, has_audio = :a, creation_time = :t, probe_error = '' WHERE id = :id"
         ),
         {
             "id": file_id,
@@ -75,6 +75,14 @@ async def save_probe(conn: AsyncConnection, file_id: int, info: MediaInfo) -> No
             "a": info.has_audio,
             "t": info.creation_time,
         },
+    )
+
+
+async def save_probe_error(conn: AsyncConnection, file_id: int, reason: str) -> None:
+    """The clip could not be read: it fails only itself (grouping and render go on without it)."""
+    await conn.execute(
+        text("UPDATE imported_file SET probe_error = :r WHERE id = :id"),
+        {"id": file_id, "r": reason[:2000] or "unreadable"},
     )
 
 

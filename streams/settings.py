@@ -69,6 +69,20 @@ class Settings(BaseSettings):
         description="Video files up to this size are QR candidates and are copied first "
         "(a 2-10 s clip at a GoPro's 100 Mbit/s is under ~125 MB).",
     )
+    jump_gap_minutes: float = Field(
+        20,
+        gt=0,
+        le=24 * 60,
+        description="Footage recorded more than this many minutes after the clip before it "
+        "starts a new jump (a load cycle); without a QR ticket it waits for a person.",
+    )
+    clock_jump_days: float = Field(
+        30,
+        gt=0,
+        description="A camera clock that steps forward by more than this many days between two "
+        "consecutive recordings (or steps backwards at all) is reported as wrong, not read as a "
+        "gap.",
+    )
     max_files_per_list: int = Field(
         20_000, ge=1, le=20_000, description="Longest file list a detector may send."
     )

@@ -47,10 +47,12 @@ def card_import_steps(
     card_id: str, qr_file_ids: Sequence[int], listed_ids: Sequence[int]
 ) -> list[StepDef]:
     steps = [copy_step(f, qr=True) for f in qr_file_ids]
+    # '?': a clip that cannot be probed or decoded fails only itself; grouping goes on with
+    # what could be read (and puts a session a bad clip might have opened in review)
     group = StepDef(
         "group",
         GROUP.name,
-        depends_on=("copy:*", "probe:*", "qr:*"),
+        depends_on=("copy:*", "?probe:*", "?qr:*"),
         input={"card_id": card_id, "file_ids": list(listed_ids)},
     )
     return [*steps, group]
@@ -61,8 +63,13 @@ def jump_steps(session_key: str, footage_ids: Sequence[int]) -> list[StepDef]:
     return [
         *copies,
         StepDef("booking", BOOKING.name, input={"session": session_key}),
+        # '?probe:*': an unreadable clip is left out with a warning; retrying its probe renders
+        # again with it
         StepDef(
-            "render", RENDER.name, depends_on=("probe:*", "booking"), input={"session": session_key}
+            "render",
+            RENDER.name,
+            depends_on=("?probe:*", "booking"),
+            input={"session": session_key},
         ),
         StepDef("publish", PUBLISH.name, depends_on=("render",), input={"session": session_key}),
     ]

@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from agents.jobs.context import JobContext
 from agents.jobs.kinds import jump_steps
 from agents.pipeline.orchestrator import start_execution
 from agents.qr.payload import Booking
-from agents.sessions import CardFile, FileKind, JumpSession, QrOutcome, group_sessions
-from storage import media
+from agents.sessions import CardFile, ClockPolicy, FileKind, JumpSession, QrOutcome, group_card
+from storage import cards, media
+from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +30,33 @@ class Started:
     log: list[str] = field(default_factory=list)
 
 
-def card_files(rows: Sequence[media.FileRow], qr: dict[int, media.QrRow]) -> list[CardFile]:
-    """Ledger rows -> grouping input (proxies and files already in a session left out)."""
+def policy(settings: Settings) -> ClockPolicy:
+    return ClockPolicy(
+        gap=timedelta(minutes=settings.jump_gap_minutes),
+        clock_jump_max=timedelta(days=settings.clock_jump_days),
+    )
+
+
+def _times(r: media.FileRow) -> tuple[datetime, datetime]:
+    """(start, end) of a clip's recording: the container's creation_time is its start; the
+    card's mtime is when the camera closed the file (FAT has no zone: taken as UTC, as GoPro
+    writes creation_time in local time too)."""
+    end = datetime.fromtimestamp(r.mtime_ms / 1000, UTC)
+    if r.creation_time is not None:
+        return r.creation_time, end
+    if r.duration_s:
+        return end - timedelta(seconds=r.duration_s), end
+    return end, end
+
+
+def card_files(
+    rows: Sequence[media.FileRow], qr: dict[int, media.QrRow], *, settled: bool = True
+) -> list[CardFile]:
+    """Ledger rows -> grouping input (proxies and files already in a session left out).
+
+    ``settled``: every QR candidate's probe and decode have finished, so a candidate without a
+    scan is one the decoder failed on (it may have been a ticket: unreadable).
+    """
     out: list[CardFile] = []
     for r in rows:
         if r.kind == "proxy" or r.session_key is not None:
@@ -39,12 +66,29 @@ def card_files(rows: Sequence[media.FileRow], qr: dict[int, media.QrRow]) -> lis
         status = QrOutcome(scan.status) if scan and scan.status in set(QrOutcome) else None
         if kind is FileKind.QR_CANDIDATE and scan is not None and status is None:
             status = QrOutcome.NO_QR  # the decoder gave up with an error: ordinary footage
+        unreadable = r.probe_error
+        if kind is FileKind.QR_CANDIDATE and scan is None and settled and not unreadable:
+            unreadable = "the QR decoder failed on it"
         booking = (
             Booking(scan.booking_id, scan.passenger, scan.product)
             if scan and scan.booking_id
             else None
         )
-        out.append(CardFile(str(r.id), r.name, r.path, r.capture_time, kind, status, booking))
+        start, end = _times(r)
+        out.append(
+            CardFile(
+                str(r.id),
+                r.name,
+                r.path,
+                start,
+                kind,
+                status,
+                booking,
+                end_time=end,
+                duration_s=r.duration_s,
+                unreadable=unreadable if kind is FileKind.QR_CANDIDATE else "",
+            )
+        )
     return out
 
 
@@ -61,6 +105,11 @@ def session_row(card_id: str, s: JumpSession) -> media.SessionRow:
         qr_file_id=int(s.qr_file_id) if s.qr_file_id else None,
         file_ids=tuple(int(i) for i in s.footage_file_ids),
         execution_id=None,
+        # claimed with the footage: every take of the ticket, and clips that could not be read
+        qr_file_ids=tuple(int(i) for i in (*s.qr_file_ids, *s.unreadable_file_ids)),
+        warnings=s.warnings,
+        review_reason=s.review_reason,
+        capture_start=s.capture_start,
     )
 
 
@@ -68,12 +117,24 @@ async def group_and_start(jc: JobContext, card_id: str, file_ids: Sequence[int])
     async with jc.engine.connect() as conn:
         rows = await media.load_files(conn, file_ids)
         qr = await media.load_qr(conn, [r.id for r in rows if r.kind == "qr_candidate"])
-    sessions = group_sessions(card_files(rows, qr))
+    grouping = group_card(card_files(rows, qr), policy=policy(jc.settings))
     out = Started()
-    for s in sessions:
+    if grouping.clock_warnings:
+        warning = "; ".join(grouping.clock_warnings[:3])
+        if len(grouping.clock_warnings) > 3:
+            warning += f" (and {len(grouping.clock_warnings) - 3} more)"
+        async with jc.engine.begin() as conn:
+            await cards.set_clock_warning(conn, card_id, warning)
+        out.log.append(warning)
+        logger.warning("card %s: %s", card_id, warning)
+    for s in grouping.sessions:
         row = session_row(card_id, s)
         async with jc.engine.begin() as conn:
             await media.upsert_session(conn, row)
+        for w in s.warnings:
+            out.log.append(f"session {s.key}: {w}")
+        if s.review_reason:
+            out.log.append(f"session {s.key} needs a person: {s.review_reason}")
         if not row.file_ids:
             out.log.append(f"session {s.key}: QR clip without footage, nothing to render")
             out.summary.append({"key": s.key, "status": row.status, "footage": 0})
@@ -103,6 +164,8 @@ async def group_and_start(jc: JobContext, card_id: str, file_ids: Sequence[int])
                 "booking_id": row.booking_id,
                 "footage": len(row.file_ids),
                 "execution_id": eid,
+                "review_reason": s.review_reason,
+                "warnings": list(s.warnings),
             }
         )
         out.log.append(
