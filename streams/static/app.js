@@ -34,6 +34,27 @@ async function api(path, opts = {}) {
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
 const pct = (x) => `${Math.round((x || 0) * 100)}%`;
 
+function bytes(n) {
+  if (n === null || n === undefined) return "";
+  let value = n;
+  for (const unit of ["B", "KB", "MB", "GB"]) {
+    if (value < 1000) return unit === "B" ? `${value} B` : `${value.toFixed(1)} ${unit}`;
+    value /= 1000;
+  }
+  return `${value.toFixed(1)} TB`;
+}
+
+// Why a jump waits for a person and what was left out of it: shown wherever the jump is.
+function trouble(reason, warnings, status) {
+  const lines = [];
+  if (reason || ["needs_review", "unassigned"].includes(status)) {
+    lines.push(el("div", { class: "why action", "data-review-reason": "" },
+      `needs review: ${reason || (status === "unassigned" ? "no booking yet" : "reason not recorded")}`));
+  }
+  for (const w of warnings || []) lines.push(el("div", { class: "why warning", "data-warning": "" }, `⚠ ${w}`));
+  return lines;
+}
+
 function progressCell(value, id) {
   return el("td", {},
     el("progress", { max: "1", value: String(value || 0), "data-progress": id }),
@@ -51,7 +72,7 @@ async function loadExecutions() {
       : `${e.pipeline}: ${e.subject_id}`;
     const row = el("tr", { "data-id": e.id, class: e.id === state.selected ? "selected" : "",
       onclick: () => select(e.id) },
-      el("td", {}, e.id), el("td", {}, what),
+      el("td", {}, e.id), el("td", {}, what, ...trouble(e.review_reason, e.warnings)),
       el("td", {}, el("span", { class: `badge ${e.status}` }, e.status)),
       progressCell(e.progress, `execution-${e.id}`), el("td", {}, when(e.created_at)));
     return row;
@@ -60,19 +81,35 @@ async function loadExecutions() {
 
 async function loadCards() {
   const page = await api("/api/cards?limit=50");
-  $("#cards tbody").replaceChildren(...page.items.map((c) => el("tr", { "data-card": c.id },
-    el("td", {}, c.label ? `${c.label} (${c.id})` : c.id), el("td", {}, c.files_imported),
-    el("td", {}, c.files_pending), el("td", {}, c.files_failed), el("td", {}, when(c.last_seen_at)))));
+  $("#cards tbody").replaceChildren(...page.items.flatMap((c) => {
+    const [state, ...rest] = c.notes;
+    const row = el("tr", { "data-card": c.id },
+      el("td", {}, c.label ? `${c.label} (${c.id})` : c.id, c.present ? "" : el("span", { class: "hint" }, " (removed)")),
+      el("td", { class: "state" }, state ? el("span", { class: `badge ${state.kind}`, "data-card-state": c.id }, state.message) : ""),
+      el("td", { class: "files", title: "imported / pending / failed" },
+        `${c.files_imported} / ${c.files_pending} / `, el("span", { class: c.files_failed ? "error" : null }, c.files_failed)),
+      el("td", { class: c.nearly_full ? "free nearly-full" : "free" },
+        c.free_bytes !== null ? `${bytes(c.free_bytes)} / ${bytes(c.capacity_bytes)}` : ""),
+      el("td", {}, when(c.last_seen_at)));
+    if (!rest.length) return [row];
+    return [row, el("tr", { class: "card-notes", "data-card-notes": c.id },
+      el("td", { colspan: "5" }, ...rest.map((n) => el("div", { class: `why ${n.severity}` }, n.message))))];
+  }));
 }
 
-async function loadReview() {
-  const [a, b] = await Promise.all([api("/api/sessions?status=needs_review&limit=100"),
-    api("/api/sessions?status=unassigned&limit=100")]);
-  const items = [...a.items, ...b.items];
-  $("#review").replaceChildren(...(items.length ? items.map((s) => el("li", {},
-    el("a", { href: "#", "data-session": s.key, onclick: (ev) => { ev.preventDefault(); review(s.key); } },
-      s.key), " ", el("span", { class: `badge ${s.status}` }, s.status), ` card ${s.card_id}`))
-    : [el("li", { class: "hint" }, "nothing to review")]));
+async function loadAttention() {
+  const list = await api("/api/attention?limit=100");
+  const open = (key) => (ev) => { ev.preventDefault(); review(key); };
+  $("#attention").replaceChildren(...(list.items.length ? list.items.map((i) => {
+    const subject = i.session_key
+      ? el("a", { href: "#", [i.kind === "needs_review" ? "data-session" : "data-warned-session"]: i.session_key,
+        onclick: open(i.session_key) }, i.subject)
+      : el("span", { class: "subject" }, i.subject);
+    return el("li", { class: i.severity, "data-kind": i.kind },
+      el("span", { class: `badge ${i.severity}` }, i.kind === "needs_review" ? "review" : i.severity),
+      " ", subject, ": ", el("span", { class: "detail" }, i.detail));
+  }) : [el("li", { class: "hint" }, "nothing needs a person")]),
+  ...(list.truncated ? [el("li", { class: "hint" }, "older items left out")] : []));
 }
 
 async function loadDetectors() {
@@ -145,6 +182,7 @@ async function renderExecution() {
       el("progress", { max: "1", value: String(e.progress), id: "execution-progress" }),
       el("span", { class: "pct" }, pct(e.progress)),
       e.booking_id ? ` booking ${e.booking_id}` : "", e.card_id ? ` · card ${e.card_id}` : ""),
+    ...trouble(e.review_reason, e.warnings),
     el("div", { class: "actions" },
       e.steps_failed ? el("button", { id: "retry-all", onclick: () => action(`/api/executions/${id}/retry`, "retry failed steps") }, "Retry failed steps") : "",
       ["running", "waiting", "pending", "failed"].includes(e.status)
@@ -181,7 +219,8 @@ async function renderReview(key, standalone, seq) {
   if (standalone) {
     detail.append(el("p", {}, el("span", { class: `badge ${s.status}` }, s.status),
       ` card ${s.card_id} · ${s.footage.length} footage files`,
-      s.passenger ? ` · ${s.passenger} (${s.booking_id})` : ""));
+      s.passenger ? ` · ${s.passenger} (${s.booking_id})` : ""),
+      ...trouble(s.review_reason, s.warnings, s.status));
     for (const m of s.media) detail.append(m.kind === "poster" ? el("img", { class: "poster", src: m.url, alt: m.name })
       : el("p", {}, el("a", { href: m.url, target: "_blank", rel: "noopener" }, `▶ ${m.name}`)));
   }
@@ -217,7 +256,7 @@ function refreshSoon() {
 
 async function refresh() {
   try {
-    await Promise.all([loadExecutions(), loadCards(), loadReview(), loadDetectors(), loadCounters()]);
+    await Promise.all([loadAttention(), loadExecutions(), loadCards(), loadDetectors(), loadCounters()]);
     // Do not re-render under someone typing in the review form.
     if (document.activeElement?.closest?.("#assign-form")) return;
     if (state.selected !== null) await renderExecution();

@@ -3,7 +3,8 @@ generates requests (valid and invalid) for every operation; no 5xx and no respon
 violates the schema may come back.
 
 The hub runs under uvicorn in a thread of its own (schemathesis calls are synchronous), on a
-seeded database, with the admin token sent so the actions get past authentication.
+seeded database (warnings, review reasons, cards in every removal state), with the admin token
+sent so the actions get past authentication.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 from sqlalchemy import text
-from status_harness import AUTH, api_settings, seed
+from status_harness import AUTH, api_settings, seed, seed_trouble
 
 from storage.db import make_engine
 from streams.hub import create_app
@@ -49,6 +50,7 @@ async def _reset_and_seed(database_url: str) -> None:
         async with engine.begin() as conn:
             await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
         await seed(engine)
+        await seed_trouble(engine)  # warnings, review reasons and card trouble in the bodies
     finally:
         await engine.dispose()
 

@@ -1,8 +1,10 @@
 """The dashboard in real headless Chromium (Debian's `chromium`, driven by Playwright).
 
-It must show a running execution's progress change without a reload, re-run a failed step on a
-retry click, and assign a booking through the review form. A screenshot is saved to
-test-artifacts/dashboard.png for people to look at.
+It must show what needs a person (a review with its reason, a clip left out, cards pulled early
+or nearly full, each as text, never markup), a running execution's progress change without a
+reload, re-run a failed step on a retry click, and assign a booking through the review form.
+Screenshots are saved to test-artifacts/dashboard.png and /tmp/skyreel-dashboard-warnings.png
+for people to look at.
 
 Needs `apt-get install -y chromium` and `pip install playwright` (never `playwright install`:
 the system Chromium is used). Outside CI a missing browser skips; in CI it fails.
@@ -18,7 +20,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from status_harness import TOKEN, Served, api_settings, seed, serve, write_tiny_clip
+from status_harness import (
+    TOKEN,
+    Served,
+    api_settings,
+    seed,
+    seed_trouble,
+    serve,
+    write_tiny_clip,
+)
 from support import wait_for
 
 from streams import kafka, records
@@ -27,6 +37,7 @@ from streams.topics import Names
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+WARNINGS_SHOT = Path("/tmp/skyreel-dashboard-warnings.png")
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -73,6 +84,7 @@ async def test_dashboard_live_progress_retry_and_review(
 
     write_tiny_clip(settings.share_root / "cards/card-A/qr.mp4")
     s = await seed(clean_db, qr_stored_path="cards/card-A/qr.mp4")
+    t = await seed_trouble(clean_db)
     producer = kafka.make_producer(broker)
     await producer.start()
     async with async_playwright() as pw:
@@ -82,6 +94,36 @@ async def test_dashboard_live_progress_retry_and_review(
             await page.add_init_script(f"localStorage.setItem('skyreel-token', '{TOKEN}')")
             await page.goto(hub.url + "/")
             await expect(page.locator("#live")).to_have_text("live", timeout=15_000)
+
+            # 0. what needs a person is on screen, in words, as text
+            attention = page.locator("#attention")
+            review_item = attention.locator('li[data-kind="needs_review"]')
+            await expect(review_item).to_have_text(
+                f"review jump {s.session}: {t.review_reason}", timeout=15_000
+            )
+            await expect(
+                attention.locator('li[data-kind="session_warning"]', has_text=t.clip_warning)
+            ).to_have_count(1)
+            await expect(attention.locator('li[data-kind="card_removed_early"]')).to_contain_text(
+                "card GOPRO-B (card-B)"
+            )
+            await expect(attention.locator('li[data-kind="card_skipped_file"]')).to_contain_text(
+                f"file skipped: {t.skipped_path}"
+            )
+            jump_row = page.locator(f'#executions tr[data-id="{s.jump}"]')
+            await expect(jump_row.locator("[data-warning]")).to_have_text(f"⚠ {t.clip_warning}")
+            await expect(jump_row.locator("[data-review-reason]")).to_have_text(
+                f"needs review: {t.review_reason}"
+            )
+            await expect(page.locator('[data-card-state="card-A"]')).to_have_text("safe to remove")
+            await expect(page.locator('[data-card-state="card-B"]')).to_have_text(
+                "removed with 1 file not yet copied — put it back in a station"
+            )
+            await expect(page.locator('[data-card-notes="card-A"]')).to_contain_text(
+                "nearly full: 2.0 GB of 64.0 GB free"
+            )
+            assert await page.locator("moov").count() == 0  # "<moov>" stays text
+            await page.screenshot(path=str(WARNINGS_SHOT), full_page=True)
 
             # 1. progress of a running step changes on screen, without a reload
             row = page.locator(f'#executions tr[data-id="{s.jump}"]')
@@ -138,7 +180,9 @@ async def test_dashboard_live_progress_retry_and_review(
             await expect(form.locator("output")).to_have_text(
                 "assigned to BK-2024-17 (Anna <b>Berg</b>)", timeout=15_000
             )
-            row_db = await pg.fetchrow("SELECT status, booking_id, passenger FROM jump_session")
+            row_db = await pg.fetchrow(
+                "SELECT status, booking_id, passenger FROM jump_session WHERE key = $1", s.session
+            )
             assert tuple(row_db) == ("assigned", "BK-2024-17", "Anna <b>Berg</b>")
             assert await page.locator("#assign-form b").count() == 0  # text, never markup
             print(f"dashboard screenshot: {shot}")
