@@ -76,6 +76,9 @@ def make_handlers(jc: JobContext, handlers: Handlers) -> None:
         try:
             info = await ctx.run_blocking(probe, path)
         except ProbeError as exc:
+            # recorded first: grouping and the render go on without this clip, and say so
+            async with jc.engine.begin() as conn:
+                await media.save_probe_error(conn, file_id, f"not a readable video: {exc}")
             raise PermanentStepError(f"{path.name} is not a readable video: {exc}") from exc
         async with jc.engine.begin() as conn:
             await media.save_probe(conn, file_id, info)
@@ -133,7 +136,7 @@ def make_handlers(jc: JobContext, handlers: Handlers) -> None:
             return StepOutput(
                 {"booking_id": session.booking_id, "passenger": session.passenger or ""}
             )
-        why = (
+        why = session.review_reason or (
             "the QR clip could not be read"
             if session.status == "needs_review"
             else "the footage came before any QR clip"
