@@ -47,7 +47,9 @@ async def run_step(engine: AsyncEngine, eid: int, name: str, ok: bool = True) ->
             eid,
             [repo.Change(running, new, attempt_status="succeeded" if ok else "failed", log="x")],
         )
-        ready = await repo.promote(conn, eid, [name] if new.done else [], new.spawns)
+        # as the orchestrator does: a finished step (even failed) may satisfy a settled dependency
+        spawns = new.spawns if new.done else frozenset()
+        ready = await repo.promote(conn, eid, [name] if new.terminal else [], spawns)
         await repo.refresh_execution_status(conn, eid)
     return sorted(s.name for s in ready)
 
@@ -170,3 +172,46 @@ async def test_cancel_execution_cancels_what_is_unfinished(
     assert (
         await pg.fetchval("SELECT status FROM pipeline_execution WHERE id=$1", eid) == "cancelled"
     )
+
+
+async def test_a_settled_dependency_is_promoted_after_a_failure_and_runs_again_on_retry(
+    clean_db: AsyncEngine, pg: asyncpg.Connection
+) -> None:
+    steps = [st("probe:1"), st("probe:2"), st("render", "?probe:*"), st("publish", "render")]
+    eid = await new_execution(clean_db, "settled", steps)
+    assert await run_step(clean_db, eid, "probe:1") == []
+    assert await run_step(clean_db, eid, "probe:2", ok=False) == ["render"]
+    assert await run_step(clean_db, eid, "render") == ["publish"]
+    await run_step(clean_db, eid, "publish")
+    assert await execution_status(pg, eid) == "failed"  # a clip is missing: a person looks
+
+    async with clean_db.begin() as conn:
+        ready = await repo.retry_step(conn, eid, "probe:2", "op")
+    assert [s.name for s in ready] == ["probe:2"]
+    states = dict(
+        await pg.fetch("SELECT name, status FROM pipeline_step WHERE execution_id = $1", eid)
+    )
+    assert states == {
+        "probe:1": "succeeded",
+        "probe:2": "ready",
+        "render": "pending",
+        "publish": "pending",
+    }
+    assert await run_step(clean_db, eid, "probe:2") == ["render"]
+    assert await run_step(clean_db, eid, "render") == ["publish"]
+    await run_step(clean_db, eid, "publish")
+    assert await execution_status(pg, eid) == "succeeded"
+    logs = await pg.fetch(
+        "SELECT s.name, l.message, l.actor FROM pipeline_step_log l JOIN pipeline_step s "
+        "ON s.id = l.step_id WHERE l.actor = 'op' ORDER BY l.id"
+    )
+    assert [(r["name"], r["message"]) for r in logs] == [
+        ("probe:2", "retry requested by op"),
+        ("publish", "runs again after probe:2 (retry by op)"),
+        ("render", "runs again after probe:2 (retry by op)"),
+    ]
+
+
+async def test_a_plain_dependency_is_not_promoted_after_a_failure(clean_db: AsyncEngine) -> None:
+    eid = await new_execution(clean_db, "strict", [st("probe:1"), st("render", "probe:*")])
+    assert await run_step(clean_db, eid, "probe:1", ok=False) == []
