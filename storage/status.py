@@ -157,13 +157,14 @@ async def execution_steps(conn: AsyncConnection, execution_id: int) -> list[Row]
 def dag_edges(steps: Iterable[tuple[str, Sequence[str]]]) -> list[tuple[str, str]]:
     """(from, to) edges of a DAG whose dependencies may be patterns (`probe:*`).
 
-    A pattern names every step whose name starts with the part before the `*`.
+    A pattern names every step whose name starts with the part before the `*`; a leading `?`
+    (a settled dependency, agents/pipeline/dag.py) draws the same edge.
     """
     nodes = list(steps)
     names = [name for name, _ in nodes]
     edges: list[tuple[str, str]] = []
-    for name, deps in nodes:
-        for dep in deps:
+    for name, raw in nodes:
+        for dep in (d.removeprefix("?") for d in raw):
             if dep.endswith("*"):
                 edges.extend((n, name) for n in names if n != name and n.startswith(dep[:-1]))
             elif dep in names:

@@ -1,0 +1,21 @@
+"""The DAG edges the status API draws (pure)."""
+
+from __future__ import annotations
+
+from storage.status import dag_edges
+
+
+def test_settled_and_pattern_dependencies_draw_edges() -> None:
+    steps = [
+        ("probe:1", []),
+        ("probe:2", []),
+        ("booking", []),
+        ("render", ["?probe:*", "booking"]),
+        ("publish", ["render"]),
+    ]
+    assert dag_edges(steps) == [
+        ("booking", "render"),
+        ("probe:1", "render"),
+        ("probe:2", "render"),
+        ("render", "publish"),
+    ]
