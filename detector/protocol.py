@@ -5,7 +5,14 @@ imports it, the detector never imports the backend. Every frame is one JSON obje
 protocol version ``v`` and a ``type``; anything else is refused with a clear reason.
 
 Detector -> hub: ``card_inserted``, ``file_list``, ``card_removed``, ``copy_progress``,
-``copy_result``.  Hub -> detector: ``welcome``, ``copy_request``, ``error``.
+``copy_result``.  Hub -> detector: ``welcome``, ``copy_request``, ``error``, ``card_status``,
+``files_refused``.
+
+A ``file_list`` may also carry the card's free and total bytes and the files the detector could
+not list (``skipped``: a name that is not valid Unicode, ...); all optional, so either side works
+with a peer that never sends them. The hub refuses a list *entry* whose path is unsafe without
+refusing the list (:func:`parse_detector_frame`); a frame that is not a valid message at all is
+refused whole.
 
 Authentication happens at the handshake, not in a message: ``Authorization: Bearer <token>``
 (or ``?token=`` for clients that cannot set headers).
@@ -17,7 +24,15 @@ import json
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 PROTOCOL_VERSION = 1
 
@@ -27,6 +42,9 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024
 MAX_FILES_PER_LIST = 20_000
 MAX_PATH_CHARS = 1024
 MAX_REASON_CHARS = 2000
+#: Skipped or refused files reported in one frame (the rest are counted, not listed).
+MAX_SKIPPED = 100
+MAX_SKIP_REASON_CHARS = 200
 
 #: WebSocket close codes the hub uses (RFC 6455 plus the 4000 private range).
 CLOSE_UNSUPPORTED = 1003  # not JSON, wrong schema, unknown type
@@ -37,6 +55,8 @@ CLOSE_REPLACED = 4000  # the same detector connected again elsewhere
 _CARD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# An escaped UTF-16 surrogate in JSON text: the only way a lone surrogate gets into a frame.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 #: Extensions of camera side files that are never footage (proxies, thumbnails, metadata).
 PROXY_EXTENSIONS = frozenset({".lrv", ".thm", ".xmp", ".sav", ".glv", ".jpg", ".gpr", ".wav"})
@@ -53,10 +73,40 @@ class ProtocolError(ValueError):
         self.close_code = close_code
 
 
+def is_valid_unicode(value: str) -> bool:
+    """False for text holding lone surrogates (an undecodable file name, an escaped ``\\udcff``)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(value: str, limit: int = MAX_PATH_CHARS) -> str:
+    """``value`` safe to show and store: undecodable bytes as ``\\xff``, control and other
+    unprintable characters escaped, backslashes doubled, cut to ``limit`` characters (pure)."""
+    out: list[str] = []
+    for ch in value:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's surrogateescape of one undecodable byte
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        elif 0xD800 <= code <= 0xDFFF or not ch.isprintable():
+            out.append(ascii(ch)[1:-1])
+        else:
+            out.append(ch)
+    text = "".join(out)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_relative_path(value: str) -> str:
-    """Validate a card-relative POSIX path: no NUL/control chars, not absolute, no ``..``."""
+    """Validate a card-relative POSIX path: valid Unicode, no NUL/control chars, not absolute,
+    no ``..``."""
     if not value:
         raise ValueError("path is empty")
+    if not is_valid_unicode(value):
+        raise ValueError("name is not valid Unicode")
     if len(value) > MAX_PATH_CHARS:
         raise ValueError(f"path longer than {MAX_PATH_CHARS} characters")
     if _CONTROL.search(value):
@@ -112,18 +162,48 @@ class FileEntry(BaseModel):
     _path = field_validator("path")(classmethod(lambda cls, v: check_relative_path(v)))
 
 
+def _display_text(value: str) -> str:
+    if not is_valid_unicode(value) or _CONTROL.search(value):
+        raise ValueError("must be valid Unicode without control characters")
+    return value
+
+
+class SkippedFile(BaseModel):
+    """A file that was not listed (detector) or not accepted (hub), and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: str = Field(max_length=MAX_PATH_CHARS, description="printable form (see printable())")
+    reason: str = Field(max_length=MAX_SKIP_REASON_CHARS)
+
+    _text = field_validator("path", "reason")(classmethod(lambda cls, v: _display_text(v)))
+
+
 class CardInserted(_Msg):
     type: Literal["card_inserted"]
     card_id: str
     label: str = Field(default="", max_length=200)
     _cid = field_validator("card_id")(classmethod(lambda cls, v: _card_id(v)))
+    _label = field_validator("label")(classmethod(lambda cls, v: _display_text(v)))
 
 
 class FileList(_Msg):
     type: Literal["file_list"]
     card_id: str
     files: list[FileEntry]
+    # the card's free and total bytes (shutil.disk_usage of its mount root), when known
+    free_bytes: int | None = Field(default=None, ge=0, le=1 << 60)
+    capacity_bytes: int | None = Field(default=None, ge=0, le=1 << 60)
+    skipped: list[SkippedFile] = Field(default_factory=list, max_length=MAX_SKIPPED)
     _cid = field_validator("card_id")(classmethod(lambda cls, v: _card_id(v)))
+
+    @model_validator(mode="after")
+    def _space(self) -> FileList:
+        free, total = self.free_bytes, self.capacity_bytes
+        if (free is None) != (total is None):
+            raise ValueError("free_bytes and capacity_bytes come together")
+        if free is not None and total is not None and free > total:
+            raise ValueError("free_bytes exceeds capacity_bytes")
+        return self
 
 
 class CardRemoved(_Msg):
@@ -178,17 +258,45 @@ class ErrorMessage(_Msg):
     request_id: str | None = None
 
 
+class CardStatus(_Msg):
+    """What the hub knows of a card: may it be pulled out, is it nearly full."""
+
+    type: Literal["card_status"] = "card_status"
+    card_id: str
+    outstanding: int = Field(ge=0, description="files listed but not imported yet")
+    failed: int = Field(ge=0, description="files whose copy gave up: only on the card")
+    safe_to_remove: bool
+    nearly_full: bool
+    free_bytes: int | None = Field(default=None, ge=0)
+    capacity_bytes: int | None = Field(default=None, ge=0)
+    skipped: int = Field(default=0, ge=0, description="files not listed or not accepted")
+    _cid = field_validator("card_id")(classmethod(lambda cls, v: _card_id(v)))
+
+
+class FilesRefused(_Msg):
+    """Entries of a file_list the hub did not accept (the rest of the list was)."""
+
+    type: Literal["files_refused"] = "files_refused"
+    card_id: str
+    files: list[SkippedFile] = Field(max_length=MAX_SKIPPED)
+    more: int = Field(default=0, ge=0, description="further refused entries not listed")
+    _cid = field_validator("card_id")(classmethod(lambda cls, v: _card_id(v)))
+
+
 DetectorMessage = Annotated[
     CardInserted | FileList | CardRemoved | CopyProgress | CopyResult,
     Field(discriminator="type"),
 ]
-HubMessage = Annotated[Welcome | CopyRequest | ErrorMessage, Field(discriminator="type")]
+HubMessage = Annotated[
+    Welcome | CopyRequest | ErrorMessage | CardStatus | FilesRefused,
+    Field(discriminator="type"),
+]
 
 _detector_adapter: TypeAdapter[DetectorMessage] = TypeAdapter(DetectorMessage)
 _hub_adapter: TypeAdapter[HubMessage] = TypeAdapter(HubMessage)
 
 _DETECTOR_TYPES = ("card_inserted", "file_list", "card_removed", "copy_progress", "copy_result")
-_HUB_TYPES = ("welcome", "copy_request", "error")
+_HUB_TYPES = ("welcome", "copy_request", "error", "card_status", "files_refused")
 
 
 def _parse(raw: str | bytes, types: tuple[str, ...], max_files: int) -> dict[str, object]:
@@ -213,6 +321,39 @@ def _parse(raw: str | bytes, types: tuple[str, ...], max_files: int) -> dict[str
     return data
 
 
+def _has_escaped_surrogate(raw: str | bytes) -> bool:
+    return bool(_ESCAPED_SURROGATE.search(raw.encode() if isinstance(raw, str) else raw))
+
+
+def _refuse_unsafe_entries(data: dict[str, object]) -> list[SkippedFile]:
+    """Take the entries with an unsafe path out of a file_list (in place); what was taken."""
+    files = data.get("files")
+    if data.get("type") != "file_list" or not isinstance(files, list):
+        return []
+    kept: list[object] = []
+    refused: list[SkippedFile] = []
+    for entry in files:
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if isinstance(path, str):
+            try:
+                check_relative_path(path)
+            except ValueError as exc:
+                refused.append(SkippedFile(path=printable(path), reason=str(exc)))
+                continue
+        kept.append(entry)
+    data["files"] = kept
+    return refused
+
+
+def _check_text(data: dict[str, object]) -> None:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(
+            "frame holds text that is not valid Unicode (a lone surrogate)"
+        ) from None
+
+
 def _describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
@@ -220,18 +361,47 @@ def _describe(exc: ValidationError) -> str:
     return f"invalid message: {where}: {first['msg']}{more}"
 
 
+DetectorFrame = CardInserted | FileList | CardRemoved | CopyProgress | CopyResult
+
+
 def parse_detector_message(
     raw: str | bytes, *, max_files: int = MAX_FILES_PER_LIST
-) -> CardInserted | FileList | CardRemoved | CopyProgress | CopyResult:
-    """Validate one frame sent by a detector; raises ProtocolError with a reason to send back."""
+) -> DetectorFrame:
+    """Validate one frame sent by a detector, strictly: one bad entry refuses the frame.
+
+    Raises ProtocolError with a reason to send back.
+    """
     data = _parse(raw, _DETECTOR_TYPES, max_files)
+    if _has_escaped_surrogate(raw):
+        _check_text(data)
     try:
         return _detector_adapter.validate_python(data)
     except ValidationError as exc:
         raise ProtocolError(_describe(exc)) from None
 
 
-def parse_hub_message(raw: str | bytes) -> Welcome | CopyRequest | ErrorMessage:
+def parse_detector_frame(
+    raw: str | bytes, *, max_files: int = MAX_FILES_PER_LIST
+) -> tuple[DetectorFrame, list[SkippedFile]]:
+    """Validate one frame sent by a detector, refusing unsafe file_list entries one by one.
+
+    Returns the message (a file_list holds only its acceptable entries) and the refused
+    entries (path in printable form, reason). A frame that is not a valid message raises
+    ProtocolError as in :func:`parse_detector_message`.
+    """
+    data = _parse(raw, _DETECTOR_TYPES, max_files)
+    refused = _refuse_unsafe_entries(data)
+    if _has_escaped_surrogate(raw):
+        _check_text(data)
+    try:
+        return _detector_adapter.validate_python(data), refused
+    except ValidationError as exc:
+        raise ProtocolError(_describe(exc)) from None
+
+
+def parse_hub_message(
+    raw: str | bytes,
+) -> Welcome | CopyRequest | ErrorMessage | CardStatus | FilesRefused:
     """Validate one frame sent by the hub (the detector's side)."""
     data = _parse(raw, _HUB_TYPES, MAX_FILES_PER_LIST)
     try:

@@ -282,3 +282,53 @@ async def bump_counter(conn: AsyncConnection, name: str, by: int = 1) -> None:
         ),
         {"n": name, "v": by},
     )
+
+
+_MISSING_SQL = text(
+    """
+SELECT i.ord
+FROM unnest(CAST(:paths AS text[]), CAST(:sizes AS bigint[]), CAST(:mtimes AS bigint[]))
+     WITH ORDINALITY AS i(path, size, mtime_ms, ord)
+WHERE NOT EXISTS (SELECT 1 FROM imported_file f WHERE f.card_id = :card_id
+                  AND f.path = i.path AND f.size = i.size AND f.mtime_ms = i.mtime_ms)
+"""
+)
+
+
+async def unrecorded(
+    conn: AsyncConnection, card_id: str, keys: Sequence[tuple[str, int, int]]
+) -> list[tuple[str, int, int]]:
+    """The natural keys (path, size, mtime_ms) of ``card_id`` not in the ledger yet (one query)."""
+    if not keys:
+        return []
+    params = {
+        "card_id": card_id,
+        "paths": [k[0] for k in keys],
+        "sizes": [k[1] for k in keys],
+        "mtimes": [k[2] for k in keys],
+    }
+    return [keys[int(ord_) - 1] for (ord_,) in await conn.execute(_MISSING_SQL, params)]
+
+
+async def settled_files(
+    conn: AsyncConnection, detector_id: str, file_ids: Sequence[int]
+) -> tuple[dict[int, str], set[int]]:
+    """Of files asked of ``detector_id``: those whose copy result is recorded (id -> card id),
+    and those still waiting for it (requested or copying). Unknown ids are in neither."""
+    if not file_ids:
+        return {}, set()
+    rows = await conn.execute(
+        text(
+            "SELECT id, card_id, status IN ('requested', 'copying') FROM imported_file "
+            "WHERE id = ANY(CAST(:ids AS bigint[])) AND detector_id = :d"
+        ),
+        {"ids": list(file_ids), "d": detector_id},
+    )
+    settled: dict[int, str] = {}
+    waiting: set[int] = set()
+    for fid, card_id, open_ in rows:
+        if open_:
+            waiting.add(int(fid))
+        else:
+            settled[int(fid)] = str(card_id)
+    return settled, waiting

@@ -2,25 +2,36 @@
 
 Small pieces the `/ws/detector` endpoint (:mod:`streams.detector_ws`) is built from: one
 socket per detector (a newer one replaces the older), a send lock per socket (the endpoint and
-the copy-request forwarder both write to it), and copy progress kept in memory for the status
-API with a throttle for the status topic.
+the copy-request forwarder both write to it), copy progress kept in memory for the status
+API with a throttle for the status topic, and the follower that tells a detector when its card
+is safe to remove.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.websockets import WebSocket, WebSocketState
 
 from detector import protocol
+from storage import imports
+from storage.cards import CardSafety, card_safety
+
+logger = logging.getLogger(__name__)
 
 #: At most one progress status event per request per this many seconds (plus the last one).
 PROGRESS_INTERVAL = 1.0
+#: Seconds between looks at the ledger while a card's status is pending (and the most, backing
+#: off while nothing moves).
+STATUS_POLL = 0.25
+STATUS_POLL_MAX = 5.0
 #: RFC 6455 limits a close reason to 123 bytes.
 _MAX_CLOSE_REASON = 123
 
@@ -56,6 +67,7 @@ class DetectorSocket:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False
     connection_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    follower: CardStatusFollower | None = None
 
     async def send(self, message: BaseModel) -> None:
         async with self.lock:
@@ -129,3 +141,99 @@ class ProgressBoard:
 
     def finish(self, request_id: str) -> None:
         self.entries.pop(request_id, None)
+
+
+class CardStatusFollower:
+    """Sends one detector ``card_status`` frames once what it reported is in PostgreSQL.
+
+    The ingest worker records listings and copy results after the hub passed them on, so the
+    state of a card is only told when it is true: after every entry of the card's listings is
+    in the ledger, and after each accepted copy result is recorded. Until a listing is
+    recorded its card's status is not sent at all — its new files would not count yet and
+    the card could look safe to remove when it is not. One task per socket polls the ledger
+    while something is pending (backing off while nothing moves: the worker may be down).
+    """
+
+    def __init__(
+        self,
+        sock: DetectorSocket,
+        sessions: async_sessionmaker[AsyncSession],
+        interval: float = STATUS_POLL,
+    ) -> None:
+        self.sock = sock
+        self.sessions = sessions
+        self.interval = interval
+        self.listings: dict[str, list[tuple[str, int, int]]] = {}
+        self.results: set[int] = set()
+        self.due: set[str] = set()
+        self.wake = asyncio.Event()
+
+    def after_listing(self, card_id: str, keys: list[tuple[str, int, int]]) -> None:
+        self.listings[card_id] = sorted(set(self.listings.get(card_id, [])) | set(keys))
+        self.due.add(card_id)
+        self.wake.set()
+
+    def after_result(self, file_id: int) -> None:
+        self.results.add(file_id)
+        self.wake.set()
+
+    def pending(self) -> bool:
+        return bool(self.listings or self.results or self.due)
+
+    async def run(self) -> None:
+        delay = self.interval
+        while True:
+            if not self.pending():
+                await self.wake.wait()
+                delay = self.interval
+            self.wake.clear()
+            try:
+                moved = await self._check()
+            except Exception as exc:  # the database is away: try again later, keep the state
+                logger.warning("card status for detector %s: %s", self.sock.detector_id, exc)
+                moved = False
+            if not self.pending():
+                continue
+            delay = self.interval if moved else min(delay * 1.5, STATUS_POLL_MAX)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), delay)
+
+    async def _check(self) -> bool:
+        """One look at the ledger; True when something became known."""
+        moved = False
+        async with self.sessions() as session:
+            conn = await session.connection()
+            for card_id, keys in list(self.listings.items()):
+                left = await imports.unrecorded(conn, card_id, keys)
+                if left:
+                    self.listings[card_id] = left
+                else:
+                    del self.listings[card_id]
+                    moved = True
+            if self.results:
+                settled, waiting = await imports.settled_files(
+                    conn, self.sock.detector_id, sorted(self.results)
+                )
+                moved = moved or bool(settled)
+                self.results = waiting
+                self.due.update(settled.values())
+            ready = sorted(c for c in self.due if c not in self.listings)
+            safety = await card_safety(conn, ready) if ready else {}
+        self.due -= set(ready)
+        for card_id in ready:
+            if card_id in safety:
+                await self.sock.send(status_frame(safety[card_id]))
+        return moved or bool(ready)
+
+
+def status_frame(s: CardSafety) -> protocol.CardStatus:
+    return protocol.CardStatus(
+        card_id=s.card_id,
+        outstanding=s.outstanding,
+        failed=s.failed,
+        safe_to_remove=s.safe_to_remove,
+        nearly_full=s.nearly_full(),
+        free_bytes=s.free_bytes,
+        capacity_bytes=s.capacity_bytes,
+        skipped=len(s.skipped),
+    )

@@ -4,10 +4,17 @@ A detector authenticates at the handshake (``Authorization: Bearer <token>`` or 
 a missing, unknown or revoked token gets close 1008 before any frame is read. Every frame is
 validated by :mod:`detector.protocol`; a bad one gets an ``error`` message with the full reason,
 then a close (1003, or 1009 for an oversized frame) — nothing from it is written anywhere, and
-only that socket is affected. Good frames become records: card events on the detector-events
+only that socket is affected. A valid ``file_list`` with some unsafe entries (``..``, absolute,
+control characters, not valid Unicode) passes its good entries on; each refused one is logged
+with the detector id, kept in the card's ``skipped`` and reported back in ``files_refused``.
+Good frames become records: card events on the detector-events
 topic (key card id), copy results on copy-results (key detector id), copy progress as throttled
 status events (and in memory for the status API). The detector id always comes from the token,
 never from a message.
+
+The card row (presence, label, free/total bytes, skipped names) is written here, its one
+writer. ``card_status`` frames (safe to remove, nearly full) follow once the ingest worker has
+recorded a listing or an accepted copy result (:class:`CardStatusFollower`).
 
 Copy requests travel the other way: :meth:`Gateway.deliver` puts a request on the socket of its
 detector if that socket is on this replica; on connect, requests still pending in PostgreSQL are
@@ -30,7 +37,6 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -39,6 +45,7 @@ from storage import detectors
 from storage.copies import PendingCopy, pending_copy_requests
 from streams import records
 from streams.detector_sockets import (
+    CardStatusFollower,
     DetectorSocket,
     ProgressBoard,
     Registry,
@@ -55,6 +62,8 @@ PRESENCE_TTL = 30
 #: Frames above this are parsed in a thread so a 20,000-file list never stalls the loop.
 THREAD_PARSE_BYTES = 64 * 1024
 CLOSE_INTERNAL = 1011
+#: Refused entries of one frame logged one by one; the rest are counted in one line.
+LOGGED_REFUSALS = 20
 
 _REQUEST_ID = re.compile(r"^f([1-9][0-9]{0,17})$")
 
@@ -176,6 +185,9 @@ class Gateway:
             await old.close(protocol.CLOSE_REPLACED, "replaced by a newer connection")
         logger.info("detector %s connected from %s (hub %s)", detector_id, remote, self.hub_id)
         presence = asyncio.create_task(self._keep_present(sock))
+        follower = CardStatusFollower(sock, self.sessions)
+        sock.follower = follower
+        following = asyncio.create_task(follower.run())
         code: int | None = None
         try:
             await self._touch(detector_id)
@@ -196,6 +208,7 @@ class Gateway:
             code = CLOSE_INTERNAL
         finally:
             presence.cancel()
+            following.cancel()
             if self.registry.remove(sock):
                 await self._forget_presence(sock)
             self._log_disconnect(sock, code)
@@ -233,16 +246,16 @@ class Gateway:
                 raw = message.get("bytes") or b""
             try:
                 if len(raw) > THREAD_PARSE_BYTES:
-                    msg = await asyncio.to_thread(
-                        protocol.parse_detector_message, raw, max_files=limit
+                    msg, refused = await asyncio.to_thread(
+                        protocol.parse_detector_frame, raw, max_files=limit
                     )
                 else:
-                    msg = protocol.parse_detector_message(raw, max_files=limit)
+                    msg, refused = protocol.parse_detector_frame(raw, max_files=limit)
             except protocol.ProtocolError as exc:
                 await self._refuse_frame(sock, exc)
                 return exc.close_code
             try:
-                await self._handle(sock, msg)
+                await self._handle(sock, msg, refused)
             except Unavailable as exc:
                 logger.error("detector %s: %s; closing so it retries", sock.detector_id, exc)
                 with contextlib.suppress(Exception):
@@ -285,22 +298,25 @@ class Gateway:
         | protocol.CardRemoved
         | protocol.CopyProgress
         | protocol.CopyResult,
+        refused: list[protocol.SkippedFile],
     ) -> None:
         if isinstance(msg, protocol.CopyProgress):
             await self._progress(sock, msg)
         elif isinstance(msg, protocol.CopyResult):
             await self._result(sock, msg)
         else:
-            await self._card_event(sock, msg)
+            await self._card_event(sock, msg, refused)
 
     async def _card_event(
         self,
         sock: DetectorSocket,
         msg: protocol.CardInserted | protocol.FileList | protocol.CardRemoved,
+        refused: list[protocol.SkippedFile],
     ) -> None:
         files = None
         if isinstance(msg, protocol.FileList):
             files = [f.model_dump() for f in msg.files]
+            self._log_refused(sock, msg.card_id, refused)
         event = records.DetectorEvent(
             event_id=uuid.uuid4().hex,
             event=msg.type,
@@ -316,9 +332,21 @@ class Gateway:
         )
         await self._produce(self.names.detector_events, msg.card_id, payload)
         present = not isinstance(msg, protocol.CardRemoved)
+        inserted = isinstance(msg, protocol.CardInserted)
         try:
             async with self.sessions() as session, session.begin():
-                await _upsert_card(session, msg.card_id, event.label, sock.detector_id, present)
+                await detectors.upsert_card(
+                    session, msg.card_id, event.label, sock.detector_id, present, inserted=inserted
+                )
+                if isinstance(msg, protocol.FileList):
+                    skipped = [e.model_dump() for e in [*msg.skipped, *refused]]
+                    await detectors.record_card_facts(
+                        session,
+                        msg.card_id,
+                        free_bytes=msg.free_bytes,
+                        capacity_bytes=msg.capacity_bytes,
+                        skipped=skipped,
+                    )
                 if present:
                     await detectors.touch(session, sock.detector_id, msg.card_id)
                 else:
@@ -332,6 +360,38 @@ class Gateway:
             msg.card_id,
             f" ({len(files)} files)" if files is not None else "",
         )
+        if isinstance(msg, protocol.FileList):
+            if refused:
+                await sock.send(
+                    protocol.FilesRefused(
+                        card_id=msg.card_id,
+                        files=refused[: protocol.MAX_SKIPPED],
+                        more=max(0, len(refused) - protocol.MAX_SKIPPED),
+                    )
+                )
+            if sock.follower is not None:
+                sock.follower.after_listing(msg.card_id, ledger_keys(msg.files))
+
+    def _log_refused(
+        self, sock: DetectorSocket, card_id: str, refused: list[protocol.SkippedFile]
+    ) -> None:
+        for entry in refused[:LOGGED_REFUSALS]:
+            logger.warning(
+                "detector %s at %s: card %s: entry %s refused: %s",
+                sock.detector_id,
+                sock.remote,
+                card_id,
+                entry.path,
+                entry.reason,
+            )
+        if len(refused) > LOGGED_REFUSALS:
+            logger.warning(
+                "detector %s at %s: card %s: %d more entries refused",
+                sock.detector_id,
+                sock.remote,
+                card_id,
+                len(refused) - LOGGED_REFUSALS,
+            )
 
     async def _progress(self, sock: DetectorSocket, msg: protocol.CopyProgress) -> None:
         file_id = await self._known_request(sock, msg.request_id)
@@ -375,6 +435,8 @@ class Gateway:
         )
         await self._produce(self.names.copy_results, sock.detector_id, records.encode(result))
         self.progress.finish(msg.request_id)
+        if sock.follower is not None:
+            sock.follower.after_result(file_id)
         logger.info("detector %s: copy %s %s", sock.detector_id, msg.request_id, msg.status)
 
     async def _known_request(self, sock: DetectorSocket, request_id: str) -> int | None:
@@ -435,14 +497,13 @@ class Gateway:
             logger.warning("presence of detector %s not cleared: %s", sock.detector_id, exc)
 
 
-async def _upsert_card(
-    session: AsyncSession, card_id: str, label: str, detector_id: str, present: bool
-) -> None:
-    await session.execute(
-        text(
-            "INSERT INTO card (id, label, detector_id, present) VALUES (:id, :l, :d, :p) "
-            "ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), present = :p, "
-            "detector_id = :d, label = CASE WHEN :l = '' THEN card.label ELSE :l END"
-        ),
-        {"id": card_id, "l": label[:200], "d": detector_id, "p": present},
+def ledger_keys(files: list[protocol.FileEntry]) -> list[tuple[str, int, int]]:
+    """The natural keys the ingest worker will record for these entries (its own rules:
+    files that are neither video nor proxy are not recorded)."""
+    return sorted(
+        {
+            (f.path, f.size, round(f.mtime * 1000))
+            for f in files
+            if protocol.classify(f.path) != "other"
+        }
     )

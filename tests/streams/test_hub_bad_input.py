@@ -1,8 +1,10 @@
 """Bad frames on /ws/detector: a clear close code and error, a log line, nothing written, the
-other detector unaffected and the hub still serving."""
+other detector unaffected and the hub still serving. Bad *entries* of a valid list: refused one
+by one, the rest of the list passed on."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -17,6 +19,7 @@ from hub_harness import (
     hub_settings,
     new_detector,
     open_detector,
+    recv_hub,
     running_hub,
     topic_values,
 )
@@ -24,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from support import wait_for
 from websockets.exceptions import ConnectionClosed
 
+from agents.ingest import IngestDeps, handle_detector_event
 from detector import protocol
 from streams.settings import Settings
 from streams.topics import Names
@@ -75,11 +79,54 @@ BAD_FRAMES: dict[str, tuple[str | bytes, int, str]] = {
         1003,
         "unknown message type",
     ),
-    "dotdot-path": (_list_with("DCIM/../../etc/passwd"), 1003, "'..' segment"),
-    "absolute-path": (_list_with("/etc/passwd"), 1003, "relative to the card root"),
-    "drive-path": (_list_with("C:/Windows/win.ini"), 1003, "relative to the card root"),
-    "nul-path": (_list_with("DCIM/GX01\x00.MP4"), 1003, "NUL"),
+    # (unsafe paths are refused entry by entry since issue 11: see BAD_ENTRIES)
     "list-over-limit": (_huge_list(100_000), 1003, "the limit is 20000"),
+    "surrogate-in-label": (
+        json.dumps({"v": 1, "type": "card_inserted", "card_id": "C", "label": "TM\udcff"}),
+        1003,
+        "not valid Unicode",
+    ),
+    "free-over-capacity": (
+        json.dumps(
+            {
+                "v": 1,
+                "type": "file_list",
+                "card_id": "C",
+                "files": [],
+                "free_bytes": 10,
+                "capacity_bytes": 5,
+            }
+        ),
+        1003,
+        "free_bytes exceeds capacity_bytes",
+    ),
+    "negative-free": (
+        json.dumps(
+            {
+                "v": 1,
+                "type": "file_list",
+                "card_id": "C",
+                "files": [],
+                "free_bytes": -1,
+                "capacity_bytes": 5,
+            }
+        ),
+        1003,
+        "free_bytes",
+    ),
+    "bad-skipped-entry": (
+        json.dumps(
+            {
+                "v": 1,
+                "type": "file_list",
+                "card_id": "C",
+                "files": [],
+                "skipped": [{"path": "a\u0007b", "reason": "x"}],
+            }
+        ),
+        1003,
+        "skipped.0.path",
+    ),
 }
 
 
@@ -174,3 +221,61 @@ async def test_a_list_at_the_limit_is_accepted_whole(
     assert len(events) == 1
     files = events[0]["files"]
     assert isinstance(files, list) and len(files) == limit
+
+
+BAD_ENTRIES: dict[str, tuple[str, str]] = {
+    # name: (the bad entry's path, words in the reason)
+    "dotdot-path": ("DCIM/../../etc/passwd.MP4", "'..' segment"),
+    "absolute-path": ("/etc/passwd", "relative to the card root"),
+    "drive-path": ("C:/Windows/win.ini", "relative to the card root"),
+    "nul-path": ("DCIM/GX01\x00.MP4", "NUL"),
+    "control-char-path": ("DCIM/GX01\x1b[2J.MP4", "control characters"),
+    "lone-surrogate-path": ("DCIM/100GOPRO/GX01\udcff01.MP4", "not valid Unicode"),
+}
+
+
+async def _noop_send(key: bytes, value: bytes) -> None:
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(BAD_ENTRIES))
+async def test_an_unsafe_entry_is_refused_alone_and_the_rest_of_its_list_passes(
+    name: str,
+    hub_settings: Settings,
+    names: Names,
+    clean_db: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    pg: asyncpg.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression (issue 11): one unsafe entry got error + 1003 and the whole list was lost."""
+    caplog.set_level(logging.INFO, logger="streams.detector_ws")
+    bad_path, words = BAD_ENTRIES[name]
+    token = await new_detector(sessions, "station-a")
+    async with running_hub(hub_settings) as hub, open_detector(hub.ws, token) as ws:
+        await ws.send(_list_with(bad_path))  # json.dumps escapes NUL and the lone surrogate
+        refused = await recv_hub(ws)
+        assert isinstance(refused, protocol.FilesRefused) and refused.card_id == "CARD-X"
+        [entry] = refused.files
+        assert entry.path == protocol.printable(bad_path) and words in entry.reason
+        assert refused.more == 0
+
+        async def one_event() -> bool:
+            return bool(await topic_values(hub_settings.kafka_url, names.detector_events))
+
+        await wait_for(one_event, what="the list's good entries")
+        await asyncio.wait_for(await ws.ping(), 5)  # the socket stays open
+    [event] = await topic_values(hub_settings.kafka_url, names.detector_events)
+    files = event["files"]
+    assert isinstance(files, list)
+    assert [f["path"] for f in files] == ["DCIM/100GOPRO/GX010001.MP4"]
+    skipped = json.loads(await pg.fetchval("SELECT skipped FROM card WHERE id = 'CARD-X'"))
+    assert skipped == [{"path": protocol.printable(bad_path), "reason": entry.reason}]
+    # the ingest handler on the record the hub produced: only the good entry reaches the ledger
+    deps = IngestDeps(hub_settings, clean_db, _noop_send)
+    await handle_detector_event(deps, json.dumps(event).encode())
+    paths = [r["path"] for r in await pg.fetch("SELECT path FROM imported_file")]
+    assert paths == ["DCIM/100GOPRO/GX010001.MP4"]
+    lines = [line for line in hub_log_lines(caplog.records) if "refused" in line]
+    assert len(lines) == 1 and "station-a at 127.0.0.1:" in lines[0], lines
+    assert not [line for line in hub_log_lines(caplog.records) if line.startswith("bad frame")]
