@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from support import wait_for
 from websockets.exceptions import ConnectionClosed
 
+from agents.ingest import IngestDeps, handle_copy_result, handle_detector_event
 from detector import protocol
 from storage.detectors import revoke
 from streams import records
@@ -356,3 +357,107 @@ def test_progress_is_throttled_but_first_and_last_always_published() -> None:
     assert board.update("d", "f1", 100, 100)
     board.finish("f1")
     assert board.entries == {}
+
+
+async def test_card_status_follows_the_ledger_until_the_card_is_safe_to_remove(
+    hub_settings: Settings,
+    names: Names,
+    clean_db: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    pg: asyncpg.Connection,
+) -> None:
+    """The test plays the ingest worker with its real handlers: no status before the listing
+    is recorded (the card would look safe), then one after each recorded copy result."""
+    token = await new_detector(sessions, "station-1")
+    files = [
+        {"path": "DCIM/100GOPRO/GX010001.MP4", "size": 5, "mtime": 1.7e9, "kind": "video"},
+        {"path": "DCIM/100GOPRO/GX010002.MP4", "size": 6, "mtime": 1.7e9 + 60, "kind": "video"},
+    ]
+    frame = {"v": 1, "type": "file_list", "card_id": "CARD-S", "files": files}
+    requested: list[records.CopyRequest] = []
+
+    async def capture(key: bytes, value: bytes) -> None:
+        requested.append(records.decode(records.CopyRequest, value))
+
+    deps = IngestDeps(hub_settings, clean_db, capture)
+    async with running_hub(hub_settings) as hub, open_detector(hub.ws, token) as ws:
+        await ws.send(json.dumps({**frame, "free_bytes": 5_000, "capacity_bytes": 100_000}))
+
+        async def listed() -> list[dict[str, object]]:
+            return await topic_values(hub_settings.kafka_url, names.detector_events)
+
+        await wait_for(listed, what="the list")
+        [event] = await listed()
+        with pytest.raises(TimeoutError):  # not recorded yet: nothing to say
+            await asyncio.wait_for(ws.recv(), 1.0)
+        await handle_detector_event(deps, json.dumps(event).encode())
+        status = await recv_hub(ws)
+        assert status == protocol.CardStatus(
+            card_id="CARD-S",
+            outstanding=2,
+            failed=0,
+            safe_to_remove=False,
+            nearly_full=True,
+            free_bytes=5_000,
+            capacity_bytes=100_000,
+        )
+        for n, req in enumerate(requested, start=1):
+            dest = hub_settings.share_root / req.destination
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(b"x" * req.size)
+            result = {
+                "v": 1,
+                "type": "copy_result",
+                "request_id": req.request_id,
+                "status": "copied",
+                "destination": req.destination,
+                "size": req.size,
+                "hash": "ab12",
+                "hash_algo": "xxh3_128",
+            }
+            await ws.send(json.dumps(result))
+
+            async def results(n: int = n) -> list[dict[str, object]] | None:
+                got = await topic_values(hub_settings.kafka_url, names.copy_results)
+                return got if len(got) == n else None
+
+            await wait_for(results, what=f"copy result {n}")
+            got = await results()
+            assert got is not None
+            await handle_copy_result(deps, json.dumps(got[-1]).encode())
+            status = await recv_hub(ws)
+            assert isinstance(status, protocol.CardStatus)
+            assert (status.outstanding, status.safe_to_remove) == (2 - n, n == 2)
+    row = await pg.fetchrow("SELECT free_bytes, capacity_bytes FROM card WHERE id = 'CARD-S'")
+    assert tuple(row) == (5_000, 100_000)
+
+
+async def test_a_list_without_card_facts_leaves_them_unknown(
+    hub_settings: Settings,
+    names: Names,
+    clean_db: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    pg: asyncpg.Connection,
+) -> None:
+    """A detector from before card safety sends no free space: the card's is unknown, never
+    'nearly full', and its status still follows."""
+    token = await new_detector(sessions, "station-1")
+    async with running_hub(hub_settings) as hub, open_detector(hub.ws, token) as ws:
+        await ws.send(file_list("CARD-O", 1))
+
+        async def listed() -> list[dict[str, object]]:
+            return await topic_values(hub_settings.kafka_url, names.detector_events)
+
+        await wait_for(listed, what="the list")
+        [event] = await listed()
+        deps = IngestDeps(hub_settings, clean_db, _ignore)
+        await handle_detector_event(deps, json.dumps(event).encode())
+        status = await recv_hub(ws)
+        assert isinstance(status, protocol.CardStatus)
+        assert (status.outstanding, status.nearly_full, status.free_bytes) == (1, False, None)
+    row = await pg.fetchrow("SELECT free_bytes, skipped FROM card WHERE id = 'CARD-O'")
+    assert row["free_bytes"] is None and json.loads(row["skipped"]) == []
+
+
+async def _ignore(key: bytes, value: bytes) -> None:
+    return None
