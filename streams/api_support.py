@@ -210,7 +210,7 @@ def cursor_param(request: Request) -> int | None:
 
 SKIPPED_SHOWN = 100  # skipped files listed on a card (the total is given too)
 SKIPPED_NOTED = 5  # skipped files spelled out in a card's notes and the attention list
-ATTENTION_CARDS = 200  # the cards seen last whose warnings the attention list carries
+ATTENTION_CARDS = 50  # the cards seen last whose warnings it carries (/api/cards' first page)
 _SEVERITY_ORDER = {"action": 0, "warning": 1, "info": 2}
 
 
