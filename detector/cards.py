@@ -86,6 +86,20 @@ def card_fingerprint(label: str, files: Sequence[ScannedFile]) -> str:
     return h.hexdigest()
 
 
+def fingerprint_card(root: Path, label: str, failed: set[Path]) -> str | None:
+    """The fingerprint of the card at ``root``; None when its scan fails (logged once while
+    the root is in ``failed``), so one broken card never hides the other cards of its source."""
+    try:
+        fingerprint = card_fingerprint(label, scan_card(root))
+    except Exception:
+        if root not in failed:
+            failed.add(root)
+            logger.exception("card at %s cannot be scanned; ignoring it", root)
+        return None
+    failed.discard(root)
+    return fingerprint
+
+
 # --- Linux ---------------------------------------------------------------------------------
 
 
@@ -142,6 +156,7 @@ class LinuxVolumes:
         self.by_uuid = by_uuid
         self.prefixes = tuple(prefixes)
         self._fingerprints: dict[Path, str] = {}
+        self._unreadable: set[Path] = set()
 
     def _removable(self, device: str) -> bool:
         node = self.sys_dev_block / device
@@ -181,14 +196,22 @@ class LinuxVolumes:
                 uuids = self._uuids()
             label = root.name
             uuid = uuids.get(os.path.realpath(m.source))
-            card_id = f"uuid-{safe_id(uuid)}" if uuid else f"fp-{self._fingerprint(root, label)}"
+            if uuid:
+                card_id = f"uuid-{safe_id(uuid)}"
+            elif (fingerprint := self._fingerprint(root, label)) is not None:
+                card_id = f"fp-{fingerprint}"
+            else:
+                continue
             found.append(Volume(card_id, root, label))
         self._forget(seen)
         return found
 
-    def _fingerprint(self, root: Path, label: str) -> str:
+    def _fingerprint(self, root: Path, label: str) -> str | None:
         if root not in self._fingerprints:
-            self._fingerprints[root] = card_fingerprint(label, scan_card(root))
+            fingerprint = fingerprint_card(root, label, self._unreadable)
+            if fingerprint is None:
+                return None
+            self._fingerprints[root] = fingerprint
         return self._fingerprints[root]
 
     def _forget(self, present: set[Path]) -> None:
@@ -205,6 +228,7 @@ class WatchDirVolumes:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._fingerprints: dict[Path, str] = {}
+        self._unreadable: set[Path] = set()
 
     def scan(self) -> list[Volume]:
         try:
@@ -217,7 +241,10 @@ class WatchDirVolumes:
             if root.name.startswith(".") or find_dcim(root) is None:
                 continue
             if root not in self._fingerprints:
-                self._fingerprints[root] = card_fingerprint(root.name, scan_card(root))
+                fingerprint = fingerprint_card(root, root.name, self._unreadable)
+                if fingerprint is None:
+                    continue
+                self._fingerprints[root] = fingerprint
             card_id = f"{safe_id(root.name)}-{self._fingerprints[root][:12]}"
             found.append(Volume(card_id, root, root.name))
         for gone in set(self._fingerprints) - {v.root for v in found}:

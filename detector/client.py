@@ -4,7 +4,9 @@
 drive it against a real socket with a ``stop`` event). It runs, side by side:
 
 * a card watcher (``cards.watch_cards``): on insertion the card is scanned (metadata only, in a
-  thread) and ``card_inserted`` + ``file_list`` are sent; on removal ``card_removed``;
+  thread) and ``card_inserted`` + ``file_list`` are sent (with the card's free and total bytes
+  and the names that could not be listed); on removal ``card_removed``. A card whose handling
+  fails is logged with its id and the watcher goes on to the next card;
 * the connection loop: connect with ``Authorization: Bearer <token>``, wait for ``welcome``,
   send any results the hub has not acknowledged receiving, then every present card's list, then
   read ``copy_request``s. When the hub goes away it reconnects with exponential backoff and full
@@ -14,6 +16,10 @@ drive it against a real socket with a ``stop`` event). It runs, side by side:
 * copy workers (``detector/requests.py``): requests wait in a priority queue and run in a
   thread, one or two at a time, with throttled ``copy_progress`` and one ``copy_result``;
   results that could not be sent wait in an outbox until the next welcome.
+
+``card_status`` and ``files_refused`` from the hub are shown by :mod:`detector.notices`; a hub
+that never sends them (an older one) changes nothing else. A hub too old to accept the optional
+list fields refuses the list naming one of them: the lists are then sent without them.
 """
 
 from __future__ import annotations
@@ -29,14 +35,18 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from detector import protocol
 from detector.cards import CardEvent, Volume, VolumeSource, scan_all, watch_cards
+from detector.listing import file_entries, read_card
+from detector.notices import CardNotices, log_skipped
 from detector.protocol import (
     CardInserted,
     CardRemoved,
+    CardStatus,
     CopyRequest,
     ErrorMessage,
-    FileEntry,
     FileList,
+    FilesRefused,
     Welcome,
+    printable,
 )
 from detector.requests import (
     REQUEST_SETTLE,
@@ -45,7 +55,6 @@ from detector.requests import (
     failed_result,
     refused_request_id,
 )
-from detector.scan import ScannedFile, scan_card
 from detector.settings import DetectorSettings
 from detector.ui import CopyView, PlainView
 
@@ -72,6 +81,8 @@ EXIT_OK = 0
 EXIT_AUTH_REFUSED = 2
 EXIT_REPLACED = 3
 WELCOME_TIMEOUT = 10.0
+#: The optional file_list fields a hub from before card safety refuses as unknown.
+_LIST_FACTS = ("free_bytes", "capacity_bytes", "skipped")
 
 
 class DetectorStopped(Exception):
@@ -104,10 +115,6 @@ def close_verdict(code: int | None, reason: str) -> DetectorStopped | None:
     return None
 
 
-def file_entries(files: Sequence[ScannedFile]) -> list[FileEntry]:
-    return [FileEntry(path=f.path, size=f.size, mtime=f.mtime, kind=f.kind) for f in files]
-
-
 class Detector:
     def __init__(
         self,
@@ -122,6 +129,9 @@ class Detector:
         self.view = view
         self.cards: dict[str, Card] = {}
         self.copies = CopyRequests(settings, view, self.cards, self._send, self._touch)
+        self.notices = CardNotices(view, self.cards)
+        # a hub from before card safety refuses the optional list fields: send lists without
+        self.plain_lists = False
         self.ws: ClientConnection | None = None
         self.max_files = protocol.MAX_FILES_PER_LIST
         self.welcomed = False
@@ -151,20 +161,37 @@ class Detector:
         if not await self._send(CardInserted(type="card_inserted", card_id=cid, label=label)):
             return
         entries = file_entries(card.files)
-        # A card beyond the hub's per-list limit goes in several lists (the hub's limit wins).
+        # A card beyond the hub's per-list limit goes in several lists (the hub's limit wins);
+        # the card's facts travel with the first.
         for start in range(0, max(len(entries), 1), self.max_files):
             chunk = entries[start : start + self.max_files]
-            if not await self._send(FileList(type="file_list", card_id=cid, files=chunk)):
+            message = FileList(type="file_list", card_id=cid, files=chunk)
+            if start == 0 and not self.plain_lists:
+                message = FileList(
+                    type="file_list",
+                    card_id=cid,
+                    files=chunk,
+                    free_bytes=card.free_bytes if card.capacity_bytes is not None else None,
+                    capacity_bytes=card.capacity_bytes if card.free_bytes is not None else None,
+                    skipped=card.skipped[: protocol.MAX_SKIPPED],
+                )
+            if not await self._send(message):
                 return
         logger.info("sent card %s: %d files", cid, len(entries))
 
     # --- cards -----------------------------------------------------------------------------
 
     async def _add_card(self, volume: Volume) -> None:
-        files = await asyncio.to_thread(scan_card, volume.root)
-        card = Card(volume, files)
+        card = await asyncio.to_thread(read_card, volume)
         self.cards[volume.card_id] = card
-        logger.info("card %s inserted at %s: %d files", volume.card_id, volume.root, len(files))
+        logger.info(
+            "card %s inserted at %s: %d files%s",
+            volume.card_id,
+            printable(str(volume.root)),
+            len(card.files),
+            f", {len(card.skipped)} skipped" if card.skipped else "",
+        )
+        log_skipped(volume.card_id, card.skipped, "skipping")
         self.view.card(volume.card_id, volume.label, True)
         await self._send_card(card)
 
@@ -174,17 +201,37 @@ class Detector:
             await self._add_card(event.volume)
             return
         self.cards.pop(cid, None)
+        self.notices.forget(cid)
         logger.info("card %s removed", cid)
         self.view.card(cid, event.volume.label, False)
         await self._send(CardRemoved(type="card_removed", card_id=cid))
 
-    async def _watch(self) -> None:
-        async for event in watch_cards(self.sources, self.stop, self.settings.poll_interval):
+    async def _card_event_guarded(self, event: CardEvent) -> None:
+        """Handle one card event; a failure is logged with the card id and costs only it."""
+        try:
             await self._on_card_event(event)
+        except Exception:
+            logger.exception(
+                "card %s: handling its %s failed; watching on", event.volume.card_id, event.kind
+            )
+
+    async def _watch(self) -> None:
+        while not self.stop.is_set():
+            try:
+                async for event in watch_cards(
+                    self.sources, self.stop, self.settings.poll_interval
+                ):
+                    await self._card_event_guarded(event)
+            except Exception:  # the watcher itself failed: start it again after a pause
+                logger.exception("card watcher failed; restarting it")
+                try:
+                    await asyncio.wait_for(self.stop.wait(), timeout=self.settings.poll_interval)
+                except TimeoutError:
+                    pass
 
     async def _scan_once(self) -> None:
         for volume in await asyncio.to_thread(scan_all, self.sources):
-            await self._add_card(volume)
+            await self._card_event_guarded(CardEvent("inserted", volume))
 
     # --- the connection --------------------------------------------------------------------
 
@@ -280,6 +327,10 @@ class Detector:
             return
         if isinstance(message, CopyRequest):
             self.copies.enqueue(message)
+        elif isinstance(message, CardStatus):
+            self.notices.on_status(message)
+        elif isinstance(message, FilesRefused):
+            self.notices.on_refused(message)
         elif isinstance(message, ErrorMessage):
             logger.warning(
                 "hub error %s%s: %s",
@@ -287,6 +338,10 @@ class Detector:
                 f" (request {message.request_id})" if message.request_id else "",
                 message.message,
             )
+            if message.code == "bad_frame" and any(f in message.message for f in _LIST_FACTS):
+                if not self.plain_lists:
+                    logger.warning("the hub is older than card facts; lists go without them")
+                self.plain_lists = True
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -310,6 +365,8 @@ class Detector:
             tasks.append(asyncio.create_task(self._watch()))
         workers = range(self.settings.parallel_copies)
         tasks += [asyncio.create_task(self.copies.worker()) for _ in workers]
+        for started in tasks:
+            started.add_done_callback(_log_task_death)
         connection = asyncio.create_task(self._connection_loop())
         stopping = asyncio.create_task(self.stop.wait())
         try:
@@ -330,6 +387,15 @@ class Detector:
                 task.cancel()
             await asyncio.gather(*tasks, connection, stopping, return_exceptions=True)
             self.view.close()
+
+
+def _log_task_death(task: asyncio.Task[None]) -> None:
+    """A watcher or worker that ends on its own is a bug: say so instead of dying silently."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        logger.error("detector task %s died", task.get_name(), exc_info=exc)
 
 
 async def run_detector(

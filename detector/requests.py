@@ -25,7 +25,7 @@ from detector import protocol
 from detector.cards import Volume
 from detector.copy import HASH_ALGO, CopyError, copy_file
 from detector.paths import PathRefused, card_source
-from detector.protocol import CopyProgress, CopyRequest, CopyResult
+from detector.protocol import CopyProgress, CopyRequest, CopyResult, SkippedFile
 from detector.scan import ScannedFile
 from detector.settings import DetectorSettings
 from detector.ui import CopyView
@@ -46,6 +46,9 @@ class Card:
 
     volume: Volume
     files: list[ScannedFile]
+    skipped: list[SkippedFile] = field(default_factory=list)  # not listed, with the reason
+    free_bytes: int | None = None  # shutil.disk_usage of the mount root at insertion
+    capacity_bytes: int | None = None
 
 
 @dataclass(order=True)
@@ -164,35 +167,50 @@ class CopyRequests:
         return found
 
     async def worker(self) -> None:
-        """Take requests, highest priority first, until cancelled (run several side by side)."""
+        """Take requests, highest priority first, until cancelled (run several side by side).
+
+        A failure around one request is logged with its id and the worker takes the next one.
+        """
         while True:
-            idle = self.queue.empty()
-            item = await self.queue.get()
-            if idle:
-                # The first request after a pause starts a burst that arrives frame by frame:
-                # give it a moment so that the QR candidates (priority 0) in it overtake the
-                # footage requested just before them. Within a burst, take the next at once.
-                await asyncio.sleep(REQUEST_SETTLE)
-                self.queue.put_nowait(item)
-                item = self.queue.get_nowait()
-            if item.request.size >= LARGE_FILE and self._large.locked():
-                small = self._take_small()
-                if small is not None:  # the large one waits its turn; a small one goes now
-                    self.queue.put_nowait(item)
-                    item = small
-            req = item.request
-            self.running += 1
             try:
-                if req.size >= LARGE_FILE:
-                    async with self._large:
-                        result = await self._copy(req)
-                else:
+                await self._work_one()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("copy worker: a request failed outside its copy; going on")
+
+    async def _work_one(self) -> None:
+        """Take the next request, copy it, deliver its result."""
+        idle = self.queue.empty()
+        item = await self.queue.get()
+        if idle:
+            # The first request after a pause starts a burst that arrives frame by frame:
+            # give it a moment so that the QR candidates (priority 0) in it overtake the
+            # footage requested just before them. Within a burst, take the next at once.
+            await asyncio.sleep(REQUEST_SETTLE)
+            self.queue.put_nowait(item)
+            item = self.queue.get_nowait()
+        if item.request.size >= LARGE_FILE and self._large.locked():
+            small = self._take_small()
+            if small is not None:  # the large one waits its turn; a small one goes now
+                self.queue.put_nowait(item)
+                item = small
+        req = item.request
+        self.running += 1
+        try:
+            if req.size >= LARGE_FILE:
+                async with self._large:
                     result = await self._copy(req)
-            finally:
-                self.running -= 1
-                self.active.discard(req.request_id)
-                self._touch()
-            await self.deliver(result)
+            else:
+                result = await self._copy(req)
+        except Exception as exc:  # e.g. the view failed: answer the request all the same
+            logger.exception("request %s failed", req.request_id)
+            result = failed_result(req.request_id, f"internal error: {type(exc).__name__}")
+        finally:
+            self.running -= 1
+            self.active.discard(req.request_id)
+            self._touch()
+        await self.deliver(result)
 
     # --- one copy --------------------------------------------------------------------------
 

@@ -5,6 +5,11 @@ on an earlier day; the backend decides what is new from (path, size, mtime, card
 Symlinks are not followed and dot files (macOS ``._GX010042.MP4`` AppleDouble files, which carry
 a video extension but hold no video) are skipped. Results are sorted by path so the same card
 always gives the same list.
+
+A name that cannot be sent (not valid Unicode: on Linux ``os.scandir`` hands undecodable bytes
+over as lone surrogates; or too long) is not listed: :func:`scan_card_report` returns it among
+``skipped``, in printable form with the reason, so the client can log it and tell the hub; the
+rest of the card is listed as usual.
 """
 
 from __future__ import annotations
@@ -16,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from detector.protocol import check_relative_path, classify
+from detector.protocol import (
+    SkippedFile,
+    check_relative_path,
+    classify,
+    is_valid_unicode,
+    printable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,18 +86,31 @@ def find_dcim(card_root: Path) -> Path | None:
     return None
 
 
+@dataclass(frozen=True)
+class CardScan:
+    files: list[ScannedFile]
+    skipped: list[SkippedFile]  # not listed, with the reason (sorted by path)
+
+
 def scan_card(card_root: Path) -> list[ScannedFile]:
     """Every video and proxy file under the card's DCIM/ tree, sorted by path."""
+    return scan_card_report(card_root).files
+
+
+def scan_card_report(card_root: Path) -> CardScan:
+    """The card's files (as :func:`scan_card`) and the ones that could not be listed."""
     dcim = find_dcim(card_root)
     if dcim is None:
-        return []
+        return CardScan([], [])
     found: list[ScannedFile] = []
-    _walk(dcim, dcim.name, found)
+    skipped: list[SkippedFile] = []
+    _walk(dcim, dcim.name, found, skipped)
     found.sort(key=lambda f: f.path)
-    return found
+    skipped.sort(key=lambda f: f.path)
+    return CardScan(found, skipped)
 
 
-def _walk(directory: Path, rel: str, out: list[ScannedFile]) -> None:
+def _walk(directory: Path, rel: str, out: list[ScannedFile], skipped: list[SkippedFile]) -> None:
     try:
         with os.scandir(directory) as it:
             entries = list(it)
@@ -100,7 +124,12 @@ def _walk(directory: Path, rel: str, out: list[ScannedFile]) -> None:
         path = f"{rel}/{entry.name}"
         try:
             if entry.is_dir(follow_symlinks=False):
-                _walk(Path(entry.path), path, out)
+                if not is_valid_unicode(entry.name):  # nothing under it could be sent
+                    skipped.append(
+                        SkippedFile(path=printable(path), reason="folder name is not valid Unicode")
+                    )
+                    continue
+                _walk(Path(entry.path), path, out, skipped)
                 continue
             if not entry.is_file(follow_symlinks=False):
                 continue
@@ -110,10 +139,10 @@ def _walk(directory: Path, rel: str, out: list[ScannedFile]) -> None:
             check_relative_path(path)
             st = entry.stat(follow_symlinks=False)
         except ValueError as exc:
-            logger.warning("skipping %r: %s", path, exc)
+            skipped.append(SkippedFile(path=printable(path), reason=str(exc)[:200]))
             continue
         except OSError as exc:
-            logger.warning("cannot stat %s: %s", path, exc)
+            logger.warning("cannot stat %s: %s", printable(path), exc)
             continue
         out.append(ScannedFile(path, st.st_size, max(st.st_mtime, 0.0), kind))
 

@@ -25,6 +25,7 @@ class CopyView(Protocol):
     def started(self, request_id: str) -> None: ...
     def advanced(self, request_id: str, done: int) -> None: ...
     def finished(self, request_id: str, ok: bool, detail: str) -> None: ...
+    def notice(self, card_id: str, text: str, warning: bool) -> None: ...
     def close(self) -> None: ...
 
 
@@ -64,6 +65,10 @@ class PlainView:
             logger.info("done %s: %s", name, detail)
         else:
             logger.warning("FAILED %s: %s", name, detail)
+
+    def notice(self, card_id: str, text: str, warning: bool) -> None:
+        """A card's state as the hub sees it ("safe to remove", "card nearly full")."""
+        logger.log(logging.WARNING if warning else logging.INFO, "%s", text)
 
     def close(self) -> None:
         self.jobs.clear()
@@ -138,6 +143,13 @@ class RichView:
             self.progress.advance(self._card_task(job.card_id), job.size - job.done)
         mark = "[green]ok[/]" if ok else "[red]FAILED[/]"
         self.progress.console.log(f"{mark} {job.name if job else request_id}: {detail}")
+
+    def notice(self, card_id: str, text: str, warning: bool) -> None:
+        from rich.markup import escape
+
+        logger.log(logging.WARNING if warning else logging.INFO, "%s", text)
+        style = "yellow" if warning else "green"
+        self.progress.console.log(f"[{style}]{escape(text)}[/]")
 
     def close(self) -> None:
         self.progress.stop()

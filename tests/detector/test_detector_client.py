@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from detector.cards import WatchDirVolumes
 from detector.client import EXIT_AUTH_REFUSED, backoff_delay, run_detector
 from detector.protocol import (
     CardInserted,
+    CardStatus,
     CopyProgress,
     CopyRequest,
     CopyResult,
@@ -41,6 +43,8 @@ class TinyHub:
     results: dict[str, CopyResult] = field(default_factory=dict)
     extra_requests: list[str] = field(default_factory=list)  # raw frames sent after a list
     close_on_progress: bool = False
+    send_status: bool = False  # as the real hub: card_status after a list and each result
+    pending: dict[str, set[str]] = field(default_factory=dict)  # card id -> request ids
     connections: int = 0
     got_result: asyncio.Event = field(default_factory=asyncio.Event)
     progressed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -65,9 +69,28 @@ class TinyHub:
                 if msg.status == "copied":
                     self.imported.add(msg.request_id)
                 self.got_result.set()
+                for card_id, ids in self.pending.items():
+                    if msg.request_id in ids:
+                        ids.discard(msg.request_id)
+                        await self._status(ws, card_id)
+
+    async def _status(self, ws: ServerConnection, card_id: str) -> None:
+        if not self.send_status:
+            return
+        left = len(self.pending.get(card_id, ()))
+        status = CardStatus(
+            card_id=card_id, outstanding=left, failed=0, safe_to_remove=not left, nearly_full=True
+        )
+        await ws.send(dump(status))
 
     async def _request_new(self, ws: ServerConnection, msg: FileList) -> None:
-        new = [f for f in msg.files if f.kind == "video" and f.path not in self.imported]
+        new = [
+            f
+            for f in msg.files
+            if f.kind == "video" and f.path.replace("/", ".") not in self.imported
+        ]
+        self.pending[msg.card_id] = {f.path.replace("/", ".") for f in new}
+        await self._status(ws, msg.card_id)
         for f in sorted(new, key=lambda f: -f.size):  # biggest first: priority must reorder
             req = CopyRequest(
                 request_id=f.path.replace("/", "."),
@@ -101,6 +124,13 @@ def _card(root: Path, files: dict[str, int]) -> dict[str, bytes]:
         os.utime(path, (1_700_000_000 + i, 1_700_000_000 + i))
         out[rel] = data[:size]
     return out
+
+
+def _undecodable_name(folder: Path) -> None:
+    """A clip named with a byte that is not UTF-8 (as a camera or a broken FAT can write)."""
+    fd = os.open(os.path.join(os.fsencode(folder), b"GX01\xff01.MP4"), os.O_CREAT | os.O_WRONLY)
+    os.write(fd, b"x" * 100)
+    os.close(fd)
 
 
 def _settings(port: int, share: Path, **kw: object) -> DetectorSettings:
@@ -252,3 +282,72 @@ def test_backoff_grows_with_jitter_and_is_capped() -> None:
     assert all(0.5 <= d <= 30.0 for d in delays)
     assert max(delays[8:]) > 4 * max(delays[:2])
     assert len(set(delays)) == len(delays)
+
+
+async def test_a_bad_card_never_stops_the_watcher_and_the_next_card_is_imported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression (issue 11): a name that is not valid Unicode killed the watcher task in
+    silence (and --once exited 1); a card whose scan raises hid every card of its source."""
+    caplog.set_level(logging.INFO)
+    tiny = TinyHub(send_status=True)
+    cards, away, share = tmp_path / "cards", tmp_path / "away", tmp_path / "share"
+    share.mkdir()
+    _card(cards / "odd", {"DCIM/100GOPRO/GX010001.MP4": 2000})
+    _undecodable_name(cards / "odd/DCIM/100GOPRO")
+    deep = str(cards / "deep/DCIM")
+    os.makedirs(deep)
+    for _ in range(1100):  # so deep that its scan raises RecursionError
+        deep = os.path.join(deep, "d")
+        os.mkdir(deep)
+    _card(away / "next", {"DCIM/100GOPRO/GX010002.MP4": 3000})
+    server = await serve(tiny.handler, "127.0.0.1", 0)
+    port = next(iter(server.sockets)).getsockname()[1]
+    stop = asyncio.Event()
+    settings = _settings(port, share, once=False)
+    task = asyncio.create_task(run_detector(settings, [WatchDirVolumes(cards)], stop))
+    try:
+        while "DCIM.100GOPRO.GX010001.MP4" not in tiny.results:
+            await asyncio.sleep(0.05)
+        (away / "next").rename(cards / "next")  # the next card, inserted later
+        while "DCIM.100GOPRO.GX010002.MP4" not in tiny.results:
+            await asyncio.sleep(0.05)
+        while caplog.text.count("safe to remove") < 2:
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        code = await asyncio.wait_for(task, 30)
+        server.close()
+        await server.wait_closed()
+    assert code == 0
+    lists = {m.card_id.split("-")[0]: m for m in tiny.messages if isinstance(m, FileList)}
+    assert sorted(lists) == ["next", "odd"]  # the deep card is never listed
+    assert [f.path for f in lists["odd"].files] == ["DCIM/100GOPRO/GX010001.MP4"]
+    assert [(s.path, s.reason) for s in lists["odd"].skipped] == [
+        ("DCIM/100GOPRO/GX01\\xff01.MP4", "name is not valid Unicode")
+    ]
+    assert lists["odd"].free_bytes is not None and lists["odd"].capacity_bytes
+    assert tiny.results["DCIM.100GOPRO.GX010002.MP4"].status == "copied"
+    skipping = [r for r in caplog.records if "GX01\\xff01.MP4: name is not valid" in r.getMessage()]
+    assert len(skipping) == 1 and lists["odd"].card_id in skipping[0].getMessage()
+    assert caplog.text.count("cannot be scanned; ignoring it") == 1
+    assert "card nearly full (" in caplog.text and "% free)" in caplog.text
+    assert "not safe to remove yet (1 to import, 0 failed)" in caplog.text
+
+
+async def test_once_with_a_bad_name_imports_the_rest_and_exits_0(
+    hub: tuple[TinyHub, Server, int], tmp_path: Path
+) -> None:
+    tiny, _, port = hub
+    cards, share = tmp_path / "cards", tmp_path / "share"
+    share.mkdir()
+    _card(cards / "c", {"DCIM/100GOPRO/GX010001.MP4": 1000})
+    _undecodable_name(cards / "c/DCIM/100GOPRO")
+    settings = _settings(port, share)
+    assert (
+        await asyncio.wait_for(
+            run_detector(settings, [WatchDirVolumes(cards)], asyncio.Event()), 60
+        )
+        == 0
+    )
+    assert tiny.results["DCIM.100GOPRO.GX010001.MP4"].status == "copied"

@@ -20,6 +20,8 @@ MODULES = [
     "detector.client",
     "detector.requests",
     "detector.ui",
+    "detector.listing",
+    "detector.notices",
     "detector.cli",
 ]
 FORBIDDEN = ["faust", "sqlalchemy", "starlette", "numpy", "av", "streams", "agents", "storage"]

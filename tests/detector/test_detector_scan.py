@@ -78,3 +78,22 @@ def test_scan_finds_lowercase_dcim_and_does_not_read_contents(tmp_path: Path) ->
         assert [f.path for f in scan_card(tmp_path)] == ["dcim/100MEDIA/DJI_0002.MP4"]
     finally:
         path.chmod(0o644)
+
+
+def test_a_name_that_is_not_valid_unicode_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    """Regression (issue 11): such a name reached the wire and 'surrogates not allowed' killed
+    the detector; now it is reported and the rest of the card is listed."""
+    from detector.protocol import SkippedFile
+    from detector.scan import scan_card_report
+
+    _file(tmp_path / "DCIM/100GOPRO/GX010001.MP4", 3)
+    folder = os.fsencode(tmp_path / "DCIM/100GOPRO")
+    with open(os.path.join(folder, b"GX01\xff01.MP4"), "wb") as fh:
+        fh.write(b"x")
+    os.mkdir(os.path.join(os.fsencode(tmp_path / "DCIM"), b"1\xfe1GOPRO"))
+    report = scan_card_report(tmp_path)
+    assert [f.path for f in report.files] == ["DCIM/100GOPRO/GX010001.MP4"]
+    assert report.skipped == [
+        SkippedFile(path="DCIM/100GOPRO/GX01\\xff01.MP4", reason="name is not valid Unicode"),
+        SkippedFile(path="DCIM/1\\xfe1GOPRO", reason="folder name is not valid Unicode"),
+    ]
