@@ -1,16 +1,21 @@
 """Run a message handler so that no exception ever escapes an agent.
 
 Faust acks a message whose agent raised — that would lose it. So every handler runs through
-:func:`guarded`: transient failures (database or broker unreachable) are retried with backoff;
-permanent ones (a record that does not decode or validate), and transient ones that outlast the
-retries, become a dead letter — a row in ``dead_letter`` plus a record on the dead-letter topic —
-with the error, and the stream moves on.
+:func:`guarded`, and a message is acked only after its effect, or its dead letter, is stored:
+- a transient failure (database, broker or Redis unreachable; a full disk) is not the message's
+  fault: that stream pauses and retries with capped backoff for as long as the outage lasts,
+  logging one line when it starts and one when it is over, not one per retry;
+- a permanent one (a record that does not decode or validate, a bug) becomes a dead letter — a
+  row in ``dead_letter`` plus a record on the dead-letter topic — and the stream moves on; a dead
+  letter that cannot be stored is retried the same way, and the message is not acked until it is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -29,23 +34,89 @@ class PermanentError(Exception):
     """A message that will never be processed (bad record); goes straight to dead letters."""
 
 
-TRANSIENT = (OperationalError, InterfaceError, ConnectionError, OSError, asyncio.TimeoutError)
+TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+# OSErrors that say "the other side or the disk is not there now", not "this message is bad"
+_TRANSIENT_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.ETIMEDOUT,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.ENOSPC,
+        errno.EDQUOT,
+    }
+)
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 6
     base_delay: float = 0.2
     max_delay: float = 5.0
 
     def delay(self, attempt: int) -> float:
-        return float(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+        return float(min(self.max_delay, self.base_delay * 2 ** min(attempt - 1, 32)))
 
 
 def is_transient(exc: BaseException) -> bool:
+    """An outage (retry until it is over), as opposed to a message that cannot be processed."""
+    if isinstance(exc, PermanentError):
+        return False
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, TRANSIENT)
+    if isinstance(exc, TRANSIENT):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in _TRANSIENT_ERRNOS
+    # the broker client's own connection and timeout errors
+    return type(exc).__name__ in {
+        "KafkaConnectionError",
+        "KafkaTimeoutError",
+        "NodeNotReadyError",
+        "RequestTimedOutError",
+        "NotLeaderForPartitionError",
+        "LeaderNotAvailableError",
+    }
+
+
+class _Outage:
+    """One line when an outage starts and one when it is over, whatever the retries between."""
+
+    def __init__(self, topic: str, key: bytes | None, what: str) -> None:
+        self.topic, self.key, self.what = topic, key, what
+        self.started: float | None = None
+        self.attempts = 0
+
+    def failed(self, exc: BaseException) -> None:
+        self.attempts += 1
+        if self.started is None:
+            self.started = time.monotonic()
+            logger.warning(
+                "%s on %s key=%r failed: %s: %s — paused, retrying until it works",
+                self.what,
+                self.topic,
+                self.key,
+                type(exc).__name__,
+                exc,
+            )
+        else:
+            logger.debug(
+                "%s on %s still failing (attempt %d): %s", self.what, self.topic, self.attempts, exc
+            )
+
+    def over(self) -> None:
+        if self.started is not None:
+            logger.warning(
+                "%s on %s key=%r works again after %.1f s (%d attempts)",
+                self.what,
+                self.topic,
+                self.key,
+                time.monotonic() - self.started,
+                self.attempts + 1,
+            )
 
 
 async def guarded(
@@ -58,28 +129,22 @@ async def guarded(
     dead_letter_topic: faust.TopicT | None,
     policy: RetryPolicy = RetryPolicy(),
 ) -> bool:
-    """Run ``handler``; True when it succeeded, False when the message was dead-lettered."""
-    attempt = 0
+    """Run ``handler``; True when it succeeded, False when the message was dead-lettered.
+
+    Returns only once the effect or the dead letter is stored (so the caller may ack).
+    """
+    outage = _Outage(topic, key, "handling a message")
     while True:
-        attempt += 1
         try:
             await handler()
-            return True
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            transient = is_transient(exc) and not isinstance(exc, PermanentError)
-            if transient and attempt < policy.attempts:
-                delay = policy.delay(attempt)
-                logger.warning(
-                    "transient error on %s (attempt %d, retry in %.1fs): %s",
-                    topic,
-                    attempt,
-                    delay,
-                    exc,
-                )
-                await asyncio.sleep(delay)
+            if is_transient(exc):
+                outage.failed(exc)
+                await asyncio.sleep(policy.delay(outage.attempts))
                 continue
+            outage.over()
             logger.error(
                 "dead-lettering a message from %s key=%r: %s",
                 topic,
@@ -87,10 +152,11 @@ async def guarded(
                 exc,
                 exc_info=not isinstance(exc, PermanentError),
             )
-            await dead_letter(
-                engine, dead_letter_topic, topic, key, payload, f"{type(exc).__name__}: {exc}"
-            )
+            error = f"{type(exc).__name__}: {exc}"
+            await dead_letter(engine, dead_letter_topic, topic, key, payload, error, policy=policy)
             return False
+        outage.over()
+        return True
 
 
 T = TypeVar("T")
@@ -135,8 +201,30 @@ async def dead_letter(
     key: bytes | None,
     payload: bytes,
     error: str,
+    *,
+    policy: RetryPolicy = RetryPolicy(),
 ) -> None:
-    """Keep the message and its error where an operator can see it; never raises."""
+    """Keep the message and its error where an operator can see it; returns only once the row
+    is stored (retrying while the database is away), so the caller may then ack the message."""
+    stored = _Outage(topic, key, "storing a dead letter")
+    while (
+        failure := await _store_dead_letter(engine, dead_letter_topic, topic, key, payload, error)
+    ) is not None:
+        stored.failed(failure)
+        await asyncio.sleep(policy.delay(stored.attempts))
+    stored.over()
+
+
+async def _store_dead_letter(
+    engine: AsyncEngine,
+    dead_letter_topic: faust.TopicT | None,
+    topic: str,
+    key: bytes | None,
+    payload: bytes,
+    error: str,
+) -> Exception | None:
+    """None when the row is stored, else why not (the topic record is best effort: the row is
+    what counts)."""
     key_text = (key or b"").decode(errors="replace")
     body = payload.decode(errors="replace")
     try:
@@ -153,14 +241,17 @@ async def dead_letter(
                     "ON CONFLICT (name) DO UPDATE SET value = counter.value + 1"
                 )
             )
-    except Exception:
-        logger.exception(
-            "could not store dead letter from %s key=%r payload=%s", topic, key_text, body[:2000]
-        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return exc
     if dead_letter_topic is None:
-        return
+        return None
     try:
         record = records.DeadLetter(topic=topic, key=key_text, payload=body, error=error)
         await dead_letter_topic.send(key=key, value=records.encode(record))
+    except asyncio.CancelledError:
+        raise
     except Exception:
         logger.exception("could not publish dead letter from %s key=%r", topic, key_text)
+    return None
