@@ -49,10 +49,16 @@ def status_lines(card_id: str, state: CardState, status: CardStatus) -> list[tup
     """(text, is_warning) to show for a card's new state (pure)."""
     lines: list[tuple[str, bool]] = []
     if state.safe:
-        extra = ""
-        if status.skipped:
-            extra = f" ({status.skipped} file(s) could not be listed and stay only on the card)"
-        lines.append((f"card {card_id}: safe to remove{extra}", bool(status.skipped)))
+        lines.append((f"card {card_id}: safe to remove", False))
+    elif not status.outstanding and not status.failed and status.skipped:
+        lines.append(
+            (
+                f"card {card_id}: everything listed is imported, but {status.skipped} file(s) "
+                "could not be listed and stay only on the card — copy them by hand before "
+                "formatting it",
+                True,
+            )
+        )
     else:
         lines.append(
             (

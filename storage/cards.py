@@ -2,7 +2,8 @@
 is it nearly full, did the detector skip files, does the camera's clock look wrong.
 
 "Safe to remove" means pulling the card loses nothing: every footage file it listed (proxies
-aside) is verified and imported. A failed file is not safe: it exists only on the card.
+aside) is verified and imported. A failed file is not safe: it exists only on the card; nor is a
+file the station skipped (a name that is not valid Unicode): it too exists only on the card.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class CardSafety:
 
     @property
     def safe_to_remove(self) -> bool:
-        return self.outstanding == 0 and self.failed == 0
+        return self.outstanding == 0 and self.failed == 0 and not self.skipped
 
     def nearly_full(self, fraction: float = NEARLY_FULL_FRACTION) -> bool:
         if self.free_bytes is None or not self.capacity_bytes:

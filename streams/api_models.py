@@ -145,6 +145,7 @@ NoteKind = Literal[
     "card_safe",
     "card_removed_early",
     "card_files_failed",
+    "card_files_skipped",
     "card_nearly_full",
     "card_clock",
     "card_skipped_file",

@@ -254,6 +254,13 @@ def _removal_note(s: CardSafety) -> m.CardNote:
         )
     if s.failed:
         return _note("card_files_failed", "action", _failed(s.failed))
+    if s.skipped:
+        return _note(
+            "card_files_skipped",
+            "action",
+            f"{_files(len(s.skipped))} the station could not read, only on the card — copy by "
+            "hand before formatting it",
+        )
     return _note("card_safe", "info", "safe to remove" if s.present else "everything copied")
 
 

@@ -115,7 +115,12 @@ async def test_dashboard_live_progress_retry_and_review(
             await expect(jump_row.locator("[data-review-reason]")).to_have_text(
                 f"needs review: {t.review_reason}"
             )
-            await expect(page.locator('[data-card-state="card-A"]')).to_have_text("safe to remove")
+            # card-A's one skipped file exists only on the card: not safe to remove
+            await expect(page.locator('[data-card-state="card-A"]')).to_have_text(
+                "1 file the station could not read, only on the card — copy by hand before "
+                "formatting it"
+            )
+            await expect(page.locator('[data-card-state="card-C"]')).to_have_text("safe to remove")
             await expect(page.locator('[data-card-state="card-B"]')).to_have_text(
                 "removed with 1 file not yet copied — put it back in a station"
             )
