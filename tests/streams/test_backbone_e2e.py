@@ -61,14 +61,19 @@ async def seed_imported(engine: AsyncEngine, files: list[dict[str, object]], n: 
 
 
 async def requests_until_quiet(ws: ClientConnection, want: int) -> list[protocol.CopyRequest]:
+    """The copy requests the hub sends (the card's status frames beside them are left aside)."""
     got: list[protocol.CopyRequest] = []
     while len(got) < want:
         msg = await recv_hub(ws, timeout=60)
+        if isinstance(msg, protocol.CardStatus):
+            continue
         assert isinstance(msg, protocol.CopyRequest), msg
         got.append(msg)
-    try:  # nothing more should come
-        extra = await recv_hub(ws, timeout=2)
-        raise AssertionError(f"unexpected extra message {extra}")
+    try:  # no more copy requests should come
+        while True:
+            extra = await recv_hub(ws, timeout=2)
+            if not isinstance(extra, protocol.CardStatus):
+                raise AssertionError(f"unexpected extra message {extra}")
     except TimeoutError:
         pass
     return got
