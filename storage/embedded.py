@@ -265,6 +265,22 @@ def start_postgres(data_dir: Path, port: int | None = None, timeout: float = 60.
     Stop it with ``svc.stop()`` (SIGINT: fast shutdown, no stale lock files).
     """
     data_dir = data_dir.resolve()
+    port = port or remembered_port(data_dir / "postgres.port", DEFAULT_PORT)
+    svc = spawn_postgres(data_dir, port)
+    try:
+        _wait_ready(svc, timeout)
+        ensure_database(port)
+    except BaseException:
+        svc.stop()
+        raise
+    return svc
+
+
+def spawn_postgres(data_dir: Path, port: int) -> ChildService:
+    """The postmaster on ``port``, not yet waited for (a supervised restart polls
+    :func:`postgres_ready`). A dead predecessor's backends, ``postmaster.pid`` and socket locks
+    are cleared first, so this also restarts a server that was SIGKILLed."""
+    data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = data_dir / "postgres"
     who = _run_as()
@@ -275,7 +291,6 @@ def start_postgres(data_dir: Path, port: int | None = None, timeout: float = 60.
     if len(str(pgdata / ".s.PGSQL.65535")) > _MAX_SOCKET_PATH:
         socket_dir = None
     clear_leftovers(pgdata, socket_dir)
-    port = port or remembered_port(data_dir / "postgres.port", DEFAULT_PORT)
     cmd = [str(pg_bin("postgres")), "-D", str(pgdata), "-p", str(port),
            "-c", "listen_addresses=127.0.0.1",
            "-c", f"unix_socket_directories={socket_dir or ''}",
@@ -295,7 +310,7 @@ def start_postgres(data_dir: Path, port: int | None = None, timeout: float = 60.
             # After the uid switch (the kernel clears it on credential changes): fast shutdown.
             preexec_fn=die_with_parent(signal.SIGINT),
         )
-    svc = ChildService(
+    return ChildService(
         "postgresql",
         process,
         "127.0.0.1",
@@ -304,13 +319,18 @@ def start_postgres(data_dir: Path, port: int | None = None, timeout: float = 60.
         extra={"url": admin_url(port, DB_NAME), "admin_url": admin_url(port)},
         stop_signal=signal.SIGINT,
     )
+
+
+def postgres_ready(host: str, port: int) -> bool:
+    """Accepting connections (a cheap TCP probe first: pg_isready is a process)."""
+    import socket
+
     try:
-        _wait_ready(svc, timeout)
-        ensure_database(port)
-    except BaseException:
-        svc.stop()
-        raise
-    return svc
+        with socket.create_connection((host, port), timeout=0.5):
+            pass
+    except OSError:
+        return False
+    return pg_isready(port, timeout=1.0)
 
 
 def _wait_ready(svc: ChildService, timeout: float) -> None:

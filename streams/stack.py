@@ -8,7 +8,10 @@ switch each service to an external one, which is only checked, never started or 
 
 :func:`run_all` is ``skyreel run``: the stack, then the hub, the Faust worker and the render
 workers as supervised child processes (a crashed child is restarted with backoff), until Ctrl-C or
-SIGTERM stops the children in reverse order and then the services.
+SIGTERM stops the children in reverse order and then the services. The embedded services are
+supervised too (:class:`streams.supervisor.ServiceSupervisor`): a dead one is restarted on the
+same data directory and port, the broker's topics are created again (Tansu keeps them in
+memory), and the children that cannot survive its restart on their own are restarted after it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -28,9 +32,22 @@ from types import FrameType
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
-from streams.embedded import ChildService, ServiceStartError, remembered_port
+from streams.embedded import (
+    SERVICE_STATE_FILE,
+    ChildService,
+    ServiceStartError,
+    kafka_answers,
+    redis_answers,
+    remembered_port,
+)
 from streams.settings import Settings
-from streams.supervisor import ChildSpec, Supervisor, module_available
+from streams.supervisor import (
+    ChildSpec,
+    ServiceSupervisor,
+    ServiceWatch,
+    Supervisor,
+    module_available,
+)
 from streams.topics import Names
 
 logger = logging.getLogger(__name__)
@@ -38,6 +55,8 @@ logger = logging.getLogger(__name__)
 REDIS_DEFAULT_PORT = 63790
 KAFKA_DEFAULT_PORT = 19092
 _TOPIC_ALREADY_EXISTS = 36
+#: What health and the progress line call each embedded service.
+LABELS = {"postgresql": "database", "redis": "redis", "kafka": "broker"}
 
 
 class StackCancelled(Exception):
@@ -223,6 +242,41 @@ class Stack:
         self.effective = s.model_copy(update=update)
         return self.effective
 
+    def watches(self) -> list[ServiceWatch]:
+        """How to keep each embedded service alive (for :class:`ServiceSupervisor`)."""
+        from storage.embedded import postgres_ready
+
+        ready = {"postgresql": postgres_ready, "redis": redis_answers, "kafka": kafka_answers}
+        return [
+            ServiceWatch(
+                key,
+                LABELS[key],
+                svc,
+                respawn=functools.partial(self._respawn, key),
+                ready=ready[key],
+                after_ready=self._topics_again if key == "kafka" else None,
+            )
+            for key, svc in self.services.items()
+        ]
+
+    def _respawn(self, key: str) -> ChildService:
+        """Start service ``key`` again on its data dir and port (not waited for)."""
+        from storage.embedded import spawn_postgres
+        from streams.embedded import spawn_redis, spawn_tansu
+
+        spawn = {"postgresql": spawn_postgres, "redis": spawn_redis, "kafka": spawn_tansu}[key]
+        old = self.services[key]
+        self.services[key] = svc = spawn(self.settings.data_dir.resolve(), old.port)
+        return svc
+
+    def _topics_again(self, svc: ChildService) -> None:
+        # A restarted Tansu has no topics: create them before the children's clients
+        # auto-create them with the broker's default partition count.
+        names = Names(self.settings.topic_prefix)
+        asyncio.run(
+            ensure_topics(svc.address, names.source_topics(), self.settings.topic_partitions)
+        )
+
     def _take_lock(self, data_dir: Path) -> None:
         # flock, not a pid file: the kernel drops it when we die, so it can never go stale.
         fh = (data_dir / "skyreel.lock").open("wb")
@@ -251,7 +305,9 @@ def default_children(render_workers: int) -> list[ChildSpec]:
     cli = (sys.executable, "-m", "streams.cli")
     specs = [
         ChildSpec("hub", (*cli, "hub"), "streams.hub"),
-        ChildSpec("worker", (*cli, "worker"), "agents.worker"),
+        # Faust keeps its group and internal topics on the broker: a restarted (empty) Tansu
+        # needs a fresh worker.
+        ChildSpec("worker", (*cli, "worker"), "agents.worker", restart_with=("kafka",)),
     ]
     specs += [
         ChildSpec(f"render-worker-{i + 1}", (*cli, "render-worker"), "agents.render.worker")
@@ -271,12 +327,14 @@ def _available(specs: Sequence[ChildSpec]) -> list[ChildSpec]:
     return kept
 
 
-def _wait_port(host: str, port: int, sup: Supervisor, stopping: Callable[[], bool]) -> bool:
+def _wait_port(
+    host: str, port: int, poll: Callable[[], None], stopping: Callable[[], bool]
+) -> bool:
     import socket
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not stopping():
-        sup.poll()
+        poll()
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return True
         time.sleep(0.2)
@@ -342,26 +400,40 @@ def _run(
     # With the demo, children log to files so the terminal shows the progress view.
     log_dir = effective.data_dir / "logs" if demo is not None else None
     sup = Supervisor(specs, child_environ(effective), log_dir=log_dir)
+
+    def back(key: str) -> None:
+        sup.hurry()
+        sup.restart_dependants(key)
+
+    services = ServiceSupervisor(
+        stack.watches(), status_file=effective.data_dir / SERVICE_STATE_FILE, on_back=back
+    )
+
+    def poll() -> None:
+        services.poll()
+        sup.poll()
+
     try:
         print(summary(effective, stack.embedded), flush=True)
         sup.start_all()
-        _announce(effective, sup, stopping)
+        _announce(effective, sup, stopping, poll)
         if demo is not None:
             if log_dir is not None:
                 print(f"  process logs: {log_dir}/", flush=True)
             from streams.demo import show_progress
 
-            done = show_progress(effective, demo, stopping, sup.poll)
+            done = show_progress(effective, demo, stopping, poll, services.down)
             if done:
                 print(f"dashboard: {_dashboard(effective)}  (Ctrl-C to stop)", flush=True)
             if done and getattr(args, "exit_when_done", False):
                 return 0
         while not stopping():
-            sup.poll()
+            poll()
             time.sleep(0.2)
         logger.info("stopping (signal received)")
     finally:
         sup.stop_all()
+        services.stop()
         stack.stop()
     logger.info("skyreel stopped")
     return 0
@@ -378,10 +450,12 @@ def _dashboard(effective: Settings) -> str:
     return f"http://{host}:{effective.hub_port}/"
 
 
-def _announce(effective: Settings, sup: Supervisor, stopping: Callable[[], bool]) -> None:
+def _announce(
+    effective: Settings, sup: Supervisor, stopping: Callable[[], bool], poll: Callable[[], None]
+) -> None:
     has_hub = any(c.spec.name == "hub" for c in sup.children)
     host = "127.0.0.1" if effective.hub_host in ("0.0.0.0", "::", "") else effective.hub_host
-    if has_hub and effective.hub_port and _wait_port(host, effective.hub_port, sup, stopping):
+    if has_hub and effective.hub_port and _wait_port(host, effective.hub_port, poll, stopping):
         where = f"dashboard: http://{host}:{effective.hub_port}/"
     elif has_hub:
         where = "the hub did not answer yet; see its log above"

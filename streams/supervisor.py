@@ -1,7 +1,11 @@
-"""Supervision of the application processes ``skyreel run`` keeps alive.
+"""Supervision of the processes ``skyreel run`` keeps alive.
 
-Starts child processes in their own process groups, restarts a crashed one with backoff, and
-stops them in reverse order (SIGTERM to the whole group, SIGKILL after a timeout).
+:class:`Supervisor` starts the application children in their own process groups, restarts a
+crashed one with backoff, and stops them in reverse order (SIGTERM to the whole group, SIGKILL
+after a timeout). :class:`ServiceSupervisor` does the same for the embedded PostgreSQL, Redis
+and broker: a dead one is reaped and logged at once and restarted with backoff on the same data
+directory and port, without blocking (each :meth:`ServiceSupervisor.poll` moves it one state
+on), and the children whose state lives in it are restarted once it is back.
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.embedded import die_with_parent
+from streams.embedded import ChildService, die_with_parent, write_service_states
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +33,8 @@ class ChildSpec:
     name: str
     argv: tuple[str, ...]
     requires_module: str = ""  # skipped (with a log line) when this module is not installed
+    # Embedded services whose restart this child does not survive on its own (restarted too).
+    restart_with: tuple[str, ...] = ()
 
 
 @dataclass
@@ -39,6 +45,7 @@ class _Child:
     crashes: int = 0  # consecutive quick crashes, for the backoff
     restart_at: float | None = None
     restarts: int = 0
+    bounce_deadline: float | None = None  # asked to stop for a restart; SIGKILL after this
 
 
 def module_available(name: str) -> bool:
@@ -106,7 +113,16 @@ class Supervisor:
                     child.restarts += 1
                     self._spawn(child)
                 continue
-            if child.process is None or (code := child.process.poll()) is None:
+            if child.process is None:
+                continue
+            if (code := child.process.poll()) is None:
+                if child.bounce_deadline is not None and now >= child.bounce_deadline:
+                    _signal_group(child.process.pid, signal.SIGKILL)
+                continue
+            if child.bounce_deadline is not None:  # stopped on purpose: back at once
+                child.bounce_deadline = None
+                child.restarts += 1
+                self._spawn(child)
                 continue
             ran = now - child.started
             child.crashes = 1 if ran >= self.STABLE_AFTER else child.crashes + 1
@@ -115,12 +131,34 @@ class Supervisor:
                            child.spec.name, child.process.pid, code, ran, delay)  # fmt: skip
             child.restart_at = now + delay
 
+    def restart_dependants(self, service: str) -> None:
+        """Restart (SIGTERM, then SIGKILL after ``stop_timeout``) the children that declared
+        ``restart_with=(service, ...)``; :meth:`poll` starts them again without backoff."""
+        deadline = time.monotonic() + self.stop_timeout
+        for child in self.children:
+            proc = child.process
+            if service not in child.spec.restart_with or proc is None or proc.poll() is not None:
+                continue
+            logger.warning("%s (pid %d): restarting, %s came back without the state it held",
+                           child.spec.name, proc.pid, service)  # fmt: skip
+            child.bounce_deadline = deadline
+            _signal_group(proc.pid, signal.SIGTERM)
+
+    def hurry(self) -> None:
+        """A service is back: children waiting out a crash backoff start now (they most likely
+        crashed because it was down) and their backoff starts afresh."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at is not None and child.restart_at > now:
+                child.restart_at = now
+                child.crashes = 0
+
     def stop_all(self) -> None:
         """SIGTERM each child's process group, newest first; SIGKILL what is left after
         ``stop_timeout``. Process groups, so a child's own children (FFmpeg) go too."""
         for child in reversed(self.children):
             proc = child.process
-            child.restart_at = None
+            child.restart_at = child.bounce_deadline = None
             if proc is None:
                 continue
             if proc.poll() is None:
@@ -157,3 +195,149 @@ def _wait_group_gone(pgid: int, timeout: float) -> None:
             return
         time.sleep(0.05)
     logger.warning("process group %d still has members after SIGKILL", pgid)
+
+
+def exit_words(code: int) -> str:
+    """``-9`` -> ``killed by SIGKILL``; ``1`` -> ``exited with 1``."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exited with {code}"
+
+
+@dataclass
+class ServiceWatch:
+    """An embedded service :class:`ServiceSupervisor` keeps alive, and how to bring it back."""
+
+    key: str  # as in the stack: postgresql, redis, kafka
+    label: str  # as health and the progress line say it: database, redis, broker
+    service: ChildService
+    respawn: Callable[[], ChildService]  # the process again: same data dir, same port
+    ready: Callable[[str, int], bool]  # cheap: polled while it starts
+    after_ready: Callable[[ChildService], None] | None = None  # e.g. re-create the topics
+    start_timeout: float = 60.0
+    state: str = "up"  # up | down (waiting out the backoff) | starting
+    attempt: int = 0  # restarts tried since it went down
+    down_since: float = 0.0  # time.time()
+    down_at: float = 0.0  # time.monotonic()
+    next_at: float = 0.0  # down: start it then; starting: give up then
+
+    @property
+    def note(self) -> str:
+        """``restarting (attempt 3)``, or empty when it is up."""
+        if self.state == "up":
+            return ""
+        return f"restarting (attempt {self.attempt + (self.state == 'down')})"
+
+
+class ServiceSupervisor:
+    """Restarts dead embedded services with backoff; never blocks for a service's start.
+
+    Every change of state is one log line and a rewrite of ``status_file`` (read by the hub's
+    ``/api/health``). ``on_back(key)`` runs once a restarted service answers again.
+    """
+
+    def __init__(
+        self,
+        watches: Sequence[ServiceWatch],
+        *,
+        status_file: Path | None = None,
+        on_back: Callable[[str], None] = lambda key: None,
+        base_delay: float = 0.5,
+    ):
+        self.watches = list(watches)
+        self.status_file = status_file
+        self.on_back = on_back
+        self.base_delay = base_delay
+        self._write()
+
+    def poll(self) -> None:
+        changed = False
+        for w in self.watches:
+            changed |= self._step(w)
+        if changed:
+            self._write()
+
+    def down(self) -> dict[str, str]:
+        """label -> ``restarting (attempt N)`` for every service that is not up."""
+        return {w.label: w.note for w in self.watches if w.state != "up"}
+
+    def states(self) -> dict[str, dict[str, object]]:
+        return {
+            w.label: {
+                "state": "up" if w.state == "up" else "restarting",
+                "address": w.service.address,
+                "attempt": w.attempt,
+                "down_since": w.down_since if w.state != "up" else None,
+                "note": w.note,
+                "log": str(w.service.log_path),
+            }
+            for w in self.watches
+        }
+
+    def _write(self) -> None:
+        if self.status_file is not None:
+            try:
+                write_service_states(self.status_file, self.states())
+            except OSError as exc:  # a full disk must not stop the supervision
+                logger.warning("cannot write %s: %s", self.status_file, exc)
+
+    def _step(self, w: ServiceWatch) -> bool:
+        now = time.monotonic()
+        svc = w.service
+        if w.state == "up":
+            if (code := svc.process.poll()) is None:  # poll() also reaps it
+                return False
+            w.attempt, w.down_at, w.down_since = 0, now, time.time()
+            self._retry_later(w, f"(pid {svc.process.pid}) {exit_words(code)}", first=True)
+            return True
+        if w.state == "down":
+            if now < w.next_at:
+                return False
+            w.attempt += 1
+            try:
+                w.service = w.respawn()
+            except Exception as exc:  # leftovers it could not clear, a binary gone, ...
+                self._retry_later(w, f"could not be started ({exc})")
+                return True
+            w.state, w.next_at = "starting", now + w.start_timeout
+            logger.info("%s: starting again on %s (attempt %d, pid %d)", w.label,
+                        w.service.address, w.attempt, w.service.process.pid)  # fmt: skip
+            return True
+        if (code := svc.process.poll()) is not None:
+            self._retry_later(w, f"{exit_words(code)} while starting")
+            return True
+        if not w.ready(svc.host, svc.port):
+            if now > w.next_at:
+                svc.kill()
+                self._retry_later(w, f"did not answer in {w.start_timeout:.0f}s")
+                return True
+            return False
+        if w.after_ready is not None:
+            try:
+                w.after_ready(svc)
+            except Exception as exc:  # asked again at the next poll
+                logger.warning("%s: up but not set up yet: %s", w.label, exc)
+                return False
+        w.state = "up"
+        logger.warning("%s is back on %s after %.1fs (attempt %d, pid %d)", w.label,
+                       svc.address, now - w.down_at, w.attempt, svc.process.pid)  # fmt: skip
+        self.on_back(w.key)
+        return True
+
+    def _retry_later(self, w: ServiceWatch, why: str, *, first: bool = False) -> None:
+        delay = backoff(w.attempt + 1, base=self.base_delay)
+        w.state, w.next_at = "down", time.monotonic() + delay
+        if first:
+            logger.error("%s %s on %s; restarting it in %.1fs on the same data dir and port. "
+                         "If it keeps failing, read %s (full disk? data dir permissions?) and "
+                         "restart skyreel run", w.label, why, w.service.address, delay,
+                         w.service.log_path)  # fmt: skip
+        else:
+            logger.error("%s: attempt %d failed: %s; next in %.1fs (see %s)", w.label,
+                         w.attempt, why, delay, w.service.log_path)  # fmt: skip
+
+    def stop(self) -> None:
+        """Forget the state file (the services themselves are the stack's to stop)."""
+        if self.status_file is not None:
+            self.status_file.unlink(missing_ok=True)
