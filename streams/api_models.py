@@ -342,12 +342,40 @@ class DeadLetterList(_Model):
     next_cursor: str | None
 
 
+class ServiceHealth(BaseModel):
+    up: bool = Field(description="It answered a real request within the health timeout.")
+    address: str = Field(description="host:port checked (no credentials).")
+    reason: str | None = Field(
+        description="Why it counts as down, in words, with what `skyreel run` is doing about it "
+        "('broker not answering at 127.0.0.1:19092: restarting (attempt 3)'); null when up."
+    )
+
+
+class DiskSpace(BaseModel):
+    path: str
+    free_bytes: int | None = Field(description="Null when the folder cannot be read.")
+    total_bytes: int | None
+    low_space: bool = Field(description="Free bytes below SKYREEL_LOW_SPACE_BYTES.")
+
+
 class Health(BaseModel):
-    """Open-ended: the hub reports one flag per dependency it checks."""
+    """The hub and what it depends on. ``status`` is ``ok`` only when every dependency answers
+    and neither folder is low on space; otherwise ``degraded`` (HTTP 503) with ``reasons``."""
 
     model_config = ConfigDict(extra="allow")
-    status: str
+    status: str = Field(description="ok, degraded, or starting.")
     hub: str
+    db: bool | None = None
+    redis: bool | None = None
+    kafka: bool | None = None
+    copy_requests: bool | None = Field(None, description="The copy-request forwarder runs.")
+    detectors: int | None = Field(None, description="Detectors connected to this replica.")
+    services: dict[str, ServiceHealth] | None = Field(
+        None, description="database, broker and redis, each checked for real."
+    )
+    disk: dict[str, DiskSpace] | None = Field(None, description="share and output.")
+    low_space: bool | None = Field(None, description="The share or the output is low on space.")
+    reasons: list[str] | None = Field(None, description="Why it is not ok, in words.")
 
 
 class RetryResult(_Model):
@@ -393,6 +421,8 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Counters,
     Attention,
     DeadLetterList,
+    ServiceHealth,
+    DiskSpace,
     Health,
     RetryResult,
     CancelResult,

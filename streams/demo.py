@@ -13,6 +13,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,7 +171,7 @@ class Progress:
 
 
 async def read_progress(database_url: str) -> Progress:
-    conn = await asyncpg.connect(plain_url(database_url))
+    conn = await asyncpg.connect(plain_url(database_url), timeout=5)
     try:
         f = await conn.fetchrow(
             "SELECT count(*) FILTER (WHERE kind <> 'proxy') AS listed, "
@@ -202,28 +203,48 @@ async def read_progress(database_url: str) -> Progress:
     )
 
 
-def show_progress(settings: Settings, demo: Demo, stopping: object, poll: object) -> bool:
-    """Print progress until every readable demo jump is rendered; False if stopped first."""
+def service_note(settings: Settings, down: dict[str, str]) -> str:
+    """`` | down: broker (restarting, attempt 2) | share low on space: 1.2 GB free`` or ''."""
+    from streams.embedded import free_space
+
+    parts = [f"{label} down: {note}" for label, note in sorted(down.items())]
+    for name, path in (("share", settings.share_root), ("output", settings.output_dir)):
+        space = free_space(path)
+        if space is not None and space[0] < settings.low_space_bytes:
+            parts.append(f"{name} low on space: {space[0] / 1e9:.1f} GB free")
+    return "".join(f" | {p}" for p in parts)
+
+
+def show_progress(
+    settings: Settings,
+    demo: Demo,
+    stopping: Callable[[], bool],
+    poll: Callable[[], None],
+    down: Callable[[], dict[str, str]] = dict,
+) -> bool:
+    """Print progress until every readable demo jump is rendered; False if stopped first.
+    ``down``: the services not up and what is being done about it (from the supervisor)."""
     last = ""
     shown = 0.0
-    while not stopping():  # type: ignore[operator]
-        poll()  # type: ignore[operator]
+    p: Progress | None = None
+    while not stopping():
+        poll()
         try:
             p = asyncio.run(read_progress(settings.database_url))
         except (OSError, asyncpg.PostgresError) as exc:
-            logger.debug("progress not readable yet: %s", exc)
-            time.sleep(1)
-            continue
+            logger.debug("progress not readable: %s", exc)
+        note = service_note(settings, down())
         line = (
+            "waiting for the database" if p is None else
             f"files copied {p.files_imported}/{p.files_listed} | jumps rendered "
             f"{p.jumps_rendered}/{demo.expected_jumps}"
             + (f" (rendering {p.rendering:.0%})" if p.rendering else "")
             + (f" | waiting for a booking: {p.jumps_waiting}" if p.jumps_waiting else "")
-        )
+        ) + note  # fmt: skip
         if line != last or time.monotonic() - shown > 10:
             print(f"[demo] {line}", flush=True)
             last, shown = line, time.monotonic()
-        if p.jumps_rendered >= demo.expected_jumps:
+        if p is not None and p.jumps_rendered >= demo.expected_jumps:
             print("\nevery jump is rendered:", flush=True)
             for video in p.outputs:
                 print(f"  {video}", flush=True)

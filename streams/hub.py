@@ -19,6 +19,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import FrameType
+from urllib.parse import urlsplit
 
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -36,13 +37,19 @@ from storage.db import make_engine, make_sessionmaker
 from streams import kafka, records
 from streams.api import StatusApi
 from streams.detector_ws import Gateway
+from streams.embedded import (
+    SERVICE_STATE_FILE,
+    free_space,
+    kafka_answers,
+    read_service_states,
+)
 from streams.settings import Settings
 from streams.topics import Names
 
 logger = logging.getLogger(__name__)
 
 #: How long one health probe may take before the service counts as down.
-HEALTH_TIMEOUT = 3.0
+HEALTH_TIMEOUT = 2.0
 #: A detector socket that does not take a copy request within this many seconds is skipped
 #: (the request stays pending in PostgreSQL and is re-sent on reconnect).
 DELIVER_TIMEOUT = 10.0
@@ -143,6 +150,57 @@ async def _redis_up(redis: Redis) -> bool:
         return False
 
 
+async def _broker_answers(bootstrap: str) -> bool:
+    """A real Kafka ApiVersions round trip to any bootstrap server (not the producer's cached
+    connection state)."""
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        if (
+            host
+            and port.isdigit()
+            and await asyncio.to_thread(
+                kafka_answers, host.strip("[]"), int(port), HEALTH_TIMEOUT / 2
+            )
+        ):
+            return True
+    return False
+
+
+def _address(url: str) -> str:
+    parts = urlsplit(url if "//" in url else f"//{url.split(',')[0]}")
+    return f"{parts.hostname or ''}:{parts.port or ''}"
+
+
+def service_health(settings: Settings, up: dict[str, bool]) -> dict[str, dict[str, object]]:
+    """Per dependency: up, address and — when down — the reason in words, with what
+    ``skyreel run`` is doing about it when it supervises that service."""
+    supervised = read_service_states(settings.data_dir / SERVICE_STATE_FILE)
+    urls = {
+        "database": settings.database_url,
+        "broker": settings.kafka_url,
+        "redis": settings.redis_url,
+    }
+    out: dict[str, dict[str, object]] = {}
+    for label, url in urls.items():
+        address = _address(url)
+        reason = None
+        if not up[label]:
+            note = str(supervised.get(label, {}).get("note") or "")
+            reason = f"{label} not answering at {address}" + (f": {note}" if note else "")
+        out[label] = {"up": up[label], "address": address, "reason": reason}
+    return out
+
+
+def disk_health(settings: Settings) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
+    for name, path in (("share", settings.share_root), ("output", settings.output_dir)):
+        space = free_space(path)
+        free, total = space if space is not None else (None, None)
+        low = free is not None and free < settings.low_space_bytes
+        out[name] = {"path": str(path), "free_bytes": free, "total_bytes": total, "low_space": low}
+    return out
+
+
 def create_app(settings: Settings) -> Starlette:
     """The hub application; routes are assembled here so later issues can add theirs."""
     missing = missing_urls(settings)
@@ -191,12 +249,26 @@ def create_app(settings: Settings) -> Starlette:
     async def health(request: Request) -> JSONResponse:
         if rt.engine is None or rt.redis is None or rt.producer is None or rt.gateway is None:
             return JSONResponse({"hub": hub_id, "status": "starting"}, status_code=503)
-        db, redis_ok, kafka_ok = await asyncio.gather(
-            _db_up(rt.engine), _redis_up(rt.redis), kafka.producer_connected(rt.producer)
+        db, redis_ok, broker_ok = await asyncio.gather(
+            _db_up(rt.engine), _redis_up(rt.redis), _broker_answers(settings.kafka_url)
         )
+        kafka_ok = broker_ok and await kafka.producer_connected(rt.producer, HEALTH_TIMEOUT)
         forwarding = (
             rt.consumer_ready.is_set() and rt.forwarder is not None and not rt.forwarder.done()
         )
+        services = service_health(settings, {"database": db, "broker": broker_ok,
+                                              "redis": redis_ok})  # fmt: skip
+        disk = disk_health(settings)
+        reasons = [str(v["reason"]) for v in services.values() if v["reason"]]
+        if broker_ok and not kafka_ok:
+            reasons.append("the hub's Kafka producer is not connected yet")
+        if not forwarding:
+            reasons.append("copy requests are not being forwarded yet")
+        reasons += [
+            f"{name} low on space: {d['free_bytes']} bytes free at {d['path']}"
+            for name, d in disk.items()
+            if d["low_space"]
+        ]
         body: dict[str, object] = {
             "hub": hub_id,
             "db": db,
@@ -204,10 +276,13 @@ def create_app(settings: Settings) -> Starlette:
             "kafka": kafka_ok,
             "copy_requests": forwarding,
             "detectors": len(rt.gateway.registry.ids()),
+            "services": services,
+            "disk": disk,
+            "low_space": any(d["low_space"] for d in disk.values()),
+            "reasons": reasons,
         }
-        ok = db and redis_ok and kafka_ok and forwarding
-        body["status"] = "ok" if ok else "degraded"
-        return JSONResponse(body, status_code=200 if ok else 503)
+        body["status"] = "degraded" if reasons else "ok"
+        return JSONResponse(body, status_code=503 if reasons else 200)
 
     routes: list[BaseRoute] = [
         WebSocketRoute("/ws/detector", detector_ws),

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     output_dir: Path = Field(
         Path(".skyreel/output"), description="Where finished jump videos are published."
     )
+    low_space_bytes: int = Field(
+        2 * 1024**3,
+        ge=0,
+        description="Free bytes below which the share or the output folder counts as low on "
+        "space: /api/health reports 'degraded' (low_space) and `skyreel run` says so; 0: never.",
+    )
     hub_host: str = Field("127.0.0.1", description="Interface the hub listens on.")
     hub_port: int = Field(8800, ge=0, le=65535, description="Port of the hub; 0 picks a free one.")
     hub_id: str = Field("", description="Name of this hub replica; empty: host-pid.")
