@@ -5,6 +5,10 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+#: A worker beats every HEARTBEAT_S; one not heard of for DEAD_AFTER_S is taken for dead.
+HEARTBEAT_S = 2.0
+DEAD_AFTER_S = 10.0
+
 
 async def beat(conn: AsyncConnection, worker: str) -> None:
     await conn.execute(

@@ -1,6 +1,8 @@
-"""Operator actions of the status API: retry, cancel, assign a booking (bearer token required).
+"""Operator actions of the status API: retry, resume, cancel, assign a booking (bearer token
+required).
 
-Each calls the same functions as the CLI (`agents.pipeline.orchestrator.retry` / `cancel`,
+Each calls the same functions as the CLI (`agents.pipeline.orchestrator.retry` / `resume` /
+`cancel`,
 `agents.jobs.assign.assign_booking`), which record the actor in the step log; the hub then
 sends the step requests and a status event so every dashboard refreshes.
 """
@@ -117,8 +119,11 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
         engine = ctx.engine()
         who = actor(request)
         await _execution_status(engine, eid)
+        force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
         try:
-            retried = await orchestrator.retry(engine, emitter(ctx), eid, step=step, actor=who)
+            retried = await orchestrator.retry(
+                engine, emitter(ctx), eid, step=step, actor=who, force=force
+            )
         except ExecutionNotFound:
             raise not_found(f"execution {eid}") from None
         except InvalidTransition as exc:
@@ -150,6 +155,23 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
         except ExecutionNotFound:
             raise not_found(f"execution {eid}") from None
         return model_response(m.CancelResult(execution_id=eid, cancelled_steps=n))
+
+    @json_errors
+    async def resume(request: Request) -> Response:
+        ctx.require_token(request)
+        eid = path_id(request, "execution_id", "execution")
+        engine = ctx.engine()
+        who = actor(request)
+        status = await _execution_status(engine, eid)
+        if status != "cancelled":
+            raise ApiError(409, "conflict", f"execution {eid} is {status}, not cancelled")
+        try:
+            ready = await orchestrator.resume(engine, emitter(ctx), eid, actor=who)
+        except ExecutionNotFound:
+            raise not_found(f"execution {eid}") from None
+        await publish_status(ctx, "execution", str(eid), {"action": "resume", "steps": ready})
+        logger.info("execution %d: resumed by %s", eid, who)
+        return model_response(m.RetryResult(execution_id=eid, retried=ready))
 
     @json_errors
     async def assign_route(request: Request) -> Response:
@@ -195,5 +217,6 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
         Route("/api/executions/{execution_id}/retry", retry_execution, methods=["POST"]),
         Route("/api/executions/{execution_id}/steps/{step}/retry", retry_step, methods=["POST"]),
         Route("/api/executions/{execution_id}/cancel", cancel, methods=["POST"]),
+        Route("/api/executions/{execution_id}/resume", resume, methods=["POST"]),
         Route("/api/sessions/{key}/assign", assign_route, methods=["POST"]),
     ]

@@ -9,7 +9,9 @@
     skyreel status               counters, recent executions, sessions needing a booking
     skyreel assign KEY --booking B --passenger NAME   assign a booking by hand
     skyreel replay TOPIC         rewind a consumer group on a topic (--offset N | --since TIME)
-    skyreel retry EXECUTION      retry the failed steps of an execution (--step NAME: one step)
+    skyreel retry EXECUTION      retry the failed steps of an execution (--step NAME: one step;
+                                 --force: also steps still running on a live worker)
+    skyreel resume EXECUTION     resume a cancelled execution (nothing that succeeded runs again)
     skyreel executions           list recent pipeline executions and their steps' states
 
 Settings come from SKYREEL_* environment variables (see streams/settings.py or `--help` of each
@@ -98,7 +100,13 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 def _retry(settings: Settings, args: argparse.Namespace) -> int:
     from agents.pipeline.cli import retry_cli
 
-    return retry_cli(settings, args.execution_id, args.step, args.actor)
+    return retry_cli(settings, args.execution_id, args.step, args.actor, args.force)
+
+
+def _resume(settings: Settings, args: argparse.Namespace) -> int:
+    from agents.pipeline.cli import resume_cli
+
+    return resume_cli(settings, args.execution_id, args.actor)
 
 
 def _executions(settings: Settings, args: argparse.Namespace) -> int:
@@ -220,7 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("execution_id", type=int)
     p.add_argument("--step", default=None, help="only this step")
     p.add_argument("--actor", default="cli", help="who asked (kept in the step log)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="also move steps still running on a live worker (a running step whose worker is "
+        "gone is moved without it)",
+    )
     p.set_defaults(handler=_retry)
+
+    p = sub.add_parser("resume", help="resume a cancelled execution (what succeeded stays)")
+    p.add_argument("execution_id", type=int)
+    p.add_argument("--actor", default="cli", help="who asked (kept in the step log)")
+    p.set_defaults(handler=_resume)
 
     p = sub.add_parser("demo-card", help="write a synthetic GoPro SD card (demo, tests)")
     p.add_argument("directory", help="card root to create (gets DCIM/100GOPRO/)")

@@ -1,4 +1,5 @@
-"""Bodies of `skyreel retry` and `skyreel executions` (the parsers live in streams/cli.py)."""
+"""Bodies of `skyreel retry`, `skyreel resume` and `skyreel executions` (the parsers live in
+streams/cli.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 from sqlalchemy import text
 
 from agents.pipeline.errors import PipelineError
-from agents.pipeline.orchestrator import Emitter, retry
+from agents.pipeline.orchestrator import Emitter, resume, retry
 from storage.db import make_engine
 from streams.kafka import make_producer
 from streams.settings import Settings
@@ -17,7 +18,9 @@ from streams.topics import Names
 logger = logging.getLogger(__name__)
 
 
-async def _retry(settings: Settings, execution_id: int, step: str | None, actor: str) -> int:
+async def _act(
+    settings: Settings, execution_id: int, step: str | None, actor: str, *, force: bool, again: bool
+) -> int:
     engine = make_engine(settings.database_url, pool_size=1)
     producer = make_producer(settings.kafka_url)
     await producer.start()
@@ -26,23 +29,39 @@ async def _retry(settings: Settings, execution_id: int, step: str | None, actor:
     async def send(key: bytes, value: bytes) -> object:
         return await producer.send_and_wait(topic, value=value, key=key)
 
+    what = "resume" if again else "retry"
     try:
-        names = await retry(engine, Emitter(send), execution_id, step=step, actor=actor)
+        if again:
+            names = await resume(engine, Emitter(send), execution_id, actor=actor)
+        else:
+            names = await retry(
+                engine, Emitter(send), execution_id, step=step, actor=actor, force=force
+            )
     except PipelineError as exc:
-        print(f"retry refused: {exc}")
+        print(f"{what} refused: {exc}")
         return 1
     finally:
         await producer.stop()
         await engine.dispose()
-    print(f"execution {execution_id}: retried {', '.join(names) or 'nothing (no failed step)'}")
+    done = "resumed" if again else "retried"
+    print(f"execution {execution_id}: {done} {', '.join(names) or 'nothing (no step to move)'}")
     return 0
 
 
-def retry_cli(settings: Settings, execution_id: int, step: str | None, actor: str) -> int:
+def retry_cli(
+    settings: Settings, execution_id: int, step: str | None, actor: str, force: bool = False
+) -> int:
     if not settings.database_url or not settings.kafka_url:
         print("retry needs SKYREEL_DATABASE_URL and SKYREEL_KAFKA_URL")
         return 2
-    return asyncio.run(_retry(settings, execution_id, step, actor))
+    return asyncio.run(_act(settings, execution_id, step, actor, force=force, again=False))
+
+
+def resume_cli(settings: Settings, execution_id: int, actor: str) -> int:
+    if not settings.database_url or not settings.kafka_url:
+        print("resume needs SKYREEL_DATABASE_URL and SKYREEL_KAFKA_URL")
+        return 2
+    return asyncio.run(_act(settings, execution_id, None, actor, force=False, again=True))
 
 
 async def _executions(settings: Settings, limit: int) -> int:

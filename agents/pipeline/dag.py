@@ -54,9 +54,12 @@ from agents.pipeline.step import (
     cancel,
     fail,
     mark_ready,
+    operator_retry,
     redo,
     requeue,
+    resume,
     retry,
+    retry_running,
     skip,
     start,
     succeed,
@@ -86,14 +89,18 @@ __all__ = [
     "is_settled",
     "mark_ready",
     "matches",
+    "operator_retry",
     "overlaps",
     "promote_ready",
     "ready_steps",
     "redo",
     "requeue",
     "rerun_after_retry",
+    "resume",
+    "resume_execution",
     "retry",
     "retry_execution",
+    "retry_running",
     "skip",
     "spawn",
     "start",
@@ -310,14 +317,35 @@ def execution_status(steps: Iterable[StepState]) -> ExecutionStatus:
     return ExecutionStatus.FAILED
 
 
-def retry_execution(steps: Iterable[StepState]) -> list[StepState]:
+def retry_execution(steps: Iterable[StepState], running: Iterable[str] = ()) -> list[StepState]:
     """New states of every FAILED step, retried; what they blocked follows once they succeed,
-    and what went on without them (settled dependencies) runs again after them."""
+    and what went on without them (settled dependencies) runs again after them.
+
+    `running`: RUNNING steps the operator may move too (their worker is gone, or forced); they
+    get a new attempt (`retry_running`). Other running steps are left alone."""
     graph = _Graph(steps)
     failed = [n for n in graph.names if graph.by_name[n].status is StepStatus.FAILED]
-    return [retry(graph.by_name[n]) for n in failed] + rerun_after_retry(
-        graph.by_name.values(), failed
+    moved = sorted(
+        n
+        for n in set(running)
+        if n in graph.by_name and graph.by_name[n].status is StepStatus.RUNNING
     )
+    return (
+        [retry(graph.by_name[n]) for n in failed]
+        + [retry_running(graph.by_name[n]) for n in moved]
+        + rerun_after_retry(graph.by_name.values(), failed)
+    )
+
+
+def resume_execution(steps: Iterable[StepState]) -> list[StepState]:
+    """New (PENDING) states of every CANCELLED step: a cancelled execution resumed. What
+    succeeded stays; the pending steps are promoted as usual once their dependencies are done."""
+    graph = _Graph(steps)
+    return [
+        resume(graph.by_name[n])
+        for n in graph.names
+        if graph.by_name[n].status is StepStatus.CANCELLED
+    ]
 
 
 def rerun_after_retry(steps: Iterable[StepState], retried: Iterable[str]) -> list[StepState]:

@@ -11,7 +11,8 @@ After the commit it sends a `StepRequest` per READY step on `step-requests`, key
 A retryable failure comes back READY with a backoff: its request is sent once `not_before` has
 passed (a timer here; reconciliation re-sends it if this process dies first).
 
-`start_execution`, `retry` and `cancel` are what the real pipelines, the API and the CLI call.
+`start_execution`, `retry`, `resume` and `cancel` are what the real pipelines, the API and the
+CLI call.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from agents.pipeline.dag import ExecutionStatus, StepState, StepStatus
 from agents.pipeline.errors import InvalidTransition, PipelineError, UnknownStepKind
 from agents.pipeline.registry import Registry, StepKind
 from storage import pipeline as repo
+from storage import workers
 from streams import records
 
 if TYPE_CHECKING:
@@ -188,15 +190,38 @@ async def start_execution(
 
 
 async def retry(
-    engine: AsyncEngine, emitter: Emitter, execution_id: int, *, step: str | None, actor: str
+    engine: AsyncEngine,
+    emitter: Emitter,
+    execution_id: int,
+    *,
+    step: str | None,
+    actor: str,
+    force: bool = False,
 ) -> list[str]:
-    """Retry one failed step, or every failed step of an execution; returns what was retried."""
+    """Retry one failed step, or every failed step of an execution; returns what was retried.
+
+    A RUNNING step is moved (a new attempt) when the worker running it stopped heart-beating,
+    or always with `force`; otherwise retrying it is refused (InvalidTransition)."""
     async with engine.begin() as conn:
+        live = await workers.live_workers(conn, workers.DEAD_AFTER_S)
         if step is None:
-            ready = await repo.retry_execution(conn, execution_id, actor)
+            ready = await repo.retry_execution(conn, execution_id, actor, force=force, live=live)
         else:
-            ready = await repo.retry_step(conn, execution_id, step, actor)
+            ready = await repo.retry_step(conn, execution_id, step, actor, force=force, live=live)
     await send_requests(emitter, ready, None)
+    if ready:
+        await _status_event(emitter, "execution", str(execution_id), {"status": "running"})
+    return [s.name for s in ready]
+
+
+async def resume(
+    engine: AsyncEngine, emitter: Emitter, execution_id: int, *, actor: str
+) -> list[str]:
+    """Resume a cancelled execution: its cancelled steps run again, nothing that succeeded."""
+    async with engine.begin() as conn:
+        ready = await repo.resume_execution(conn, execution_id, actor)
+    await send_requests(emitter, ready, None)
+    await _status_event(emitter, "execution", str(execution_id), {"action": "resume"})
     return [s.name for s in ready]
 
 

@@ -256,6 +256,36 @@ def redo(step: StepState) -> StepState:
     return dataclasses.replace(step, status=StepStatus.PENDING, waiting_for="", backoff_s=0.0)
 
 
+def retry_running(step: StepState) -> StepState:
+    """A RUNNING step -> READY with a new attempt, because an operator asked: its worker is gone
+    (or they forced it). The running attempt's result, if it ever comes, is then stale."""
+    if step.status is not StepStatus.RUNNING:
+        raise _reject(step, "retry running", "only a running step can be moved on this way")
+    return dataclasses.replace(_next_attempt(step), error="")
+
+
+def operator_retry(step: StepState, *, worker_gone: bool, force: bool) -> StepState:
+    """What `retry` from the API or CLI does to one step: a FAILED step is retried; a RUNNING
+    one only when the worker running it is gone or the operator forces it; anything else is
+    refused (InvalidTransition says why)."""
+    if step.status is StepStatus.RUNNING:
+        if not (worker_gone or force):
+            raise _reject(step, "retry", "it is running on a live worker (force it to move it)")
+        return retry_running(step)
+    return retry(step)
+
+
+def resume(step: StepState) -> StepState:
+    """CANCELLED -> PENDING: it runs again (a new attempt) once its dependencies are done."""
+    if step.status is StepStatus.PENDING:
+        return step
+    if step.status is not StepStatus.CANCELLED:
+        raise _reject(step, "resume", "only a cancelled step can be resumed")
+    return dataclasses.replace(
+        step, status=StepStatus.PENDING, waiting_for="", backoff_s=0.0, error=""
+    )
+
+
 def requeue(step: StepState) -> StepState:
     """RUNNING -> READY with a new attempt: its work was lost, or its wait is over."""
     if step.status is not StepStatus.RUNNING:

@@ -523,3 +523,62 @@ def test_names_may_not_start_with_the_settled_marker() -> None:
         step("a", "??probe:*")
     with pytest.raises(InvalidDag):
         step("a", spawns=("?probe:*",))
+
+
+def _running(name: str, *deps: str, attempt: int = 1) -> StepState:
+    return dataclasses.replace(step(name, *deps), status=StepStatus.RUNNING, attempt=attempt)
+
+
+def test_an_operator_retry_moves_a_running_step_only_when_its_worker_is_gone_or_forced() -> None:
+    running = _running("render", attempt=2)
+    with pytest.raises(InvalidTransition, match="live worker"):
+        dag.operator_retry(running, worker_gone=False, force=False)
+    for gone, force in ((True, False), (False, True)):
+        moved = dag.operator_retry(running, worker_gone=gone, force=force)
+        assert (moved.status, moved.attempt, moved.error) == (StepStatus.READY, 3, "")
+        # the abandoned attempt's late result is stale now
+        assert dag.apply_result(moved, 2, Success(), POLICY) is moved
+    failed = dataclasses.replace(step("probe"), status=StepStatus.FAILED, attempt=1, error="x")
+    assert dag.operator_retry(failed, worker_gone=False, force=False).status is StepStatus.READY
+    for status in (StepStatus.SUCCEEDED, StepStatus.PENDING, StepStatus.CANCELLED):
+        with pytest.raises(InvalidTransition):
+            dag.operator_retry(
+                dataclasses.replace(step("s"), status=status), worker_gone=True, force=True
+            )
+    with pytest.raises(InvalidTransition):
+        dag.retry_running(failed)
+
+
+def test_retry_execution_moves_only_the_running_steps_it_is_given() -> None:
+    steps = {
+        "a": dataclasses.replace(step("a"), status=StepStatus.FAILED, attempt=1),
+        "b": _running("b"),
+        "c": _running("c"),
+        "d": step("d", "b"),
+    }
+    changed = {s.name: s for s in dag.retry_execution(steps.values(), ["b", "d", "x"])}
+    assert sorted(changed) == ["a", "b"]
+    assert changed["b"].status is StepStatus.READY and changed["b"].attempt == 2
+
+
+def test_a_cancelled_execution_resumes_without_rerunning_what_succeeded() -> None:
+    steps = {
+        "a": dataclasses.replace(step("a"), status=StepStatus.SUCCEEDED, attempt=1),
+        "b": _running("b", "a"),
+        "c": step("c", "b"),
+    }
+    merge(steps, dag.cancel_execution(steps.values()))
+    assert dag.execution_status(steps.values()) is ExecutionStatus.CANCELLED
+    resumed = dag.resume_execution(steps.values())
+    assert sorted(s.name for s in resumed) == ["b", "c"]
+    assert all(s.status is StepStatus.PENDING for s in resumed)
+    merge(steps, resumed)
+    assert steps["a"].status is StepStatus.SUCCEEDED and steps["a"].attempt == 1
+    assert dag.ready_steps(steps.values()) == ["b"]
+    # b runs again as a new attempt: the cancelled attempt's late result is stale
+    ready = dag.mark_ready(steps["b"])
+    assert ready.attempt == 2
+    assert dag.apply_result(ready, 1, Success(), POLICY) is ready
+    with pytest.raises(InvalidTransition):
+        dag.resume(steps["a"])
+    assert dag.resume(steps["c"]) is steps["c"]  # already pending
