@@ -6,8 +6,10 @@ inserting, guarded saving that raises `StaleWrite`, attempts, logs, progress) li
 `storage/pipeline_steps.py` and are re-exported here; this module adds executions, incremental
 readiness, execution status and the operator actions.
 
-`retry_step`, `retry_execution` and `cancel_execution` are what the status API and the CLI both
-call; they record the actor in the step log and return the steps to dispatch.
+`retry_step`, `retry_execution`, `resume_execution` and `cancel_execution` are what the status
+API and the CLI both call; they record the actor in the step log and return the steps to
+dispatch. A retry moves a RUNNING step only when its worker is gone (not in the live set the
+caller passes) or when forced.
 """
 
 from __future__ import annotations
@@ -60,9 +62,13 @@ __all__ = [
     "promote_all",
     "promotion_candidates",
     "ready_only",
+    "redo_steps",
     "refresh_execution_status",
+    "requeue_step",
+    "resume_execution",
     "retry_execution",
     "retry_step",
+    "running_steps",
     "save_changes",
     "set_execution_status",
     "set_progress",
@@ -290,48 +296,118 @@ async def refresh_execution_status(
 # --- operator actions (status API and CLI) ------------------------------------------------------
 
 
+def _gone(r: StepRow, live: set[str]) -> bool:
+    return r.state.status is StepStatus.RUNNING and (not r.worker or r.worker not in live)
+
+
 async def retry_step(
-    conn: AsyncConnection, execution_id: int, name: str, actor: str
+    conn: AsyncConnection,
+    execution_id: int,
+    name: str,
+    actor: str,
+    *,
+    force: bool = False,
+    live: set[str] | None = None,
 ) -> list[Saved]:
-    """Retry one FAILED step (beyond max_attempts: a human asked); raises InvalidTransition."""
+    """Retry one FAILED step (beyond max_attempts: a human asked), or a RUNNING one whose worker
+    is not in `live` (or any with `force`); raises InvalidTransition when refused."""
     await lock_execution(conn, execution_id)
     rows = await load_steps(conn, execution_id, [name])
     if not rows:
         raise InvalidDag(name, f"no step {name!r} in execution {execution_id}")
-    old = rows[0].state
-    new = dag.retry(old)
-    changes = [Change(old, new, log=f"retry requested by {actor}", actor=actor)]
+    row = rows[0]
+    old = row.state
+    gone = live is not None and _gone(row, live)
+    new = dag.operator_retry(old, worker_gone=gone, force=force)
+    changes = [_retry_change(row, new, actor, force=force, gone=gone)]
     everything = {r.state.name: r.state for r in await load_steps(conn, execution_id)}
-    changes += [
-        Change(
-            everything[s.name], s, log=f"runs again after {name} (retry by {actor})", actor=actor
-        )
-        for s in dag.rerun_after_retry(everything.values(), [name])
-    ]
+    if old.status is StepStatus.FAILED:
+        changes += [
+            Change(
+                everything[s.name],
+                s,
+                log=f"runs again after {name} (retry by {actor})",
+                actor=actor,
+            )
+            for s in dag.rerun_after_retry(everything.values(), [name])
+        ]
     out = ready_only(await save_changes(conn, execution_id, changes))
     await refresh_execution_status(conn, execution_id)
     logger.info("execution %d: step %s retried by %s", execution_id, name, actor)
     return out
 
 
-async def retry_execution(conn: AsyncConnection, execution_id: int, actor: str) -> list[Saved]:
-    """Retry every FAILED step; what they blocked runs once they succeed; succeeded stays."""
+def _retry_change(
+    row: StepRow, new: dag.StepState, actor: str, *, force: bool, gone: bool
+) -> Change:
+    old = row.state
+    if old.status is not StepStatus.RUNNING:
+        return Change(old, new, log=f"retry requested by {actor}", actor=actor)
+    on = f" on {row.worker}" if row.worker else ""
+    why = f"its worker{on} is gone" if gone else f"forced while running{on}"
+    return Change(
+        old,
+        new,
+        attempt_status="lost" if gone else "cancelled",
+        level="warning",
+        log=f"retry requested by {actor}: {why}; attempt {old.attempt} abandoned",
+        actor=actor,
+    )
+
+
+async def retry_execution(
+    conn: AsyncConnection,
+    execution_id: int,
+    actor: str,
+    *,
+    force: bool = False,
+    live: set[str] | None = None,
+) -> list[Saved]:
+    """Retry every FAILED step (and every RUNNING one whose worker is not in `live`, or with
+    `force` every running one); what they blocked runs once they succeed; succeeded stays."""
+    await lock_execution(conn, execution_id)
+    rows = {r.state.name: r for r in await load_steps(conn, execution_id)}
+    olds = {n: r.state for n, r in rows.items()}
+    movable = [
+        n
+        for n, r in rows.items()
+        if r.state.status is StepStatus.RUNNING and (force or (live is not None and _gone(r, live)))
+    ]
+    changes = []
+    for s in dag.retry_execution(olds.values(), movable):
+        old = olds[s.name]
+        if old.status is StepStatus.RUNNING:
+            gone = live is not None and _gone(rows[s.name], live)
+            changes.append(_retry_change(rows[s.name], s, actor, force=force, gone=gone))
+            continue
+        what = "retry" if old.status is StepStatus.FAILED else "run again"
+        changes.append(Change(old, s, log=f"{what} requested by {actor}", actor=actor))
+    out = ready_only(await save_changes(conn, execution_id, changes))
+    await refresh_execution_status(conn, execution_id)
+    logger.info("execution %d: %d steps retried by %s", execution_id, len(out), actor)
+    return out
+
+
+async def resume_execution(conn: AsyncConnection, execution_id: int, actor: str) -> list[Saved]:
+    """Resume a cancelled execution: cancelled steps go back to PENDING (and READY when their
+    dependencies are done, returned); what succeeded never runs again."""
     await lock_execution(conn, execution_id)
     olds = {r.state.name: r.state for r in await load_steps(conn, execution_id)}
     changes = [
-        Change(
-            olds[s.name],
-            s,
-            log=f"{'retry' if olds[s.name].status == 'failed' else 'run again'} requested by "
-            f"{actor}",
-            actor=actor,
-        )
-        for s in dag.retry_execution(olds.values())
+        Change(olds[s.name], s, log=f"resumed by {actor}", actor=actor)
+        for s in dag.resume_execution(olds.values())
     ]
-    out = ready_only(await save_changes(conn, execution_id, changes))
+    await save_changes(conn, execution_id, changes)
+    ready = await promote_all(conn, execution_id)
     await refresh_execution_status(conn, execution_id)
-    logger.info("execution %d: %d failed steps retried by %s", execution_id, len(out), actor)
-    return out
+    logger.info(
+        "execution %d: resumed by %s (%d steps, %d ready)",
+        execution_id,
+        actor,
+        len(changes),
+        len(ready),
+    )
+    return ready
 
 
 async def cancel_execution(conn: AsyncConnection, execution_id: int, actor: str) -> int:
@@ -352,3 +428,58 @@ async def cancel_execution(conn: AsyncConnection, execution_id: int, actor: str)
     await set_execution_status(conn, execution_id, ExecutionStatus.CANCELLED)
     logger.info("execution %d: cancelled by %s (%d steps)", execution_id, actor, len(changes))
     return len(changes)
+
+
+# --- reconciliation ----------------------------------------------------------------------------
+
+
+async def running_steps(conn: AsyncConnection, kind: str, older_than_s: float) -> list[StepRow]:
+    """RUNNING steps of `kind` (waiting or not) whose attempt started over `older_than_s` ago."""
+    rows = await conn.execute(
+        text(
+            f"SELECT {STEP_COLUMNS} FROM pipeline_step WHERE kind = :k AND status = 'running' "
+            "AND started_at < now() - make_interval(secs => :s) ORDER BY execution_id, name"
+        ),
+        {"k": kind, "s": older_than_s},
+    )
+    return [step_row(r) for r in rows.mappings()]
+
+
+async def requeue_step(
+    conn: AsyncConnection, execution_id: int, name: str, attempt: int, reason: str
+) -> list[Saved]:
+    """Requeue a RUNNING step as a new attempt if it is still at `attempt` (the lost one is
+    closed as `lost`); returns what became ready (nothing when it moved on meanwhile)."""
+    await lock_execution(conn, execution_id)
+    rows = await load_steps(conn, execution_id, [name])
+    if not rows or rows[0].state.status is not StepStatus.RUNNING:
+        return []
+    old = rows[0].state
+    if old.attempt != attempt:
+        return []
+    change = Change(
+        old, dag.requeue(old), attempt_status="lost", level="warning", log=reason, actor="system"
+    )
+    out = ready_only(await save_changes(conn, execution_id, [change]))
+    await refresh_execution_status(conn, execution_id)
+    logger.info("execution %d: %s requeued: %s", execution_id, name, reason)
+    return out
+
+
+async def redo_steps(
+    conn: AsyncConnection, execution_id: int, names: Sequence[str], reason: str
+) -> list[Saved]:
+    """Run finished (succeeded/skipped) steps again: PENDING, then READY when their
+    dependencies are done (returned). Steps not done are left as they are."""
+    await lock_execution(conn, execution_id)
+    olds = {r.state.name: r.state for r in await load_steps(conn, execution_id, names)}
+    changes = [
+        Change(old, dag.redo(old), log=reason, actor="system") for old in olds.values() if old.done
+    ]
+    if not changes:
+        return []
+    await save_changes(conn, execution_id, changes)
+    ready = await promote_all(conn, execution_id)
+    await refresh_execution_status(conn, execution_id)
+    logger.info("execution %d: %s run again: %s", execution_id, ", ".join(olds), reason)
+    return ready

@@ -215,3 +215,100 @@ async def test_a_settled_dependency_is_promoted_after_a_failure_and_runs_again_o
 async def test_a_plain_dependency_is_not_promoted_after_a_failure(clean_db: AsyncEngine) -> None:
     eid = await new_execution(clean_db, "strict", [st("probe:1"), st("render", "probe:*")])
     assert await run_step(clean_db, eid, "probe:1", ok=False) == []
+
+
+async def claim(engine: AsyncEngine, eid: int, name: str, worker: str) -> None:
+    async with engine.begin() as conn:
+        row = (await repo.load_steps(conn, eid, [name]))[0]
+        running = dag.start(row.state, row.state.attempt)
+        saved = await repo.save_changes(conn, eid, [repo.Change(row.state, running, worker=worker)])
+        await repo.open_attempts(conn, [(saved[0].step_id, saved[0].attempt)], worker)
+
+
+async def test_retry_moves_a_running_step_of_a_gone_worker_or_when_forced(
+    clean_db: AsyncEngine, pg: asyncpg.Connection
+) -> None:
+    eid = await new_execution(clean_db, "stuck", [st("render"), st("publish", "render")])
+    await claim(clean_db, eid, "render", "w-live")
+    async with clean_db.begin() as conn:
+        with pytest.raises(InvalidTransition, match="live worker"):
+            await repo.retry_step(conn, eid, "render", "ops", live={"w-live"})
+    async with clean_db.begin() as conn:  # its worker stopped beating
+        ready = await repo.retry_step(conn, eid, "render", "ops", live=set())
+    assert [(s.name, s.attempt) for s in ready] == [("render", 2)]
+    await claim(clean_db, eid, "render", "w-live")
+    async with clean_db.begin() as conn:  # forced on a live worker, execution-wide
+        ready = await repo.retry_execution(conn, eid, "boss", force=True, live={"w-live"})
+    assert [(s.name, s.attempt) for s in ready] == [("render", 3)]
+    tries = await pg.fetch(
+        "SELECT a.attempt, a.status FROM pipeline_step_attempt a JOIN pipeline_step s "
+        "ON s.id = a.step_id WHERE s.name = 'render' ORDER BY a.attempt"
+    )
+    assert [tuple(r) for r in tries] == [(1, "lost"), (2, "cancelled")]
+    log = [
+        tuple(r)
+        for r in await pg.fetch(
+            "SELECT l.actor, l.message FROM pipeline_step_log l JOIN pipeline_step s "
+            "ON s.id = l.step_id WHERE s.name = 'render' ORDER BY l.id"
+        )
+    ]
+    assert log == [
+        ("ops", "retry requested by ops: its worker on w-live is gone; attempt 1 abandoned"),
+        ("boss", "retry requested by boss: forced while running on w-live; attempt 2 abandoned"),
+    ]
+    assert await run_step(clean_db, eid, "render") == ["publish"]
+
+
+async def test_a_cancelled_execution_resumes_and_what_succeeded_stays(
+    clean_db: AsyncEngine, pg: asyncpg.Connection
+) -> None:
+    eid = await new_execution(clean_db, "resume", [st("a"), st("b", "a"), st("c", "b")])
+    await run_step(clean_db, eid, "a")
+    await claim(clean_db, eid, "b", "w")
+    async with clean_db.begin() as conn:
+        assert await repo.cancel_execution(conn, eid, "ops") == 2
+    assert await execution_status(pg, eid) == "cancelled"
+    async with clean_db.begin() as conn:
+        ready = await repo.resume_execution(conn, eid, "ops2")
+    assert [(s.name, s.attempt) for s in ready] == [("b", 2)]
+    assert await execution_status(pg, eid) == "running"
+    assert await run_step(clean_db, eid, "b") == ["c"]
+    await run_step(clean_db, eid, "c")
+    assert await execution_status(pg, eid) == "succeeded"
+    rows = {
+        r["name"]: r["attempt"] for r in await pg.fetch("SELECT name, attempt FROM pipeline_step")
+    }
+    assert rows == {"a": 1, "b": 2, "c": 1}
+    resumed = await pg.fetch(
+        "SELECT s.name FROM pipeline_step_log l JOIN pipeline_step s ON s.id = l.step_id "
+        "WHERE l.actor = 'ops2' AND l.message = 'resumed by ops2' ORDER BY s.name"
+    )
+    assert [r["name"] for r in resumed] == ["b", "c"]
+
+
+async def test_requeue_step_and_redo_steps_are_guarded(
+    clean_db: AsyncEngine, pg: asyncpg.Connection
+) -> None:
+    eid = await new_execution(clean_db, "rq", [st("render"), st("group")])
+    await claim(clean_db, eid, "render", "w")
+    async with clean_db.begin() as conn:
+        assert await repo.running_steps(conn, "noop", 3600) == []
+        found = await repo.running_steps(conn, "noop", 0)
+    assert [r.state.name for r in found] == ["render"]
+    async with clean_db.begin() as conn:  # an older attempt: nothing moves
+        assert await repo.requeue_step(conn, eid, "render", 7, "why") == []
+    async with clean_db.begin() as conn:
+        ready = await repo.requeue_step(conn, eid, "render", 1, "job gone: requeued")
+    assert [(s.name, s.attempt) for s in ready] == [("render", 2)]
+    await run_step(clean_db, eid, "group")
+    async with clean_db.begin() as conn:
+        ready = await repo.redo_steps(conn, eid, ["group", "render"], "late landing")
+    assert [(s.name, s.attempt) for s in ready] == [("group", 2)]  # render was not done
+    log = await pg.fetch(
+        "SELECT s.name, l.message, l.actor FROM pipeline_step_log l JOIN pipeline_step s "
+        "ON s.id = l.step_id WHERE l.actor = 'system' AND l.message <> 'x' ORDER BY l.id"
+    )
+    assert [tuple(r) for r in log] == [
+        ("render", "job gone: requeued", "system"),
+        ("group", "late landing", "system"),
+    ]
