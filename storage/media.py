@@ -265,3 +265,85 @@ async def claim_output_name(conn: AsyncConnection, key: str, name: str) -> str |
         ),
         {"k": key, "n": name},
     )
+
+
+# --- reconciliation: what the ledger says that a lost message would have said ----------------
+
+
+@dataclass(frozen=True)
+class LandedCopy:
+    """A copy step still running (waiting) or failed although its file is imported."""
+
+    execution_id: int
+    attempt: int
+    status: str  # running | failed
+    file_id: int
+    qr: bool
+    stored_path: str | None
+
+
+async def landed_copy_steps(conn: AsyncConnection, grace_s: float) -> list[LandedCopy]:
+    """Every copy step whose file was imported more than `grace_s` ago but which was never
+    told (its landing message was lost): one query for the whole ledger."""
+    rows = await conn.execute(
+        text(
+            "SELECT s.execution_id, s.attempt, s.status, f.id AS file_id, "
+            "COALESCE((s.input->>'qr')::boolean, false) AS qr, f.stored_path "
+            "FROM pipeline_step s JOIN imported_file f "
+            "  ON s.name ~ '^copy:[0-9]+$' AND f.id = CAST(substr(s.name, 6) AS bigint) "
+            "WHERE s.kind = 'copy' AND s.status IN ('running', 'failed') "
+            "AND f.status = 'imported' "
+            "AND f.imported_at < now() - make_interval(secs => :g) "
+            "ORDER BY s.execution_id, f.id"
+        ),
+        {"g": grace_s},
+    )
+    return [
+        LandedCopy(
+            int(r.execution_id),
+            int(r.attempt),
+            str(r.status),
+            int(r.file_id),
+            bool(r.qr),
+            r.stored_path,
+        )
+        for r in rows
+    ]
+
+
+async def undecoded_candidates(conn: AsyncConnection) -> list[tuple[int, int]]:
+    """(import execution, file) of QR candidates that were imported and whose copy step
+    succeeded, but that have no QR scan and no `qr:<file>` step in that execution."""
+    rows = await conn.execute(
+        text(
+            "SELECT c.execution_id, f.id FROM imported_file f "
+            "JOIN pipeline_step c ON c.kind = 'copy' AND c.status = 'succeeded' "
+            "  AND c.name = 'copy:' || f.id::text "
+            "  AND COALESCE((c.input->>'qr')::boolean, false) "
+            "WHERE f.kind = 'qr_candidate' AND f.status = 'imported' "
+            "AND NOT EXISTS (SELECT 1 FROM qr_scan q WHERE q.file_id = f.id) "
+            "AND NOT EXISTS (SELECT 1 FROM pipeline_step q WHERE q.execution_id = c.execution_id "
+            "  AND q.name = 'qr:' || f.id::text) "
+            "ORDER BY 1, 2"
+        )
+    )
+    return [(int(r[0]), int(r[1])) for r in rows]
+
+
+async def stale_groups(conn: AsyncConnection) -> list[int]:
+    """Import executions whose `group` succeeded before one of its listed files (not a proxy,
+    not in any session yet) was imported or decoded: their grouping is to be redone."""
+    rows = await conn.execute(
+        text(
+            "SELECT s.execution_id FROM pipeline_step s "
+            "WHERE s.kind = 'group' AND s.status = 'succeeded' AND s.finished_at IS NOT NULL "
+            "AND jsonb_typeof(s.input->'file_ids') = 'array' AND EXISTS ("
+            "  SELECT 1 FROM jsonb_array_elements_text(s.input->'file_ids') i(id) "
+            "  JOIN imported_file f ON f.id = CAST(i.id AS bigint) "
+            "  WHERE f.kind <> 'proxy' AND f.session_key IS NULL "
+            "  AND (f.imported_at > s.finished_at OR EXISTS (SELECT 1 FROM qr_scan q "
+            "       WHERE q.file_id = f.id AND q.scanned_at > s.finished_at))) "
+            "ORDER BY 1"
+        )
+    )
+    return [int(r[0]) for r in rows]

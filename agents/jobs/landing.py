@@ -4,20 +4,30 @@ Ingest calls :func:`copy_landed` after it recorded a copy result. A RUNNING (wai
 gets its result for its current attempt; a FAILED one (the card was pulled earlier) is retried,
 and its handler then finds the file imported. A READY step needs nothing: its handler will see
 the file's status when it runs. Both ways are idempotent, so a redelivered result is harmless.
+
+:func:`reconcile_landed` is the same told from PostgreSQL, for landings whose message was lost
+(the broker died between the import and the result): every pass of the reconciler finds the
+copy steps still running or failed whose file is imported, and tells them exactly what the
+landing would have.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from sqlalchemy import text
 
 from agents.jobs.context import JobContext
 from agents.jobs.kinds import after_copy
 from agents.pipeline import orchestrator
+from storage import media
 from streams import records
 
 logger = logging.getLogger(__name__)
+
+#: A file imported this long ago whose copy step was not told has lost its landing message.
+LANDED_GRACE_S = 3.0
 
 
 async def copy_landed(ctx: JobContext, file_id: int, *, imported: bool, reason: str = "") -> None:
@@ -35,39 +45,13 @@ async def copy_landed(ctx: JobContext, file_id: int, *, imported: bool, reason: 
         stored = await conn.scalar(
             text("SELECT stored_path FROM imported_file WHERE id = :id"), {"id": file_id}
         )
-    for execution_id, attempt, status, step_input in rows:
-        if status == "failed":
-            if imported:
-                await orchestrator.retry(
-                    ctx.engine,
-                    ctx.emitter,
-                    int(execution_id),
-                    step=name,
-                    actor="system:copy-landed",
-                )
-            continue
-        qr = bool((step_input or {}).get("qr"))
-        if imported:
-            result = records.StepResult(
-                execution_id=int(execution_id),
-                step=name,
-                attempt=int(attempt),
-                status="succeeded",
-                output={"file_id": file_id, "stored_path": stored},
-                worker="ingest",
-                spawn=after_copy(file_id, qr),
-            )
-        else:
-            result = records.StepResult(
-                execution_id=int(execution_id),
-                step=name,
-                attempt=int(attempt),
-                status="failed",
-                error=f"copy failed: {reason}"[:4000],
-                retryable=False,
-                worker="ingest",
-            )
-        await ctx.send_result(str(execution_id).encode(), records.encode(result))
+    steps = [
+        media.LandedCopy(
+            int(eid), int(attempt), str(status), file_id, bool((inp or {}).get("qr")), stored
+        )
+        for eid, attempt, status, inp in rows
+    ]
+    await _tell(ctx, steps, imported=imported, reason=reason, actor="system:copy-landed")
     if rows:
         logger.info(
             "file %d %s: %d copy step(s) told",
@@ -75,3 +59,59 @@ async def copy_landed(ctx: JobContext, file_id: int, *, imported: bool, reason: 
             "landed" if imported else "failed",
             len(rows),
         )
+
+
+async def _tell(
+    ctx: JobContext,
+    steps: Sequence[media.LandedCopy],
+    *,
+    imported: bool,
+    reason: str = "",
+    actor: str,
+) -> None:
+    for s in steps:
+        name = f"copy:{s.file_id}"
+        if s.status == "failed":
+            if imported:
+                await orchestrator.retry(
+                    ctx.engine, ctx.emitter, s.execution_id, step=name, actor=actor
+                )
+            continue
+        if imported:
+            result = records.StepResult(
+                execution_id=s.execution_id,
+                step=name,
+                attempt=s.attempt,
+                status="succeeded",
+                output={"file_id": s.file_id, "stored_path": s.stored_path},
+                worker="ingest",
+                spawn=after_copy(s.file_id, s.qr),
+            )
+        else:
+            result = records.StepResult(
+                execution_id=s.execution_id,
+                step=name,
+                attempt=s.attempt,
+                status="failed",
+                error=f"copy failed: {reason}"[:4000],
+                retryable=False,
+                worker="ingest",
+            )
+        await ctx.send_result(str(s.execution_id).encode(), records.encode(result))
+
+
+async def reconcile_landed(ctx: JobContext, grace_s: float = LANDED_GRACE_S) -> int:
+    """Tell the copy steps whose file is imported but who never heard (a lost landing)."""
+    async with ctx.engine.connect() as conn:
+        steps = await media.landed_copy_steps(conn, grace_s)
+    if not steps:
+        return 0
+    await _tell(ctx, steps, imported=True, actor="system:reconcile")
+    for s in steps:
+        logger.warning(
+            "execution %d: copy:%d (%s) was never told its file landed; told now",
+            s.execution_id,
+            s.file_id,
+            s.status,
+        )
+    return len(steps)

@@ -9,7 +9,11 @@ session's own output name (agents/render/identity.py). The rules, checked on eve
 - a file at the destination without a manifest is touched only if it holds exactly the bytes this
   render staged (an earlier attempt moved it and died before writing the manifest);
 - a re-render of the same session replaces its own files, each by an atomic rename;
-- an output already published from the same inputs is kept as it is.
+- an output already published from the same inputs is kept as it is;
+- a render that lacks a clip of its session which was not deliberately left out (unreadable:
+  `imported_file.probe_error`, with a session warning) is never published: the step fails as
+  retryable and tries again (a session is never published with fewer clips than it was
+  grouped with).
 
 The first publish of a name claims it by creating the manifest with a hard link (atomic, never
 overwrites), so two publishes racing for one name cannot both win. The manifest is rewritten after
@@ -19,17 +23,18 @@ move instead of starting over or giving up.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agents.jobs import render
 from agents.jobs.context import JobContext
-from agents.pipeline.errors import PermanentStepError
+from agents.pipeline.errors import PermanentStepError, RetryableStepError
 from agents.pipeline.handlers import StepContext, StepOutput
 from agents.render.identity import (
     Manifest,
@@ -182,6 +187,45 @@ def publish_files(rendered: Rendered, output_dir: Path) -> dict[str, object]:
     return _result(folder, staged, reused=False, replaced=replaced)
 
 
+def missing_clips(
+    session_ids: Sequence[int], rendered_ids: Collection[int], left_out: Collection[int]
+) -> list[int]:
+    """Clips of the session neither rendered into the video nor deliberately left out (pure)."""
+    return [i for i in session_ids if i not in rendered_ids and i not in left_out]
+
+
+def _rendered_ids(path: Path) -> list[int] | None:
+    """Clip ids the manifest says were rendered; None when it does not name them (older)."""
+    try:
+        manifest = read_manifest(path)
+    except ManifestError:
+        return None
+    clips = manifest.inputs.get("clips") if manifest is not None else None
+    if not isinstance(clips, list) or not all(isinstance(c, dict) and "id" in c for c in clips):
+        return None
+    return [int(c["id"]) for c in clips]
+
+
+async def _check_clips(jc: JobContext, rendered: Rendered) -> None:
+    ids = await asyncio.to_thread(_rendered_ids, rendered.manifest)
+    if ids is None:
+        return  # publish_files reports a missing manifest itself
+    async with jc.engine.connect() as conn:
+        session = await media.load_session(conn, rendered.session_key)
+        if session is None:
+            return
+        rows = await media.load_files(conn, session.file_ids)
+    known = {r.id for r in rows}
+    left_out = {r.id for r in rows if r.probe_error} | (set(session.file_ids) - known)
+    missing = missing_clips(session.file_ids, set(ids), left_out)
+    if missing:
+        raise RetryableStepError(
+            f"the render holds {len(ids)} of the session's {len(session.file_ids)} clips "
+            f"(clips {', '.join(map(str, missing))} are neither in it nor left out): not "
+            "publishing it; render the session again"
+        )
+
+
 async def publish(jc: JobContext, ctx: StepContext, request: records.StepRequest) -> StepOutput:
     """The publish handler: the render step's output, published; a counter when new."""
     rendered = Rendered.from_output(await render.render_output(jc, request.execution_id))
@@ -190,6 +234,7 @@ async def publish(jc: JobContext, ctx: StepContext, request: records.StepRequest
         raise PermanentStepError(
             f"the render step rendered session {rendered.session_key!r}, not {session!r}"
         )
+    await _check_clips(jc, rendered)
     out = await ctx.run_blocking(publish_files, rendered, jc.settings.output_dir)
     if not out["reused"]:
         async with jc.engine.begin() as conn:

@@ -12,21 +12,26 @@ nothing twice, and a new attempt (retry) is a new job.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from saq import Queue
+from saq.job import Status
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.jobs.context import JobContext
 from agents.pipeline.errors import PermanentStepError
+from agents.pipeline.orchestrator import send_requests
 from agents.render.identity import output_name
-from agents.render.queue import RENDER_FUNCTION
+from agents.render.queue import RENDER_FUNCTION, job_key, recovered_output
 from storage import media
+from storage import pipeline as repo
 from streams import records
 from streams.topics import Names
 
@@ -38,12 +43,24 @@ logger = logging.getLogger(__name__)
 JOB_TIMEOUT_S = 3 * 3600
 
 
+class ClipsPending(Exception):
+    """Some clips of the session are neither ready nor deliberately left out: the render waits
+    (a session is never rendered, nor published, with fewer clips than it was grouped with)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
 def choose_footage(
     file_ids: Sequence[int], rows: Mapping[int, media.FileRow]
-) -> tuple[list[media.FileRow], list[str]]:
-    """The clips a render can use, in session order, and a warning for each one left out."""
+) -> tuple[list[media.FileRow], list[str], list[str]]:
+    """The clips a render can use, in session order; a warning for each one deliberately left
+    out (unreadable, or not in the ledger); and why each clip not ready yet is not (not
+    imported, or not probed yet): with any of the last, the render must wait."""
     kept: list[media.FileRow] = []
     left_out: list[str] = []
+    pending: list[str] = []
     for file_id in file_ids:
         r = rows.get(file_id)
         if r is None:
@@ -53,12 +70,12 @@ def choose_footage(
             left_out.append(f"{r.name} left out of the video: not a readable video ({detail})")
         elif r.status != "imported" or not r.stored_path:
             why = f"{r.status}: {r.reason}" if r.reason else r.status
-            left_out.append(f"{r.name} left out of the video: not copied from the card ({why})")
+            pending.append(f"{r.name} is not copied from the card yet ({why})")
         elif r.duration_s is None:
-            left_out.append(f"{r.name} left out of the video: it was never probed")
+            pending.append(f"{r.name} is not probed yet")
         else:
             kept.append(r)
-    return kept, left_out
+    return kept, left_out, pending
 
 
 def session_output_name(session: media.SessionRow, rows: Sequence[media.FileRow]) -> str:
@@ -77,15 +94,19 @@ def session_output_name(session: media.SessionRow, rows: Sequence[media.FileRow]
 class _Built:
     payload: dict[str, object] | None
     error: str = ""
+    pending: str = ""
 
 
 async def render_request(
     jc: JobContext, session_key: str, execution_id: int | None = None
 ) -> dict[str, object]:
-    """The render job of a session, from the ledger; left-out clips become session warnings."""
+    """The render job of a session, from the ledger; left-out clips become session warnings.
+    Raises ClipsPending while a clip is not ready, PermanentStepError when none can render."""
     async with jc.engine.begin() as conn:
         built = await _build(jc, conn, session_key, execution_id)
     # raised after the commit: the warnings of a session that cannot render are kept
+    if built.pending:
+        raise ClipsPending(built.pending)
     if built.payload is None:
         raise PermanentStepError(built.error)
     return built.payload
@@ -100,10 +121,15 @@ async def _build(
     if not session.booking_id:
         return _Built(None, f"session {session_key} has no booking")
     rows = {r.id: r for r in await media.load_files(conn, session.file_ids)}
-    kept, left_out = choose_footage(session.file_ids, rows)
+    kept, left_out, pending = choose_footage(session.file_ids, rows)
     for warning in left_out:
         if await media.add_session_warning(conn, session_key, warning):
             logger.warning("session %s: %s", session_key, warning)
+    if pending:
+        why = "; ".join(pending[:3]) + (
+            f" (and {len(pending) - 3} more)" if len(pending) > 3 else ""
+        )
+        return _Built(None, pending=f"waiting for every clip of the session: {why}")
     if not kept:
         why = "; ".join(left_out) or "the session has no footage"
         return _Built(None, f"session {session_key}: no clip can be rendered ({why})")
@@ -163,11 +189,16 @@ class RenderDispatcher:
         try:
             session = str((request.input or {}).get("session", ""))
             payload = await render_request(self.jc, session, request.execution_id)
+        except ClipsPending as exc:
+            # the reconciler requeues it once every clip is there (reconcile_renders)
+            await self._send(request, "waiting", exc.reason)
+            logger.info("execution %d: render waits: %s", request.execution_id, exc.reason)
+            return
         except PermanentStepError as exc:
-            await self._fail(request, exc.reason)
+            await self._send(request, "failed", exc.reason)
             return
         queue = await self.queue()
-        key = f"{request.execution_id}:{request.step}:{request.attempt}"
+        key = job_key(request.execution_id, request.step, request.attempt)
         job = await queue.enqueue(
             RENDER_FUNCTION,
             key=key,
@@ -189,12 +220,12 @@ class RenderDispatcher:
             "" if job else " (exists)",
         )
 
-    async def _fail(self, request: records.StepRequest, reason: str) -> None:
+    async def _send(self, request: records.StepRequest, status: str, reason: str) -> None:
         result = records.StepResult(
             execution_id=request.execution_id,
             step=request.step,
             attempt=request.attempt,
-            status="failed",
+            status=status,
             error=reason,
             retryable=False,
             worker="render-dispatch",
@@ -225,3 +256,129 @@ async def render_output(jc: JobContext, execution_id: int) -> dict[str, str]:
             "version?): retry the render"
         )
     return {k: str(output[k]) for k in _RENDER_OUTPUT_KEYS}
+
+
+# --- reconciliation: render steps checked against the render queue and the outputs ------------
+
+#: The dispatcher enqueues within milliseconds of its claim; a render step claimed longer ago
+#: than this has a job, or lost it.
+RENDER_GRACE_S = 10.0
+#: saq's own sweep retries a job whose worker stopped beating after its heartbeat; when no
+#: render worker is alive to sweep it, after this many heartbeats the step is requeued.
+STUCK_HEARTBEATS = 3
+
+
+class RenderCheck:
+    """The reconciler's render rule (registered as a Registry check in agents/jobs/steps.py).
+
+    For every RUNNING render step older than RENDER_GRACE_S:
+      - waiting for clips: requeued once every clip of the session is there;
+      - its saq job finished: its result (the job's, else re-derived from the output manifest)
+        is sent as the render worker would have — a finished render is published, never
+        rendered again; a job that failed with no output sends the failure;
+      - its job is gone (Redis lost it, the dispatch died before enqueueing): the output of
+        the same inputs, if staged or published, is its result; else the step is requeued;
+      - its job is active but not touched for STUCK_HEARTBEATS heartbeats: aborted, requeued.
+    """
+
+    def __init__(self, jc: JobContext, grace_s: float = RENDER_GRACE_S) -> None:
+        self.jc = jc
+        self.grace_s = grace_s
+        self._queue: Queue | None = None
+
+    async def queue(self) -> Queue:
+        if self._queue is None:
+            queue = Queue.from_url(
+                self.jc.settings.redis_url, name=Names(self.jc.settings.topic_prefix).render_queue
+            )
+            await queue.connect()
+            self._queue = queue
+        return self._queue
+
+    async def __call__(self) -> int:
+        async with self.jc.engine.connect() as conn:
+            rows = await repo.running_steps(conn, "render", self.grace_s)
+        if not rows:
+            return 0
+        queue = await self.queue()
+        moved = 0
+        for r in rows:
+            moved += await self.check(queue, r)
+        return moved
+
+    async def check(self, queue: Queue, r: repo.StepRow) -> int:
+        eid, step = r.execution_id, r.state
+        session = str(r.input.get("session", ""))
+        if step.waiting_for:
+            try:
+                await render_request(self.jc, session, eid)
+            except ClipsPending:
+                return 0
+            except PermanentStepError:
+                pass  # the new attempt fails with the reason
+            return await self._requeue(r, "every clip of the session is there: render requeued")
+        key = job_key(eid, step.name, step.attempt)
+        job = await queue.job(key)
+        if job is not None and job.status is Status.COMPLETE and isinstance(job.result, dict):
+            await self._result(r, "succeeded", output=dict(job.result))
+            logger.warning("execution %d: render job %s finished, result re-sent", eid, key)
+            return 1
+        if job is None or job.status in (Status.FAILED, Status.ABORTED):
+            out = await self._output(session, eid)
+            if out is not None:
+                await self._result(r, "succeeded", output=out)
+                logger.warning(
+                    "execution %d: render job %s %s but its output is there: result re-derived "
+                    "from the manifest",
+                    eid,
+                    key,
+                    "is gone" if job is None else str(job.status),
+                )
+                return 1
+            if job is None:
+                return await self._requeue(
+                    r, f"render job {key} is gone from the queue and left no output: requeued"
+                )
+            await self._result(r, "failed", error=job.error or f"render job {key} {job.status}")
+            return 1
+        if job.status in (Status.ACTIVE, Status.ABORTING) and self._stuck(job.touched, job):
+            await queue.abort(job, "its render worker stopped heart-beating")
+            return await self._requeue(
+                r, f"render job {key}: its worker stopped heart-beating: requeued"
+            )
+        return 0
+
+    def _stuck(self, touched: int, job: object) -> bool:
+        beat = float(getattr(job, "heartbeat", 0) or self.jc.settings.render_heartbeat_s)
+        return bool(touched) and time.time() * 1000 - touched > STUCK_HEARTBEATS * beat * 1000
+
+    async def _output(self, session: str, eid: int) -> dict[str, object] | None:
+        try:
+            payload = await render_request(self.jc, session, eid)
+        except (ClipsPending, PermanentStepError):
+            return None
+        s = self.jc.settings
+        return await asyncio.to_thread(recovered_output, payload, (s.render_staging, s.output_dir))
+
+    async def _requeue(self, r: repo.StepRow, reason: str) -> int:
+        async with self.jc.engine.begin() as conn:
+            ready = await repo.requeue_step(
+                conn, r.execution_id, r.state.name, r.state.attempt, reason
+            )
+        await send_requests(self.jc.emitter, ready, None)
+        return len(ready)
+
+    async def _result(self, r: repo.StepRow, status: str, **fields: object) -> None:
+        result = records.StepResult(
+            execution_id=r.execution_id,
+            step=r.state.name,
+            attempt=r.state.attempt,
+            status=status,
+            worker="reconcile",
+            **fields,  # type: ignore[arg-type]
+        )
+        await self.jc.send_result(str(r.execution_id).encode(), records.encode(result))
+
+    async def close(self) -> None:
+        if self._queue is not None:
+            await self._queue.disconnect()

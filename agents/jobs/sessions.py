@@ -4,21 +4,33 @@ The grouping itself is pure (agents/sessions.py); this module feeds it from the 
 the sessions (upsert by key: a rerun records nothing twice) and starts their executions
 (idempotent by key ``jump:<session>``). Files that already belong to a session (an earlier
 insertion of the card) are left where they are.
+
+:func:`reconcile_groups` is the reconciler's rule for groupings (agents/pipeline/reconcile.py):
+a QR candidate imported but never decoded (no scan, no ``qr:`` step: its spawn was lost) gets
+its ``probe``/``qr`` steps, and a ``group`` that ran before one of its files landed or was
+decoded is run again — idempotently, since sessions are keyed and files already in a session
+stay where they are.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agents.jobs import kinds
 from agents.jobs.context import JobContext
 from agents.jobs.kinds import jump_steps
-from agents.pipeline.orchestrator import start_execution
+from agents.pipeline import dag
+from agents.pipeline.orchestrator import send_requests, start_execution
 from agents.qr.payload import Booking
 from agents.sessions import CardFile, ClockPolicy, FileKind, JumpSession, QrOutcome, group_card
 from storage import cards, media
+from storage import pipeline as repo
 from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -176,3 +188,59 @@ async def group_and_start(jc: JobContext, card_id: str, file_ids: Sequence[int])
             "card %s: session %s (%s) -> jump execution %d", card_id, s.key, row.status, eid
         )
     return out
+
+
+async def reconcile_groups(jc: JobContext) -> int:
+    """Re-drive undecoded QR candidates and redo groupings whose inputs changed; returns how
+    many executions were moved."""
+    async with jc.engine.connect() as conn:
+        undecoded = await media.undecoded_candidates(conn)
+        stale = await media.stale_groups(conn)
+    moved = 0
+    by_execution: dict[int, list[int]] = {}
+    for eid, file_id in undecoded:
+        by_execution.setdefault(eid, []).append(file_id)
+    for eid in sorted(set(by_execution) | set(stale)):
+        try:
+            async with jc.engine.begin() as conn:
+                ready = await _regroup(jc, conn, eid, by_execution.get(eid, []))
+        except repo.StaleWrite:
+            continue  # changed meanwhile: next pass
+        await send_requests(jc.emitter, ready, None)
+        moved += 1
+    return moved
+
+
+async def _regroup(
+    jc: JobContext, conn: AsyncConnection, eid: int, files: list[int]
+) -> list[repo.Saved]:
+    await repo.lock_execution(conn, eid)
+    steps = {r.state.name: r.state for r in await repo.load_steps(conn, eid)}
+    group = steps.get("group")
+    if group is None or group.status not in (*dag.DONE, dag.StepStatus.PENDING):
+        return []  # running or about to: its next run reads the ledger anyway
+    why = (
+        f"QR clip(s) {', '.join(map(str, files))} were never decoded"
+        if files
+        else "a file of the listing landed or was decoded after the grouping"
+    )
+    if group.done:
+        await repo.save_changes(
+            conn, eid, [repo.Change(group, dag.redo(group), log=f"grouped again: {why}")]
+        )
+    new: list[dag.StepState] = []
+    inputs: dict[str, dict[str, object]] = {}
+    for file_id in files:
+        for d in kinds.after_copy(file_id, True):
+            name = str(d["name"])
+            if name in steps:
+                continue
+            state = jc.registry.new_step(name, str(d["kind"]))
+            new.append(dataclasses.replace(state, spawned_by=f"copy:{file_id}"))
+            value = d.get("input")
+            inputs[name] = dict(value) if isinstance(value, dict) else {}
+    await repo.add_steps(conn, eid, new, inputs)
+    ready = await repo.promote_all(conn, eid)
+    await repo.refresh_execution_status(conn, eid)
+    logger.warning("import execution %d: %s; grouping again", eid, why)
+    return ready

@@ -154,6 +154,20 @@ def make_handlers(jc: JobContext, handlers: Handlers) -> None:
     handlers.add(kinds.RENDER)
     handlers.add(kinds.PUBLISH, publish)
 
+    # what the reconciler re-derives from PostgreSQL for these pipelines (lost messages)
+    from agents.jobs import landing
+    from agents.jobs.render import RenderCheck
+
+    async def landed() -> int:
+        return await landing.reconcile_landed(jc)
+
+    async def groups() -> int:
+        return await jump_sessions.reconcile_groups(jc)
+
+    handlers.registry.add_check("copies-landed", landed)
+    handlers.registry.add_check("groups", groups)
+    handlers.registry.add_check("renders", RenderCheck(jc))
+
 
 async def _request_again(jc: JobContext, row: media.FileRow) -> None:
     """Ask the card's detector for the file again (it is sent on connect if offline now)."""

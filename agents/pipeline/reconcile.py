@@ -11,10 +11,15 @@ each, under the execution lock):
     `lost` and its late result, if any, is stale); so are the RUNNING agent steps of a worker
     that stopped heart-beating (storage/workers.py) — at once, not after the timeout;
   - the execution status is recomputed.
+Before that, the re-derivation rules the real pipelines registered (`Registry.add_check`) run:
+they look at what PostgreSQL (and the render queue) say happened and send what a lost message
+would have sent — a copy that landed, a render that finished — or requeue what is gone
+(agents/jobs/landing.py, render.py, sessions.py).
 So after a crashed worker or a broker that came back empty (the embedded one keeps topics in
 memory), every execution still completes. A step kind's `timeout_s` must exceed its longest
-honest attempt. Render-queue steps are left to their timeout: their work runs on a render worker
-(saq sweeps and retries it there), not in the Faust worker that claimed them.
+honest attempt. Render-queue steps are not requeued for a dead Faust worker: their work runs on
+a render worker; the render rule (agents/jobs/render.py) checks them against the saq job (its
+heartbeat, result or absence) instead.
 """
 
 from __future__ import annotations
@@ -46,11 +51,12 @@ class ReconcileReport:
     promoted: int = 0
     resent: int = 0
     requeued: int = 0
+    rederived: int = 0
 
 
-#: A worker not heard of for this long is taken for dead (it beats every HEARTBEAT_S).
-HEARTBEAT_S = 2.0
-DEAD_AFTER_S = 10.0
+# A worker not heard of for DEAD_AFTER_S is taken for dead (it beats every HEARTBEAT_S).
+HEARTBEAT_S = workers.HEARTBEAT_S
+DEAD_AFTER_S = workers.DEAD_AFTER_S
 
 
 def _lost_reason(
@@ -127,6 +133,7 @@ async def reconcile(
     heartbeats: bool = True,
 ) -> ReconcileReport:
     """One pass over every unfinished execution; see the module docstring."""
+    rederived = await run_checks(registry)
     async with engine.begin() as conn:
         eids = await repo.active_executions(conn)
         live = await workers.live_workers(conn, DEAD_AFTER_S) if heartbeats else None
@@ -141,10 +148,27 @@ async def reconcile(
         promoted += len(new) - lost
         resent += len(again)
         requeued += lost
-    report = ReconcileReport(len(eids), promoted, resent, requeued)
-    if promoted or resent or requeued:
+    report = ReconcileReport(len(eids), promoted, resent, requeued, rederived)
+    if promoted or resent or requeued or rederived:
         logger.info("reconciled: %s", report)
     return report
+
+
+async def run_checks(registry: Registry) -> int:
+    """Run every registered re-derivation rule; one that fails is logged and the rest go on."""
+    total = 0
+    for name, check in registry.checks():
+        try:
+            moved = await check()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("reconcile rule %s failed; next pass", name)
+            continue
+        if moved:
+            logger.info("reconcile rule %s: %d re-derived", name, moved)
+        total += moved
+    return total
 
 
 async def requeue_dead(engine: AsyncEngine, registry: Registry, emitter: Emitter) -> int:

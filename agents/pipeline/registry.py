@@ -10,7 +10,7 @@ neither Faust nor Redis.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -20,6 +20,10 @@ from agents.pipeline.step import StepState
 logger = logging.getLogger(__name__)
 
 RunsOn = Literal["agent", "render_queue"]
+#: A re-derivation rule the reconciler runs every pass (see agents/pipeline/reconcile.py):
+#: it looks at PostgreSQL (and the render queue) and re-sends what a lost message would have
+#: done; returns how many things it moved.
+Check = Callable[[], Awaitable[int]]
 RUNS_ON: frozenset[str] = frozenset(get_args(RunsOn))
 
 
@@ -50,6 +54,7 @@ class Registry:
 
     def __init__(self, kinds: Iterable[StepKind] = ()) -> None:
         self._kinds: dict[str, StepKind] = {}
+        self._checks: dict[str, Check] = {}
         for kind in kinds:
             self.register(kind)
 
@@ -83,6 +88,14 @@ class Registry:
 
     def running_on(self, runs_on: RunsOn) -> list[StepKind]:
         return [k for k in self if k.runs_on == runs_on]
+
+    def add_check(self, name: str, check: Check) -> None:
+        """Register a reconciliation rule of the pipelines that own these kinds (by name:
+        registering a name again replaces it)."""
+        self._checks[name] = check
+
+    def checks(self) -> list[tuple[str, Check]]:
+        return sorted(self._checks.items(), key=lambda item: item[0])
 
     def check(self, steps: Iterable[StepState]) -> None:
         """Raise UnknownStepKind for the first step whose kind is not registered."""

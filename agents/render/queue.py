@@ -29,7 +29,8 @@ from saq.types import Context, SettingsDict
 
 from agents.render.branding import Branding, BrandingError
 from agents.render.errors import RenderError
-from agents.render.job import SessionOutput, render_session
+from agents.render.identity import ManifestError, fingerprint, manifest_path, read_manifest
+from agents.render.job import SessionOutput, render_inputs, render_session
 from agents.render.plan import Clip
 
 if TYPE_CHECKING:
@@ -184,6 +185,52 @@ async def render_job(ctx: Context, *, request: dict[str, object]) -> dict[str, o
         "skipped": out.skipped,
         "elapsed_s": round(out.elapsed_s, 3),
     }
+
+
+def job_key(execution_id: int, step: str, attempt: int) -> str:
+    """The saq job key of one attempt of a render step: a redelivery enqueues nothing twice."""
+    return f"{execution_id}:{step}:{attempt}"
+
+
+def recovered_output(
+    request: Mapping[str, object], roots: Sequence[Path]
+) -> dict[str, object] | None:
+    """The result `render_job` gave (or would give) for `request`, re-derived from an output
+    manifest under one of `roots` (staging, then published) that names this session and the
+    same input fingerprint, with its video and poster in place; None when there is none.
+    Blocking (reads files): run it in a thread. How a render whose result was lost is
+    published without rendering it again."""
+    try:
+        job = decode_request(request, RenderWorkerConfig())
+    except RenderError:
+        return None
+    out = job.output
+    fp = fingerprint(render_inputs(job.clips, job.branding, job.passenger_name, out))
+    for root in roots:
+        folder = root / out.name
+        path = manifest_path(folder, out.name)
+        try:
+            found = read_manifest(path)
+        except ManifestError:
+            continue
+        if found is None or found.session_key != out.session_key or found.fingerprint != fp:
+            continue
+        video, poster = found.files.get("video"), found.files.get("poster")
+        if video is None or poster is None:
+            continue
+        if not (video.same_size(folder / video.name) and poster.same_size(folder / poster.name)):
+            continue
+        return {
+            "video": str(folder / video.name),
+            "poster": str(folder / poster.name),
+            "manifest": str(path),
+            "session_key": out.session_key,
+            "output_name": out.name,
+            "fingerprint": fp,
+            "skipped": True,
+            "recovered": True,
+        }
+    return None
 
 
 def make_queue(config: RenderWorkerConfig) -> Queue:
