@@ -107,6 +107,10 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Detec
             reconnect_min=float(env.get("reconnect_min", "0.5")),
             reconnect_max=float(env.get("reconnect_max", "30")),
             once_idle_seconds=float(env.get("once_idle_seconds", "3")),
+            card_wait_seconds=float(env.get("card_wait_seconds", "30")),
+            space_wait_seconds=float(env.get("space_wait_seconds", "1800")),
+            space_retry_min=float(env.get("space_retry_min", "1")),
+            space_retry_max=float(env.get("space_retry_max", "30")),
         )
     except ValueError as exc:  # SettingsError, or a number that does not parse
         raise SettingsError(str(exc)) from None

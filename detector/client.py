@@ -15,11 +15,14 @@ drive it against a real socket with a ``stop`` event). It runs, side by side:
   rather than hammering the hub forever. 4000 (this detector connected again elsewhere) -> 3;
 * copy workers (``detector/requests.py``): requests wait in a priority queue and run in a
   thread, one or two at a time, with throttled ``copy_progress`` and one ``copy_result``;
-  results that could not be sent wait in an outbox until the next welcome.
+  results that could not be sent wait in an outbox until the next welcome. Requests that
+  arrive before the card was (re-)scanned wait for it, bounded; a copy that found the share
+  full is retried with backoff (see ``detector/requests.py``).
 
 ``card_status`` and ``files_refused`` from the hub are shown by :mod:`detector.notices`; a hub
 that never sends them (an older one) changes nothing else. A hub too old to accept the optional
-list fields refuses the list naming one of them: the lists are then sent without them.
+list fields refuses the list naming one of them: the lists are then sent without them; one
+too old for ``copy_result.failure`` likewise gets results without it.
 """
 
 from __future__ import annotations
@@ -184,6 +187,7 @@ class Detector:
     async def _add_card(self, volume: Volume) -> None:
         card = await asyncio.to_thread(read_card, volume)
         self.cards[volume.card_id] = card
+        self.copies.card_present(volume.card_id)
         logger.info(
             "card %s inserted at %s: %d files%s",
             volume.card_id,
@@ -201,6 +205,7 @@ class Detector:
             await self._add_card(event.volume)
             return
         self.cards.pop(cid, None)
+        self.copies.card_removed(cid)
         self.notices.forget(cid)
         logger.info("card %s removed", cid)
         self.view.card(cid, event.volume.label, False)
@@ -290,6 +295,7 @@ class Detector:
             return
         logger.info("connected to the hub as detector %s", welcome.detector_id)
         self.max_files = max(1, welcome.max_files_per_list)
+        self.copies.station = welcome.detector_id
         self.ws = ws
         self.welcomed = True
         self.last_activity = time.monotonic()
@@ -342,6 +348,10 @@ class Detector:
                 if not self.plain_lists:
                     logger.warning("the hub is older than card facts; lists go without them")
                 self.plain_lists = True
+            if message.code == "bad_frame" and "failure" in message.message:
+                if not self.copies.plain_results:
+                    logger.warning("the hub is older than failure kinds; results go without")
+                self.copies.plain_results = True
 
     # --- lifecycle -------------------------------------------------------------------------
 

@@ -5,13 +5,19 @@ The footage on a card cannot be shot again, so this routine is deliberately para
 * the source is opened read-only (``O_RDONLY``) and nothing is ever written to the card;
 * the destination is confined to the share root (no absolute paths, no ``..``, no symlink that
   leads out) — anything else raises :class:`CopyRefused`;
-* data is hashed (xxh3-128) *while* it is read, and written under a temporary name
-  (``.<name>.skyreel-partial``) in the destination directory; the temp file is fsynced, read back
+* data is hashed (xxh3-128) *while* it is read, and written under a temporary name of this
+  station's own (``.<name>.<station>.skyreel-partial``: two stations that see one card never
+  share, or unlink, each other's partial) in the destination directory; the temp file is fsynced,
+  read back
   and hashed again (by default), and only then renamed atomically into place (``os.replace``)
   and the directory fsynced. Verifying *before* the rename means a file with the final name has
   always been verified: a crash at any point leaves at most a partial file, never a wrong one;
 * any failure (card pulled, EIO, ENOSPC, the source changing under us) removes the partial file
-  and raises :class:`CopyFailed` with a reason and a retryable flag.
+  and raises :class:`CopyFailed` with a reason, a retryable flag and a failure ``kind`` (see
+  ``protocol.FailureKind``): a full share is ``no_space`` (checked before the copy starts, too,
+  so a copy that cannot fit does not fill the share first); what went wrong at the share —
+  writing, flushing, reading back, renaming — is ``destination``, with the real cause, never
+  "source disappeared".
 
 Throughput: a reader thread reads into a small pool of reusable buffers and hashes them; the
 calling thread writes them. Reading the card and writing the share thus overlap, which is what
@@ -25,9 +31,12 @@ chosen offset; production uses :func:`open_source` and :func:`open_partial`.
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import queue
+import re
+import shutil
 import stat
 import sys
 import threading
@@ -39,6 +48,7 @@ from typing import Protocol
 import xxhash
 
 from detector.paths import PathRefused, confine
+from detector.protocol import FailureKind
 from detector.readback import ReadbackVerifier
 
 logger = logging.getLogger(__name__)
@@ -49,6 +59,9 @@ CHUNK_SIZE = 8 * 1024 * 1024
 PIPELINE_DEPTH = 4
 PARTIAL_SUFFIX = ".skyreel-partial"
 WRITEBACK_WINDOW = 32 * 1024 * 1024
+MAX_NAME_BYTES = 255
+_STATION_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_NO_SPACE = frozenset(c for c in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if c is not None)
 
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -58,24 +71,31 @@ class CopyError(Exception):
     """A copy that did not happen; ``reason`` is sent to the hub as is."""
 
     retryable: bool = False
+    kind: FailureKind = "internal"
 
-    def __init__(self, reason: str, *, retryable: bool | None = None) -> None:
+    def __init__(
+        self, reason: str, *, retryable: bool | None = None, kind: FailureKind | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         if retryable is not None:
             self.retryable = retryable
+        if kind is not None:
+            self.kind = kind
 
 
 class CopyRefused(CopyError):
     """Permanent: the request itself is unacceptable (escaping path, the card changed)."""
 
     retryable = False
+    kind: FailureKind = "refused"
 
 
 class CopyFailed(CopyError):
     """The copy was attempted and failed (I/O error, card pulled, disk full)."""
 
     retryable = True
+    kind: FailureKind = "source"
 
 
 @dataclass(frozen=True)
@@ -126,14 +146,41 @@ def open_partial(path: Path) -> RawSink:
     return open(fd, "wb", buffering=0, closefd=True)
 
 
-def partial_path(final: Path) -> Path:
-    return final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+def station_tag(station: str) -> str:
+    """A station (detector) id as a file-name-safe tag, at most 40 characters (pure)."""
+    return _STATION_UNSAFE.sub("_", station)[:40]
 
 
-def _describe_os_error(exc: OSError, where: str) -> CopyFailed:
+def partial_path(final: Path, station: str = "") -> Path:
+    """The temp name of a copy to ``final`` by ``station``: the same for every attempt of that
+    station (a restarted detector replaces its own stale partial), different for another."""
+    tag = f".{station_tag(station)}" if station else ""
+    name = f".{final.name}{tag}{PARTIAL_SUFFIX}"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        digest = hashlib.sha256(final.name.encode()).hexdigest()[:32]
+        name = f".{digest}{tag}{PARTIAL_SUFFIX}"
+    return final.with_name(name)
+
+
+def is_no_space(exc: OSError) -> bool:
+    """A full file system or an exhausted quota (pure)."""
+    return exc.errno in _NO_SPACE
+
+
+def _describe_os_error(exc: OSError, where: str, *, side: str = "source") -> CopyFailed:
+    """A CopyFailed naming the real cause; ``side`` is which end failed: "source" (the card)
+    or "destination" (the share)."""
     code = exc.errno
-    if code == errno.ENOSPC or code == getattr(errno, "EDQUOT", -1):
-        return CopyFailed(f"destination full ({errno.errorcode.get(code or 0, code)}) {where}")
+    name = errno.errorcode.get(code or 0, str(code))
+    if is_no_space(exc):
+        return CopyFailed(f"destination full ({name}) {where}", kind="no_space")
+    if side == "destination":
+        retryable = code not in (errno.EACCES, errno.EPERM, errno.EROFS)
+        return CopyFailed(
+            f"destination error ({name}) {where}: {exc.strerror or exc}",
+            retryable=retryable,
+            kind="destination",
+        )
     if code in (errno.ENOENT, getattr(errno, "ENODEV", -1), getattr(errno, "ENXIO", -1)):
         return CopyFailed(f"source disappeared (card removed?) {where}: {exc.strerror}")
     if code == errno.EIO:
@@ -141,6 +188,16 @@ def _describe_os_error(exc: OSError, where: str) -> CopyFailed:
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
         return CopyFailed(f"permission denied {where}: {exc.strerror}", retryable=False)
     return CopyFailed(f"{exc.strerror or exc} {where}")
+
+
+def check_space(directory: Path, needed: int) -> None:
+    """Refuse a copy that cannot fit before writing any of it (CopyFailed, kind no_space)."""
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return  # the copy itself will tell
+    if free < needed:
+        raise CopyFailed(f"destination full: {free} bytes free, {needed} needed", kind="no_space")
 
 
 class _Reader(threading.Thread):
@@ -218,7 +275,8 @@ def _pipe(
             try:
                 _write_all(sink, memoryview(buf)[:n])
             except OSError as exc:
-                raise _describe_os_error(exc, f"writing the share at byte {written}") from exc
+                where = f"writing the share at byte {written}"
+                raise _describe_os_error(exc, where, side="destination") from exc
             written += n
             reader.free.put(buf)
             if verifier is not None:
@@ -229,7 +287,7 @@ def _pipe(
             if progress is not None:
                 progress(min(written, expected), expected)
             if cancel is not None and cancel.is_set():
-                raise CopyFailed("copy cancelled (detector stopping)")
+                raise CopyFailed("copy cancelled (detector stopping)", kind="cancelled")
     finally:
         reader.abort()
         reader.join()
@@ -312,8 +370,12 @@ def copy_file(
     opener: Opener = open_source,
     writer: Writer = open_partial,
     chunk_size: int = CHUNK_SIZE,
+    station: str = "",
 ) -> CopyOutcome:
-    """Copy ``src`` to ``share_root/destination_rel``, verified; see the module docstring."""
+    """Copy ``src`` to ``share_root/destination_rel``, verified; see the module docstring.
+
+    ``station`` (the detector id) names the temp file, so stations never touch each other's.
+    """
     try:
         final = confine(share_root, destination_rel)
     except PathRefused as exc:
@@ -335,32 +397,61 @@ def copy_file(
     except PathRefused as exc:
         raise CopyRefused(f"destination refused: {exc.reason}") from None
     except OSError as exc:
-        raise _describe_os_error(exc, "checking the destination") from None
+        raise _describe_os_error(exc, "checking the destination", side="destination") from None
     if present is not None:
         logger.info("already present, not copied again: %s", destination_rel)
         return CopyOutcome(destination_rel, expected_size, present, skipped=True)
 
-    tmp = partial_path(final)
+    tmp = partial_path(final, station)
+    # A stale partial of ours (a copy killed earlier) does not count against the space needed.
+    check_space(final.parent, expected_size - _size_or_zero(tmp))
     done = False
     try:
         digest = _copy_to_partial(
             src, tmp, expected_size, verify_readback, progress, cancel, opener, writer, chunk_size
         )
+        _rename_into_place(tmp, final)
         try:
-            os.replace(tmp, final)
-            _fsync_dir(final.parent)
             size = os.stat(final).st_size
         except OSError as exc:
-            raise _describe_os_error(exc, "renaming into place") from exc
+            raise _describe_os_error(exc, "after the rename", side="destination") from exc
         if size != expected_size:
             os.unlink(final)
-            raise CopyFailed(f"destination size {size} != {expected_size} after rename")
+            raise CopyFailed(
+                f"destination size {size} != {expected_size} after rename", kind="destination"
+            )
         done = True
     finally:
         if not done:
             _remove_quietly(tmp)
     logger.info("copied %s (%d bytes, %s %s)", destination_rel, expected_size, HASH_ALGO, digest)
     return CopyOutcome(destination_rel, expected_size, digest)
+
+
+def _size_or_zero(path: Path) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0
+
+
+def _rename_into_place(tmp: Path, final: Path) -> None:
+    """The atomic rename; its failure is the share's, reported with its cause."""
+    try:
+        os.replace(tmp, final)
+    except FileNotFoundError as exc:
+        gone = not os.path.lexists(tmp)
+        cause = "the temp file was gone (removed by another process?)" if gone else exc.strerror
+        raise CopyFailed(
+            f"destination error (ENOENT) renaming {tmp.name} into place: {cause}",
+            kind="destination",
+        ) from exc
+    except OSError as exc:
+        raise _describe_os_error(exc, "renaming into place", side="destination") from exc
+    try:
+        _fsync_dir(final.parent)
+    except OSError as exc:
+        raise _describe_os_error(exc, "syncing the directory", side="destination") from exc
 
 
 def _copy_to_partial(
@@ -382,7 +473,7 @@ def _copy_to_partial(
         try:
             sink = writer(tmp)
         except OSError as exc:
-            raise _describe_os_error(exc, "creating the temp file") from None
+            raise _describe_os_error(exc, "creating the temp file", side="destination") from None
         verifier = ReadbackVerifier(tmp, sink.fileno(), chunk_size) if verify_readback else None
         try:
             if verifier is not None:
@@ -391,7 +482,7 @@ def _copy_to_partial(
             try:
                 os.fsync(sink.fileno())
             except OSError as exc:
-                raise _describe_os_error(exc, "flushing the share") from exc
+                raise _describe_os_error(exc, "flushing the share", side="destination") from exc
             if verifier is not None:
                 verifier.finish()
                 verifier.join()
@@ -408,12 +499,13 @@ def _copy_to_partial(
 
 def _check_readback(verifier: ReadbackVerifier, digest: str, expected: int) -> None:
     if verifier.error is not None:
-        raise _describe_os_error(verifier.error, "reading back the copy")
+        raise _describe_os_error(verifier.error, "reading back the copy", side="destination")
     if verifier.verified != expected:
-        raise CopyFailed(f"read back {verifier.verified} bytes of {expected}")
+        raise CopyFailed(f"read back {verifier.verified} bytes of {expected}", kind="destination")
     if verifier.hexdigest() != digest:
         raise CopyFailed(
-            f"read-back hash {verifier.hexdigest()} != {digest}: the share returned other bytes"
+            f"read-back hash {verifier.hexdigest()} != {digest}: the share returned other bytes",
+            kind="destination",
         )
 
 

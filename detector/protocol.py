@@ -8,6 +8,12 @@ Detector -> hub: ``card_inserted``, ``file_list``, ``card_removed``, ``copy_prog
 ``copy_result``.  Hub -> detector: ``welcome``, ``copy_request``, ``error``, ``card_status``,
 ``files_refused``.
 
+A failed ``copy_result`` may say what failed (``failure``: the share is full, the source or the
+destination failed, the request was refused, ...): optional, so a hub ignores a detector that
+never sends it, and omitted when unset, so an older hub is not sent a field it refuses. The hub
+carries the kind on to the agents as a ``[kind]`` prefix of the reason
+(:func:`coded_reason` / :func:`split_reason`).
+
 A ``file_list`` may also carry the card's free and total bytes and the files the detector could
 not list (``skipped``: a name that is not valid Unicode, ...); all optional, so either side works
 with a peer that never sends them. The hub refuses a list *entry* whose path is unsafe without
@@ -62,6 +68,18 @@ _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 PROXY_EXTENSIONS = frozenset({".lrv", ".thm", ".xmp", ".sav", ".glv", ".jpg", ".gpr", ".wav"})
 #: Extensions of camera video files.
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mts", ".m2ts", ".insv", ".360"})
+
+
+#: Why a copy failed. ``no_space``: the share (or a quota) is full — a state, not a failure:
+#: the copy is retried once space returns. ``source``: the card (pulled, I/O error, changed).
+#: ``destination``: the share (I/O error, permission, a temp file gone at the rename).
+FailureKind = Literal["no_space", "source", "destination", "refused", "cancelled", "internal"]
+FAILURE_KINDS: frozenset[str] = frozenset(
+    ("no_space", "source", "destination", "refused", "cancelled", "internal")
+)
+_CODED_REASON = re.compile(r"^\[([a-z_]{1,32})\] ")
+# What a detector from before ``failure`` wrote for a full share (detector/copy.py).
+_LEGACY_NO_SPACE = "destination full ("
 
 
 class ProtocolError(ValueError):
@@ -229,7 +247,26 @@ class CopyResult(_Msg):
     hash: str = Field(default="", max_length=128, pattern=r"^[0-9a-f]*$")
     hash_algo: Literal["xxh3_128", "xxh64", "sha256", "blake3", ""] = ""
     reason: str = Field(default="", max_length=MAX_REASON_CHARS)
+    failure: FailureKind | None = Field(default=None, description="failed only: what failed")
     _rid = field_validator("request_id")(classmethod(lambda cls, v: _request_id(v)))
+
+
+def coded_reason(kind: str | None, reason: str) -> str:
+    """``reason`` prefixed with its failure kind, ``[no_space] ...`` (pure)."""
+    if kind is None or kind not in FAILURE_KINDS:
+        return reason
+    return f"[{kind}] {reason}"
+
+
+def split_reason(reason: str) -> tuple[str | None, str]:
+    """(failure kind, reason text) of a reason from :func:`coded_reason` (pure). A reason
+    without a known prefix has no kind, unless it is an older detector's "destination full"."""
+    match = _CODED_REASON.match(reason)
+    if match and match.group(1) in FAILURE_KINDS:
+        return match.group(1), reason[match.end() :]
+    if reason.startswith(_LEGACY_NO_SPACE):
+        return "no_space", reason
+    return None, reason
 
 
 class Welcome(_Msg):
@@ -411,5 +448,6 @@ def parse_hub_message(
 
 
 def dump(message: BaseModel) -> str:
-    """Serialise a message for the wire."""
-    return message.model_dump_json()
+    """Serialise a message for the wire. Unset optional fields (None) are left out: a peer
+    that does not know a newer optional field is then never sent it."""
+    return message.model_dump_json(exclude_none=True)

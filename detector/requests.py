@@ -3,10 +3,20 @@
 :class:`CopyRequests` is what ``detector.client.Detector`` hands every ``copy_request`` to; the
 client keeps the connection and the cards. Requests wait in a priority queue (lower first: QR
 candidates are 0) and run in a thread, ``parallel_copies`` workers at a time, with throttled
-``copy_progress`` and one ``copy_result``. A request already queued or running is ignored; one
-for a card that is gone fails with "card not present". Copies keep running while the hub is
-away; their results wait in an outbox and :meth:`CopyRequests.flush` sends them after the next
-welcome.
+``copy_progress`` and one ``copy_result``. A request already queued, running or waiting is
+ignored. Copies keep running while the hub is away; their results wait in an outbox and
+:meth:`CopyRequests.flush` sends them after the next welcome.
+
+Two waits keep what is only a passing state from counting as a failure:
+
+* a request for a card this detector has not (yet) scanned — the hub re-sends pending requests
+  the moment a restarted detector connects, before its first scan — waits up to
+  ``card_wait_seconds`` for the card, then fails "card not present". A card this detector saw
+  removed, or ``--once`` (cards are scanned before connecting), fails at once;
+* a copy that found the share full (``no_space``; its partial is already removed) frees its
+  worker and is tried again after a backoff (``space_retry_min`` doubling to
+  ``space_retry_max``) for up to ``space_wait_seconds``; only then is it answered, as a failure of
+  kind ``no_space``, which the backend records as waiting for space, not as a failed copy.
 """
 
 from __future__ import annotations
@@ -20,12 +30,13 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from detector import protocol
 from detector.cards import Volume
 from detector.copy import HASH_ALGO, CopyError, copy_file
 from detector.paths import PathRefused, card_source
-from detector.protocol import CopyProgress, CopyRequest, CopyResult, SkippedFile
+from detector.protocol import CopyProgress, CopyRequest, CopyResult, FailureKind, SkippedFile
 from detector.scan import ScannedFile
 from detector.settings import DetectorSettings
 from detector.ui import CopyView
@@ -58,13 +69,28 @@ class _Queued:
     request: CopyRequest = field(compare=False)
 
 
-def failed_result(request_id: str, reason: str) -> CopyResult:
+def failed_result(request_id: str, reason: str, failure: FailureKind | None = None) -> CopyResult:
     return CopyResult(
         type="copy_result",
         request_id=request_id,
         status="failed",
         reason=reason[: protocol.MAX_REASON_CHARS],
+        failure=failure,
     )
+
+
+def space_retry_delay(attempt: int, low: float, high: float) -> float:
+    """Seconds before the ``attempt``-th retry (0-based) of a copy that found the share full:
+    ``low`` doubling up to ``high`` (pure)."""
+    return min(high, low * (2 ** min(attempt, 30)))
+
+
+@dataclass
+class _SpaceWait:
+    """A request waiting for space on the share: its retries so far, since when."""
+
+    attempts: int
+    since: float
 
 
 def refused_request_id(raw: str | bytes) -> str | None:
@@ -102,7 +128,15 @@ class CopyRequests:
         self._send = send
         self._touch = touch
         self.queue: asyncio.PriorityQueue[_Queued] = asyncio.PriorityQueue()
+        # queued, running, waiting for its card or for space: a re-sent request is ignored
         self.active: set[str] = set()
+        #: the detector id the hub welcomed us as: it names our temp files on the share
+        self.station = ""
+        #: a hub too old for CopyResult.failure: results go without it (the reason stays)
+        self.plain_results = False
+        self.awaiting_card: dict[str, list[CopyRequest]] = {}
+        self.removed: set[str] = set()  # cards this detector saw removed
+        self.space_waits: dict[str, _SpaceWait] = {}
         self.outbox: dict[str, CopyResult] = {}
         self.running = 0
         self.cancel = threading.Event()
@@ -113,8 +147,14 @@ class CopyRequests:
         self._large = asyncio.Semaphore(1)
 
     def busy(self) -> bool:
-        """Whether anything is queued, copying, unsent or still being sent."""
-        return bool(self.running or not self.queue.empty() or self.outbox or self._background)
+        """Whether anything is queued, copying, waiting, unsent or still being sent."""
+        return bool(
+            self.running
+            or not self.queue.empty()
+            or self.outbox
+            or self._background
+            or self.awaiting_card
+        )
 
     # --- results ---------------------------------------------------------------------------
 
@@ -124,6 +164,8 @@ class CopyRequests:
         task.add_done_callback(self._background.discard)
 
     async def deliver(self, result: CopyResult) -> None:
+        if self.plain_results and result.failure is not None:
+            result = result.model_copy(update={"failure": None})
         self.outbox[result.request_id] = result
         if await self._send(result):
             self.outbox.pop(result.request_id, None)
@@ -133,20 +175,63 @@ class CopyRequests:
         for result in list(self.outbox.values()):
             await self.deliver(result)
 
-    def fail_soon(self, request_id: str, reason: str) -> None:
+    def fail_soon(self, request_id: str, reason: str, failure: FailureKind | None = None) -> None:
         """Answer a request that will not run, without waiting for the send."""
-        self._spawn(self.deliver(failed_result(request_id, reason)))
+        self._spawn(self.deliver(failed_result(request_id, reason, failure)))
 
     # --- the queue -------------------------------------------------------------------------
 
+    def _card_wait(self) -> float:
+        return 0.0 if self.settings.once else self.settings.card_wait_seconds
+
     def enqueue(self, req: CopyRequest) -> None:
         if req.request_id in self.active:
-            logger.debug("request %s already queued or running", req.request_id)
+            logger.debug("request %s already queued, running or waiting", req.request_id)
             return
         if req.card_id not in self.cards:
-            logger.warning("request %s: card %s not present", req.request_id, req.card_id)
-            self.fail_soon(req.request_id, "card not present")
+            wait = self._card_wait()
+            if wait <= 0 or req.card_id in self.removed:
+                logger.warning("request %s: card %s not present", req.request_id, req.card_id)
+                self.fail_soon(req.request_id, "card not present", "source")
+                return
+            logger.info(
+                "request %s: card %s not scanned yet; waiting up to %.0f s for it",
+                req.request_id,
+                req.card_id,
+                wait,
+            )
+            self.active.add(req.request_id)
+            self.awaiting_card.setdefault(req.card_id, []).append(req)
+            self._spawn(self._card_deadline(req, wait))
             return
+        self._put(req)
+
+    def card_present(self, card_id: str) -> None:
+        """The card was scanned: the requests that waited for it are queued now."""
+        self.removed.discard(card_id)
+        for req in self.awaiting_card.pop(card_id, []):
+            logger.info("request %s: card %s is here now", req.request_id, card_id)
+            self._put(req)
+
+    def card_removed(self, card_id: str) -> None:
+        self.removed.add(card_id)
+
+    async def _card_deadline(self, req: CopyRequest, wait: float) -> None:
+        await asyncio.sleep(wait)
+        waiting = self.awaiting_card.get(req.card_id, [])
+        if req not in waiting:
+            return  # the card came
+        waiting.remove(req)
+        if not waiting:
+            self.awaiting_card.pop(req.card_id, None)
+        self.active.discard(req.request_id)
+        logger.warning(
+            "request %s: card %s did not appear within %.0f s", req.request_id, req.card_id, wait
+        )
+        self.view.finished(req.request_id, False, "card not present")
+        await self.deliver(failed_result(req.request_id, "card not present", "source"))
+
+    def _put(self, req: CopyRequest) -> None:
         self.active.add(req.request_id)
         self.queue.put_nowait(_Queued(req.priority, next(self._seq), req))
         self.view.queued(req.request_id, req.card_id, req.path.rsplit("/", 1)[-1], req.size)
@@ -205,12 +290,53 @@ class CopyRequests:
                 result = await self._copy(req)
         except Exception as exc:  # e.g. the view failed: answer the request all the same
             logger.exception("request %s failed", req.request_id)
-            result = failed_result(req.request_id, f"internal error: {type(exc).__name__}")
+            result = failed_result(
+                req.request_id, f"internal error: {type(exc).__name__}", "internal"
+            )
         finally:
             self.running -= 1
-            self.active.discard(req.request_id)
             self._touch()
+        if result.failure == "no_space" and self._wait_for_space(req, result.reason):
+            return  # still active: it runs again after the backoff
+        self.active.discard(req.request_id)
+        if self.space_waits.pop(req.request_id, None) is not None and result.failure != "no_space":
+            logger.info("request %s: space on the share again", req.request_id)
         await self.deliver(result)
+
+    # --- a full share ----------------------------------------------------------------------
+
+    def _wait_for_space(self, req: CopyRequest, reason: str) -> bool:
+        """Schedule another try of a copy that found the share full; False: out of patience."""
+        s = self.settings
+        now = time.monotonic()
+        wait = self.space_waits.get(req.request_id)
+        if wait is None:
+            wait = self.space_waits[req.request_id] = _SpaceWait(0, now)
+            logger.warning(
+                "request %s: the share is full (%s); retrying for up to %.0f s",
+                req.request_id,
+                reason,
+                s.space_wait_seconds,
+            )
+        delay = space_retry_delay(wait.attempts, s.space_retry_min, s.space_retry_max)
+        if self.cancel.is_set() or now + delay - wait.since > s.space_wait_seconds:
+            logger.warning(
+                "request %s: the share stayed full for %.0f s; reporting it",
+                req.request_id,
+                now - wait.since,
+            )
+            return False
+        wait.attempts += 1
+        self.view.finished(req.request_id, False, f"waiting for space (retry in {delay:.0f} s)")
+        self._spawn(self._retry_after(req, delay))
+        return True
+
+    async def _retry_after(self, req: CopyRequest, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if self.cancel.is_set():
+            return
+        self.queue.put_nowait(_Queued(req.priority, next(self._seq), req))
+        self.view.queued(req.request_id, req.card_id, req.path.rsplit("/", 1)[-1], req.size)
 
     # --- one copy --------------------------------------------------------------------------
 
@@ -245,7 +371,7 @@ class CopyRequests:
         card = self.cards.get(req.card_id)
         if card is None:
             self.view.finished(req.request_id, False, "card not present")
-            return failed_result(req.request_id, "card not present")
+            return failed_result(req.request_id, "card not present", "source")
         self.view.started(req.request_id)
         try:
             src = card_source(card.volume.root, req.path)
@@ -258,14 +384,15 @@ class CopyRequests:
                 verify_readback=self.settings.verify_readback,
                 progress=self._progress_callback(req),
                 cancel=self.cancel,
+                station=self.station,
             )
         except PathRefused as exc:
-            reason = f"source path refused: {exc.reason}"
+            reason, kind = f"source path refused: {exc.reason}", "refused"
         except CopyError as exc:
-            reason = exc.reason
+            reason, kind = exc.reason, exc.kind
         except Exception as exc:  # a bug must fail one request, not the detector
             logger.exception("request %s: unexpected error", req.request_id)
-            reason = f"internal error: {type(exc).__name__}: {exc}"
+            reason, kind = f"internal error: {type(exc).__name__}: {exc}", "internal"
         else:
             detail = "already present" if outcome.skipped else "copied"
             self.view.finished(req.request_id, True, f"{detail} -> {outcome.destination}")
@@ -280,4 +407,4 @@ class CopyRequests:
             )
         logger.warning("request %s failed: %s", req.request_id, reason)
         self.view.finished(req.request_id, False, reason)
-        return failed_result(req.request_id, reason)
+        return failed_result(req.request_id, reason, cast(FailureKind, kind))

@@ -37,6 +37,13 @@ class DetectorSettings:
     reconnect_max: float = 30.0
     # copies at once; at most one of them a large file (>= 64 MiB), the others small clips
     parallel_copies: int = 2
+    # a request for a card not scanned yet (a restarted detector) waits this long for the card
+    card_wait_seconds: float = 30.0
+    # a copy that finds the share full is tried again, backing off from space_retry_min to
+    # space_retry_max seconds, for this long before it is reported (as no_space)
+    space_wait_seconds: float = 1800.0
+    space_retry_min: float = 1.0
+    space_retry_max: float = 30.0
 
     def __post_init__(self) -> None:
         scheme = urlsplit(self.hub_url).scheme
@@ -48,6 +55,10 @@ class DetectorSettings:
             raise SettingsError("parallel_copies must be between 1 and 4")
         if self.reconnect_min <= 0 or self.reconnect_max < self.reconnect_min:
             raise SettingsError("reconnect delays must satisfy 0 < min <= max")
+        if self.space_retry_min <= 0 or self.space_retry_max < self.space_retry_min:
+            raise SettingsError("space retry delays must satisfy 0 < min <= max")
+        if self.card_wait_seconds < 0 or self.space_wait_seconds < 0:
+            raise SettingsError("card_wait_seconds and space_wait_seconds must not be negative")
 
     def check_paths(self) -> None:
         """Refuse to start without a usable share (and watch dir, if given)."""
