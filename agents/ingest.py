@@ -3,7 +3,11 @@
 ``detector-events`` (key card id) -> diff against ``imported_file`` (one query) -> copy requests
 (QR candidates first) on ``copy-requests`` (key detector id). ``copy-results`` -> the file is
 ``imported`` only once the detector verified size and hash and the file is really at the
-destination we named with the expected size; otherwise ``failed`` with the reason.
+destination we named with the expected size; otherwise ``failed`` with the reason — except a
+copy that found the share full (failure kind ``no_space``): a full disk is a state, not a
+failure, so the file stays requested with the reason "waiting for space: ..." (counted in
+``copies_waiting_space``), the copy steps waiting for it go on waiting, and it is copied again:
+by the detector's own retries, when the hub re-sends pending requests, or by the reconciler.
 
 Handlers are idempotent: a redelivered list inserts nothing twice and asks again only for what is
 still missing; a redelivered result changes nothing.
@@ -21,7 +25,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.guard import PermanentError
-from detector.protocol import FileEntry, check_relative_path
+from detector.protocol import FileEntry, check_relative_path, split_reason
 from storage import imports
 from streams import records
 from streams.settings import Settings
@@ -138,6 +142,19 @@ def _stat_size(path: Path) -> int | None:
         return None
 
 
+async def _waiting_for_space(deps: IngestDeps, file_id: int, detail: str) -> imports.CopyOutcome:
+    """Record a copy that found the share full as waiting (not failed); nobody is told of an
+    outcome, because there is none yet."""
+    async with deps.engine.begin() as conn:
+        changed = await imports.record_waiting_for_space(conn, file_id, detail)
+        if changed:
+            await imports.bump_counter(conn, "copies_waiting_space")
+    reason = f"{imports.WAITING_FOR_SPACE}: {detail}"
+    if changed:
+        logger.warning("file %s: the share is full; %s", file_id, reason)
+    return imports.CopyOutcome(file_id, "waiting" if changed else "ignored", reason)
+
+
 async def handle_copy_result(deps: IngestDeps, payload: bytes) -> imports.CopyOutcome:
     import asyncio
 
@@ -162,11 +179,15 @@ async def handle_copy_result(deps: IngestDeps, payload: bytes) -> imports.CopyOu
         if deps.on_copy_outcome is not None:
             await deps.on_copy_outcome(duplicate)
         return duplicate
+    if result.status != "copied":
+        kind, detail = split_reason(result.reason)
+        if kind == "no_space":
+            return await _waiting_for_space(deps, result.file_id, detail)
     async with deps.engine.begin() as conn:
         expected = imports.destination_for(str(row["card_id"]), result.file_id, str(row["name"]))
         reason = ""
         if result.status != "copied":
-            reason = result.reason or "copy failed (no reason given)"
+            reason = split_reason(result.reason)[1] or "copy failed (no reason given)"
         elif result.destination != expected:
             reason = f"detector wrote {result.destination!r}, expected {expected!r}"
         elif result.size != row["size"]:

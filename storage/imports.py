@@ -217,7 +217,7 @@ class CopyOutcome:
     """What the ledger did with a copy result."""
 
     file_id: int
-    status: str  # imported | failed | ignored (stale/duplicate/unknown)
+    status: str  # imported | failed | waiting (share full) | ignored (stale/duplicate/unknown)
     reason: str = ""
     stored_path: str = ""
     newly_imported: bool = False
@@ -263,6 +263,24 @@ async def record_failed(conn: AsyncConnection, file_id: int, reason: str) -> boo
             "WHERE id = :id AND status NOT IN ('imported', 'ignored')"
         ),
         {"id": file_id, "r": reason[:2000]},
+    )
+    return bool(result.rowcount)
+
+
+#: The reason of a file whose copy found the share full: it stays ``requested`` (pending: the
+#: hub re-sends it when the detector connects, the card is not safe to remove) with this prefix.
+WAITING_FOR_SPACE = "waiting for space"
+
+
+async def record_waiting_for_space(conn: AsyncConnection, file_id: int, detail: str) -> bool:
+    """The share was full: the file waits to be copied again, not failed. Never overrides an
+    import (nor a final failure); False when nothing changed."""
+    result = await conn.execute(
+        text(
+            "UPDATE imported_file SET status = 'requested', reason = :r "
+            "WHERE id = :id AND status IN ('requested', 'copying')"
+        ),
+        {"id": file_id, "r": f"{WAITING_FOR_SPACE}: {detail}"[:2000]},
     )
     return bool(result.rowcount)
 

@@ -1,0 +1,136 @@
+"""A copy that found the share full waits for space: not failed, still pending, re-sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from agents.ingest import IngestDeps, handle_copy_result
+from detector.protocol import coded_reason
+from storage import imports
+from storage.copies import pending_copy_requests
+from storage.imports import CopyOutcome, ListedFile
+from streams import records
+from streams.settings import Settings
+
+
+async def _file(engine: AsyncEngine, size: int) -> int:
+    f = ListedFile("GX010001.MP4", "DCIM/100GOPRO/GX010001.MP4", size, 1_000, "footage")
+    async with engine.begin() as conn:
+        (row,) = await imports.record_listing(conn, "card-1", "det-1", [f])
+        await imports.mark_requested(conn, "det-1", [row.file_id])
+    return row.file_id
+
+
+def _result(file_id: int, **kw: object) -> bytes:
+    fields: dict[str, object] = {
+        "request_id": f"f{file_id}",
+        "detector_id": "det-1",
+        "file_id": file_id,
+        "status": "failed",
+    }
+    fields.update(kw)
+    return records.encode(records.CopyResult(**fields))
+
+
+async def _noop(key: bytes, value: bytes) -> None:
+    return None
+
+
+async def _counter(engine: AsyncEngine, name: str) -> int:
+    async with engine.connect() as conn:
+        value = await conn.scalar(text("SELECT value FROM counter WHERE name = :n"), {"n": name})
+    return int(value or 0)
+
+
+async def _row(engine: AsyncEngine, file_id: int) -> tuple[str, str]:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT status, reason FROM imported_file WHERE id = :id"), {"id": file_id}
+            )
+        ).one()
+    return str(row[0]), str(row[1])
+
+
+async def test_a_full_share_is_waiting_for_space_not_a_failure(
+    settings: Settings, clean_db: AsyncEngine
+) -> None:
+    told: list[CopyOutcome] = []
+
+    async def tell(outcome: CopyOutcome) -> None:
+        told.append(outcome)
+
+    deps = IngestDeps(settings, clean_db, _noop, on_copy_outcome=tell)
+    file_id = await _file(clean_db, 5)
+    reason = coded_reason("no_space", "destination full (ENOSPC) writing the share at byte 0")
+    out = await handle_copy_result(deps, _result(file_id, reason=reason))
+    assert out.status == "waiting"
+    status, recorded = await _row(clean_db, file_id)
+    assert status == "requested"
+    assert recorded == "waiting for space: destination full (ENOSPC) writing the share at byte 0"
+    assert await _counter(clean_db, "copies_waiting_space") == 1
+    assert await _counter(clean_db, "copies_failed") == 0
+    assert told == [], "no copy step hears of an outcome: there is none yet"
+
+    # still pending: the hub re-sends it when the detector connects
+    sessions = async_sessionmaker(clean_db, expire_on_commit=False)
+    async with sessions() as session:
+        pending = await pending_copy_requests(session, "det-1")
+    assert [p.file_id for p in pending] == [file_id]
+
+    # space came back: the copy lands and is imported as any other
+    dest = imports.destination_for("card-1", file_id, "GX010001.MP4")
+    path = Path(settings.share_root) / dest
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"12345")
+    done = await handle_copy_result(
+        deps,
+        _result(
+            file_id, status="copied", destination=dest, size=5, hash="ab", hash_algo="xxh3_128"
+        ),
+    )
+    assert done.status == "imported"
+    assert await _row(clean_db, file_id) == ("imported", "")
+    assert [t.status for t in told] == ["imported"]
+
+
+async def test_an_older_detectors_full_share_waits_too_and_a_late_one_changes_nothing(
+    settings: Settings, clean_db: AsyncEngine
+) -> None:
+    deps = IngestDeps(settings, clean_db, _noop)
+    file_id = await _file(clean_db, 5)
+    out = await handle_copy_result(
+        deps, _result(file_id, reason="destination full (ENOSPC) writing the share at byte 9")
+    )
+    assert out.status == "waiting"
+    dest = imports.destination_for("card-1", file_id, "GX010001.MP4")
+    path = Path(settings.share_root) / dest
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"12345")
+    await handle_copy_result(
+        deps,
+        _result(
+            file_id, status="copied", destination=dest, size=5, hash="ab", hash_algo="xxh3_128"
+        ),
+    )
+    late = await handle_copy_result(deps, _result(file_id, reason=coded_reason("no_space", "x")))
+    assert late.status == "imported"
+    assert (await _row(clean_db, file_id))[0] == "imported"
+
+
+async def test_other_failure_kinds_fail_with_the_plain_reason(
+    settings: Settings, clean_db: AsyncEngine
+) -> None:
+    deps = IngestDeps(settings, clean_db, _noop)
+    file_id = await _file(clean_db, 5)
+    reason = coded_reason("destination", "destination error (EIO) writing the share at byte 0: x")
+    out = await handle_copy_result(deps, _result(file_id, reason=reason))
+    assert out.status == "failed"
+    assert await _row(clean_db, file_id) == (
+        "failed",
+        "destination error (EIO) writing the share at byte 0: x",
+    )
+    assert await _counter(clean_db, "copies_failed") == 1
