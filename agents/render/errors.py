@@ -1,6 +1,17 @@
-"""Render failures: permanent ones fail the step once, transient ones are retried by the queue."""
+"""Render failures: permanent ones fail the step once, transient ones are retried by the queue.
+
+A full disk (:class:`NoSpaceError`) is transient and patient: the render worker retries it with
+a longer backoff and more attempts (agents/render/worker.py), so the render succeeds once space
+returns, without a person.
+"""
 
 from __future__ import annotations
+
+import errno
+
+_NO_SPACE = frozenset(c for c in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if c is not None)
+#: What FFmpeg writes when its output's file system is full.
+NO_SPACE_MARKERS = ("No space left on device", "Disk quota exceeded")
 
 
 class RenderError(Exception):
@@ -38,3 +49,12 @@ class TransientRenderError(RenderError):
 
 class StallError(TransientRenderError):
     """FFmpeg made no progress for the configured stall timeout and was killed."""
+
+
+class NoSpaceError(TransientRenderError):
+    """The output's file system (or a quota) is full: retried with backoff until space returns."""
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """An OSError saying the file system or a quota is full (pure)."""
+    return isinstance(exc, OSError) and exc.errno in _NO_SPACE

@@ -20,7 +20,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from agents.render.errors import RenderError, StallError, TransientRenderError
+from agents.render.errors import (
+    NO_SPACE_MARKERS,
+    NoSpaceError,
+    RenderError,
+    StallError,
+    TransientRenderError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +42,7 @@ GLOBAL_ARGS: tuple[str, ...] = (
     "-y",
 )
 # Failures that say nothing about the input: another attempt (maybe elsewhere) may succeed.
-_TRANSIENT_MARKERS = ("No space left on device", "Cannot allocate memory", "Resource temporarily")
+_TRANSIENT_MARKERS = ("Cannot allocate memory", "Resource temporarily")
 
 
 def locate_ffmpeg() -> str:
@@ -171,10 +177,17 @@ async def run_ffmpeg(
             f"ffmpeg was killed by signal {-code}", ffmpeg_tail=run.stderr_tail, returncode=code
         )
     if code != 0:
-        cls = (
-            TransientRenderError
-            if any(m in run.stderr_tail for m in _TRANSIENT_MARKERS)
-            else RenderError
+        raise failure_class(run.stderr_tail)(
+            f"ffmpeg exited with status {code}", ffmpeg_tail=run.stderr_tail, returncode=code
         )
-        raise cls(f"ffmpeg exited with status {code}", ffmpeg_tail=run.stderr_tail, returncode=code)
     return run
+
+
+def failure_class(stderr_tail: str) -> type[RenderError]:
+    """What kind of failure a nonzero FFmpeg exit is, from its stderr (pure): a full disk, a
+    passing shortage of memory or processes, or (anything else) the input's fault."""
+    if any(m in stderr_tail for m in NO_SPACE_MARKERS):
+        return NoSpaceError
+    if any(m in stderr_tail for m in _TRANSIENT_MARKERS):
+        return TransientRenderError
+    return RenderError

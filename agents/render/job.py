@@ -6,6 +6,10 @@ through `os.replace` after FFmpeg succeeded and PyAV confirmed duration, resolut
 The output's name is the jump session's own (agents/render/identity.py), never a payload path;
 a manifest beside the video says which session and which inputs made it, so a re-run reuses an
 output only when it is this session's and its inputs are unchanged, and never touches another's.
+
+A full disk (ENOSPC/EDQUOT, from FFmpeg or from our own writes) raises :class:`NoSpaceError`
+after this attempt's partial files — and its output folder, if it made it and it is empty — are
+removed: the render worker retries it with backoff, and the retry renders from scratch.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 import av
 
 from agents.render.branding import Branding, find_font
-from agents.render.errors import RenderError, TransientRenderError
+from agents.render.errors import NoSpaceError, RenderError, TransientRenderError, is_no_space
 from agents.render.ffmpeg import ProgressCallback, run_ffmpeg
 from agents.render.identity import (
     PLAN_VERSION,
@@ -132,6 +136,12 @@ def _remove_partials(folder: Path, names: Sequence[str], *, older_than_s: float)
                 if stale.stat().st_mtime <= cutoff:
                     stale.unlink()
                     logger.info("removed stale partial %s", stale)
+
+
+def _os_failure(what: str, exc: OSError) -> TransientRenderError:
+    if is_no_space(exc):
+        return NoSpaceError(f"{what}: the disk is full ({exc})")
+    return TransientRenderError(f"{what}: {exc}")
 
 
 def _fsync(path: Path) -> None:
@@ -262,11 +272,13 @@ async def render_session(
                 warnings=tuple(plan.warnings),
             )
 
+    made_folder = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise TransientRenderError(f"cannot create output folder: {exc}") from exc
+        raise _os_failure("cannot create output folder", exc) from exc
     _remove_partials(folder, (video.name, poster.name), older_than_s=stale_partial_s)
+    done = False
     try:
         if plan.title_file is not None and plan.title_text is not None:
             plan.title_file.write_text(plan.title_text, encoding="utf-8")
@@ -302,11 +314,15 @@ async def render_session(
         write_manifest(manifest_path(folder, name), made)
         with contextlib.suppress(OSError):
             _fsync(folder)
+        done = True
     except OSError as exc:
-        raise TransientRenderError(f"cannot write the render output: {exc}") from exc
+        raise _os_failure("cannot write the render output", exc) from exc
     finally:
         for leftover in (targets.video, targets.poster, targets.title_file):
             leftover.unlink(missing_ok=True)
+        if not done and made_folder:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: nothing of a finished output is ever removed
     # Partials of attempts that died earlier can go now: the verified output is in place.
     _remove_partials(folder, (video.name, poster.name), older_than_s=0)
     elapsed = time.monotonic() - started

@@ -4,6 +4,12 @@ Wraps the saq job function (agents/render/queue.py) so that each job of a ``rend
 its progress and its outcome as ``StepResult`` records on the step-results topic. saq retries
 transient failures (and re-runs a job whose worker died); only the final outcome — success, a
 permanent failure, or the last retry failing — is reported as the step's result.
+
+A full disk is a state, not a failure: a job that raised :class:`NoSpaceError` gets up to
+``SPACE_RETRIES`` attempts with backoff (``SPACE_RETRY_DELAY_S`` doubling to
+``SPACE_RETRY_MAX_S``, jittered by saq), so it renders once space returns without anyone; its
+step stays running meanwhile, and only when the disk stays full past all of them does the step
+fail (retryable), which one operator retry then re-drives.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from saq import Worker
+from saq.job import Job
 from saq.types import Context
 
-from agents.render.errors import RenderError
+from agents.render.errors import NoSpaceError, RenderError
 from agents.render.queue import RENDER_FUNCTION, RenderWorkerConfig, render_job, worker_settings
 from streams import records
 from streams.kafka import make_producer
@@ -29,6 +36,20 @@ logger = logging.getLogger(__name__)
 
 Send = Callable[[bytes, bytes], Awaitable[object]]
 PROGRESS_EVERY_S = 1.0
+#: A render that found the disk full: attempts in all, first delay, longest delay (seconds).
+SPACE_RETRIES = 40
+SPACE_RETRY_DELAY_S = 2.0
+SPACE_RETRY_MAX_S = 20.0
+
+
+def wait_for_space(job: Job) -> bool:
+    """Give a job that found the disk full more, slower, attempts (saq reads ``retries``,
+    ``retry_delay`` and ``retry_backoff`` when it schedules the retry). True: it will be retried.
+    """
+    job.retries = max(job.retries, min(job.attempts + 1, SPACE_RETRIES))
+    job.retry_delay = SPACE_RETRY_DELAY_S
+    job.retry_backoff = SPACE_RETRY_MAX_S
+    return job.retries > job.attempts
 
 
 def config_from(settings: Settings) -> RenderWorkerConfig:
@@ -85,6 +106,19 @@ def reporting_job(send: Send, worker: str) -> Callable[..., Awaitable[dict[str, 
         reporter = asyncio.create_task(progress())
         try:
             out = await render_job(ctx, request=request)
+        except NoSpaceError as exc:
+            if wait_for_space(job):
+                logger.warning(
+                    "render %s attempt %d: the disk is full; retrying (%d of %d)",
+                    job.key,
+                    attempt,
+                    job.attempts,
+                    job.retries,
+                )
+            else:
+                # the disk stayed full through every try: retryable, one retry re-drives it
+                await send_result("failed", error=str(exc)[-4000:], retryable=True)
+            raise
         except RenderError as exc:
             final = not exc.retryable or job.attempts >= job.retries
             if final:

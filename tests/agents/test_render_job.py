@@ -3,19 +3,31 @@ failures and idempotent re-runs."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from saq.job import Job
 
 from agents.render.branding import Branding
-from agents.render.errors import RenderError
+from agents.render.errors import NoSpaceError, RenderError, TransientRenderError, is_no_space
+from agents.render.ffmpeg import failure_class
 from agents.render.identity import output_name, read_manifest
 from agents.render.job import SessionOutput, check_output, probe_clip, render_session
+from agents.render.worker import (
+    SPACE_RETRIES,
+    SPACE_RETRY_DELAY_S,
+    SPACE_RETRY_MAX_S,
+    wait_for_space,
+)
 from benchmarks._render_media import make_clip, make_logo
 
 pytestmark = pytest.mark.slow
@@ -309,3 +321,95 @@ async def test_missing_logo_is_permanent(media: dict[str, Path], tmp_path: Path)
             output_root=tmp_path,
         )
     assert not info.value.retryable
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MiB file system (tmpfs; we run as root in CI) for renders to fill up."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True
+    )
+    if done.returncode != 0:
+        reason = f"cannot mount a tmpfs here: {done.stderr.decode().strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def _all_names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*"))
+
+
+def _fill(disk: Path, leave: int) -> Path:
+    filler = disk / "filler"
+    filler.write_bytes(b"\0" * max(0, shutil.disk_usage(disk).free - leave))
+    return filler
+
+
+async def test_full_disk_is_no_space_leaves_nothing_and_renders_once_freed(
+    media: dict[str, Path], tmp_path: Path, tiny_disk: Path
+) -> None:
+    clips = [probe_clip(media["a"])]
+    out = owner("FULL1")
+    filler = _fill(tiny_disk, leave=8 * 1024)  # FFmpeg starts writing, then the disk is full
+    with pytest.raises(NoSpaceError) as info:
+        await render_session(
+            clips, small_branding(), output=out, passenger_name="", output_root=tiny_disk
+        )
+    assert info.value.retryable
+    assert _names(tiny_disk) == ["filler"]  # no partial, no folder
+    filler.unlink()
+    done = await render_session(
+        clips, small_branding(), output=out, passenger_name="", output_root=tiny_disk
+    )
+    assert not done.skipped and done.video.is_file()
+    assert check_output(done.video, duration=done.duration, width=W, height=H) == []
+    assert [n for n in _all_names(tiny_disk) if ".partial" in n] == []
+
+
+async def test_no_room_even_for_the_folder_or_the_manifest_is_no_space(
+    media: dict[str, Path], tmp_path: Path, tiny_disk: Path
+) -> None:
+    clips = [probe_clip(media["small"])]
+    _fill(tiny_disk, leave=0)
+    with pytest.raises(NoSpaceError):
+        await render_session(
+            clips, small_branding(), output=owner("FULL2"), passenger_name="", output_root=tiny_disk
+        )
+    assert _names(tiny_disk) == ["filler"]
+
+
+def test_ffmpeg_failures_are_classified_by_their_stderr() -> None:
+    tail = "[out#0/mp4] Error writing trailer: No space left on device"
+    assert failure_class(tail) is NoSpaceError
+    assert failure_class("av_interleaved_write_frame(): Disk quota exceeded") is NoSpaceError
+    assert failure_class("Cannot allocate memory") is TransientRenderError
+    assert failure_class("moov atom not found") is RenderError
+    assert is_no_space(OSError(errno.ENOSPC, "full")) and not is_no_space(ValueError("x"))
+
+
+def test_a_full_disk_gets_more_and_slower_retries() -> None:
+    job = Job("render_job", retries=3)
+    job.attempts = 1
+    assert wait_for_space(job)
+    assert (job.retries, job.retry_delay, job.retry_backoff) == (
+        3,
+        SPACE_RETRY_DELAY_S,
+        SPACE_RETRY_MAX_S,
+    )
+    job.attempts = 3  # the usual retries are used up: a full disk gets more
+    assert wait_for_space(job) and job.retries == 4
+    job.attempts = SPACE_RETRIES
+    assert not wait_for_space(job)  # bounded: then the step fails (retryable)
+    delays = [job.next_retry_delay() for _ in range(50)]
+    assert all(0 <= d <= SPACE_RETRY_MAX_S for d in delays)
