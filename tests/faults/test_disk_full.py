@@ -1,0 +1,166 @@
+"""Fault suite, full disk: the share (card copies, render staging and the published output)
+lives on a 24 MiB tmpfs, which fills up in the middle of the import and again in the middle of
+the renders; then the space is freed. Real stack, real files, real FFmpeg.
+
+A full disk is a state, not a failure: the detector's copies find the share full (before or
+while writing), remove their partials and try again with backoff; renders that hit ENOSPC remove
+their partials and are retried by the render queue with backoff. Nobody intervenes. End state:
+every readable jump rendered exactly once with all its clips (duration = the sum of its clips),
+every file imported once with the card's bytes, no copy counted as failed, no partial left, no
+dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from support import wait_for
+from system.test_system_e2e import explain, settled, start_system, token_for
+from test_detector_restart import assert_end_state
+
+from agents.demo_card import write_demo_card
+from streams.embedded import free_port
+from streams.settings import Settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+JUMPS = 3
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 24 MiB file system (tmpfs; the suite runs as root)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True
+    )
+    if done.returncode != 0:
+        reason = f"cannot mount a tmpfs here: {done.stderr.decode().strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def fault_settings(settings: Settings, small_disk: Path) -> Settings:
+    share, output = small_disk / "share", small_disk / "output"
+    share.mkdir()
+    output.mkdir()
+    return settings.model_copy(
+        update={
+            "share_root": share,
+            "output_dir": output,  # the same file system: publishing is a rename
+            "hub_port": free_port(),
+            "render_width": 320,
+            "render_height": 180,
+            "render_fps": 15,
+            "render_preset": "ultrafast",
+            "reconcile_interval_s": 5.0,
+            "render_heartbeat_s": 6,
+        }
+    )
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte of ``disk`` (what another program filling the share would do)."""
+    filler = disk / "filler"
+    with filler.open("ab", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+    return filler
+
+
+async def test_share_full_mid_import_and_mid_render_recovers_once_space_returns(
+    fault_settings: Settings,
+    small_disk: Path,
+    sessions: async_sessionmaker[AsyncSession],
+    clean_db,
+    pg: asyncpg.Connection,
+    spawn,
+    tmp_path: Path,
+) -> None:
+    s = fault_settings
+    cards = tmp_path / "cards"
+    card = write_demo_card(
+        cards / "CARD-F", JUMPS, footage_seconds=1.5, qr_seconds=1.5, size=(320, 180)
+    )
+    token = await token_for(sessions, "hangar-f")
+    procs = start_system(spawn, s, token, cards)
+
+    async def imported() -> int:
+        return int(
+            await pg.fetchval("SELECT count(*) FROM imported_file WHERE status = 'imported'")
+        )
+
+    async def render_started() -> bool:
+        return bool(
+            await pg.fetchval(
+                "SELECT count(*) FROM pipeline_step WHERE name = 'render' "
+                "AND status IN ('ready', 'running')"
+            )
+        )
+
+    try:
+        # mid-import: the share fills up after the first copy landed
+        await wait_for(imported, timeout=90, interval=0.02, what="the first copy")
+        filler = fill(small_disk)
+        assert shutil.disk_usage(small_disk).free < 64 * 1024
+        await wait_for(
+            lambda: "the share is full" in procs["detector"].output(),
+            timeout=60,
+            what="a copy finding the share full",
+        )
+        stuck_at = await imported()
+        await asyncio.sleep(3)  # full for a while: copies wait, nothing is failed
+        failed = await pg.fetch("SELECT path, reason FROM imported_file WHERE status = 'failed'")
+        assert failed == [], [dict(r) for r in failed]
+        filler.unlink()  # space returns: the copies go on by themselves
+
+        # mid-render: full again as soon as a render is under way
+        await wait_for(render_started, timeout=120, interval=0.02, what="a render under way")
+        filler = fill(small_disk)
+        assert await imported() > stuck_at
+        await wait_for(
+            lambda: "the disk is full" in procs["render"].output(),
+            timeout=90,
+            what="a render finding the disk full",
+        )
+        await asyncio.sleep(2)
+        filler.unlink()
+
+        async def ready() -> bool:
+            return await settled(pg, len(card.readable_jumps))
+
+        await wait_for(ready, timeout=150, interval=1, what="every jump rendered after the disk")
+        await assert_end_state(pg, s, card)
+    except AssertionError:
+        await explain(pg, procs)
+        raise
+    retried = await pg.fetchval(
+        "SELECT count(*) FROM pipeline_step WHERE name = 'render' AND attempt > 1"
+    )
+    print(
+        "copies waiting for space:",
+        procs["detector"].output().count("the share is full"),
+        "renders retried for space:",
+        procs["render"].output().count("the disk is full; retrying"),
+        "render steps re-attempted:",
+        retried,
+    )

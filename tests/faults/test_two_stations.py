@@ -1,0 +1,102 @@
+"""Fault suite, two stations: one card's files visible to two detectors at once (both watch the
+same card folder and copy to the same share), on the real stack.
+
+Both stations list the card; the later listing asks the second station for every file not
+imported yet, so both copy the same files side by side. Each writes its own temp name
+(``.<name>.<station>.skyreel-partial``), so neither unlinks the other's partial; whichever
+finishes first imports the file, the other's result is a duplicate. End state: every file
+imported once with the card's bytes, no copy failed, no partial left, every readable jump
+rendered exactly once with all its clips, no dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from support import Proc, wait_for
+from system.test_system_e2e import explain, settled, start_system, token_for
+from test_detector_restart import assert_end_state, detector, make_large, partials
+
+from agents.demo_card import write_demo_card
+from streams.embedded import free_port
+from streams.settings import Settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+JUMPS = 2
+
+
+@pytest.fixture
+def fault_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "hub_port": free_port(),
+            "render_width": 320,
+            "render_height": 180,
+            "render_fps": 15,
+            "render_preset": "ultrafast",
+            "reconcile_interval_s": 5.0,
+            "render_heartbeat_s": 6,
+        }
+    )
+
+
+async def test_two_stations_copy_one_card_without_touching_each_others_partials(
+    fault_settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    clean_db,
+    pg: asyncpg.Connection,
+    spawn,
+    tmp_path: Path,
+) -> None:
+    s = fault_settings
+    cards = tmp_path / "cards"
+    card = write_demo_card(
+        cards / "CARD-2", JUMPS, footage_seconds=1.5, qr_seconds=1.5, size=(320, 180)
+    )
+    for jump in card.readable_jumps:  # large clips: both stations are still copying them
+        make_large(card, jump.footage_files[-1])
+    token_a = await token_for(sessions, "station-a")
+    token_b = await token_for(sessions, "station-b")
+    procs: dict[str, Proc] = start_system(spawn, s, token_a, cards)
+    procs["detector-b"] = detector(spawn, s, token_b, cards, "detector-b")
+    seen: set[str] = set()  # the partials observed on the share, by name
+    both_at_once = False
+    stop = asyncio.Event()
+
+    async def watch_partials() -> None:
+        nonlocal both_at_once
+        while not stop.is_set():
+            names = {p.name for p in partials(s.share_root)}
+            seen.update(names)
+            if any(".station-a." in n for n in names) and any(".station-b." in n for n in names):
+                both_at_once = True
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.create_task(watch_partials())
+
+    async def ready() -> bool:
+        return await settled(pg, len(card.readable_jumps))
+
+    try:
+        await wait_for(ready, timeout=180, interval=1, what="every jump rendered")
+        await assert_end_state(pg, s, card)
+    except AssertionError:
+        await explain(pg, procs)
+        raise
+    finally:
+        stop.set()
+        await watcher
+    logs = {name: procs[name].output() for name in ("detector", "detector-b")}
+    for name, log in logs.items():
+        assert "temp file was gone" not in log, name
+        assert "source disappeared" not in log, name
+        assert " failed: " not in log, (name, log[-3000:])
+    # both stations were asked for files of the card, and each wrote under its own temp name
+    asked = {name: log.count(" queued: ") for name, log in logs.items()}
+    assert all(asked.values()), asked
+    assert not [n for n in seen if ".station-" not in n], seen
+    print("stations asked:", asked, "both partials at once:", both_at_once)
