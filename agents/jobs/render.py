@@ -303,7 +303,14 @@ class RenderCheck:
         queue = await self.queue()
         moved = 0
         for r in rows:
-            moved += await self.check(queue, r)
+            try:
+                moved += await self.check(queue, r)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one step's trouble (a send refused) never stops the rest
+                logger.warning(
+                    "execution %d: render check failed (%s); next pass", r.execution_id, exc
+                )
         return moved
 
     async def check(self, queue: Queue, r: repo.StepRow) -> int:

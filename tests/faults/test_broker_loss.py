@@ -1,0 +1,289 @@
+"""Fault suite, broker: the Tansu broker is SIGKILLed mid-import and mid-render, and PostgreSQL
+(the truth) brings every jump home through the reconciler.
+
+The session's broker fixture serves every other test, so these tests start a private Tansu on a
+free port and, after the SIGKILL, start it again on the SAME port: the hub, the worker, the render
+worker and the detector keep running and reconnect by themselves. Tansu comes back with no
+topics, so the test creates them again exactly as `skyreel run` does (streams/kafka.py
+`ensure_topics`, the call streams/stack.py makes), as soon as the port answers — before the
+children's clients could auto-create them with the broker's default partition count; restarting
+the children instead would hide whether they recover from a broker that came back empty.
+
+Each test ends with the same checks: every booking jump rendered exactly once with all its clips
+(video duration = the sum of its clips; no intro is configured), every listed file imported, no
+execution waiting except the demo's deliberate review sessions, no orphan in staging, no dead
+letter. The seconds from the broker's restart to the last video are printed (`-s` shows them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import av
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from support import Proc, settings_env, wait_for
+
+from agents.demo_card import DemoCard, write_demo_card
+from storage.detectors import register_detector
+from streams.embedded import ChildService, free_port, start_tansu
+from streams.kafka import ensure_topics
+from streams.settings import Settings
+from streams.topics import Names
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+JUMPS = 2
+REVIEW = 2  # the unreadable ticket's jump and the footage before the first ticket
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[list[ChildService]]:
+    """A Tansu of this test only (a list: the test replaces it after the SIGKILL)."""
+    (tmp_path / "tansu").mkdir()
+    held = [start_tansu(tmp_path / "tansu")]
+    try:
+        yield held
+    finally:
+        for svc in held:
+            svc.stop()
+
+
+@pytest.fixture
+def fault_settings(settings: Settings, private_broker: list[ChildService]) -> Settings:
+    return settings.model_copy(
+        update={
+            "kafka_url": private_broker[0].address,
+            "hub_port": free_port(),
+            "render_width": 320,
+            "render_height": 180,
+            "render_fps": 15,
+            "render_preset": "ultrafast",
+            "reconcile_interval_s": 5.0,
+            "render_heartbeat_s": 6,
+        }
+    )
+
+
+async def start_stack(
+    spawn, s: Settings, sessions: async_sessionmaker[AsyncSession], cards: Path
+) -> dict[str, Proc]:
+    await ensure_topics(s.kafka_url, Names(s.topic_prefix).source_topics(), s.topic_partitions)
+    async with sessions() as session, session.begin():
+        token = (await register_detector(session, "hangar-b", "hangar-b")).token
+    env = settings_env(s)
+    procs = {
+        "hub": spawn("streams.cli", "hub", env=env, name="hub"),
+        "worker": spawn("streams.cli", "worker", env=env, name="worker"),
+        "render": spawn("streams.cli", "render-worker", env=env, name="render"),
+    }
+    procs["detector"] = spawn(
+        "detector",
+        "--hub",
+        f"ws://127.0.0.1:{s.hub_port}/ws/detector",
+        f"--token={token}",
+        "--share",
+        str(s.share_root),
+        "--watch",
+        str(cards),
+        env=env,
+        name="detector",
+    )
+    return procs
+
+
+#: How long the broker stays dead: long enough for the clients' own retries to give up.
+OUTAGE_S = 4.0
+
+
+async def restart_broker(held: list[ChildService], s: Settings, tmp_path: Path) -> float:
+    """SIGKILL the broker, bring it back on the same port with its topics; returns when."""
+    old = held[0]
+    old.kill()
+    await asyncio.sleep(OUTAGE_S)
+    svc = start_tansu(tmp_path / "tansu", port=old.port)
+    held[0] = svc
+    await ensure_topics(svc.address, Names(s.topic_prefix).source_topics(), s.topic_partitions)
+    return time.monotonic()
+
+
+async def explain(pg: asyncpg.Connection, procs: dict[str, Proc]) -> None:
+    for r in await pg.fetch(
+        "SELECT e.key, s.name, s.status, s.attempt, s.worker, s.waiting_for, s.error "
+        "FROM pipeline_step s JOIN pipeline_execution e ON e.id = s.execution_id "
+        "WHERE s.status <> 'succeeded' ORDER BY e.id, s.name"
+    ):
+        print(dict(r))
+    for r in await pg.fetch(
+        "SELECT s.name, l.attempt, l.actor, l.message FROM pipeline_step_log l "
+        "JOIN pipeline_step s ON s.id = l.step_id WHERE l.actor LIKE 'system%' ORDER BY l.id"
+    ):
+        print("log", dict(r))
+    for name, p in procs.items():
+        print(f"----- {name}\n{p.output()[-5000:]}")
+
+
+async def settled(pg: asyncpg.Connection) -> bool:
+    counts = dict(
+        await pg.fetch(
+            "SELECT status, count(*) FROM pipeline_execution WHERE pipeline = 'jump' "
+            "GROUP BY status"
+        )
+    )
+    return counts.get("succeeded", 0) == JUMPS and counts.get("waiting", 0) == REVIEW
+
+
+async def wait_settled(pg: asyncpg.Connection, procs: dict[str, Proc], timeout: float) -> None:
+    try:
+        await wait_for(lambda: settled(pg), timeout=timeout, interval=0.5, what="jumps settled")
+    except AssertionError:
+        await explain(pg, procs)
+        raise
+
+
+async def check_end_state(pg: asyncpg.Connection, s: Settings, card: DemoCard) -> None:
+    """Every booking jump rendered exactly once with all its clips; nothing stuck or left."""
+    videos = sorted(s.output_dir.glob("*/*.mp4"))
+    assert {v.parent.name.split("_")[0] for v in videos} == {
+        j.booking_id for j in card.readable_jumps
+    }
+    assert len(videos) == JUMPS
+    for video in videos:
+        clips = await pg.fetchval(
+            "SELECT sum(f.duration_s) FROM jump_session j "
+            "JOIN imported_file f ON f.id::text = ANY(j.file_ids) WHERE j.output_name = $1",
+            video.parent.name,
+        )
+        assert clips, video
+        with av.open(str(video)) as c:
+            duration = (c.duration or 0) / 1e6
+        assert abs(duration - float(clips)) <= 0.35, (video.name, duration, clips)
+    # one succeeded render and publish attempt per jump: nothing rendered twice
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM (SELECT step_id FROM pipeline_step_attempt "
+            "WHERE status = 'succeeded' GROUP BY step_id HAVING count(*) > 1) d"
+        )
+        == 0
+    )
+    assert await pg.fetchval("SELECT value FROM counter WHERE name = 'videos_published'") == JUMPS
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM imported_file WHERE status <> 'imported' AND kind <> 'proxy'"
+        )
+        == 0
+    )
+    waiting = await pg.fetch(
+        "SELECT e.key FROM pipeline_execution e WHERE e.status IN ('running', 'waiting', "
+        "'pending') AND e.id NOT IN (SELECT execution_id FROM jump_session WHERE status IN "
+        "('needs_review', 'unassigned') AND execution_id IS NOT NULL)"
+    )
+    assert waiting == []
+    assert [p for p in s.render_staging.rglob("*") if p.is_file()] == []
+    assert [p for p in s.output_dir.rglob("*") if ".partial" in p.name] == []
+    assert await pg.fetchval("SELECT count(*) FROM dead_letter") == 0
+
+
+async def recovered_after(pg: asyncpg.Connection, since: float) -> float:
+    """Seconds from the broker's restart to the last publish (clock of PostgreSQL)."""
+    age = await pg.fetchval(
+        "SELECT extract(epoch FROM now() - max(finished_at)) FROM pipeline_step "
+        "WHERE name = 'publish' AND status = 'succeeded'"
+    )
+    return round(time.monotonic() - since - float(age), 1)
+
+
+async def test_broker_killed_mid_import_every_jump_still_renders(
+    fault_settings: Settings,
+    private_broker: list[ChildService],
+    sessions,
+    clean_db,
+    pg: asyncpg.Connection,
+    spawn,
+    tmp_path: Path,
+) -> None:
+    s = fault_settings
+    cards = tmp_path / "cards"
+    card = write_demo_card(
+        cards / "CARD-B", JUMPS, footage_seconds=1.5, qr_seconds=1.5, size=(320, 180)
+    )
+    procs = await start_stack(spawn, s, sessions, cards)
+
+    async def first_qr_imported() -> bool:
+        return bool(
+            await pg.fetchval(
+                "SELECT count(*) FROM imported_file WHERE kind = 'qr_candidate' "
+                "AND status = 'imported'"
+            )
+        )
+
+    await wait_for(first_qr_imported, timeout=90, interval=0.01, what="the first QR clip")
+    back = await restart_broker(private_broker, s, tmp_path)
+    await wait_settled(pg, procs, timeout=150)
+    print(f"broker killed mid-import: last video {await recovered_after(pg, back)}s after restart")
+    await check_end_state(pg, s, card)
+
+
+async def test_broker_killed_mid_render_the_render_is_published_not_redone(
+    fault_settings: Settings,
+    private_broker: list[ChildService],
+    sessions,
+    clean_db,
+    pg: asyncpg.Connection,
+    spawn,
+    tmp_path: Path,
+) -> None:
+    # larger frames and a slower preset, so the broker dies while a render is running
+    s = fault_settings.model_copy(
+        update={
+            "render_width": 960,
+            "render_height": 540,
+            "render_fps": 30,
+            "render_preset": "fast",
+        }
+    )
+    cards = tmp_path / "cards"
+    card = write_demo_card(
+        cards / "CARD-R", JUMPS, footage_seconds=4.0, qr_seconds=1.5, size=(320, 180)
+    )
+    procs = await start_stack(spawn, s, sessions, cards)
+
+    async def rendering() -> bool:
+        return bool(
+            await pg.fetchval(
+                "SELECT count(*) FROM pipeline_step WHERE name = 'render' AND status = 'running' "
+                "AND waiting_for = '' AND (progress > 0 OR started_at < now() - interval '1 s')"
+            )
+        )
+
+    try:
+        await wait_for(rendering, timeout=150, interval=0.05, what="a render in progress")
+    except AssertionError:
+        await explain(pg, procs)
+        raise
+    old = private_broker[0]
+    old.kill()
+
+    # the broker stays down until the render is finished: its result cannot reach anyone
+    def staged() -> bool:
+        return any(s.render_staging.glob("*/*.json"))
+
+    await wait_for(staged, timeout=120, interval=0.1, what="the render finished (staged)")
+    svc = start_tansu(tmp_path / "tansu", port=old.port)
+    private_broker[0] = svc
+    await ensure_topics(svc.address, Names(s.topic_prefix).source_topics(), s.topic_partitions)
+    back = time.monotonic()
+    await wait_settled(pg, procs, timeout=150)
+    print(f"broker killed mid-render: last video {await recovered_after(pg, back)}s after restart")
+    await check_end_state(pg, s, card)
+    # the render that finished while the broker was down was published, not rendered again
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM pipeline_step WHERE name = 'render' AND attempt > 1"
+        )
+        == 0
+    )
