@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -25,7 +26,7 @@ async def _file(engine: AsyncEngine, size: int) -> int:
 
 
 def _result(file_id: int, **kw: object) -> bytes:
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {
         "request_id": f"f{file_id}",
         "detector_id": "det-1",
         "file_id": file_id,
