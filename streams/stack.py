@@ -304,9 +304,11 @@ class Stack:
 def default_children(render_workers: int) -> list[ChildSpec]:
     cli = (sys.executable, "-m", "streams.cli")
     specs = [
-        ChildSpec("hub", (*cli, "hub"), "streams.hub"),
-        # Faust keeps its group and internal topics on the broker: a restarted (empty) Tansu
-        # needs a fresh worker.
+        # After a restart the (in-memory) broker has lost what was in flight. A fresh hub
+        # makes the detectors reconnect, and on connect the hub re-sends every copy request
+        # still pending in PostgreSQL; Faust keeps its group and internal topics on the
+        # broker, so the worker starts afresh too (its reconciler re-drives the steps).
+        ChildSpec("hub", (*cli, "hub"), "streams.hub", restart_with=("kafka",)),
         ChildSpec("worker", (*cli, "worker"), "agents.worker", restart_with=("kafka",)),
     ]
     specs += [
@@ -405,8 +407,14 @@ def _run(
         sup.hurry()
         sup.restart_dependants(key)
 
+    watches = stack.watches()
+    for w in watches:
+        if w.key == "kafka":
+            # Until the topics are re-created, a client's metadata request would auto-create
+            # them (wrong partition count; Tansu then fails every produce on that partition).
+            w.before_start, w.after_start = sup.freeze, sup.thaw
     services = ServiceSupervisor(
-        stack.watches(), status_file=effective.data_dir / SERVICE_STATE_FILE, on_back=back
+        watches, status_file=effective.data_dir / SERVICE_STATE_FILE, on_back=back
     )
 
     def poll() -> None:

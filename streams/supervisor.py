@@ -46,6 +46,7 @@ class _Child:
     restart_at: float | None = None
     restarts: int = 0
     bounce_deadline: float | None = None  # asked to stop for a restart; SIGKILL after this
+    frozen: bool = False  # SIGSTOPped by Supervisor.freeze
 
 
 def module_available(name: str) -> bool:
@@ -144,6 +145,20 @@ class Supervisor:
             child.bounce_deadline = deadline
             _signal_group(proc.pid, signal.SIGTERM)
 
+    def freeze(self) -> None:
+        """SIGSTOP every running child's process group (see :meth:`thaw`)."""
+        for child in self.children:
+            if child.process is not None and child.process.poll() is None:
+                _signal_group(child.process.pid, signal.SIGSTOP)
+                child.frozen = True
+        logger.info("children paused while a service restarts")
+
+    def thaw(self) -> None:
+        for child in self.children:
+            if child.frozen and child.process is not None:
+                _signal_group(child.process.pid, signal.SIGCONT)
+            child.frozen = False
+
     def hurry(self) -> None:
         """A service is back: children waiting out a crash backoff start now (they most likely
         crashed because it was down) and their backoff starts afresh."""
@@ -156,6 +171,7 @@ class Supervisor:
     def stop_all(self) -> None:
         """SIGTERM each child's process group, newest first; SIGKILL what is left after
         ``stop_timeout``. Process groups, so a child's own children (FFmpeg) go too."""
+        self.thaw()
         for child in reversed(self.children):
             proc = child.process
             child.restart_at = child.bounce_deadline = None
@@ -215,6 +231,10 @@ class ServiceWatch:
     respawn: Callable[[], ChildService]  # the process again: same data dir, same port
     ready: Callable[[str, int], bool]  # cheap: polled while it starts
     after_ready: Callable[[ChildService], None] | None = None  # e.g. re-create the topics
+    # Around a restart, until it is up and set up (or failed): e.g. freeze the broker's clients
+    # so that none auto-creates a topic before ``after_ready`` created it properly.
+    before_start: Callable[[], None] = lambda: None
+    after_start: Callable[[], None] = lambda: None
     start_timeout: float = 60.0
     state: str = "up"  # up | down (waiting out the backoff) | starting
     attempt: int = 0  # restarts tried since it went down
@@ -236,6 +256,8 @@ class ServiceSupervisor:
     Every change of state is one log line and a rewrite of ``status_file`` (read by the hub's
     ``/api/health``). ``on_back(key)`` runs once a restarted service answers again.
     """
+
+    QUICK_START = 2.0  # seconds a restart may wait inline for the service to answer
 
     def __init__(
         self,
@@ -295,6 +317,7 @@ class ServiceSupervisor:
             if now < w.next_at:
                 return False
             w.attempt += 1
+            w.before_start()
             try:
                 w.service = w.respawn()
             except Exception as exc:  # leftovers it could not clear, a binary gone, ...
@@ -303,7 +326,18 @@ class ServiceSupervisor:
             w.state, w.next_at = "starting", now + w.start_timeout
             logger.info("%s: starting again on %s (attempt %d, pid %d)", w.label,
                         w.service.address, w.attempt, w.service.process.pid)  # fmt: skip
+            # Most come back in milliseconds: finish now rather than at the next poll.
+            quick = time.monotonic() + self.QUICK_START
+            while w.state == "starting" and time.monotonic() < quick:
+                if self._starting(w, time.monotonic()):
+                    break
+                time.sleep(0.02)
             return True
+        return self._starting(w, now)
+
+    def _starting(self, w: ServiceWatch, now: float) -> bool:
+        """One look at a starting service; True when its state changed."""
+        svc = w.service
         if (code := svc.process.poll()) is not None:
             self._retry_later(w, f"{exit_words(code)} while starting")
             return True
@@ -320,12 +354,16 @@ class ServiceSupervisor:
                 logger.warning("%s: up but not set up yet: %s", w.label, exc)
                 return False
         w.state = "up"
+        w.after_start()
         logger.warning("%s is back on %s after %.1fs (attempt %d, pid %d)", w.label,
-                       svc.address, now - w.down_at, w.attempt, svc.process.pid)  # fmt: skip
+                       svc.address, time.monotonic() - w.down_at, w.attempt,
+                       svc.process.pid)  # fmt: skip
         self.on_back(w.key)
         return True
 
     def _retry_later(self, w: ServiceWatch, why: str, *, first: bool = False) -> None:
+        if w.state == "starting" or not first:
+            w.after_start()
         delay = backoff(w.attempt + 1, base=self.base_delay)
         w.state, w.next_at = "down", time.monotonic() + delay
         if first:
