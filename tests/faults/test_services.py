@@ -178,7 +178,7 @@ async def query(run: DemoRun, sql: str, *args: object) -> list[asyncpg.Record]:
             await asyncio.sleep(0.5)
 
 
-async def scalar(run: DemoRun, sql: str, *args: object) -> object:
+async def scalar(run: DemoRun, sql: str, *args: object) -> Any:
     rows = await query(run, sql, *args)
     return rows[0][0] if rows else None
 
@@ -300,11 +300,15 @@ async def healthy(run: DemoRun) -> dict[str, Any]:
                 return False
         return seen[-1].get("status") == "ok"
 
+    started = time.monotonic()
     try:
-        await wait_for(ok, timeout=60, interval=0.5, what="/api/health to say ok")
+        await wait_for(ok, timeout=90, interval=0.5, what="/api/health to say ok")
     except AssertionError:
         print(f"last health: {seen[-1:] or 'no answer'}")
         raise
+    finally:
+        reasons = sorted({r for body in seen for r in body.get("reasons") or ()})
+        print(f"health ok after {time.monotonic() - started:.1f}s; said before: {reasons}")
     return seen[-1]
 
 
@@ -341,12 +345,13 @@ async def kill_and_recover(
         print(await explain(run))
         print(f"----- skyreel run\n{run.output()[-8000:]}\n{run.child_logs()}")
         raise
+    settled = time.monotonic() - killed
     body = await healthy(run)
     assert set(body["services"]) == {"database", "broker", "redis"}
     assert body["low_space"] is False and set(body["disk"]) == {"share", "output"}
     print(
-        f"fault {label}: back after {back:.1f}s; run finished {time.monotonic() - killed:.1f}s "
-        f"after the kill ({time.monotonic() - started:.1f}s after it was up)"
+        f"fault {label}: back after {back:.1f}s; every jump rendered {settled:.1f}s after the "
+        f"kill ({settled + killed - started:.1f}s after the run was up)"
     )
     assert run.stop() == 0, run.output()[-4000:]
 

@@ -268,7 +268,9 @@ def test_health_names_the_service_down_and_what_the_run_does_about_it(tmp_path: 
     )
     up = {"database": True, "broker": False, "redis": True}
     assert service_health(s, up)["broker"]["reason"] == f"broker not answering at 127.0.0.1:{dead}"
-    states = {"broker": {"state": "restarting", "note": "restarting (attempt 3)"}}
+    states: dict[str, dict[str, object]] = {
+        "broker": {"state": "restarting", "note": "restarting (attempt 3)"}
+    }
     write_service_states(tmp_path / "services.json", states)
     health = service_health(s, up)
     assert health["broker"] == {
