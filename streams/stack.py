@@ -413,6 +413,7 @@ def _run(
             # Until the topics are re-created, a client's metadata request would auto-create
             # them (wrong partition count; Tansu then fails every produce on that partition).
             w.before_start, w.after_start = sup.freeze, sup.thaw
+            w.start_timeout = 20.0  # Tansu answers in milliseconds: never freeze for long
     services = ServiceSupervisor(
         watches, status_file=effective.data_dir / SERVICE_STATE_FILE, on_back=back
     )
