@@ -21,6 +21,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import faust
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -52,6 +58,9 @@ _TRANSIENT_ERRNOS = frozenset(
 )
 
 
+_KAFKA_PERMANENT = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     base_delay: float = 0.2
@@ -71,15 +80,10 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, OSError):
         return exc.errno in _TRANSIENT_ERRNOS
-    # the broker client's own connection and timeout errors
-    return type(exc).__name__ in {
-        "KafkaConnectionError",
-        "KafkaTimeoutError",
-        "NodeNotReadyError",
-        "RequestTimedOutError",
-        "NotLeaderForPartitionError",
-        "LeaderNotAvailableError",
-    }
+    if isinstance(exc, KafkaError):
+        # the broker's trouble, not the message's — except a record the broker will never take
+        return not isinstance(exc, _KAFKA_PERMANENT)
+    return False
 
 
 class _Outage:

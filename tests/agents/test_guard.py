@@ -12,6 +12,7 @@ import logging
 
 import asyncpg
 import pytest
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, UnknownError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.guard import PermanentError, RetryPolicy, guarded, is_transient
@@ -30,6 +31,10 @@ def test_outages_are_transient_bad_messages_are_not() -> None:
     assert not is_transient(FileNotFoundError(errno.ENOENT, "gone"))
     assert not is_transient(ValueError("bad record"))
     assert not is_transient(PermanentError("bad record"))
+    # a broker that came back empty answers produce requests with UnknownError for a while
+    assert is_transient(UnknownError())
+    assert is_transient(KafkaConnectionError())
+    assert not is_transient(MessageSizeTooLargeError())
 
 
 async def test_an_outage_longer_than_any_retry_budget_is_waited_out_not_dead_lettered(
