@@ -29,6 +29,7 @@ ORDER = (
     "pipeline_overhead",
     "status_api",
     "end_to_end",
+    "fault_recovery",
 )
 # Modules in benchmarks/ that are not benchmarks (qr_decode builds its corpus itself).
 NOT_BENCHMARKS = frozenset({"qr_corpus"})
