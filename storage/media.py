@@ -347,3 +347,18 @@ async def stale_groups(conn: AsyncConnection) -> list[int]:
         )
     )
     return [int(r[0]) for r in rows]
+
+
+async def stale_requests(conn: AsyncConnection, after_s: float) -> list[int]:
+    """Files still `requested` (not copying) `after_s` after their last request while a copy
+    step waits for them: their request may have been lost."""
+    rows = await conn.execute(
+        text(
+            "SELECT f.id FROM imported_file f WHERE f.status = 'requested' "
+            "AND f.requested_at < now() - make_interval(secs => :s) AND EXISTS ("
+            "  SELECT 1 FROM pipeline_step s WHERE s.name = 'copy:' || f.id::text "
+            "  AND s.kind = 'copy' AND s.status = 'running') ORDER BY f.id"
+        ),
+        {"s": after_s},
+    )
+    return [int(r[0]) for r in rows]

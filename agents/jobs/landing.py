@@ -8,7 +8,9 @@ the file's status when it runs. Both ways are idempotent, so a redelivered resul
 :func:`reconcile_landed` is the same told from PostgreSQL, for landings whose message was lost
 (the broker died between the import and the result): every pass of the reconciler finds the
 copy steps still running or failed whose file is imported, and tells them exactly what the
-landing would have.
+landing would have. :func:`reconcile_requested` re-sends the copy requests of files a copy step
+still waits for that stayed `requested` (the request itself may have died with the broker,
+and the detector's socket stayed up, so nothing re-sent it on connect).
 """
 
 from __future__ import annotations
@@ -21,13 +23,18 @@ from sqlalchemy import text
 from agents.jobs.context import JobContext
 from agents.jobs.kinds import after_copy
 from agents.pipeline import orchestrator
-from storage import media
+from agents.pipeline.errors import PermanentStepError
+from storage import imports, media
 from streams import records
 
 logger = logging.getLogger(__name__)
 
 #: A file imported this long ago whose copy step was not told has lost its landing message.
 LANDED_GRACE_S = 3.0
+#: A file requested this long ago that is neither copying nor imported, while a copy step
+#: waits for it, may have lost its copy request with the broker: it is requested again (the
+#: detector ignores a request it already has queued or running).
+REQUEST_AGAIN_S = 30.0
 
 
 async def copy_landed(ctx: JobContext, file_id: int, *, imported: bool, reason: str = "") -> None:
@@ -115,3 +122,41 @@ async def reconcile_landed(ctx: JobContext, grace_s: float = LANDED_GRACE_S) -> 
             s.status,
         )
     return len(steps)
+
+
+async def reconcile_requested(ctx: JobContext, after_s: float = REQUEST_AGAIN_S) -> int:
+    """Request again the files waiting copy steps wait for that stayed `requested`."""
+    async with ctx.engine.connect() as conn:
+        ids = await media.stale_requests(conn, after_s)
+        rows = await media.load_files(conn, ids)
+    for row in rows:
+        try:
+            await request_again(ctx, row)
+        except PermanentStepError as exc:
+            logger.warning("file %d not requested again: %s", row.id, exc.reason)
+            continue
+        logger.warning("file %d (%s) still not copied: requested again", row.id, row.path)
+    return len(rows)
+
+
+async def request_again(jc: JobContext, row: media.FileRow) -> None:
+    """Ask the card's detector for the file again (it is sent on connect if offline now)."""
+    async with jc.engine.begin() as conn:
+        detector = await conn.scalar(
+            text("SELECT detector_id FROM imported_file WHERE id = :id"), {"id": row.id}
+        )
+        if not detector:
+            raise PermanentStepError(f"file {row.id} has no detector to copy it")
+        await imports.mark_requested(conn, str(detector), [row.id])
+    request = records.CopyRequest(
+        request_id=f"f{row.id}",
+        detector_id=str(detector),
+        card_id=row.card_id,
+        file_id=row.id,
+        path=row.path,
+        size=row.size,
+        mtime=row.mtime_ms / 1000,
+        destination=imports.destination_for(row.card_id, row.id, row.name),
+        priority=imports.QR_PRIORITY if row.kind == "qr_candidate" else imports.FOOTAGE_PRIORITY,
+    )
+    await jc.send_copy_request(str(detector).encode(), records.encode(request))

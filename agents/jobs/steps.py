@@ -9,16 +9,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sqlalchemy import text
-
 from agents.jobs import sessions as jump_sessions
 from agents.jobs.context import JobContext
 from agents.jobs.kinds import after_copy
+from agents.jobs.landing import request_again
 from agents.media.probe import ProbeError, probe
 from agents.pipeline.errors import PermanentStepError, RetryableStepError
 from agents.pipeline.handlers import Handlers, StepContext, StepOutput
 from agents.qr.decode import decode_clip
-from storage import imports, media
+from storage import media
 from streams import records
 
 logger = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ def make_handlers(jc: JobContext, handlers: Handlers) -> None:
                 {"file_id": file_id, "stored_path": row.stored_path}, spawn=after_copy(file_id, qr)
             )
         if row.status in ("failed", "listed") or request.attempt > 1:
-            await _request_again(jc, row)
+            await request_again(jc, row)
             ctx.log(f"copy of {row.path} requested again from the detector")
         return StepOutput(waiting=f"waiting for the detector to copy {row.path} ({row.status})")
 
@@ -121,6 +120,7 @@ def make_handlers(jc: JobContext, handlers: Handlers) -> None:
         ids = (request.input or {}).get("file_ids")
         if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
             raise PermanentStepError("step input 'file_ids' must be a list of integers")
+        await _decode_outstanding(jc, ctx, ids)
         started = await jump_sessions.group_and_start(jc, card_id, ids)
         for line in started.log:
             ctx.log(line)
@@ -161,32 +161,42 @@ def make_handlers(jc: JobContext, handlers: Handlers) -> None:
     async def landed() -> int:
         return await landing.reconcile_landed(jc)
 
+    async def requested() -> int:
+        return await landing.reconcile_requested(jc)
+
     async def groups() -> int:
         return await jump_sessions.reconcile_groups(jc)
 
     handlers.registry.add_check("copies-landed", landed)
+    handlers.registry.add_check("copies-requested", requested)
     handlers.registry.add_check("groups", groups)
     handlers.registry.add_check("renders", RenderCheck(jc))
 
 
-async def _request_again(jc: JobContext, row: media.FileRow) -> None:
-    """Ask the card's detector for the file again (it is sent on connect if offline now)."""
-    async with jc.engine.begin() as conn:
-        detector = await conn.scalar(
-            text("SELECT detector_id FROM imported_file WHERE id = :id"), {"id": row.id}
-        )
-        if not detector:
-            raise PermanentStepError(f"file {row.id} has no detector to copy it")
-        await imports.mark_requested(conn, str(detector), [row.id])
-    request = records.CopyRequest(
-        request_id=f"f{row.id}",
-        detector_id=str(detector),
-        card_id=row.card_id,
-        file_id=row.id,
-        path=row.path,
-        size=row.size,
-        mtime=row.mtime_ms / 1000,
-        destination=imports.destination_for(row.card_id, row.id, row.name),
-        priority=imports.QR_PRIORITY if row.kind == "qr_candidate" else imports.FOOTAGE_PRIORITY,
-    )
-    await jc.send_copy_request(str(detector).encode(), records.encode(request))
+async def _decode_outstanding(jc: JobContext, ctx: StepContext, ids: list[int]) -> None:
+    """Decode the listing's QR candidates that are imported but were never decoded.
+
+    A listing's `group` waits only for its own `qr:` steps; a candidate imported under an
+    earlier listing of the card (its landing lost with the broker, its decode not run yet)
+    would otherwise count as one the decoder failed on, and its passenger's footage would go
+    to review. Reading the clip here costs ~0.2 s; the grouping then sees the truth."""
+    async with jc.engine.connect() as conn:
+        rows = [
+            r
+            for r in await media.load_files(conn, ids)
+            if r.kind == "qr_candidate"
+            and r.status == "imported"
+            and r.stored_path
+            and not r.probe_error
+            and r.session_key is None
+        ]
+        scanned = await media.load_qr(conn, [r.id for r in rows])
+    for r in rows:
+        if r.id in scanned:
+            continue
+        path = jc.settings.share_root / str(r.stored_path)
+        result = await ctx.run_blocking(decode_clip, path, jc.qr)
+        async with jc.engine.begin() as conn:
+            await media.save_qr(conn, r.id, result)
+        ctx.log(f"{r.path}: decoded before grouping, its own decode had not run ({result.status})")
+        logger.warning("file %d: decoded by the group step (its qr step had not run)", r.id)

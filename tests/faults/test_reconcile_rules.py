@@ -41,6 +41,11 @@ class Sent:
     def __init__(self) -> None:
         self.results: list[records.StepResult] = []
         self.requests: list[records.StepRequest] = []
+        self.copies: list[records.CopyRequest] = []
+
+    async def copy(self, key: bytes, value: bytes) -> object:
+        self.copies.append(records.decode(records.CopyRequest, value))
+        return None
 
     async def result(self, key: bytes, value: bytes) -> object:
         self.results.append(records.decode(records.StepResult, value))
@@ -87,7 +92,7 @@ def jc(
     settings.output_dir.mkdir()
     handlers = default_handlers()
     ctx = JobContext(
-        settings, engine, handlers.registry, Emitter(sent.request), sent.result, nothing
+        settings, engine, handlers.registry, Emitter(sent.request), sent.result, sent.copy
     )
     make_handlers(ctx, handlers)
     return ctx
@@ -233,6 +238,29 @@ async def test_a_copy_step_whose_landing_was_lost_is_told_and_a_failed_one_retri
     sent.results.clear()
     assert await landing.reconcile_landed(jc, grace_s=3600) == 0
     assert sent.results == []
+
+
+async def test_a_copy_request_lost_with_the_broker_is_sent_again(
+    jc: JobContext, sent: Sent, pg: asyncpg.Connection
+) -> None:
+    lost = await add_file(jc, "GX010004.MP4", status="requested", seconds=None)
+    fresh = await add_file(jc, "GX010005.MP4", status="requested", seconds=None)
+    await pg.execute("INSERT INTO detector (id, name, token_hash) VALUES ('st-1', 'st-1', 'x')")
+    await pg.execute(
+        "UPDATE imported_file SET detector_id = 'st-1', requested_at = now() - "
+        "CASE WHEN id = $1 THEN interval '5 minutes' ELSE interval '1 second' END",
+        lost,
+    )
+    steps = [dag.StepState(f"copy:{i}", "copy") for i in (lost, fresh)]
+    eid = await execution_with(jc, "import:req", steps, {})
+    for i in (lost, fresh):
+        await claim(jc, eid, f"copy:{i}")
+    assert await landing.reconcile_requested(jc, after_s=60) == 1
+    assert [(c.file_id, c.request_id, c.detector_id) for c in sent.copies] == [
+        (lost, f"f{lost}", "st-1")
+    ]
+    # requested again just now: not again on the next pass
+    assert await landing.reconcile_requested(jc, after_s=60) == 0
 
 
 # --- renders ------------------------------------------------------------------------------------
