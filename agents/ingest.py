@@ -180,8 +180,8 @@ async def handle_copy_result(deps: IngestDeps, payload: bytes) -> imports.CopyOu
             await deps.on_copy_outcome(duplicate)
         return duplicate
     if result.status != "copied":
-        kind, detail = split_reason(result.reason)
-        if kind == "no_space":
+        kind, detail = split_reason(result.reason)  # an older hub's "[kind] " prefix
+        if (result.failure or kind) == "no_space":
             return await _waiting_for_space(deps, result.file_id, detail)
     async with deps.engine.begin() as conn:
         expected = imports.destination_for(str(row["card_id"]), result.file_id, str(row["name"]))

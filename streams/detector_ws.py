@@ -431,10 +431,8 @@ class Gateway:
             size=msg.size,
             hash=msg.hash,
             hash_algo=msg.hash_algo,
-            # the record has no field for the failure kind: it travels as a "[kind] " prefix
-            reason=protocol.coded_reason(msg.failure, msg.reason)
-            if msg.status == "failed"
-            else msg.reason,
+            reason=msg.reason,
+            failure=(msg.failure or "") if msg.status == "failed" else "",
         )
         await self._produce(self.names.copy_results, sock.detector_id, records.encode(result))
         self.progress.finish(msg.request_id)

@@ -57,6 +57,9 @@ class CopyResult(_Base):
     hash: str = ""
     hash_algo: str = ""
     reason: str = ""
+    # why a copy failed, as a kind (detector.protocol.FAILURE_KINDS: no_space, source,
+    # destination, ...); '' for a copy, or a detector too old to say
+    failure: str = ""
 
 
 class StepRequest(_Base):

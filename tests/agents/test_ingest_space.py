@@ -135,3 +135,18 @@ async def test_other_failure_kinds_fail_with_the_plain_reason(
         "destination error (EIO) writing the share at byte 0: x",
     )
     assert await _counter(clean_db, "copies_failed") == 1
+
+
+async def test_the_failure_kind_field_says_no_space(
+    settings: Settings, clean_db: AsyncEngine
+) -> None:
+    deps = IngestDeps(settings, clean_db, _noop)
+    file_id = await _file(clean_db, 5)
+    out = await handle_copy_result(
+        deps, _result(file_id, reason="destination full (EDQUOT)", failure="no_space")
+    )
+    assert out.status == "waiting"
+    assert await _row(clean_db, file_id) == (
+        "requested",
+        "waiting for space: destination full (EDQUOT)",
+    )
