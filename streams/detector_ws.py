@@ -146,6 +146,24 @@ class Gateway:
             return False
         return True
 
+    async def resend_pending_all(self) -> int:
+        """Send every connected detector its requests still pending in PostgreSQL (after the
+        copy-request topic may have lost messages); never raises."""
+        sent = 0
+        for detector_id in self.registry.ids():
+            sock = self.registry.get(detector_id)
+            if sock is None:
+                continue
+            try:
+                sent += await self._resend_pending(sock)
+            except Exception as exc:  # the next re-assignment or reconnect tries again
+                logger.warning("re-sending pending requests to %s failed: %s", detector_id, exc)
+        if sent:
+            logger.info(
+                "hub %s re-sent %d pending copy requests after a re-assignment", self.hub_id, sent
+            )
+        return sent
+
     async def _resend_pending(self, sock: DetectorSocket) -> int:
         async with self.sessions() as session:
             pending = await pending_copy_requests(session, sock.detector_id)

@@ -16,13 +16,13 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from types import FrameType
 from urllib.parse import urlsplit
 
 import uvicorn
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -86,8 +86,8 @@ async def _consume_copy_requests(
     while True:
         batches = await consumer.getmany(timeout_ms=500)
         if not ready.is_set() and consumer.assignment():
-            # Resolve the starting offsets now so a request produced right after "ready"
-            # is not skipped by a late 'latest' lookup.
+            # Resolve the starting offsets now so a request produced right after "ready" is not
+            # skipped by a late lookup.
             for tp in consumer.assignment():
                 await consumer.position(tp)
             ready.set()
@@ -109,6 +109,32 @@ async def _consume_copy_requests(
                     await asyncio.wait_for(gateway.deliver(req), DELIVER_TIMEOUT)
 
 
+class _OnAssignment(ConsumerRebalanceListener):
+    """After every re-assignment of the copy-request partitions (a rebalance, a broker that came
+    back), the requests still pending in PostgreSQL are sent again to this replica's detectors.
+
+    What the topic held may be gone — Tansu keeps topics in memory and comes back with them
+    empty, and even takes our old offsets as committed, so the consumer would wait past the end
+    of the new log — but PostgreSQL still knows every pending request. Detectors ignore a
+    request they are already working on.
+    """
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.assigned_before = False
+        self.tasks: set[asyncio.Task[int]] = set()
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        if self.assigned_before:
+            task = asyncio.create_task(self.gateway.resend_pending_all())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        self.assigned_before = True
+
+
 async def forward_copy_requests(settings: Settings, gateway: Gateway, ready: asyncio.Event) -> None:
     """Keep a copy-request consumer running for this replica (restarted after failures)."""
     group = gateway.names.hub_group(gateway.hub_id)
@@ -116,10 +142,10 @@ async def forward_copy_requests(settings: Settings, gateway: Gateway, ready: asy
         consumer = kafka.make_consumer(
             settings,
             settings.kafka_url,
-            gateway.names.copy_requests,
             group_id=group,
             auto_offset_reset="latest",
         )
+        consumer.subscribe([gateway.names.copy_requests], listener=_OnAssignment(gateway))
         try:
             await consumer.start()
             await _consume_copy_requests(consumer, gateway, ready)
