@@ -70,6 +70,12 @@ _CURSOR = _query(
 )
 _EID = _path("execution_id", {"type": "integer", "minimum": 1})
 _STEP = _path("step", {"type": "string", "minLength": 1, "maxLength": 200})
+_FORCE = _query(
+    "force",
+    {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
+    "Also move steps that are running (their attempt is closed as cancelled): for a step that "
+    "is stuck although its worker still beats.",
+)
 _CARD = _path("card_id", {"type": "string", "minLength": 1, "maxLength": 128})
 _KEY = _path("key", {"type": "string", "minLength": 1, "maxLength": 128})
 _DAY = {"type": "string", "description": "YYYY-MM-DD or an ISO 8601 date-time"}
@@ -188,13 +194,25 @@ def _paths() -> JsonObj:
             "Dead-lettered messages, newest first", [_LIMIT, _CURSOR], m.DeadLetterList, 422
         ),
         "/api/executions/{execution_id}/retry": _post(
-            "Retry every failed step of an execution", [_EID], m.RetryResult, None
+            "Retry every failed step of an execution (and, with force, its running ones)",
+            [_EID, _FORCE],
+            m.RetryResult,
+            None,
         ),
         "/api/executions/{execution_id}/steps/{step}/retry": _post(
-            "Retry one failed step", [_EID, _STEP], m.RetryResult, None
+            "Retry one failed step, or a running one whose worker is gone (any with force)",
+            [_EID, _STEP, _FORCE],
+            m.RetryResult,
+            None,
         ),
         "/api/executions/{execution_id}/cancel": _post(
             "Cancel an execution's unfinished steps", [_EID], m.CancelResult, None
+        ),
+        "/api/executions/{execution_id}/resume": _post(
+            "Resume a cancelled execution: its cancelled steps run again, nothing that succeeded",
+            [_EID],
+            m.RetryResult,
+            None,
         ),
         "/api/sessions/{key}/assign": _post(
             "Assign a booking and passenger to a needs_review/unassigned session",

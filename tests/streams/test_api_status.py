@@ -82,6 +82,7 @@ async def test_openapi_document_describes_every_route(doc: dict[str, object]) ->
         "/api/health",
         "/api/executions/{execution_id}/retry",
         "/api/executions/{execution_id}/cancel",
+        "/api/executions/{execution_id}/resume",
         "/api/executions/{execution_id}/steps/{step}/retry",
         "/api/sessions/{key}/assign",
     ):
