@@ -171,6 +171,8 @@ async function renderExecution() {
     el("td", {},
       s.status === "failed" ? el("button", { class: "retry", "data-step": s.name,
         onclick: () => action(`/api/executions/${id}/steps/${encodeURIComponent(s.name)}/retry`, `retry ${s.name}`) }, "Retry") : "",
+      s.status === "running" ? el("button", { class: "force-retry", "data-step": s.name, title: "Run this step again although it is still running (its attempt is closed as cancelled)",
+        onclick: () => confirm(`Run ${s.name} again although it is running?`) && action(`/api/executions/${id}/steps/${encodeURIComponent(s.name)}/retry?force=true`, `force retry ${s.name}`) }, "Run again") : "",
       el("button", { class: "logs", onclick: () => showLogs(id, s.name) }, "Logs"))));
   const media = e.media.map((m) => m.kind === "poster"
     ? el("img", { class: "poster", src: m.url, alt: m.name })
@@ -186,7 +188,9 @@ async function renderExecution() {
     el("div", { class: "actions" },
       e.steps_failed ? el("button", { id: "retry-all", onclick: () => action(`/api/executions/${id}/retry`, "retry failed steps") }, "Retry failed steps") : "",
       ["running", "waiting", "pending", "failed"].includes(e.status)
-        ? el("button", { id: "cancel", onclick: () => confirm("Cancel this execution?") && action(`/api/executions/${id}/cancel`, "cancel") }, "Cancel") : ""),
+        ? el("button", { id: "cancel", onclick: () => confirm("Cancel this execution?") && action(`/api/executions/${id}/cancel`, "cancel") }, "Cancel") : "",
+      e.status === "cancelled"
+        ? el("button", { id: "resume", onclick: () => action(`/api/executions/${id}/resume`, "resume") }, "Resume") : ""),
     ...media,
     el("table", { class: "steps" }, el("thead", {}, el("tr", {}, ...["step", "status", "attempt",
       "progress", "after", "took", ""].map((h) => el("th", {}, h)))), el("tbody", {}, ...rows)),
