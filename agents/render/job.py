@@ -138,6 +138,27 @@ def _remove_partials(folder: Path, names: Sequence[str], *, older_than_s: float)
                     logger.info("removed stale partial %s", stale)
 
 
+def sweep_staging(root: Path, *, older_than_s: float) -> int:
+    """Remove render partials under the staging area that nothing has written to for
+    ``older_than_s`` (a render killed with its worker, a session cancelled since), and the
+    folders they leave empty. A live render writes its partial continuously, so it is never
+    touched; the finished outputs and their manifests are left to publish. Returns the count."""
+    removed = 0
+    if not root.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    for folder in (p for p in root.iterdir() if p.is_dir()):
+        for stale in folder.glob(".*.partial-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if stale.stat().st_mtime <= cutoff:
+                    stale.unlink()
+                    removed += 1
+                    logger.info("removed orphaned render partial %s", stale)
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty
+    return removed
+
+
 def _os_failure(what: str, exc: OSError) -> TransientRenderError:
     if is_no_space(exc):
         return NoSpaceError(f"{what}: the disk is full ({exc})")

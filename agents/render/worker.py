@@ -26,6 +26,7 @@ from saq.job import Job
 from saq.types import Context
 
 from agents.render.errors import NoSpaceError, RenderError
+from agents.render.job import sweep_staging
 from agents.render.queue import RENDER_FUNCTION, RenderWorkerConfig, render_job, worker_settings
 from streams import records
 from streams.kafka import make_producer
@@ -157,6 +158,12 @@ async def _main(settings: Settings) -> None:
     async def send(key: bytes, value: bytes) -> object:
         return await producer.send_and_wait(names.step_results, value, key=key)
 
+    # what a render worker killed mid-render left behind (its jobs rerun under new names)
+    swept = await asyncio.to_thread(
+        sweep_staging, config.output_root, older_than_s=config.stale_partial_s
+    )
+    if swept:
+        logger.info("swept %d orphaned render partial(s) from %s", swept, config.output_root)
     base = worker_settings(config)
     queue = base["queue"]
     await queue.connect()

@@ -413,3 +413,29 @@ def test_a_full_disk_gets_more_and_slower_retries() -> None:
     assert not wait_for_space(job)  # bounded: then the step fails (retryable)
     delays = [job.next_retry_delay() for _ in range(50)]
     assert all(0 <= d <= SPACE_RETRY_MAX_S for d in delays)
+
+
+def test_the_staging_sweep_removes_orphaned_partials_only(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from agents.render.job import sweep_staging
+
+    killed = tmp_path / "BK-1_Ann_20261201-0900_abc123"
+    killed.mkdir()
+    orphan = killed / ".BK-1_Ann_20261201-0900_abc123.mp4.partial-1f2e"
+    orphan.write_bytes(b"half a video")
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+    live = tmp_path / "BK-2_Bo_20261201-0930_def456"
+    live.mkdir()
+    writing = live / ".BK-2_Bo_20261201-0930_def456.mp4.partial-9a9a"
+    writing.write_bytes(b"being written")
+    staged = live / "BK-2_Bo_20261201-0930_def456.mp4"
+    staged.write_bytes(b"finished, waiting for publish")
+    os.utime(staged, (old, old))
+
+    assert sweep_staging(tmp_path, older_than_s=600) == 1
+    assert not killed.exists()  # emptied: removed
+    assert writing.exists() and staged.exists()
+    assert sweep_staging(tmp_path / "missing", older_than_s=600) == 0
