@@ -258,9 +258,30 @@ function refreshSoon() {
   pending = setTimeout(() => { pending = null; refresh(); }, 150);
 }
 
+// The services and the free space of the share and the output (503 while degraded).
+async function loadHealth() {
+  const box = $("#health");
+  let h;
+  try {
+    h = await (await fetch("/api/health")).json();
+  } catch (err) {
+    box.className = "health down";
+    box.textContent = "hub not answering";
+    return;
+  }
+  const disk = Object.entries(h.disk || {}).map(([name, d]) =>
+    el("span", { class: d.low_space ? "low" : "", "data-disk": name },
+      `${name} ${d.free_bytes === null ? "unreadable" : `${bytes(d.free_bytes)} free`}`));
+  const reasons = (h.reasons || []).map((r) => el("span", { class: "reason" }, r));
+  box.className = `health ${h.status === "ok" ? "ok" : "down"}`;
+  box.dataset.status = h.status;
+  box.replaceChildren(el("span", { class: "status" }, h.status === "ok" ? "all services up" : h.status),
+    ...reasons, ...disk);
+}
+
 async function refresh() {
   try {
-    await Promise.all([loadAttention(), loadExecutions(), loadCards(), loadDetectors(), loadCounters()]);
+    await Promise.all([loadAttention(), loadExecutions(), loadCards(), loadDetectors(), loadCounters(), loadHealth()]);
     // Do not re-render under someone typing in the review form.
     if (document.activeElement?.closest?.("#assign-form")) return;
     if (state.selected !== null) await renderExecution();

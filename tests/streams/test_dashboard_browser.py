@@ -110,6 +110,9 @@ async def test_dashboard_live_progress_retry_and_review(
             await expect(attention.locator('li[data-kind="card_skipped_file"]')).to_contain_text(
                 f"file skipped: {t.skipped_path}"
             )
+            # the services and the free space of the share and the output, in the header
+            await expect(page.locator('#health [data-disk="share"]')).to_contain_text("free")
+            await expect(page.locator('#health [data-disk="output"]')).to_contain_text("free")
             jump_row = page.locator(f'#executions tr[data-id="{s.jump}"]')
             await expect(jump_row.locator("[data-warning]")).to_have_text(f"⚠ {t.clip_warning}")
             await expect(jump_row.locator("[data-review-reason]")).to_have_text(
