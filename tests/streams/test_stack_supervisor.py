@@ -179,7 +179,14 @@ def test_a_killed_service_is_restarted_on_its_port_and_its_data_kept(
     try:
         first = watch.service.process.pid
         watch.service.process.kill()
-        services.poll()  # reaped and logged at once
+        # SIGKILL is delivered asynchronously (and a threaded process is reapable only once
+        # every thread is gone): the first poll after its death reaps and logs it
+
+        def noticed() -> bool:
+            services.poll()
+            return watch.state != "up"
+
+        wait_until(noticed, timeout=10)
         assert watch.service.process.returncode == -9
         assert services.down() == {"redis": "restarting (attempt 1)"}
         assert read_service_states(states)["redis"]["note"] == "restarting (attempt 1)"
