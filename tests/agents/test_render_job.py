@@ -7,7 +7,6 @@ import errno
 import hashlib
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ import av
 import numpy as np
 import pytest
 from saq.job import Job
+from support import small_disk
 
 from agents.render.branding import Branding
 from agents.render.errors import NoSpaceError, RenderError, TransientRenderError, is_no_space
@@ -325,21 +325,9 @@ async def test_missing_logo_is_permanent(media: dict[str, Path], tmp_path: Path)
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 2 MiB file system (tmpfs; we run as root in CI) for renders to fill up."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if done.returncode != 0:
-        reason = f"cannot mount a tmpfs here: {done.stderr.decode().strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
+    """A real 2 MiB file system for renders to fill up."""
+    with small_disk(tmp_path / "tiny", "2m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _names(folder: Path) -> list[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import xxhash
+from support import small_disk
 
 from detector.copy import (
     CopyFailed,
@@ -236,20 +237,9 @@ def test_enospc_from_the_writer_fails_and_removes_the_partial(dirs: tuple[Path, 
 
 @pytest.fixture
 def tiny_share(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if done.returncode != 0:
-        reason = f"cannot mount a tmpfs here: {done.stderr.decode().strip()}"
-        if os.environ.get("CI"):  # CI runs as root on this kind of machine: a real full disk
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
+    """A real 5 MiB file system."""
+    with small_disk(tmp_path / "tiny", "5m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_really_full_disk_fails_cleanly_and_next_file_still_copies(

@@ -5,14 +5,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support import small_disk
 
 from detector.copy import (
     MAX_NAME_BYTES,
@@ -120,20 +119,9 @@ def test_rename_onto_a_directory_is_a_destination_error(tmp_path: Path) -> None:
 
 @pytest.fixture
 def tiny_share(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if done.returncode != 0:
-        reason = f"cannot mount a tmpfs here: {done.stderr.decode().strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
+    """A real 4 MiB file system."""
+    with small_disk(tmp_path / "tiny", "4m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 class FillingSink(io.RawIOBase):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import small_disk
 
 from detector.cards import Volume
 from detector.protocol import CopyRequest, CopyResult
@@ -139,21 +139,9 @@ async def test_a_card_seen_removed_fails_at_once(tmp_path: Path) -> None:
 
 @pytest.fixture
 def tiny_share(tmp_path: Path) -> Iterator[Path]:
-    """A real 4 MiB file system (tmpfs; we run as root in CI)."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if done.returncode != 0:
-        reason = f"cannot mount a tmpfs here: {done.stderr.decode().strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
+    """A real 4 MiB file system."""
+    with small_disk(tmp_path / "tiny", "4m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _partials(share: Path) -> list[Path]:
