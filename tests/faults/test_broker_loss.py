@@ -27,10 +27,10 @@ import asyncpg
 import av
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support import Proc, settings_env, wait_for
+from support import Proc, wait_for
+from system.test_system_e2e import start_system, token_for
 
 from agents.demo_card import DemoCard, write_demo_card
-from storage.detectors import register_detector
 from streams.embedded import ChildService, free_port, start_tansu
 from streams.kafka import ensure_topics
 from streams.settings import Settings
@@ -73,28 +73,10 @@ def fault_settings(settings: Settings, private_broker: list[ChildService]) -> Se
 async def start_stack(
     spawn, s: Settings, sessions: async_sessionmaker[AsyncSession], cards: Path
 ) -> dict[str, Proc]:
+    """The whole system on the private broker (its topics created first, as `skyreel run`
+    does)."""
     await ensure_topics(s.kafka_url, Names(s.topic_prefix).source_topics(), s.topic_partitions)
-    async with sessions() as session, session.begin():
-        token = (await register_detector(session, "hangar-b", "hangar-b")).token
-    env = settings_env(s)
-    procs = {
-        "hub": spawn("streams.cli", "hub", env=env, name="hub"),
-        "worker": spawn("streams.cli", "worker", env=env, name="worker"),
-        "render": spawn("streams.cli", "render-worker", env=env, name="render"),
-    }
-    procs["detector"] = spawn(
-        "detector",
-        "--hub",
-        f"ws://127.0.0.1:{s.hub_port}/ws/detector",
-        f"--token={token}",
-        "--share",
-        str(s.share_root),
-        "--watch",
-        str(cards),
-        env=env,
-        name="detector",
-    )
-    return procs
+    return start_system(spawn, s, await token_for(sessions, "hangar-b"), cards)
 
 
 #: How long the broker stays dead: long enough for the clients' own retries to give up.
