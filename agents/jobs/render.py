@@ -164,15 +164,14 @@ async def _build(
     return _Built(payload)
 
 
-class RenderDispatcher:
-    """Claims render steps and enqueues their jobs (the runner's render seam)."""
+class _RenderQueue:
+    """The render queue, connected on first use (the worker may start before Redis answers)."""
 
     def __init__(self, jc: JobContext) -> None:
         self.jc = jc
-        self.runner: Runner | None = None
         self._queue: Queue | None = None
 
-    async def queue(self) -> Queue:
+    async def get(self) -> Queue:
         if self._queue is None:
             queue = Queue.from_url(
                 self.jc.settings.redis_url, name=Names(self.jc.settings.topic_prefix).render_queue
@@ -180,6 +179,23 @@ class RenderDispatcher:
             await queue.connect()
             self._queue = queue
         return self._queue
+
+    async def close(self) -> None:
+        if self._queue is not None:
+            await self._queue.disconnect()
+            self._queue = None
+
+
+class RenderDispatcher:
+    """Claims render steps and enqueues their jobs (the runner's render seam)."""
+
+    def __init__(self, jc: JobContext) -> None:
+        self.jc = jc
+        self.runner: Runner | None = None
+        self._queue = _RenderQueue(jc)
+
+    async def queue(self) -> Queue:
+        return await self._queue.get()
 
     async def __call__(self, request: records.StepRequest) -> None:
         assert self.runner is not None, "RenderDispatcher.runner must be set"
@@ -233,8 +249,7 @@ class RenderDispatcher:
         await self.jc.send_result(str(request.execution_id).encode(), records.encode(result))
 
     async def close(self) -> None:
-        if self._queue is not None:
-            await self._queue.disconnect()
+        await self._queue.close()
 
 
 _RENDER_OUTPUT_KEYS = ("video", "poster", "manifest", "session_key", "output_name", "fingerprint")
@@ -284,16 +299,10 @@ class RenderCheck:
     def __init__(self, jc: JobContext, grace_s: float = RENDER_GRACE_S) -> None:
         self.jc = jc
         self.grace_s = grace_s
-        self._queue: Queue | None = None
+        self._queue = _RenderQueue(jc)
 
     async def queue(self) -> Queue:
-        if self._queue is None:
-            queue = Queue.from_url(
-                self.jc.settings.redis_url, name=Names(self.jc.settings.topic_prefix).render_queue
-            )
-            await queue.connect()
-            self._queue = queue
-        return self._queue
+        return await self._queue.get()
 
     async def __call__(self) -> int:
         async with self.jc.engine.connect() as conn:
@@ -387,5 +396,4 @@ class RenderCheck:
         await self.jc.send_result(str(r.execution_id).encode(), records.encode(result))
 
     async def close(self) -> None:
-        if self._queue is not None:
-            await self._queue.disconnect()
+        await self._queue.close()
