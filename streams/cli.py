@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
+from streams.log_quiet import quiet_repeats
 from streams.settings import InsecureSettings, Settings
 
 logger = logging.getLogger(__name__)
@@ -278,6 +279,8 @@ def configure_logging(level: str, verbose: bool = False) -> None:
         level=logging.DEBUG if verbose else getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    if not verbose:  # a broker outage: a few lines, not one per client retry
+        quiet_repeats()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
