@@ -97,3 +97,22 @@ def small_disk(where: Path, size: str) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def small_system(settings: Settings, **extra: object) -> Settings:
+    """Settings for a whole system in a test: its own hub port, small fast renders, frequent
+    reconciliation; ``extra`` adds or overrides fields."""
+    from streams.embedded import free_port
+
+    return settings.model_copy(
+        update={
+            "hub_port": free_port(),
+            "render_width": 320,
+            "render_height": 180,
+            "render_fps": 15,
+            "render_preset": "ultrafast",
+            "reconcile_interval_s": 5.0,
+            "render_heartbeat_s": 6,
+            **extra,
+        }
+    )

@@ -27,11 +27,11 @@ import asyncpg
 import av
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support import Proc, wait_for
+from support import Proc, small_system, wait_for
 from system.test_system_e2e import start_system, token_for
 
 from agents.demo_card import DemoCard, write_demo_card
-from streams.embedded import ChildService, free_port, start_tansu
+from streams.embedded import ChildService, start_tansu
 from streams.kafka import ensure_topics
 from streams.settings import Settings
 from streams.topics import Names
@@ -56,18 +56,7 @@ def private_broker(tmp_path: Path) -> Iterator[list[ChildService]]:
 
 @pytest.fixture
 def fault_settings(settings: Settings, private_broker: list[ChildService]) -> Settings:
-    return settings.model_copy(
-        update={
-            "kafka_url": private_broker[0].address,
-            "hub_port": free_port(),
-            "render_width": 320,
-            "render_height": 180,
-            "render_fps": 15,
-            "render_preset": "ultrafast",
-            "reconcile_interval_s": 5.0,
-            "render_heartbeat_s": 6,
-        }
-    )
+    return small_system(settings, kafka_url=private_broker[0].address)
 
 
 async def start_stack(

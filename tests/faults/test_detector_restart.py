@@ -21,13 +21,12 @@ import av
 import pytest
 import xxhash
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support import Proc, wait_for
+from support import Proc, small_system, wait_for
 from system.test_system_e2e import explain, settled, start_system, token_for
 
 from agents.demo_card import DemoCard, write_demo_card
 from agents.render.ffmpeg import locate_ffmpeg
 from storage.imports import destination_for
-from streams.embedded import free_port
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -36,17 +35,7 @@ JUMPS = 2
 
 @pytest.fixture
 def fault_settings(settings: Settings) -> Settings:
-    return settings.model_copy(
-        update={
-            "hub_port": free_port(),
-            "render_width": 320,
-            "render_height": 180,
-            "render_fps": 15,
-            "render_preset": "ultrafast",
-            "reconcile_interval_s": 5.0,
-            "render_heartbeat_s": 6,
-        }
-    )
+    return small_system(settings)
 
 
 def make_large(card: DemoCard, relative: str) -> None:

@@ -22,12 +22,11 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from support import small_disk as mounted_disk
-from support import wait_for
+from support import small_system, wait_for
 from system.test_system_e2e import explain, settled, start_system, token_for
 from test_detector_restart import assert_end_state
 
 from agents.demo_card import write_demo_card
-from streams.embedded import free_port
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -46,19 +45,8 @@ def fault_settings(settings: Settings, small_disk: Path) -> Settings:
     share, output = small_disk / "share", small_disk / "output"
     share.mkdir()
     output.mkdir()
-    return settings.model_copy(
-        update={
-            "share_root": share,
-            "output_dir": output,  # the same file system: publishing is a rename
-            "hub_port": free_port(),
-            "render_width": 320,
-            "render_height": 180,
-            "render_fps": 15,
-            "render_preset": "ultrafast",
-            "reconcile_interval_s": 5.0,
-            "render_heartbeat_s": 6,
-        }
-    )
+    # the output on the same file system as the share: publishing is a rename
+    return small_system(settings, share_root=share, output_dir=output)
 
 
 def fill(disk: Path) -> Path:

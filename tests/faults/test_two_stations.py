@@ -17,12 +17,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support import Proc, wait_for
+from support import Proc, small_system, wait_for
 from system.test_system_e2e import explain, settled, start_system, token_for
 from test_detector_restart import assert_end_state, detector, make_large, partials
 
 from agents.demo_card import write_demo_card
-from streams.embedded import free_port
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -31,17 +30,7 @@ JUMPS = 2
 
 @pytest.fixture
 def fault_settings(settings: Settings) -> Settings:
-    return settings.model_copy(
-        update={
-            "hub_port": free_port(),
-            "render_width": 320,
-            "render_height": 180,
-            "render_fps": 15,
-            "render_preset": "ultrafast",
-            "reconcile_interval_s": 5.0,
-            "render_heartbeat_s": 6,
-        }
-    )
+    return small_system(settings)
 
 
 async def test_two_stations_copy_one_card_without_touching_each_others_partials(

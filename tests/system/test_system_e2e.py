@@ -10,11 +10,10 @@ import asyncpg
 import av
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support import Proc, settings_env, wait_for
+from support import Proc, settings_env, small_system, wait_for
 
 from agents.demo_card import DemoCard, add_jump, write_demo_card
 from storage.detectors import register_detector
-from streams.embedded import free_port
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -22,17 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 @pytest.fixture
 def system_settings(settings: Settings) -> Settings:
-    return settings.model_copy(
-        update={
-            "hub_port": free_port(),
-            "render_width": 320,
-            "render_height": 180,
-            "render_fps": 15,
-            "render_preset": "ultrafast",
-            "reconcile_interval_s": 5.0,
-            "render_heartbeat_s": 6,
-        }
-    )
+    return small_system(settings)
 
 
 async def token_for(sessions: async_sessionmaker[AsyncSession], detector_id: str) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from support import wait_for
+from support import small_system, wait_for
 from test_system_e2e import explain, start_system, token_for
 
 from agents.demo_clips import ClipPlan, ClipStyle, write_clip
@@ -121,18 +121,7 @@ def digest(path: Path) -> str:
 
 @pytest.fixture
 def system_settings(settings: Settings) -> Settings:
-    from streams.embedded import free_port
-
-    return settings.model_copy(
-        update={
-            "hub_port": free_port(),
-            "render_width": 320,
-            "render_height": 180,
-            "render_fps": 15,
-            "render_preset": "ultrafast",
-            "reconcile_interval_s": 5.0,
-        }
-    )
+    return small_system(settings)
 
 
 async def test_six_jumps_each_reach_their_passenger_or_a_person(
