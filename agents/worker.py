@@ -15,11 +15,11 @@ import faust
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents import ingest
+from agents.app import Topics, create_app, declare_topics
 from agents.guard import guarded
 from storage.db import make_engine
 from storage.imports import CopyOutcome, DiffRow, PlannedCopy
 from streams import records
-from streams.app import Topics, create_app, declare_topics
 from streams.settings import Settings
 from streams.topics import Names
 

@@ -39,7 +39,7 @@ def postgres_admin_url() -> Iterator[str]:
     if _answers(url):
         yield plain_url(url)
         return
-    from storage.embedded import start_postgres
+    from streams.stack.postgres import start_postgres
 
     svc = start_postgres(CACHE / "bench-services")
     try:

@@ -1,7 +1,7 @@
 """Benchmark: a 10-jump SD card from insertion to the last finished video.
 
 Runs the real system — hub, Faust worker, N render workers and a detector watching a folder —
-on the configured services, else embedded ones (streams.stack.Stack). The card (agents/
+on the configured services, else embedded ones (streams.stack.local.Stack). The card (agents/
 demo_card.py, 10 readable jumps + an unreadable one + pre-QR footage) is written first, then
 "inserted" by moving it into the watched folder; the clock runs until the last readable jump is
 published. In the same run it measures an ideal: the time ``cp`` takes to copy the card (with
@@ -30,10 +30,10 @@ import asyncpg
 from agents.demo_card import write_demo_card
 from benchmarks._services import CACHE
 from storage.db import plain_url
-from streams.demo import _detector_token, demo_settings
 from streams.settings import Settings
-from streams.stack import Stack, child_environ, default_children
-from streams.supervisor import ChildSpec, Supervisor
+from streams.stack.demo import _detector_token, demo_settings
+from streams.stack.local import Stack, child_environ, default_children
+from streams.stack.supervisor import ChildSpec, Supervisor
 
 
 def cp_seconds(card: Path) -> float:
@@ -110,7 +110,7 @@ async def wait_health(port: int, timeout: float = 60) -> None:
 
 
 def run(jumps: int, workers: int) -> str:
-    from streams.embedded import free_port
+    from streams.stack.services import free_port
 
     CACHE.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="e2e-", dir=CACHE))

@@ -35,7 +35,7 @@ import psutil
 
 from agents.demo_card import DemoCard, write_demo_card
 from benchmarks._services import CACHE
-from streams.embedded import free_port
+from streams.stack.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESS = {"database": "postgres", "broker": "tansu", "redis": "redis-server"}

@@ -47,7 +47,7 @@ def kafka() -> Iterator[tuple[str, bool]]:
     if url:
         yield url, False
         return
-    from streams.embedded import start_tansu
+    from streams.stack.services import start_tansu
 
     svc = start_tansu(CACHE / f"bench-tansu-{os.getpid()}")
     try:

@@ -79,7 +79,7 @@ def serve_child(url: str, port: int) -> None:
     from starlette.applications import Starlette
 
     from storage.db import make_engine
-    from streams.api import StatusApi
+    from streams.hub.api import StatusApi
     from streams.settings import Settings
     from streams.topics import Names
 

@@ -1,4 +1,4 @@
-"""Read queries behind the status API (`streams.api`): set-based, one statement per page.
+"""Read queries behind the status API (`streams.hub.api`): set-based, one statement per page.
 
 Lists are paged by keyset (executions, dead letters: `id < cursor`, newest first) or by
 limit/offset (cards, sessions, files). Aggregates a list row needs (step counts, overall

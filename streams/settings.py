@@ -2,7 +2,7 @@
 
 Built once in ``main()`` from ``SKYREEL_*`` environment variables (and an optional ``.env``), then
 passed down. Every field says what it is for. A URL left empty means "start the embedded one"
-(see :mod:`streams.stack`).
+(see :mod:`streams.stack.local`).
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ from support import Proc
 
 from storage.db import make_engine, make_sessionmaker, plain_url
 from storage.migrate import upgrade
-from streams.embedded import ChildService, redis_answers, start_redis, start_tansu
 from streams.settings import Settings
+from streams.stack.services import ChildService, redis_answers, start_redis, start_tansu
 from streams.topics import Names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def pg_admin_url(services_dir: Path) -> Iterator[str]:
         return
     if os.environ.get("CI"):
         raise RuntimeError(f"PostgreSQL does not answer at {PG_HOST_URL} (CI needs it)")
-    from storage.embedded import start_postgres
+    from streams.stack.postgres import start_postgres
 
     svc = start_postgres(services_dir)
     try:

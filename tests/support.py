@@ -102,7 +102,7 @@ def small_disk(where: Path, size: str) -> Iterator[Path]:
 def small_system(settings: Settings, **extra: object) -> Settings:
     """Settings for a whole system in a test: its own hub port, small fast renders, frequent
     reconciliation; ``extra`` adds or overrides fields."""
-    from streams.embedded import free_port
+    from streams.stack.services import free_port
 
     return settings.model_copy(
         update={

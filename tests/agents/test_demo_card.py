@@ -33,7 +33,7 @@ from agents.sessions import (
     group_sessions,
     parse_gopro_name,
 )
-from streams.cli import main as skyreel_main
+from streams.cli.main import main as skyreel_main
 
 # Tests bound the decoder by frames, not wall-clock: a loaded box must not change an outcome.
 UNHURRIED = QrSettings(budget_s=60.0)

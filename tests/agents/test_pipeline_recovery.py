@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import Proc, wait_for
 
 from agents.pipeline.orchestrator import StepDef
-from streams.embedded import free_port, start_tansu
 from streams.settings import Settings
+from streams.stack.services import free_port, start_tansu
 from streams.topics import Names
 
 pytestmark = pytest.mark.slow

@@ -31,9 +31,9 @@ from support import Proc, small_system, wait_for
 from system.test_system_e2e import start_system, token_for
 
 from agents.demo_card import DemoCard, write_demo_card
-from streams.embedded import ChildService, start_tansu
 from streams.kafka import ensure_topics
 from streams.settings import Settings
+from streams.stack.services import ChildService, start_tansu
 from streams.topics import Names
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

@@ -34,7 +34,7 @@ import pytest
 from support import wait_for
 
 from agents.demo_card import DemoCard, write_demo_card
-from streams.embedded import free_port
+from streams.stack.services import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 

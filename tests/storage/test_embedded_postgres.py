@@ -14,8 +14,8 @@ import asyncpg
 import psutil
 import pytest
 
-from storage.embedded import start_postgres
-from streams.embedded import ChildService, free_port, remembered_port
+from streams.stack.postgres import start_postgres
+from streams.stack.services import ChildService, free_port, remembered_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,7 +135,8 @@ def test_a_leftover_server_on_the_cluster_is_shut_down_first(pg_dir: Path) -> No
 @pytest.mark.slow
 def test_server_dies_with_its_parent(pg_dir: Path) -> None:
     script = (
-        "import sys, time; from pathlib import Path; from storage.embedded import start_postgres;"
+        "import sys, time; from pathlib import Path;"
+        "from streams.stack.postgres import start_postgres;"
         f"svc = start_postgres(Path({str(pg_dir)!r}), {free_port()});"
         "print(svc.process.pid, flush=True); time.sleep(60)"
     )
@@ -166,7 +167,7 @@ def test_remembered_port_is_reused_and_a_taken_one_replaced(tmp_path: Path) -> N
 
 
 def test_refuses_a_non_empty_dir_that_holds_no_cluster(pg_dir: Path) -> None:
-    from streams.embedded import ServiceStartError
+    from streams.stack.services import ServiceStartError
 
     (pg_dir / "postgres").mkdir()
     (pg_dir / "postgres" / "stray.txt").write_text("x")

@@ -22,12 +22,12 @@ from websockets.exceptions import ConnectionClosed
 
 from detector import protocol
 from storage.detectors import register_detector
-from streams.embedded import free_port
-from streams.hub import create_app
+from streams.hub.server import create_app
 from streams.settings import Settings
+from streams.stack.services import free_port
 from streams.topics import Names
 
-HUB_LOGGER = "streams.detector_ws"
+HUB_LOGGER = "streams.hub.detector_ws"
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from support import wait_for
 
-from streams.api import StatusApi
-from streams.hub import create_app
+from streams.hub.api import StatusApi
+from streams.hub.server import create_app
 from streams.settings import Settings
 
 TOKEN = "test-admin-token"

@@ -33,8 +33,8 @@ from sqlalchemy import text
 from status_harness import AUTH, api_settings, seed, seed_trouble
 
 from storage.db import make_engine
-from streams.hub import create_app
-from streams.openapi import openapi_document
+from streams.hub.openapi import openapi_document
+from streams.hub.server import create_app
 from streams.settings import Settings
 from streams.topics import Names
 

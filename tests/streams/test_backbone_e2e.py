@@ -13,8 +13,8 @@ from websockets.asyncio.client import ClientConnection
 
 from detector import protocol
 from storage import imports
-from streams.embedded import free_port
 from streams.settings import Settings
+from streams.stack.services import free_port
 
 __all__ = ["hub_settings"]  # fixture
 

@@ -172,7 +172,7 @@ async def test_bad_frame_is_refused_and_nothing_else_is_affected(
     pg: asyncpg.Connection,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streams.detector_ws")
+    caplog.set_level(logging.INFO, logger="streams.hub.detector_ws")
     frame, expected_code, words = BAD_FRAMES[name]
     code, frames = await _run_bad_frame(frame, hub_settings, names, sessions, pg)
     assert code == expected_code
@@ -192,7 +192,7 @@ async def test_oversized_frame_is_refused_with_1009(
     pg: asyncpg.Connection,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streams.detector_ws")
+    caplog.set_level(logging.INFO, logger="streams.hub.detector_ws")
     frame = '{"v": 1, "type": "card_removed", "card_id": "' + "A" * protocol.MAX_FRAME_BYTES
     code, _frames = await _run_bad_frame(frame + '"}', hub_settings, names, sessions, pg)
     assert code == protocol.CLOSE_TOO_BIG
@@ -249,7 +249,7 @@ async def test_an_unsafe_entry_is_refused_alone_and_the_rest_of_its_list_passes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Regression (issue 11): one unsafe entry got error + 1003 and the whole list was lost."""
-    caplog.set_level(logging.INFO, logger="streams.detector_ws")
+    caplog.set_level(logging.INFO, logger="streams.hub.detector_ws")
     bad_path, words = BAD_ENTRIES[name]
     token = await new_detector(sessions, "station-a")
     async with running_hub(hub_settings) as hub, open_detector(hub.ws, token) as ws:

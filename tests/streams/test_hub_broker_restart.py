@@ -19,10 +19,10 @@ from websockets.asyncio.client import ClientConnection
 
 from detector import protocol
 from streams import records
-from streams.detector_ws import copy_request_id
-from streams.embedded import ChildService, free_port, start_tansu
+from streams.hub.detector_ws import copy_request_id
 from streams.kafka import ensure_topics
 from streams.settings import Settings
+from streams.stack.services import ChildService, free_port, start_tansu
 from streams.topics import Names
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]

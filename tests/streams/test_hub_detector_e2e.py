@@ -18,7 +18,7 @@ from detector.cards import WatchDirVolumes
 from detector.client import run_detector
 from detector.settings import DetectorSettings
 from streams import records
-from streams.detector_ws import copy_request_id
+from streams.hub.detector_ws import copy_request_id
 from streams.settings import Settings
 from streams.topics import Names
 

@@ -34,10 +34,10 @@ from agents.ingest import IngestDeps, handle_copy_result, handle_detector_event
 from detector import protocol
 from storage.detectors import revoke
 from streams import records
-from streams.detector_sockets import ProgressBoard, close_reason
-from streams.detector_ws import copy_request_id, parse_copy_request_id
-from streams.embedded import free_port
+from streams.hub.detector_sockets import ProgressBoard, close_reason
+from streams.hub.detector_ws import copy_request_id, parse_copy_request_id
 from streams.settings import Settings
+from streams.stack.services import free_port
 from streams.topics import Names
 
 __all__ = ["hub_settings"]
@@ -59,7 +59,7 @@ async def test_bad_token_is_refused_with_1008_and_nothing_written(
     pg: asyncpg.Connection,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streams.detector_ws")
+    caplog.set_level(logging.INFO, logger="streams.hub.detector_ws")
     token = await new_detector(sessions, "station-1")
     if how == "revoked":
         async with sessions() as session, session.begin():

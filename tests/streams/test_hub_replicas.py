@@ -15,8 +15,8 @@ from support import Proc, settings_env, wait_for
 
 from detector import protocol
 from streams import records
-from streams.embedded import free_port
 from streams.settings import Settings
+from streams.stack.services import free_port
 from streams.topics import Names
 
 __all__ = ["hub_settings"]

@@ -14,7 +14,7 @@ from support import wait_for
 from websockets.asyncio.client import ClientConnection, connect
 
 from streams import kafka, records
-from streams.live import Client, presence_changes
+from streams.hub.live import Client, presence_changes
 from streams.settings import Settings
 from streams.topics import Names
 

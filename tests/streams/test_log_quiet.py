@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from streams.log_quiet import RepeatFilter, quiet_repeats
+from streams.stack.log_quiet import RepeatFilter, quiet_repeats
 
 
 class Clock:

@@ -14,8 +14,8 @@ from support import Proc, settings_env, wait_for
 
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.orchestrator import Emitter, StepDef, start_execution
+from streams.cli.replay import lag, parse_since, resolve_topic
 from streams.kafka import ensure_topics, make_producer
-from streams.replay import lag, parse_since, resolve_topic
 from streams.settings import Settings
 from streams.topics import Names
 

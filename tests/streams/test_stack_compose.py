@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.cli import build_parser
+from streams.cli.main import build_parser
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

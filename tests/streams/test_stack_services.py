@@ -15,9 +15,9 @@ import pytest
 import redis
 
 from storage.db import plain_url
-from streams.embedded import ServiceStartError, free_port
 from streams.settings import Settings
-from streams.stack import Stack
+from streams.stack.local import Stack
+from streams.stack.services import ServiceStartError, free_port
 from streams.topics import Names
 
 

@@ -16,7 +16,9 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from streams.embedded import (
+from streams.settings import Settings
+from streams.stack.local import _available, mask_url, settings_env_vars, summary
+from streams.stack.services import (
     ChildService,
     free_port,
     read_service_states,
@@ -24,9 +26,7 @@ from streams.embedded import (
     spawn_redis,
     write_service_states,
 )
-from streams.settings import Settings
-from streams.stack import _available, mask_url, settings_env_vars, summary
-from streams.supervisor import ChildSpec, ServiceSupervisor, ServiceWatch, Supervisor, backoff
+from streams.stack.supervisor import ChildSpec, ServiceSupervisor, ServiceWatch, Supervisor, backoff
 
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(60)")
 
@@ -261,7 +261,7 @@ def test_dependants_restart_with_their_service_and_nothing_else_does() -> None:
 
 
 def test_health_names_the_service_down_and_what_the_run_does_about_it(tmp_path: Path) -> None:
-    from streams.hub import disk_health, service_health
+    from streams.hub.server import disk_health, service_health
 
     dead = free_port()
     s = Settings(

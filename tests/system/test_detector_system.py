@@ -14,8 +14,8 @@ import pytest
 from support import settings_env, wait_for
 
 from storage.detectors import register_detector
-from streams.embedded import free_port
 from streams.settings import Settings
+from streams.stack.services import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 

@@ -44,7 +44,7 @@ from detector import protocol
 from storage import detectors
 from storage.copies import PendingCopy, pending_copy_requests
 from streams import records
-from streams.detector_sockets import (
+from streams.hub.detector_sockets import (
     CardStatusFollower,
     DetectorSocket,
     ProgressBoard,

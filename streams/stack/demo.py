@@ -24,7 +24,7 @@ import numpy as np
 from storage.db import plain_url
 from storage.detectors import hash_token, new_token, validate_detector_id
 from streams.settings import Settings
-from streams.supervisor import ChildSpec
+from streams.stack.supervisor import ChildSpec
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ async def read_progress(database_url: str) -> Progress:
 
 def service_note(settings: Settings, down: dict[str, str]) -> str:
     """`` | down: broker (restarting, attempt 2) | share low on space: 1.2 GB free`` or ''."""
-    from streams.embedded import free_space
+    from streams.stack.services import free_space
 
     parts = [f"{label} down: {note}" for label, note in sorted(down.items())]
     for name, path in (("share", settings.share_root), ("output", settings.output_dir)):

@@ -9,7 +9,7 @@ switch each service to an external one, which is only checked, never started or 
 :func:`run_all` is ``skyreel run``: the stack, then the hub, the Faust worker and the render
 workers as supervised child processes (a crashed child is restarted with backoff), until Ctrl-C or
 SIGTERM stops the children in reverse order and then the services. The embedded services are
-supervised too (:class:`streams.supervisor.ServiceSupervisor`): a dead one is restarted on the
+supervised too (:class:`streams.stack.supervisor.ServiceSupervisor`): a dead one is restarted on the
 same data directory and port, the broker's topics are created again (Tansu keeps them in
 memory), and the children that cannot survive its restart on their own are restarted after it.
 """
@@ -32,7 +32,8 @@ from types import FrameType
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
-from streams.embedded import (
+from streams.settings import Settings
+from streams.stack.services import (
     SERVICE_STATE_FILE,
     ChildService,
     ServiceStartError,
@@ -40,8 +41,7 @@ from streams.embedded import (
     redis_answers,
     remembered_port,
 )
-from streams.settings import Settings
-from streams.supervisor import (
+from streams.stack.supervisor import (
     ChildSpec,
     ServiceSupervisor,
     ServiceWatch,
@@ -195,7 +195,7 @@ class Stack:
         self._step("postgresql")
         database_url = s.database_url
         if not database_url:
-            from storage.embedded import start_postgres
+            from streams.stack.postgres import start_postgres
 
             self.services["postgresql"] = svc = start_postgres(data_dir)
             database_url = update["database_url"] = svc.extra["url"]
@@ -203,7 +203,7 @@ class Stack:
         self._step("redis")
         redis_url = s.redis_url
         if not redis_url:
-            from streams.embedded import start_redis
+            from streams.stack.services import start_redis
 
             port = remembered_port(data_dir / "redis.port", REDIS_DEFAULT_PORT)
             self.services["redis"] = svc = start_redis(data_dir, port)
@@ -214,7 +214,7 @@ class Stack:
         self._step("kafka")
         kafka_url = s.kafka_url
         if not kafka_url:
-            from streams.embedded import start_tansu
+            from streams.stack.services import start_tansu
 
             port = remembered_port(data_dir / "kafka.port", KAFKA_DEFAULT_PORT)
             self.services["kafka"] = svc = start_tansu(data_dir, port)
@@ -244,7 +244,7 @@ class Stack:
 
     def watches(self) -> list[ServiceWatch]:
         """How to keep each embedded service alive (for :class:`ServiceSupervisor`)."""
-        from storage.embedded import postgres_ready
+        from streams.stack.postgres import postgres_ready
 
         ready = {"postgresql": postgres_ready, "redis": redis_answers, "kafka": kafka_answers}
         return [
@@ -261,8 +261,8 @@ class Stack:
 
     def _respawn(self, key: str) -> ChildService:
         """Start service ``key`` again on its data dir and port (not waited for)."""
-        from storage.embedded import spawn_postgres
-        from streams.embedded import spawn_redis, spawn_tansu
+        from streams.stack.postgres import spawn_postgres
+        from streams.stack.services import spawn_redis, spawn_tansu
 
         spawn = {"postgresql": spawn_postgres, "redis": spawn_redis, "kafka": spawn_tansu}[key]
         old = self.services[key]
@@ -308,7 +308,7 @@ def default_children(render_workers: int) -> list[ChildSpec]:
         # makes the detectors reconnect, and on connect the hub re-sends every copy request
         # still pending in PostgreSQL; Faust keeps its group and internal topics on the
         # broker, so the worker starts afresh too (its reconciler re-drives the steps).
-        ChildSpec("hub", (*cli, "hub"), "streams.hub", restart_with=("kafka",)),
+        ChildSpec("hub", (*cli, "hub"), "streams.hub.server", restart_with=("kafka",)),
         ChildSpec("worker", (*cli, "worker"), "agents.worker", restart_with=("kafka",)),
     ]
     specs += [
@@ -389,7 +389,7 @@ def _run(
     )
     demo = None
     if not getattr(args, "no_demo", True):
-        from streams import demo as demo_mod
+        from streams.stack import demo as demo_mod
 
         try:
             effective = demo_mod.demo_settings(effective)
@@ -429,7 +429,7 @@ def _run(
         if demo is not None:
             if log_dir is not None:
                 print(f"  process logs: {log_dir}/", flush=True)
-            from streams.demo import show_progress
+            from streams.stack.demo import show_progress
 
             done = show_progress(effective, demo, stopping, poll, services.down)
             if done:
@@ -449,7 +449,7 @@ def _run(
 
 
 def _port_is_free(host: str, port: int) -> bool:
-    from streams.embedded import port_free
+    from streams.stack.services import port_free
 
     return port_free(port, host)
 
@@ -469,7 +469,7 @@ def _announce(
     elif has_hub:
         where = "the hub did not answer yet; see its log above"
     else:
-        where = "no hub (streams.hub is not installed yet)"
+        where = "no hub (streams.hub.server is not installed yet)"
     db = mask_url(effective.database_url)
     print(
         f"skyreel is up — {where}\n"

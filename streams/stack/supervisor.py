@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.embedded import ChildService, die_with_parent, write_service_states
+from streams.stack.services import ChildService, die_with_parent, write_service_states
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from agents.media.frames import MediaOpenError, open_video
 from storage import status as queries
-from streams.api_support import ApiContext, ApiError, json_errors, not_found, path_id
+from streams.hub.api_support import ApiContext, ApiError, json_errors, not_found, path_id
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from starlette.responses import JSONResponse, Response
 
 from storage import status as queries
 from storage.cards import CardSafety, card_safety
-from streams import api_models as m
-from streams.detector_ws import Gateway
+from streams.hub import api_models as m
+from streams.hub.detector_ws import Gateway
 from streams.settings import Settings
 from streams.topics import Names
 
@@ -67,7 +67,7 @@ def model_response(model: BaseModel, status: int = 200) -> Response:
 
 
 class HubRuntime(Protocol):
-    """What the hub's lifespan opened (streams.hub.Runtime); None until started."""
+    """What the hub's lifespan opened (streams.hub.server.Runtime); None until started."""
 
     engine: AsyncEngine | None
     redis: Redis | None

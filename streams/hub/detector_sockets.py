@@ -1,6 +1,6 @@
 """The detector sockets a hub replica holds, and what it remembers about them.
 
-Small pieces the `/ws/detector` endpoint (:mod:`streams.detector_ws`) is built from: one
+Small pieces the `/ws/detector` endpoint (:mod:`streams.hub.detector_ws`) is built from: one
 socket per detector (a newer one replaces the older), a send lock per socket (the endpoint and
 the copy-request forwarder both write to it), copy progress kept in memory for the status
 API with a throttle for the status topic, and the follower that tells a detector when its card

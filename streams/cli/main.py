@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
-from streams.log_quiet import quiet_repeats
 from streams.settings import InsecureSettings, Settings
+from streams.stack.log_quiet import quiet_repeats
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +36,13 @@ Handler = Callable[[Settings, argparse.Namespace], int]
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.stack import run_all
+    from streams.stack.local import run_all
 
     return run_all(settings, args)
 
 
 def _hub(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.hub import serve
+    from streams.hub.server import serve
 
     return serve(settings)
 
@@ -80,8 +80,8 @@ def _register_detector(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.cli.replay import run_replay
     from streams.kafka import group_timings
-    from streams.replay import run_replay
     from streams.topics import Names
 
     if not settings.kafka_url:
@@ -156,13 +156,13 @@ def _demo_card(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.cli_status import status_cli
+    from streams.cli.status import status_cli
 
     return status_cli(settings, args)
 
 
 def _assign(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.cli_status import assign_cli
+    from streams.cli.status import assign_cli
 
     return assign_cli(settings, args)
 

@@ -2,7 +2,7 @@
 
 Every endpoint builds its body through one of these, so a response that does not match the
 documented schema fails in the hub (and in the tests) instead of surprising a client. The
-OpenAPI document (`streams.openapi`) is generated from the same classes.
+OpenAPI document (`streams.hub.openapi`) is generated from the same classes.
 """
 
 from __future__ import annotations

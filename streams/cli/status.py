@@ -1,6 +1,6 @@
 """`skyreel status` and `skyreel assign`: the status API's reads and the assign action from a shell.
 
-They call the same functions as the hub (storage.status queries, streams.api_actions.assign),
+They call the same functions as the hub (storage.status queries, streams.hub.api_actions.assign),
 straight against PostgreSQL (SKYREEL_DATABASE_URL).
 """
 
@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from storage import status as queries
 from storage.db import make_engine
 from storage.sessions import SessionError
-from streams.api_actions import assign
-from streams.api_models import AssignRequest, Attention, Card
-from streams.api_support import attention, card_name, cards_with_safety
+from streams.hub.api_actions import assign
+from streams.hub.api_models import AssignRequest, Attention, Card
+from streams.hub.api_support import attention, card_name, cards_with_safety
 from streams.kafka import make_producer
 from streams.settings import Settings
 from streams.topics import Names

@@ -28,7 +28,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.embedded import (
+from streams.stack.services import (
     ChildService,
     ServiceStartError,
     die_with_parent,

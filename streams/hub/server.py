@@ -2,7 +2,7 @@
 
     skyreel hub          (SKYREEL_HUB_HOST / SKYREEL_HUB_PORT; port 0 picks a free one)
 
-Routes: ``/ws/detector`` (see :mod:`streams.detector_ws`) and ``GET /api/health``. The lifespan
+Routes: ``/ws/detector`` (see :mod:`streams.hub.detector_ws`) and ``GET /api/health``. The lifespan
 opens the database engine, Redis, a Kafka producer and the copy-request forwarder, and closes
 them on shutdown. Every replica reads copy requests in a consumer group of its own (so each sees
 all of them) starting at the latest offset, and forwards those whose detector is connected to
@@ -35,15 +35,15 @@ from starlette.websockets import WebSocket
 from detector import protocol
 from storage.db import make_engine, make_sessionmaker
 from streams import kafka, records
-from streams.api import StatusApi
-from streams.detector_ws import Gateway
-from streams.embedded import (
+from streams.hub.api import StatusApi
+from streams.hub.detector_ws import Gateway
+from streams.settings import Settings
+from streams.stack.services import (
     SERVICE_STATE_FILE,
     free_space,
     kafka_answers,
     read_service_states,
 )
-from streams.settings import Settings
 from streams.topics import Names
 
 logger = logging.getLogger(__name__)

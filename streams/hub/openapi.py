@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of the status API, served at `/api/openapi.json`.
 
 Paths and parameters are written here by hand (they are few); bodies come from the pydantic
-models in `streams.api_models`, so the document cannot drift from what the handlers validate.
+models in `streams.hub.api_models`, so the document cannot drift from what the handlers validate.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from pydantic.json_schema import models_json_schema
 
-from streams import api_models as m
+from streams.hub import api_models as m
 
 JsonObj = dict[str, object]
 JsonMap = Mapping[str, object]

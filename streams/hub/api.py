@@ -2,8 +2,8 @@
 
 `StatusApi` is what the hub mounts: `routes()` for the app, `start()`/`stop()` from its lifespan
 (the `/ws/status` consumer). Read endpoints live here; actions (retry, cancel, assign) in
-`streams.api_actions`; frames and media files in `streams.api_media`; the schema in
-`streams.openapi`, generated from the response models in `streams.api_models`.
+`streams.hub.api_actions`; frames and media files in `streams.hub.api_media`; the schema in
+`streams.hub.openapi`, generated from the response models in `streams.hub.api_models`.
 
 Reads are open when `settings.reads_open` (LAN), else they need the admin bearer token too.
 """
@@ -22,10 +22,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from storage import status as queries
-from streams import api_models as m
-from streams.api_actions import action_routes
-from streams.api_media import media_routes, media_url
-from streams.api_support import (
+from streams.hub import api_models as m
+from streams.hub.api_actions import action_routes
+from streams.hub.api_media import media_routes, media_url
+from streams.hub.api_support import (
     MAX_LIMIT,
     ApiContext,
     ApiError,
@@ -43,8 +43,8 @@ from streams.api_support import (
     text_param,
     when_param,
 )
-from streams.live import LiveStatus
-from streams.openapi import openapi_document
+from streams.hub.live import LiveStatus
+from streams.hub.openapi import openapi_document
 from streams.settings import Settings
 from streams.topics import Names
 

@@ -25,9 +25,9 @@ from agents.pipeline import orchestrator
 from agents.pipeline.errors import InvalidDag, InvalidTransition
 from storage.pipeline import ExecutionNotFound
 from storage.sessions import SessionNotAssignable, SessionNotFound
-from streams import api_models as m
 from streams import records
-from streams.api_support import (
+from streams.hub import api_models as m
+from streams.hub.api_support import (
     ApiContext,
     ApiError,
     actor,

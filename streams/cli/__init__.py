@@ -1,0 +1,1 @@
+"""The `skyreel` command: operator commands and process entry points (an edge)."""

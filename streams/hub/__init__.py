@@ -1,0 +1,1 @@
+"""The hub: the detector WebSocket, the status API, live status and the dashboard (an edge)."""

@@ -1,0 +1,1 @@
+"""The local stack: embedded services, their supervisor, the demo (an edge)."""
