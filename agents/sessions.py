@@ -34,7 +34,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from pathlib import PurePosixPath
 
 from agents.qr.payload import Booking
@@ -47,6 +46,8 @@ from agents.recording import (
     parse_gopro_name,
     steps_between,
 )
+from storage.enums import FileKind, SessionStatus
+from storage.enums import QrStatus as QrOutcome
 
 __all__ = [
     "CardFile",
@@ -62,26 +63,6 @@ __all__ = [
     "order_files",
     "parse_gopro_name",
 ]
-
-
-class FileKind(StrEnum):
-    QR_CANDIDATE = "qr_candidate"
-    FOOTAGE = "footage"
-
-
-class QrOutcome(StrEnum):
-    """Mirrors ``agents.qr.decode.QrStatus``."""
-
-    DECODED = "decoded"
-    UNREADABLE = "unreadable"
-    NO_QR = "no_qr"
-
-
-class SessionStatus(StrEnum):
-    DECODED = "decoded"
-    UNASSIGNED = "unassigned"
-    NEEDS_REVIEW = "needs_review"
-    PENDING = "pending"
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def card_files(
         scan = qr.get(r.id)
         kind = FileKind.QR_CANDIDATE if r.kind == "qr_candidate" else FileKind.FOOTAGE
         status = QrOutcome(scan.status) if scan and scan.status in set(QrOutcome) else None
-        if kind is FileKind.QR_CANDIDATE and scan is not None and status is None:
+        if kind is FileKind.QR_CANDIDATE and scan is not None and status in (None, QrOutcome.ERROR):
             status = QrOutcome.NO_QR  # the decoder gave up with an error: ordinary footage
         unreadable = r.probe_error
         if kind is FileKind.QR_CANDIDATE and scan is None and settled and not unreadable:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from collections.abc import Iterable
-from enum import StrEnum
 
 from agents.pipeline.errors import CycleError, InvalidDag, SpawnConflict, UnknownDependency
 from agents.pipeline.step import (
@@ -65,6 +64,7 @@ from agents.pipeline.step import (
     succeed,
     wait,
 )
+from storage.enums import ExecutionStatus
 
 __all__ = [
     "DONE",
@@ -109,15 +109,6 @@ __all__ = [
     "validate_dag",
     "wait",
 ]
-
-
-class ExecutionStatus(StrEnum):
-    PENDING = "pending"  # nothing dispatched yet
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"  # a step failed and nothing else can run
-    CANCELLED = "cancelled"
-    WAITING = "waiting"  # nothing can run until an outside condition is met (e.g. a human)
 
 
 _BROKEN = frozenset({StepStatus.FAILED, StepStatus.CANCELLED})

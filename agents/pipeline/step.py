@@ -23,21 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol, TypeAlias
 
 from agents.pipeline.errors import InvalidDag, InvalidTransition, StepFailed
-
-
-class StepStatus(StrEnum):
-    PENDING = "pending"
-    READY = "ready"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    CANCELLED = "cancelled"
-
+from storage.enums import StepStatus
 
 DONE = frozenset({StepStatus.SUCCEEDED, StepStatus.SKIPPED})
 TERMINAL = frozenset({*DONE, StepStatus.FAILED, StepStatus.CANCELLED})

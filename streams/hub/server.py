@@ -171,7 +171,7 @@ async def _db_up(engine: AsyncEngine) -> bool:
 async def _redis_up(redis: Redis) -> bool:
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT):
-            return bool(await redis.ping())
+            return bool(await redis.ping())  # type: ignore[misc]  # redis-py 7 stubs: sync|async
     except Exception:
         return False
 
