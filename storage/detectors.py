@@ -1,7 +1,8 @@
 """Detectors (station PCs), their tokens, and the card rows they report.
 
-A detector is registered once (``skyreel register-detector ID``): a random token is generated,
-printed once, and only its SHA-256 is stored, so a database dump does not let anyone connect.
+A detector is registered once (``skyreel register-detector ID``, streams/cli/detectors.py): a
+random token is generated, printed once, and only its SHA-256 is stored, so a database dump does
+not let anyone connect.
 The hub authenticates the WebSocket handshake with :func:`authenticate`.
 
 The hub is the one writer of ``card`` rows (:func:`upsert_card`, :func:`record_card_facts`):
@@ -12,23 +13,18 @@ starts empty at each insertion and collects the listings of that insertion.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import secrets
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Card, Detector
-
-if TYPE_CHECKING:
-    from streams.settings import Settings
 
 _DETECTOR_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 #: Tokens longer than this are refused without hashing (nobody's token is 4 KiB).
@@ -178,30 +174,3 @@ async def record_card_facts(
         values["skipped"] = merge_skipped(old or [], skipped)
     if values:
         await session.execute(update(Card).where(Card.id == card_id).values(**values))
-
-
-async def _register(database_url: str, detector_id: str, name: str) -> Registration:
-    from storage.db import make_engine, make_sessionmaker
-
-    engine = make_engine(database_url, pool_size=1)
-    try:
-        async with make_sessionmaker(engine)() as session, session.begin():
-            return await register_detector(session, detector_id, name)
-    finally:
-        await engine.dispose()
-
-
-def register_detector_cli(settings: Settings, detector_id: str, name: str) -> int:
-    """`skyreel register-detector ID [--name N]`: prints the token once; exit code."""
-    if not settings.database_url:
-        print("SKYREEL_DATABASE_URL is not set", file=sys.stderr)
-        return 2
-    try:
-        reg = asyncio.run(_register(settings.database_url, detector_id, name))
-    except DetectorError as exc:
-        print(f"skyreel: {exc}", file=sys.stderr)
-        return 1
-    print(f"detector {reg.detector_id} registered. Its token (shown only this once):")
-    print(reg.token)
-    print("Give it to the station as SKYREEL_DETECTOR_TOKEN; only its hash is stored.")
-    return 0

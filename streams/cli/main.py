@@ -74,7 +74,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _register_detector(settings: Settings, args: argparse.Namespace) -> int:
-    from storage.detectors import register_detector_cli
+    from streams.cli.detectors import register_detector_cli
 
     return register_detector_cli(settings, args.detector_id, args.name)
 

@@ -37,13 +37,13 @@ from storage.db import make_engine, make_sessionmaker
 from streams import kafka, records
 from streams.hub.api import StatusApi
 from streams.hub.detector_ws import Gateway
-from streams.settings import Settings
-from streams.stack.services import (
+from streams.service_state import (
     SERVICE_STATE_FILE,
     free_space,
     kafka_answers,
     read_service_states,
 )
+from streams.settings import Settings
 from streams.topics import Names
 
 logger = logging.getLogger(__name__)

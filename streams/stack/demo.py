@@ -205,7 +205,7 @@ async def read_progress(database_url: str) -> Progress:
 
 def service_note(settings: Settings, down: dict[str, str]) -> str:
     """`` | down: broker (restarting, attempt 2) | share low on space: 1.2 GB free`` or ''."""
-    from streams.stack.services import free_space
+    from streams.service_state import free_space
 
     parts = [f"{label} down: {note}" for label, note in sorted(down.items())]
     for name, path in (("share", settings.share_root), ("output", settings.output_dir)):

@@ -32,15 +32,9 @@ from types import FrameType
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
+from streams.service_state import SERVICE_STATE_FILE, kafka_answers, redis_answers
 from streams.settings import Settings
-from streams.stack.services import (
-    SERVICE_STATE_FILE,
-    ChildService,
-    ServiceStartError,
-    kafka_answers,
-    redis_answers,
-    remembered_port,
-)
+from streams.stack.services import ChildService, ServiceStartError, remembered_port
 from streams.stack.supervisor import (
     ChildSpec,
     ServiceSupervisor,

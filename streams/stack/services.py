@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -19,6 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from streams.service_state import kafka_answers, redis_answers
 
 logger = logging.getLogger(__name__)
 
@@ -110,31 +111,6 @@ def tail(path: Path, n: int = 4000) -> str:
         return path.read_bytes()[-n:].decode(errors="replace")
     except OSError:
         return ""
-
-
-def kafka_answers(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True when a Kafka ApiVersions (v0) request gets a well-formed answer."""
-    client_id = b"skyreel-probe"
-    body = struct.pack(">hhih", 18, 0, 1, len(client_id)) + client_id
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
-            s.sendall(struct.pack(">i", len(body)) + body)
-            header = s.recv(8)
-            if len(header) < 8:
-                return False
-            _size, correlation = struct.unpack(">ii", header)
-            return correlation == 1
-    except OSError:
-        return False
-
-
-def redis_answers(host: str, port: int, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def _wait(svc: ChildService, ready: Callable[[str, int], bool], timeout: float) -> ChildService:
@@ -262,47 +238,3 @@ def spawn_redis(data_dir: Path, port: int) -> ChildService:
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in ("1", "true", "yes")
-
-
-#: Written by ``skyreel run`` beside its data: what each embedded service is doing right now,
-#: so the hub's ``/api/health`` can say "restarting (attempt 3)" and not only "not answering".
-SERVICE_STATE_FILE = "services.json"
-
-
-def write_service_states(path: Path, states: dict[str, dict[str, object]]) -> None:
-    """Atomically replace the state file (a reader never sees half of it)."""
-    import json
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "services": states}, sort_keys=True))
-    tmp.replace(path)
-
-
-def read_service_states(path: Path) -> dict[str, dict[str, object]]:
-    """The states ``skyreel run`` last wrote; empty when no live run wrote them (an external
-    deployment, or a run that was killed: its pid is gone)."""
-    import json
-
-    try:
-        data = json.loads(path.read_text())
-        pid = int(data["pid"])
-        services = data["services"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return {}
-    except PermissionError:
-        pass  # alive, another user's
-    return services if isinstance(services, dict) else {}
-
-
-def free_space(path: Path) -> tuple[int, int] | None:
-    """(free, total) bytes of the file system holding ``path`` (free: what an unprivileged
-    writer may still use); None when it cannot be read (path gone, not mounted)."""
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return None
-    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize

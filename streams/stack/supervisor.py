@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.stack.services import ChildService, die_with_parent, write_service_states
+from streams.service_state import write_service_states
+from streams.stack.services import ChildService, die_with_parent
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage import detectors
 from storage.detectors import DetectorError
-from streams.settings import Settings
 
 
 @pytest.mark.parametrize("good", ["a", "hangar-1", "0station", "x" * 64])
@@ -75,22 +74,6 @@ async def test_touch_and_clear_card(
     async with sessions() as session, session.begin():
         await detectors.clear_card(session, "one", "CARD-1")
     assert await pg.fetchval("SELECT current_card_id FROM detector") is None
-
-
-def test_register_detector_cli_prints_the_token_once(
-    database_url: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    settings = Settings(database_url=database_url, redis_url="x", kafka_url="x")
-    name = f"cli-{hashlib.sha1(database_url.encode()).hexdigest()[:6]}"
-    assert detectors.register_detector_cli(settings, name, "CLI station") == 0
-    out = capsys.readouterr().out
-    token = out.splitlines()[1]
-    assert out.count(token) == 1 and len(token) >= 40
-    # a second registration of the same id is refused; a bad id is refused
-    assert detectors.register_detector_cli(settings, name, "") == 1
-    assert "already registered" in capsys.readouterr().err
-    assert detectors.register_detector_cli(settings, "Bad_Id", "") == 1
-    assert detectors.register_detector_cli(Settings(database_url=""), "ok", "") == 2
 
 
 def test_tokens_survive_the_detector_command_line() -> None:

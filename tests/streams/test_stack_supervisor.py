@@ -16,16 +16,10 @@ import pytest
 import redis
 from pydantic import SecretStr
 
+from streams.service_state import read_service_states, redis_answers, write_service_states
 from streams.settings import Settings
 from streams.stack.local import _available, mask_url, settings_env_vars, summary
-from streams.stack.services import (
-    ChildService,
-    free_port,
-    read_service_states,
-    redis_answers,
-    spawn_redis,
-    write_service_states,
-)
+from streams.stack.services import ChildService, free_port, spawn_redis
 from streams.stack.supervisor import ChildSpec, ServiceSupervisor, ServiceWatch, Supervisor, backoff
 
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(60)")
