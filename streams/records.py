@@ -1,21 +1,27 @@
 """Records on the Kafka topics: the contract between hub, agents and render workers.
 
-Every record carries ``v`` (schema version). Records are plain JSON on the wire (Faust's json
-serializer), so the hub, which is not a Faust worker, produces and consumes them with aiokafka
-through :func:`encode` / :func:`decode`.
+Every record is a pydantic model and carries ``v`` (schema version); statuses and kinds are the
+enums of :mod:`storage.enums`. The topics carry raw bytes: :func:`encode` writes a record as
+compact JSON and :func:`decode` validates one back (a ``pydantic.ValidationError``, a
+``ValueError``, on anything that is not the record), so the hub, the Faust agents and the tools
+all read and write the same thing without Faust's type metadata. Fields a newer writer adds are
+ignored by an older reader.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
-import faust
+from pydantic import BaseModel, ConfigDict
+
+from storage.enums import CopyStatus, DetectorEventKind, ResultStatus, StatusKind
 
 SCHEMA_VERSION = 1
 
 
-class _Base(faust.Record, serializer="json", isodates=True):
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=False, use_enum_values=False)
+
     v: int = SCHEMA_VERSION
 
 
@@ -23,7 +29,7 @@ class DetectorEvent(_Base):
     """A card was inserted, listed or removed at a detector (key: card id)."""
 
     event_id: str
-    event: str  # card_inserted | file_list | card_removed
+    event: DetectorEventKind
     detector_id: str
     card_id: str
     label: str = ""
@@ -51,7 +57,7 @@ class CopyResult(_Base):
     request_id: str
     detector_id: str
     file_id: int
-    status: str  # copied | failed
+    status: CopyStatus
     destination: str = ""
     size: int = 0
     hash: str = ""
@@ -115,7 +121,7 @@ class StepResult(_Base):
     execution_id: int
     step: str
     attempt: int
-    status: str  # running | progress | succeeded | failed
+    status: ResultStatus
     output: dict[str, Any] | None = None
     error: str = ""
     retryable: bool = False
@@ -127,7 +133,7 @@ class StepResult(_Base):
 class StatusEvent(_Base):
     """Something the dashboard should show changed (key: execution id or detector id)."""
 
-    kind: str  # step | execution | detector | file | session
+    kind: StatusKind
     id: str
     data: dict[str, Any] | None = None
 
@@ -141,16 +147,19 @@ class DeadLetter(_Base):
     error: str
 
 
-R = TypeVar("R", bound=faust.Record)
+R = TypeVar("R", bound=_Base)
 
 
-def encode(record: faust.Record) -> bytes:
-    """JSON bytes for the wire, without Faust's type metadata."""
-    return json.dumps(record.asdict(), default=str, separators=(",", ":")).encode()
+def encode(record: _Base) -> bytes:
+    """Compact JSON bytes for the wire."""
+    return record.model_dump_json(fallback=str).encode()
 
 
-def decode(cls: type[R], raw: bytes) -> R:
-    data = json.loads(raw)
-    if isinstance(data, dict):
-        data.pop("__faust", None)
-    return cls.from_data(data)
+def decode(cls: type[R], raw: bytes | str) -> R:
+    """The record in ``raw``; raises ``ValueError`` (pydantic's ValidationError) if it is not."""
+    return cls.model_validate_json(raw)
+
+
+def as_dict(record: _Base) -> dict[str, Any]:
+    """The record as plain JSON values (enums as their strings)."""
+    return record.model_dump(mode="json")

@@ -116,7 +116,7 @@ async def test_file_list_becomes_one_detector_event_with_the_token_s_detector_id
             )
         events = await topic_values(hub_settings.kafka_url, names.detector_events)
         assert len(events) == 1
-        event = records.DetectorEvent.from_data(
+        event = records.DetectorEvent.model_validate(
             {k: v for k, v in events[0].items() if k != "__faust"}
         )
         assert event.detector_id == "station-1"
