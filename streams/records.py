@@ -10,13 +10,15 @@ ignored by an older reader.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import re
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from storage.enums import CopyStatus, DetectorEventKind, ResultStatus, StatusKind
 
 SCHEMA_VERSION = 1
+_REQUEST_ID = re.compile(r"f([1-9][0-9]{0,17})")
 
 
 class _Base(BaseModel):
@@ -37,8 +39,39 @@ class DetectorEvent(_Base):
     files: list[dict[str, Any]] | None = None
 
 
+class FileToCopy(Protocol):
+    """A card file to copy, as storage gives it (``storage.imports.PlannedCopy``,
+    ``storage.copies.PendingCopy``)."""
+
+    @property
+    def file_id(self) -> int: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime_ms(self) -> int: ...
+    @property
+    def destination(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+
+
+def copy_request_id(file_id: int) -> str:
+    """The request id of a file's copy (one per file: a re-request replaces, never adds)."""
+    return f"f{file_id}"
+
+
+def file_of_request(request_id: str) -> int | None:
+    """The file id a copy request id names, or None if it is not one of ours."""
+    match = _REQUEST_ID.fullmatch(request_id)
+    return int(match.group(1)) if match else None
+
+
 class CopyRequest(_Base):
-    """Ask a detector to copy one card file to the share (key: detector id)."""
+    """Ask a detector to copy one card file to the share (key: detector id).
+
+    Built only by :meth:`for_file`: the one place a copy request is made."""
 
     request_id: str
     detector_id: str
@@ -49,6 +82,20 @@ class CopyRequest(_Base):
     mtime: float
     destination: str
     priority: int
+
+    @classmethod
+    def for_file(cls, detector_id: str, card_id: str, f: FileToCopy) -> CopyRequest:
+        return cls(
+            request_id=copy_request_id(f.file_id),
+            detector_id=detector_id,
+            card_id=card_id,
+            file_id=f.file_id,
+            path=f.path,
+            size=f.size,
+            mtime=f.mtime_ms / 1000,
+            destination=f.destination,
+            priority=f.priority,
+        )
 
 
 class CopyResult(_Base):
