@@ -32,7 +32,7 @@ LOCAL_FETCH_MAX_WAIT_MS = 10
 def group_timings(settings: Settings) -> dict[str, int]:
     """Consumer-group session/heartbeat settings for this deployment (empty: library defaults)."""
     if settings.uses_local_kafka_tuning:
-        # Tansu holds a fetch for the whole fetch_max_wait (see streams/app.py): keep it short.
+        # Tansu holds a fetch for the whole fetch_max_wait (see agents/app.py): keep it short.
         return {
             "session_timeout_ms": 2000,
             "heartbeat_interval_ms": 500,
