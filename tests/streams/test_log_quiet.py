@@ -1,4 +1,4 @@
-"""A broker outage is a few log lines, not one per client retry (streams/log_quiet.py)."""
+"""A broker outage is a few log lines, not one per client retry (streams/stack/log_quiet.py)."""
 
 from __future__ import annotations
 
