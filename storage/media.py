@@ -13,9 +13,6 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agents.media.probe import MediaInfo
-from agents.qr.decode import QrResult
-
 
 @dataclass(frozen=True)
 class FileRow:
@@ -59,7 +56,35 @@ async def load_files(conn: AsyncConnection, ids: Sequence[int]) -> list[FileRow]
     return [FileRow(*r) for r in rows]
 
 
-async def save_probe(conn: AsyncConnection, file_id: int, info: MediaInfo) -> None:
+@dataclass(frozen=True)
+class ProbeFacts:
+    """What probing a clip found, as stored on `imported_file`."""
+
+    duration_s: float | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    codec: str | None
+    has_audio: bool
+    creation_time: datetime | None
+
+
+@dataclass(frozen=True)
+class QrScan:
+    """What the QR search of one clip found, as stored in `qr_scan`."""
+
+    status: str
+    payload: str | None
+    booking_id: str | None
+    passenger: str | None
+    product: str | None
+    frame_s: float | None
+    decoder: str | None
+    reason: str
+    elapsed_ms: float
+
+
+async def save_probe(conn: AsyncConnection, file_id: int, info: ProbeFacts) -> None:
     await conn.execute(
         text(
             "UPDATE imported_file SET duration_s = :d, width = :w, height = :h, fps = :f, "
@@ -71,7 +96,7 @@ async def save_probe(conn: AsyncConnection, file_id: int, info: MediaInfo) -> No
             "w": info.width,
             "h": info.height,
             "f": info.fps,
-            "c": info.video_codec,
+            "c": info.codec,
             "a": info.has_audio,
             "t": info.creation_time,
         },
@@ -86,8 +111,7 @@ async def save_probe_error(conn: AsyncConnection, file_id: int, reason: str) -> 
     )
 
 
-async def save_qr(conn: AsyncConnection, file_id: int, result: QrResult) -> None:
-    booking = result.booking
+async def save_qr(conn: AsyncConnection, file_id: int, result: QrScan) -> None:
     await conn.execute(
         text(
             "INSERT INTO qr_scan (file_id, status, payload, booking_id, passenger, product, "
@@ -102,10 +126,10 @@ async def save_qr(conn: AsyncConnection, file_id: int, result: QrResult) -> None
             "id": file_id,
             "s": str(result.status),
             "p": (result.payload or "")[:4000] or None,
-            "b": booking.booking_id if booking else None,
-            "n": booking.passenger if booking else None,
-            "pr": booking.product if booking else None,
-            "fs": result.frame_time_s,
+            "b": result.booking_id,
+            "n": result.passenger,
+            "pr": result.product,
+            "fs": result.frame_s,
             "d": result.decoder,
             "r": result.reason[:2000],
             "ms": result.elapsed_ms,

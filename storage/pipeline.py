@@ -1,36 +1,32 @@
 """The pipeline repository: executions, steps, attempts and step logs in PostgreSQL.
 
-The rules live in the pure core (agents/pipeline/dag.py); this module only loads steps as
-`dag.StepState`s and persists the states the core returns. Step rows themselves (loading,
-inserting, guarded saving that raises `StaleWrite`, attempts, logs, progress) live in
-`storage/pipeline_steps.py` and are re-exported here; this module adds executions, incremental
-readiness, execution status and the operator actions.
-
-`retry_step`, `retry_execution`, `resume_execution` and `cancel_execution` are what the status
-API and the CLI both call; they record the actor in the step log and return the steps to
-dispatch. A retry moves a RUNNING step only when its worker is gone (not in the live set the
-caller passes) or when forced.
+The rules live in the pure core (agents/pipeline/dag.py) and the engine applies them
+(agents/pipeline/operations.py: promotion, retry, resume, cancel, requeue); this module only
+loads and persists. Step rows themselves (loading as `StepFields`, inserting, guarded saving that
+raises `StaleWrite`, attempts, logs, progress) live in `storage/pipeline_steps.py` and are
+re-exported here; this module adds executions, the incremental-readiness narrowing queries,
+status counts and the reconciliation query.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agents.pipeline import dag
-from agents.pipeline.dag import ExecutionStatus, StepStatus
-from agents.pipeline.errors import InvalidDag, PipelineError
+from storage.enums import ExecutionStatus
 from storage.pipeline_steps import (
     STEP_COLUMNS,
     Change,
     JsonDict,
+    PipelineStoreError,
     Saved,
     StaleWrite,
+    StepFields,
     StepRow,
+    StepValues,
     add_logs,
     add_steps,
     load_steps,
@@ -46,28 +42,22 @@ __all__ = [
     "Change",
     "ExecutionNotFound",
     "JsonDict",
+    "PipelineStoreError",
     "Saved",
     "StaleWrite",
+    "StepFields",
     "StepRow",
+    "StepValues",
     "active_executions",
     "add_logs",
     "add_steps",
-    "cancel_execution",
     "create_execution",
     "load_steps",
     "load_upstream",
     "lock_execution",
     "open_attempts",
-    "promote",
-    "promote_all",
     "promotion_candidates",
     "ready_only",
-    "redo_steps",
-    "refresh_execution_status",
-    "requeue_step",
-    "resume_execution",
-    "retry_execution",
-    "retry_step",
     "running_steps",
     "save_changes",
     "set_execution_status",
@@ -75,14 +65,12 @@ __all__ = [
     "status_counts",
 ]
 
-logger = logging.getLogger(__name__)
-
 FINISHED_EXECUTION = frozenset(
     {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
 )
 
 
-class ExecutionNotFound(PipelineError):
+class ExecutionNotFound(PipelineStoreError):
     def __init__(self, execution_id: int) -> None:
         self.execution_id = execution_id
         super().__init__(f"no execution {execution_id}")
@@ -234,35 +222,6 @@ async def load_upstream(
     ]
 
 
-async def promote(
-    conn: AsyncConnection,
-    execution_id: int,
-    done: Sequence[str],
-    done_spawns: Iterable[str] = (),
-    added: Sequence[str] = (),
-) -> list[Saved]:
-    """Move what became ready after `done` finished / `added` appeared to READY (returned)."""
-    candidates = await promotion_candidates(conn, execution_id, done, done_spawns, added)
-    if not candidates:
-        return []
-    wanted = set(candidates)
-    graph = await load_upstream(conn, execution_id, candidates)
-    olds = {r.state.name: r.state for r in graph}
-    changes = [
-        Change(olds[s.name], s) for s in dag.promote_ready(olds.values()) if s.name in wanted
-    ]
-    return await save_changes(conn, execution_id, changes)
-
-
-async def promote_all(conn: AsyncConnection, execution_id: int) -> list[Saved]:
-    """The full check (start, reconciliation): every PENDING step whose dependencies are done."""
-    states = [r.state for r in await load_steps(conn, execution_id)]
-    olds = {s.name: s for s in states}
-    return await save_changes(
-        conn, execution_id, [Change(olds[s.name], s) for s in dag.promote_ready(states)]
-    )
-
-
 async def status_counts(conn: AsyncConnection, execution_id: int) -> dict[str, int]:
     rows = await conn.execute(
         text(
@@ -272,162 +231,6 @@ async def status_counts(conn: AsyncConnection, execution_id: int) -> dict[str, i
         {"e": execution_id},
     )
     return {str(s): int(n) for s, n in rows}
-
-
-async def refresh_execution_status(
-    conn: AsyncConnection, execution_id: int
-) -> ExecutionStatus | None:
-    """Recompute and store the execution's status; returns it when it changed.
-
-    Counts decide the common cases; only a quiescent execution (nothing ready or running) is
-    loaded whole for the core's `execution_status`.
-    """
-    c = await status_counts(conn, execution_id)
-    total = sum(c.values())
-    if total and c.get("succeeded", 0) + c.get("skipped", 0) == total:
-        status = ExecutionStatus.SUCCEEDED
-    elif c.get("ready", 0) or c.get("running", 0):
-        status = ExecutionStatus.RUNNING
-    else:
-        status = dag.execution_status(r.state for r in await load_steps(conn, execution_id))
-    return status if await set_execution_status(conn, execution_id, status) else None
-
-
-# --- operator actions (status API and CLI) ------------------------------------------------------
-
-
-def _gone(r: StepRow, live: set[str]) -> bool:
-    return r.state.status is StepStatus.RUNNING and (not r.worker or r.worker not in live)
-
-
-async def retry_step(
-    conn: AsyncConnection,
-    execution_id: int,
-    name: str,
-    actor: str,
-    *,
-    force: bool = False,
-    live: set[str] | None = None,
-) -> list[Saved]:
-    """Retry one FAILED step (beyond max_attempts: a human asked), or a RUNNING one whose worker
-    is not in `live` (or any with `force`); raises InvalidTransition when refused."""
-    await lock_execution(conn, execution_id)
-    rows = await load_steps(conn, execution_id, [name])
-    if not rows:
-        raise InvalidDag(name, f"no step {name!r} in execution {execution_id}")
-    row = rows[0]
-    old = row.state
-    gone = live is not None and _gone(row, live)
-    new = dag.operator_retry(old, worker_gone=gone, force=force)
-    changes = [_retry_change(row, new, actor, force=force, gone=gone)]
-    everything = {r.state.name: r.state for r in await load_steps(conn, execution_id)}
-    if old.status is StepStatus.FAILED:
-        changes += [
-            Change(
-                everything[s.name],
-                s,
-                log=f"runs again after {name} (retry by {actor})",
-                actor=actor,
-            )
-            for s in dag.rerun_after_retry(everything.values(), [name])
-        ]
-    out = ready_only(await save_changes(conn, execution_id, changes))
-    await refresh_execution_status(conn, execution_id)
-    logger.info("execution %d: step %s retried by %s", execution_id, name, actor)
-    return out
-
-
-def _retry_change(
-    row: StepRow, new: dag.StepState, actor: str, *, force: bool, gone: bool
-) -> Change:
-    old = row.state
-    if old.status is not StepStatus.RUNNING:
-        return Change(old, new, log=f"retry requested by {actor}", actor=actor)
-    on = f" on {row.worker}" if row.worker else ""
-    why = f"its worker{on} is gone" if gone else f"forced while running{on}"
-    return Change(
-        old,
-        new,
-        attempt_status="lost" if gone else "cancelled",
-        level="warning",
-        log=f"retry requested by {actor}: {why}; attempt {old.attempt} abandoned",
-        actor=actor,
-    )
-
-
-async def retry_execution(
-    conn: AsyncConnection,
-    execution_id: int,
-    actor: str,
-    *,
-    force: bool = False,
-    live: set[str] | None = None,
-) -> list[Saved]:
-    """Retry every FAILED step (and every RUNNING one whose worker is not in `live`, or with
-    `force` every running one); what they blocked runs once they succeed; succeeded stays."""
-    await lock_execution(conn, execution_id)
-    rows = {r.state.name: r for r in await load_steps(conn, execution_id)}
-    olds = {n: r.state for n, r in rows.items()}
-    movable = [
-        n
-        for n, r in rows.items()
-        if r.state.status is StepStatus.RUNNING and (force or (live is not None and _gone(r, live)))
-    ]
-    changes = []
-    for s in dag.retry_execution(olds.values(), movable):
-        old = olds[s.name]
-        if old.status is StepStatus.RUNNING:
-            gone = live is not None and _gone(rows[s.name], live)
-            changes.append(_retry_change(rows[s.name], s, actor, force=force, gone=gone))
-            continue
-        what = "retry" if old.status is StepStatus.FAILED else "run again"
-        changes.append(Change(old, s, log=f"{what} requested by {actor}", actor=actor))
-    out = ready_only(await save_changes(conn, execution_id, changes))
-    await refresh_execution_status(conn, execution_id)
-    logger.info("execution %d: %d steps retried by %s", execution_id, len(out), actor)
-    return out
-
-
-async def resume_execution(conn: AsyncConnection, execution_id: int, actor: str) -> list[Saved]:
-    """Resume a cancelled execution: cancelled steps go back to PENDING (and READY when their
-    dependencies are done, returned); what succeeded never runs again."""
-    await lock_execution(conn, execution_id)
-    olds = {r.state.name: r.state for r in await load_steps(conn, execution_id)}
-    changes = [
-        Change(olds[s.name], s, log=f"resumed by {actor}", actor=actor)
-        for s in dag.resume_execution(olds.values())
-    ]
-    await save_changes(conn, execution_id, changes)
-    ready = await promote_all(conn, execution_id)
-    await refresh_execution_status(conn, execution_id)
-    logger.info(
-        "execution %d: resumed by %s (%d steps, %d ready)",
-        execution_id,
-        actor,
-        len(changes),
-        len(ready),
-    )
-    return ready
-
-
-async def cancel_execution(conn: AsyncConnection, execution_id: int, actor: str) -> int:
-    """Cancel every unfinished step; a running attempt's late result is then ignored."""
-    await lock_execution(conn, execution_id)
-    olds = {r.state.name: r.state for r in await load_steps(conn, execution_id)}
-    changes = [
-        Change(
-            olds[s.name],
-            s,
-            attempt_status="cancelled" if olds[s.name].status is StepStatus.RUNNING else "",
-            log=f"cancelled by {actor}",
-            actor=actor,
-        )
-        for s in dag.cancel_execution(olds.values())
-    ]
-    await save_changes(conn, execution_id, changes)
-    await set_execution_status(conn, execution_id, ExecutionStatus.CANCELLED)
-    logger.info("execution %d: cancelled by %s (%d steps)", execution_id, actor, len(changes))
-    return len(changes)
 
 
 # --- reconciliation ----------------------------------------------------------------------------
@@ -443,43 +246,3 @@ async def running_steps(conn: AsyncConnection, kind: str, older_than_s: float) -
         {"k": kind, "s": older_than_s},
     )
     return [step_row(r) for r in rows.mappings()]
-
-
-async def requeue_step(
-    conn: AsyncConnection, execution_id: int, name: str, attempt: int, reason: str
-) -> list[Saved]:
-    """Requeue a RUNNING step as a new attempt if it is still at `attempt` (the lost one is
-    closed as `lost`); returns what became ready (nothing when it moved on meanwhile)."""
-    await lock_execution(conn, execution_id)
-    rows = await load_steps(conn, execution_id, [name])
-    if not rows or rows[0].state.status is not StepStatus.RUNNING:
-        return []
-    old = rows[0].state
-    if old.attempt != attempt:
-        return []
-    change = Change(
-        old, dag.requeue(old), attempt_status="lost", level="warning", log=reason, actor="system"
-    )
-    out = ready_only(await save_changes(conn, execution_id, [change]))
-    await refresh_execution_status(conn, execution_id)
-    logger.info("execution %d: %s requeued: %s", execution_id, name, reason)
-    return out
-
-
-async def redo_steps(
-    conn: AsyncConnection, execution_id: int, names: Sequence[str], reason: str
-) -> list[Saved]:
-    """Run finished (succeeded/skipped) steps again: PENDING, then READY when their
-    dependencies are done (returned). Steps not done are left as they are."""
-    await lock_execution(conn, execution_id)
-    olds = {r.state.name: r.state for r in await load_steps(conn, execution_id, names)}
-    changes = [
-        Change(old, dag.redo(old), log=reason, actor="system") for old in olds.values() if old.done
-    ]
-    if not changes:
-        return []
-    await save_changes(conn, execution_id, changes)
-    ready = await promote_all(conn, execution_id)
-    await refresh_execution_status(conn, execution_id)
-    logger.info("execution %d: %s run again: %s", execution_id, ", ".join(olds), reason)
-    return ready

@@ -1,9 +1,10 @@
 """Pipeline steps in PostgreSQL: loading, inserting and guarded saving of step states.
 
 Part of the pipeline repository (`storage/pipeline.py`, which re-exports everything public here
-and adds executions, readiness and operator actions on top). Rows load as `dag.StepState`s
-(agents/pipeline/step.py) and the states the pure core returns are persisted here, with the
-attempt rows, step log lines, progress and the step counters that go with them.
+and adds executions and readiness queries on top). Rows load as plain `StepFields`; the pipeline
+engine turns them into the pure core's states (agents/pipeline/operations.py) and hands back
+what the core computed as `Change`s, persisted here with the attempt rows, step log lines,
+progress and the step counters that go with them. Nothing here knows the core's rules.
 
 Every write of a step is guarded by the state it was computed from (`WHERE status = :old AND
 attempt = :old_attempt`), so two processes acting on the same snapshot cannot both win: the loser
@@ -17,18 +18,22 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agents.pipeline.errors import PipelineError
-from agents.pipeline.step import StepState, StepStatus
+from storage.enums import StepStatus
 from storage.imports import bump_counter
 
 JsonDict = dict[str, object]
 
 
-class StaleWrite(PipelineError):
+class PipelineStoreError(Exception):
+    """Base of the errors the pipeline repository raises."""
+
+
+class StaleWrite(PipelineStoreError):
     """A guarded write found a step in another state than the snapshot it was computed from."""
 
     def __init__(self, execution_id: int, expected: int, written: int) -> None:
@@ -38,13 +43,57 @@ class StaleWrite(PipelineError):
         )
 
 
+class StepValues(Protocol):
+    """What a step write reads of a state (the core's `StepState` has all of it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def depends_on(self) -> frozenset[str]: ...
+    @property
+    def spawns(self) -> frozenset[str]: ...
+    @property
+    def status(self) -> StepStatus: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def spawned_by(self) -> str | None: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def waiting_for(self) -> str: ...
+    @property
+    def backoff_s(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepFields:
+    """The DAG columns of a `pipeline_step` row, as stored (no rules: the core validates)."""
+
+    name: str
+    kind: str
+    depends_on: frozenset[str]
+    spawns: frozenset[str]
+    status: StepStatus
+    attempt: int
+    max_attempts: int
+    spawned_by: str | None
+    error: str
+    waiting_for: str
+    backoff_s: float = 0.0
+
+
 @dataclass(frozen=True)
 class StepRow:
-    """A `pipeline_step` row: the core's view plus what only storage cares about."""
+    """A `pipeline_step` row: the DAG columns plus what only storage cares about."""
 
     id: int
     execution_id: int
-    state: StepState
+    state: StepFields
     input: JsonDict
     not_before: datetime | None = None
     started_at: datetime | None = None
@@ -56,8 +105,8 @@ class StepRow:
 class Change:
     """One step moving from `old` to `new` (both as the core computed them)."""
 
-    old: StepState
-    new: StepState
+    old: StepValues
+    new: StepValues
     output: JsonDict | None = None
     worker: str = ""
     # closes the old attempt's row: succeeded | failed | cancelled | lost
@@ -92,7 +141,7 @@ STEP_COLUMNS = (
 
 
 def step_row(r: RowMapping) -> StepRow:
-    state = StepState(
+    state = StepFields(
         name=str(r["name"]),
         kind=str(r["kind"]),
         depends_on=frozenset(r["depends_on"] or ()),
@@ -135,7 +184,7 @@ async def load_steps(
 async def add_steps(
     conn: AsyncConnection,
     execution_id: int,
-    steps: Sequence[StepState],
+    steps: Sequence[StepValues],
     inputs: Mapping[str, Mapping[str, object]] | None = None,
 ) -> list[str]:
     """Insert PENDING steps in one statement; names already there are left alone (idempotent).

@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.jobs.context import JobContext
+from agents.pipeline import operations as ops
 from agents.pipeline.errors import PermanentStepError
 from agents.pipeline.orchestrator import send_requests
 from agents.render.identity import output_name
@@ -378,7 +379,7 @@ class RenderCheck:
 
     async def _requeue(self, r: repo.StepRow, reason: str) -> int:
         async with self.jc.engine.begin() as conn:
-            ready = await repo.requeue_step(
+            ready = await ops.requeue_step(
                 conn, r.execution_id, r.state.name, r.state.attempt, reason
             )
         await send_requests(self.jc.emitter, ready, None)

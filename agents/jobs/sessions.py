@@ -26,6 +26,7 @@ from agents.jobs import kinds
 from agents.jobs.context import JobContext
 from agents.jobs.kinds import jump_steps
 from agents.pipeline import dag
+from agents.pipeline import operations as ops
 from agents.pipeline.orchestrator import send_requests, start_execution
 from agents.qr.payload import Booking
 from agents.sessions import CardFile, ClockPolicy, FileKind, JumpSession, QrOutcome, group_card
@@ -215,7 +216,7 @@ async def _regroup(
     jc: JobContext, conn: AsyncConnection, eid: int, files: list[int]
 ) -> list[repo.Saved]:
     await repo.lock_execution(conn, eid)
-    steps = {r.state.name: r.state for r in await repo.load_steps(conn, eid)}
+    steps = await ops.load_states(conn, eid)
     group = steps.get("group")
     if group is None or group.status not in (*dag.DONE, dag.StepStatus.PENDING):
         return []  # running or about to: its next run reads the ledger anyway
@@ -240,7 +241,7 @@ async def _regroup(
             value = d.get("input")
             inputs[name] = dict(value) if isinstance(value, dict) else {}
     await repo.add_steps(conn, eid, new, inputs)
-    ready = await repo.promote_all(conn, eid)
-    await repo.refresh_execution_status(conn, eid)
+    ready = await ops.promote_all(conn, eid)
+    await ops.refresh_execution_status(conn, eid)
     logger.warning("import execution %d: %s; grouping again", eid, why)
     return ready

@@ -13,10 +13,10 @@ from agents.jobs import sessions as jump_sessions
 from agents.jobs.context import JobContext
 from agents.jobs.kinds import after_copy
 from agents.jobs.landing import request_again
-from agents.media.probe import ProbeError, probe
+from agents.media.probe import MediaInfo, ProbeError, probe
 from agents.pipeline.errors import PermanentStepError, RetryableStepError
 from agents.pipeline.handlers import Handlers, StepContext, StepOutput
-from agents.qr.decode import decode_clip
+from agents.qr.decode import QrResult, decode_clip
 from storage import media
 from streams import records
 
@@ -51,6 +51,33 @@ def _stored(jc: JobContext, row: media.FileRow) -> Path:
     return jc.settings.share_root / row.stored_path
 
 
+def probe_facts(info: MediaInfo) -> media.ProbeFacts:
+    return media.ProbeFacts(
+        duration_s=info.duration_s,
+        width=info.width,
+        height=info.height,
+        fps=info.fps,
+        codec=info.video_codec,
+        has_audio=info.has_audio,
+        creation_time=info.creation_time,
+    )
+
+
+def qr_scan(result: QrResult) -> media.QrScan:
+    booking = result.booking
+    return media.QrScan(
+        status=str(result.status),
+        payload=result.payload,
+        booking_id=booking.booking_id if booking else None,
+        passenger=booking.passenger if booking else None,
+        product=booking.product if booking else None,
+        frame_s=result.frame_time_s,
+        decoder=result.decoder,
+        reason=result.reason,
+        elapsed_ms=result.elapsed_ms,
+    )
+
+
 def make_handlers(jc: JobContext, handlers: Handlers) -> None:
     """Register the real step kinds with their handlers."""
     from agents.jobs import kinds
@@ -80,7 +107,7 @@ def make_handlers(jc: JobContext, handlers: Handlers) -> None:
                 await media.save_probe_error(conn, file_id, f"not a readable video: {exc}")
             raise PermanentStepError(f"{path.name} is not a readable video: {exc}") from exc
         async with jc.engine.begin() as conn:
-            await media.save_probe(conn, file_id, info)
+            await media.save_probe(conn, file_id, probe_facts(info))
         return StepOutput(
             {
                 "duration_s": info.duration_s,
@@ -98,7 +125,7 @@ def make_handlers(jc: JobContext, handlers: Handlers) -> None:
         path = _stored(jc, await _file(jc, file_id))
         result = await ctx.run_blocking(decode_clip, path, jc.qr)
         async with jc.engine.begin() as conn:
-            await media.save_qr(conn, file_id, result)
+            await media.save_qr(conn, file_id, qr_scan(result))
         ctx.log(
             f"qr {result.status}: {result.reason or result.decoder} "
             f"({result.frames_decoded} frames, {result.elapsed_ms:.0f} ms)"
@@ -197,6 +224,6 @@ async def _decode_outstanding(jc: JobContext, ctx: StepContext, ids: list[int]) 
         path = jc.settings.share_root / str(r.stored_path)
         result = await ctx.run_blocking(decode_clip, path, jc.qr)
         async with jc.engine.begin() as conn:
-            await media.save_qr(conn, r.id, result)
+            await media.save_qr(conn, r.id, qr_scan(result))
         ctx.log(f"{r.path}: decoded before grouping, its own decode had not run ({result.status})")
         logger.warning("file %d: decoded by the group step (its qr step had not run)", r.id)

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from agents.pipeline.errors import PipelineError
 from agents.pipeline.orchestrator import Emitter, resume, retry
 from storage.db import make_engine
+from storage.pipeline import PipelineStoreError
 from streams.kafka import make_producer
 from streams.settings import Settings
 from streams.topics import Names
@@ -37,7 +38,7 @@ async def _act(
             names = await retry(
                 engine, Emitter(send), execution_id, step=step, actor=actor, force=force
             )
-    except PipelineError as exc:
+    except (PipelineError, PipelineStoreError) as exc:
         print(f"{what} refused: {exc}")
         return 1
     finally:

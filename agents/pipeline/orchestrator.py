@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agents.guard import batch_or_each, dead_letter
 from agents.pipeline import dag
+from agents.pipeline import operations as ops
 from agents.pipeline.dag import ExecutionStatus, StepState, StepStatus
 from agents.pipeline.errors import InvalidTransition, PipelineError, UnknownStepKind
 from agents.pipeline.registry import Registry, StepKind
@@ -170,11 +171,11 @@ async def start_execution(
             context=context,
         )
         await repo.lock_execution(conn, eid)
-        existing = [r.state for r in await repo.load_steps(conn, eid)]
-        added = dag.spawn(existing, [d.state(registry) for d in steps])
+        existing = await ops.load_states(conn, eid)
+        added = dag.spawn(existing.values(), [d.state(registry) for d in steps])
         await repo.add_steps(conn, eid, added, {d.name: d.input for d in steps})
-        ready = await repo.promote_all(conn, eid)
-        status = await repo.refresh_execution_status(conn, eid)
+        ready = await ops.promote_all(conn, eid)
+        status = await ops.refresh_execution_status(conn, eid)
     logger.info(
         "execution %d (%s) %s: %d steps added, %d dispatched",
         eid,
@@ -205,9 +206,9 @@ async def retry(
     async with engine.begin() as conn:
         live = await workers.live_workers(conn, workers.DEAD_AFTER_S)
         if step is None:
-            ready = await repo.retry_execution(conn, execution_id, actor, force=force, live=live)
+            ready = await ops.retry_execution(conn, execution_id, actor, force=force, live=live)
         else:
-            ready = await repo.retry_step(conn, execution_id, step, actor, force=force, live=live)
+            ready = await ops.retry_step(conn, execution_id, step, actor, force=force, live=live)
     await send_requests(emitter, ready, None)
     if ready:
         await _status_event(emitter, "execution", str(execution_id), {"status": "running"})
@@ -219,7 +220,7 @@ async def resume(
 ) -> list[str]:
     """Resume a cancelled execution: its cancelled steps run again, nothing that succeeded."""
     async with engine.begin() as conn:
-        ready = await repo.resume_execution(conn, execution_id, actor)
+        ready = await ops.resume_execution(conn, execution_id, actor)
     await send_requests(emitter, ready, None)
     await _status_event(emitter, "execution", str(execution_id), {"action": "resume"})
     return [s.name for s in ready]
@@ -227,7 +228,7 @@ async def resume(
 
 async def cancel(engine: AsyncEngine, emitter: Emitter, execution_id: int, *, actor: str) -> int:
     async with engine.begin() as conn:
-        n = await repo.cancel_execution(conn, execution_id, actor)
+        n = await ops.cancel_execution(conn, execution_id, actor)
     await _status_event(emitter, "execution", str(execution_id), {"status": "cancelled"})
     return n
 
@@ -327,7 +328,7 @@ class Orchestrator:
     ) -> _Batch:
         await repo.lock_execution(conn, eid)
         names = sorted({r.step for r in results})
-        first = {r.state.name: r.state for r in await repo.load_steps(conn, eid, names)}
+        first = await ops.load_states(conn, eid, names)
         cur = dict(first)
         changes: dict[str, repo.Change] = {}
         everything: dict[str, StepState] | None = None  # loaded only when a result spawns
@@ -349,7 +350,7 @@ class Orchestrator:
                 continue
             if isinstance(outcome, dag.Success) and r.spawn:
                 if everything is None:
-                    everything = {s.state.name: s.state for s in await repo.load_steps(conn, eid)}
+                    everything = await ops.load_states(conn, eid)
                 everything.update(cur)
                 try:
                     defs = [StepDef.from_dict(d) for d in r.spawn]
@@ -372,11 +373,11 @@ class Orchestrator:
         saved = await repo.save_changes(conn, eid, list(changes.values()))
         finished = [n for n in changes if cur[n].terminal]  # settled dependencies go on at failure
         spawns = [p for n in finished if cur[n].done for p in cur[n].spawns]
-        promoted = await repo.promote(conn, eid, finished, spawns, added)
+        promoted = await ops.promote(conn, eid, finished, spawns, added)
         batch = _Batch(ready=repo.ready_only(saved) + promoted)
         batch.steps = {s.name: str(s.status) for s in [*saved, *promoted]}
         if changes or added:
-            batch.status = await repo.refresh_execution_status(conn, eid)
+            batch.status = await ops.refresh_execution_status(conn, eid)
         return batch
 
     @staticmethod

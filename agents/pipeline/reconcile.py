@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.pipeline import dag
+from agents.pipeline import operations as ops
 from agents.pipeline.dag import StepStatus
 from agents.pipeline.orchestrator import Emitter, policy_for, send_requests
 from agents.pipeline.registry import Registry
@@ -86,7 +87,7 @@ async def _reconcile_execution(
     now = datetime.now(UTC)
     async with engine.begin() as conn:
         await repo.lock_execution(conn, eid)
-        promoted = await repo.promote_all(conn, eid)
+        promoted = await ops.promote_all(conn, eid)
         rows = await repo.load_steps(conn, eid)
         fresh = {p.name for p in promoted}
         resend = [
@@ -110,17 +111,18 @@ async def _reconcile_execution(
         for r in rows:
             reason = _lost_reason(registry, r, now, live)
             if reason is not None:
+                old = ops.state_of(r)
                 lost.append(
                     repo.Change(
-                        r.state,
-                        dag.requeue(r.state),
+                        old,
+                        dag.requeue(old),
                         attempt_status="lost",
                         level="warning",
                         log=reason,
                     )
                 )
         requeued = await repo.save_changes(conn, eid, lost)
-        await repo.refresh_execution_status(conn, eid)
+        await ops.refresh_execution_status(conn, eid)
     return promoted + repo.ready_only(requeued), resend, len(lost)
 
 

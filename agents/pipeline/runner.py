@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.guard import batch_or_each, dead_letter
 from agents.pipeline import dag
+from agents.pipeline import operations as ops
 from agents.pipeline.errors import InvalidTransition, StepFailed, UnknownStepKind
 from agents.pipeline.handlers import Handlers, StepContext
 from storage import pipeline as repo
@@ -120,13 +121,14 @@ class Runner:
                     request = wanted[row.state.name]
                     if row.not_before is not None and row.not_before > now:
                         continue  # early (a re-send during backoff); it is sent again when due
+                    old = ops.state_of(row)
                     try:
-                        new = dag.start(row.state, request.attempt)
+                        new = dag.start(old, request.attempt)
                     except InvalidTransition as exc:
                         logger.warning("execution %d: request not claimed: %s", eid, exc)
                         continue
-                    if new is not row.state:
-                        changes.append(repo.Change(row.state, new, worker=self.worker))
+                    if new is not old:
+                        changes.append(repo.Change(old, new, worker=self.worker))
                 saved = await repo.save_changes(conn, eid, changes, strict=False)
                 await repo.open_attempts(conn, [(s.step_id, s.attempt) for s in saved], self.worker)
                 claimed += [Claimed(wanted[s.name], s.step_id) for s in saved]

@@ -20,6 +20,7 @@ from agents.jobs.publish import missing_clips
 from agents.jobs.render import RenderCheck, choose_footage, render_request
 from agents.jobs.steps import make_handlers
 from agents.pipeline import dag
+from agents.pipeline import operations as ops
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.orchestrator import Emitter
 from agents.render.job import render_session
@@ -168,15 +169,15 @@ async def execution_with(
             conn, key=key, pipeline="jump", subject_type="session", subject_id=key
         )
         await repo.add_steps(conn, eid, steps, inputs)
-        await repo.promote_all(conn, eid)
+        await ops.promote_all(conn, eid)
     return eid
 
 
 async def claim(jc: JobContext, eid: int, name: str, *, started_s_ago: float = 60) -> None:
     async with jc.engine.begin() as conn:
-        row = (await repo.load_steps(conn, eid, [name]))[0]
+        state = ops.state_of((await repo.load_steps(conn, eid, [name]))[0])
         await repo.save_changes(
-            conn, eid, [repo.Change(row.state, dag.start(row.state, row.state.attempt), worker="w")]
+            conn, eid, [repo.Change(state, dag.start(state, state.attempt), worker="w")]
         )
         await conn.execute(
             text(
@@ -189,9 +190,9 @@ async def claim(jc: JobContext, eid: int, name: str, *, started_s_ago: float = 6
 
 async def wait_on(jc: JobContext, eid: int, name: str, reason: str) -> None:
     async with jc.engine.begin() as conn:
-        row = (await repo.load_steps(conn, eid, [name]))[0]
-        new = dag.wait(row.state, row.state.attempt, reason)
-        await repo.save_changes(conn, eid, [repo.Change(row.state, new)])
+        state = ops.state_of((await repo.load_steps(conn, eid, [name]))[0])
+        new = dag.wait(state, state.attempt, reason)
+        await repo.save_changes(conn, eid, [repo.Change(state, new)])
 
 
 def render_step(session: str) -> tuple[list[dag.StepState], dict[str, dict[str, object]]]:
@@ -217,11 +218,11 @@ async def test_a_copy_step_whose_landing_was_lost_is_told_and_a_failed_one_retri
     for name in (f"copy:{landed}", f"copy:{other}", f"copy:{waiting}"):
         await claim(jc, eid, name)
     async with jc.engine.begin() as conn:  # the card was pulled: this copy failed
-        row = (await repo.load_steps(conn, eid, [f"copy:{other}"]))[0]
+        state = ops.state_of((await repo.load_steps(conn, eid, [f"copy:{other}"]))[0])
         failed = dag.apply_result(
-            row.state, 1, dag.Failure("card pulled", False), jc.registry.get("copy")
+            state, 1, dag.Failure("card pulled", False), jc.registry.get("copy")
         )
-        await repo.save_changes(conn, eid, [repo.Change(row.state, failed)])
+        await repo.save_changes(conn, eid, [repo.Change(state, failed)])
 
     assert await landing.reconcile_landed(jc, grace_s=0) == 2
     [told] = sent.results
@@ -393,10 +394,10 @@ async def test_a_grouping_older_than_a_late_landing_is_redone_and_undecoded_clip
     for name in (f"copy:{qr}", "group"):
         await claim(jc, eid, name)
         async with jc.engine.begin() as conn:
-            row = (await repo.load_steps(conn, eid, [name]))[0]
-            done = dag.succeed(row.state, row.state.attempt)
-            await repo.save_changes(conn, eid, [repo.Change(row.state, done)])
-            await repo.promote_all(conn, eid)
+            state = ops.state_of((await repo.load_steps(conn, eid, [name]))[0])
+            done = dag.succeed(state, state.attempt)
+            await repo.save_changes(conn, eid, [repo.Change(state, done)])
+            await ops.promote_all(conn, eid)
     assert await jump_sessions.reconcile_groups(jc) == 1
     names = sorted((r.step, r.attempt) for r in sent.requests)
     assert names == [(f"probe:{qr}", 1), (f"qr:{qr}", 1)]
@@ -419,9 +420,9 @@ async def test_a_grouping_that_ran_before_a_file_landed_is_redone(
     )
     await claim(jc, eid, "group")
     async with jc.engine.begin() as conn:
-        row = (await repo.load_steps(conn, eid, ["group"]))[0]
-        done = dag.succeed(row.state, row.state.attempt)
-        await repo.save_changes(conn, eid, [repo.Change(row.state, done)])
+        state = ops.state_of((await repo.load_steps(conn, eid, ["group"]))[0])
+        done = dag.succeed(state, state.attempt)
+        await repo.save_changes(conn, eid, [repo.Change(state, done)])
     assert await jump_sessions.reconcile_groups(jc) == 0  # landed before the grouping
     async with jc.engine.begin() as conn:  # a late landing, the file in no session yet
         await conn.execute(

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.pipeline import dag
+from agents.pipeline import operations as ops
 from agents.pipeline.dag import StepState, StepStatus
 from agents.pipeline.errors import InvalidTransition
 from storage import pipeline as repo
@@ -27,16 +28,16 @@ async def new_execution(engine: AsyncEngine, key: str, steps: list[StepState]) -
             conn, key=key, pipeline="test", subject_type="test", subject_id=key
         )
         await repo.add_steps(conn, eid, steps, {s.name: {"n": s.name} for s in steps})
-        await repo.promote_all(conn, eid)
+        await ops.promote_all(conn, eid)
     return eid
 
 
 async def run_step(engine: AsyncEngine, eid: int, name: str, ok: bool = True) -> list[str]:
     """Claim and finish one step like runner + orchestrator do; returns what became ready."""
     async with engine.begin() as conn:
-        row = (await repo.load_steps(conn, eid, [name]))[0]
-        running = dag.start(row.state, row.state.attempt)
-        saved = await repo.save_changes(conn, eid, [repo.Change(row.state, running, worker="w")])
+        state = ops.state_of((await repo.load_steps(conn, eid, [name]))[0])
+        running = dag.start(state, state.attempt)
+        saved = await repo.save_changes(conn, eid, [repo.Change(state, running, worker="w")])
         await repo.open_attempts(conn, [(saved[0].step_id, saved[0].attempt)], "w")
     async with engine.begin() as conn:
         await repo.lock_execution(conn, eid)
@@ -49,8 +50,8 @@ async def run_step(engine: AsyncEngine, eid: int, name: str, ok: bool = True) ->
         )
         # as the orchestrator does: a finished step (even failed) may satisfy a settled dependency
         spawns = new.spawns if new.done else frozenset()
-        ready = await repo.promote(conn, eid, [name] if new.terminal else [], spawns)
-        await repo.refresh_execution_status(conn, eid)
+        ready = await ops.promote(conn, eid, [name] if new.terminal else [], spawns)
+        await ops.refresh_execution_status(conn, eid)
     return sorted(s.name for s in ready)
 
 
@@ -86,8 +87,8 @@ async def test_add_steps_inserts_each_name_once(
 async def test_guarded_write_refuses_a_stale_snapshot(clean_db: AsyncEngine) -> None:
     eid = await new_execution(clean_db, "k", [st("a")])
     async with clean_db.begin() as conn:
-        row = (await repo.load_steps(conn, eid, ["a"]))[0]
-    claim = repo.Change(row.state, dag.start(row.state, 1), worker="w1")
+        state = ops.state_of((await repo.load_steps(conn, eid, ["a"]))[0])
+    claim = repo.Change(state, dag.start(state, 1), worker="w1")
     async with clean_db.begin() as conn:
         assert len(await repo.save_changes(conn, eid, [claim])) == 1
     async with clean_db.begin() as conn:  # a second worker with the same snapshot loses
@@ -130,9 +131,9 @@ async def test_retry_reruns_failed_steps_only_and_records_the_actor(
     assert await execution_status(pg, eid) == "failed"
     async with clean_db.begin() as conn:
         with pytest.raises(InvalidTransition):
-            await repo.retry_step(conn, eid, "a", "ops@dz")
+            await ops.retry_step(conn, eid, "a", "ops@dz")
     async with clean_db.begin() as conn:
-        ready = await repo.retry_execution(conn, eid, "ops@dz")
+        ready = await ops.retry_execution(conn, eid, "ops@dz")
     assert [(s.name, s.attempt) for s in ready] == [("b", 2)]
     assert await run_step(clean_db, eid, "b") == ["d"]
     await run_step(clean_db, eid, "d")
@@ -166,7 +167,7 @@ async def test_cancel_execution_cancels_what_is_unfinished(
     eid = await new_execution(clean_db, "k", [st("a"), st("b", "a"), st("c")])
     await run_step(clean_db, eid, "c")
     async with clean_db.begin() as conn:
-        assert await repo.cancel_execution(conn, eid, "ops") == 2
+        assert await ops.cancel_execution(conn, eid, "ops") == 2
     rows = dict(await pg.fetch("SELECT name, status FROM pipeline_step"))
     assert rows == {"a": StepStatus.CANCELLED, "b": StepStatus.CANCELLED, "c": "succeeded"}
     assert (
@@ -186,7 +187,7 @@ async def test_a_settled_dependency_is_promoted_after_a_failure_and_runs_again_o
     assert await execution_status(pg, eid) == "failed"  # a clip is missing: a person looks
 
     async with clean_db.begin() as conn:
-        ready = await repo.retry_step(conn, eid, "probe:2", "op")
+        ready = await ops.retry_step(conn, eid, "probe:2", "op")
     assert [s.name for s in ready] == ["probe:2"]
     states = dict(
         await pg.fetch("SELECT name, status FROM pipeline_step WHERE execution_id = $1", eid)
@@ -219,9 +220,9 @@ async def test_a_plain_dependency_is_not_promoted_after_a_failure(clean_db: Asyn
 
 async def claim(engine: AsyncEngine, eid: int, name: str, worker: str) -> None:
     async with engine.begin() as conn:
-        row = (await repo.load_steps(conn, eid, [name]))[0]
-        running = dag.start(row.state, row.state.attempt)
-        saved = await repo.save_changes(conn, eid, [repo.Change(row.state, running, worker=worker)])
+        state = ops.state_of((await repo.load_steps(conn, eid, [name]))[0])
+        running = dag.start(state, state.attempt)
+        saved = await repo.save_changes(conn, eid, [repo.Change(state, running, worker=worker)])
         await repo.open_attempts(conn, [(saved[0].step_id, saved[0].attempt)], worker)
 
 
@@ -232,13 +233,13 @@ async def test_retry_moves_a_running_step_of_a_gone_worker_or_when_forced(
     await claim(clean_db, eid, "render", "w-live")
     async with clean_db.begin() as conn:
         with pytest.raises(InvalidTransition, match="live worker"):
-            await repo.retry_step(conn, eid, "render", "ops", live={"w-live"})
+            await ops.retry_step(conn, eid, "render", "ops", live={"w-live"})
     async with clean_db.begin() as conn:  # its worker stopped beating
-        ready = await repo.retry_step(conn, eid, "render", "ops", live=set())
+        ready = await ops.retry_step(conn, eid, "render", "ops", live=set())
     assert [(s.name, s.attempt) for s in ready] == [("render", 2)]
     await claim(clean_db, eid, "render", "w-live")
     async with clean_db.begin() as conn:  # forced on a live worker, execution-wide
-        ready = await repo.retry_execution(conn, eid, "boss", force=True, live={"w-live"})
+        ready = await ops.retry_execution(conn, eid, "boss", force=True, live={"w-live"})
     assert [(s.name, s.attempt) for s in ready] == [("render", 3)]
     tries = await pg.fetch(
         "SELECT a.attempt, a.status FROM pipeline_step_attempt a JOIN pipeline_step s "
@@ -266,10 +267,10 @@ async def test_a_cancelled_execution_resumes_and_what_succeeded_stays(
     await run_step(clean_db, eid, "a")
     await claim(clean_db, eid, "b", "w")
     async with clean_db.begin() as conn:
-        assert await repo.cancel_execution(conn, eid, "ops") == 2
+        assert await ops.cancel_execution(conn, eid, "ops") == 2
     assert await execution_status(pg, eid) == "cancelled"
     async with clean_db.begin() as conn:
-        ready = await repo.resume_execution(conn, eid, "ops2")
+        ready = await ops.resume_execution(conn, eid, "ops2")
     assert [(s.name, s.attempt) for s in ready] == [("b", 2)]
     assert await execution_status(pg, eid) == "running"
     assert await run_step(clean_db, eid, "b") == ["c"]
@@ -296,13 +297,13 @@ async def test_requeue_step_and_redo_steps_are_guarded(
         found = await repo.running_steps(conn, "noop", 0)
     assert [r.state.name for r in found] == ["render"]
     async with clean_db.begin() as conn:  # an older attempt: nothing moves
-        assert await repo.requeue_step(conn, eid, "render", 7, "why") == []
+        assert await ops.requeue_step(conn, eid, "render", 7, "why") == []
     async with clean_db.begin() as conn:
-        ready = await repo.requeue_step(conn, eid, "render", 1, "job gone: requeued")
+        ready = await ops.requeue_step(conn, eid, "render", 1, "job gone: requeued")
     assert [(s.name, s.attempt) for s in ready] == [("render", 2)]
     await run_step(clean_db, eid, "group")
     async with clean_db.begin() as conn:
-        ready = await repo.redo_steps(conn, eid, ["group", "render"], "late landing")
+        ready = await ops.redo_steps(conn, eid, ["group", "render"], "late landing")
     assert [(s.name, s.attempt) for s in ready] == [("group", 2)]  # render was not done
     log = await pg.fetch(
         "SELECT s.name, l.message, l.actor FROM pipeline_step_log l JOIN pipeline_step s "
