@@ -27,10 +27,10 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage import dead_letters
 from streams import records
 
 logger = logging.getLogger(__name__)
@@ -233,18 +233,7 @@ async def _store_dead_letter(
     body = payload.decode(errors="replace")
     try:
         async with engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "INSERT INTO dead_letter (topic, key, payload, error) VALUES (:t, :k, :p, :e)"
-                ),
-                {"t": topic, "k": key_text[:500], "p": body[:1_000_000], "e": error[:4000]},
-            )
-            await conn.execute(
-                text(
-                    "INSERT INTO counter (name, value) VALUES ('dead_lettered', 1) "
-                    "ON CONFLICT (name) DO UPDATE SET value = counter.value + 1"
-                )
-            )
+            await dead_letters.store(conn, topic, key_text, body, error)
     except asyncio.CancelledError:
         raise
     except Exception as exc:

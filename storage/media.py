@@ -266,16 +266,6 @@ async def load_session(conn: AsyncConnection, key: str) -> SessionRow | None:
     )
 
 
-async def count(conn: AsyncConnection, name: str, by: int = 1) -> None:
-    await conn.execute(
-        text(
-            "INSERT INTO counter (name, value) VALUES (:n, :v) "
-            "ON CONFLICT (name) DO UPDATE SET value = counter.value + EXCLUDED.value"
-        ),
-        {"n": name, "v": by},
-    )
-
-
 async def claim_output_name(conn: AsyncConnection, key: str, name: str) -> str | None:
     """The session's output name: `name` if it had none yet, else the one stored first.
 
@@ -304,6 +294,34 @@ class LandedCopy:
     file_id: int
     qr: bool
     stored_path: str | None
+
+
+async def copy_steps_of(conn: AsyncConnection, file_id: int) -> list[LandedCopy]:
+    """The running (waiting) or failed `copy:<file>` steps of one file, with its stored path."""
+    rows = (
+        await conn.execute(
+            text(
+                "SELECT execution_id, attempt, status, input FROM pipeline_step "
+                "WHERE name = :n AND status IN ('running', 'failed')"
+            ),
+            {"n": f"copy:{file_id}"},
+        )
+    ).all()
+    stored = await conn.scalar(
+        text("SELECT stored_path FROM imported_file WHERE id = :id"), {"id": file_id}
+    )
+    return [
+        LandedCopy(int(e), int(a), str(st), file_id, bool((inp or {}).get("qr")), stored)
+        for e, a, st, inp in rows
+    ]
+
+
+async def detector_of(conn: AsyncConnection, file_id: int) -> str | None:
+    """The detector whose card holds the file (None when unknown)."""
+    detector = await conn.scalar(
+        text("SELECT detector_id FROM imported_file WHERE id = :id"), {"id": file_id}
+    )
+    return str(detector) if detector else None
 
 
 async def landed_copy_steps(conn: AsyncConnection, grace_s: float) -> list[LandedCopy]:

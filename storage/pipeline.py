@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -52,6 +54,8 @@ __all__ = [
     "add_logs",
     "add_steps",
     "create_execution",
+    "executions_of_dead_workers",
+    "executions_overview",
     "load_steps",
     "load_upstream",
     "lock_execution",
@@ -63,6 +67,7 @@ __all__ = [
     "set_execution_status",
     "set_progress",
     "status_counts",
+    "succeeded_output",
 ]
 
 FINISHED_EXECUTION = frozenset(
@@ -246,3 +251,58 @@ async def running_steps(conn: AsyncConnection, kind: str, older_than_s: float) -
         {"k": kind, "s": older_than_s},
     )
     return [step_row(r) for r in rows.mappings()]
+
+
+async def executions_of_dead_workers(
+    conn: AsyncConnection, live: set[str], dead_after_s: float
+) -> list[int]:
+    """Executions with a RUNNING (not waiting) step claimed by a worker not in `live` over
+    `dead_after_s` ago."""
+    rows = await conn.execute(
+        text(
+            "SELECT DISTINCT execution_id FROM pipeline_step WHERE status = 'running' "
+            "AND waiting_for = '' AND worker IS NOT NULL "
+            "AND NOT (worker = ANY(CAST(:live AS text[]))) "
+            "AND started_at < now() - make_interval(secs => :dead)"
+        ),
+        {"live": sorted(live), "dead": dead_after_s},
+    )
+    return [int(r[0]) for r in rows]
+
+
+async def succeeded_output(conn: AsyncConnection, execution_id: int, name: str) -> object:
+    """The stored output of a step that succeeded (None when it did not, or has none)."""
+    return await conn.scalar(
+        text(
+            "SELECT output FROM pipeline_step WHERE execution_id = :e AND name = :n "
+            "AND status = 'succeeded'"
+        ),
+        {"e": execution_id, "n": name},
+    )
+
+
+@dataclass(frozen=True)
+class ExecutionLine:
+    """One execution as `skyreel executions` lists it."""
+
+    id: int
+    key: str
+    pipeline: str
+    status: str
+    created_at: datetime
+    steps: str | None  # "status=n ..." over its steps
+
+
+async def executions_overview(conn: AsyncConnection, limit: int) -> list[ExecutionLine]:
+    """The latest executions, newest first, with their step counts by status."""
+    rows = await conn.execute(
+        text(
+            "SELECT e.id, e.key, e.pipeline, e.status, e.created_at, "
+            "(SELECT string_agg(status || '=' || n, ' ' ORDER BY status) FROM "
+            " (SELECT status, count(*) n FROM pipeline_step s WHERE s.execution_id = e.id "
+            "  GROUP BY status) c) AS steps "
+            "FROM pipeline_execution e ORDER BY e.id DESC LIMIT :n"
+        ),
+        {"n": limit},
+    )
+    return [ExecutionLine(r.id, r.key, r.pipeline, r.status, r.created_at, r.steps) for r in rows]

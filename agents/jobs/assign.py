@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage import pipeline as repo
+from storage.enums import StepStatus
 from storage.sessions import Assigned, assign_session
 from streams import records
 
@@ -34,22 +35,15 @@ async def assign_booking(
     """Assign and resume; raises storage.sessions.SessionNotFound / SessionNotAssignable."""
     async with engine.begin() as conn:
         assigned = await assign_session(conn, key, booking_id, passenger, actor)
-        step = None
+        rows = []
         if assigned.execution_id is not None:
-            step = (
-                await conn.execute(
-                    text(
-                        "SELECT attempt, status FROM pipeline_step "
-                        "WHERE execution_id = :e AND name = 'booking'"
-                    ),
-                    {"e": assigned.execution_id},
-                )
-            ).first()
-    if assigned.execution_id is not None and step is not None and step[1] == "running":
+            rows = await repo.load_steps(conn, assigned.execution_id, ["booking"])
+    step = rows[0].state if rows else None
+    if assigned.execution_id is not None and step is not None and step.status is StepStatus.RUNNING:
         result = records.StepResult(
             execution_id=assigned.execution_id,
             step="booking",
-            attempt=int(step[0]),
+            attempt=step.attempt,
             status="succeeded",
             output={"booking_id": booking_id, "passenger": passenger, "assigned_by": actor},
             worker=f"assign:{actor}"[:200],

@@ -18,8 +18,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import text
-
 from agents.jobs.context import JobContext
 from agents.jobs.kinds import after_copy
 from agents.pipeline import orchestrator
@@ -38,33 +36,15 @@ REQUEST_AGAIN_S = 30.0
 
 
 async def copy_landed(ctx: JobContext, file_id: int, *, imported: bool, reason: str = "") -> None:
-    name = f"copy:{file_id}"
     async with ctx.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    "SELECT execution_id, attempt, status, input FROM pipeline_step "
-                    "WHERE name = :n AND status IN ('running', 'failed')"
-                ),
-                {"n": name},
-            )
-        ).all()
-        stored = await conn.scalar(
-            text("SELECT stored_path FROM imported_file WHERE id = :id"), {"id": file_id}
-        )
-    steps = [
-        media.LandedCopy(
-            int(eid), int(attempt), str(status), file_id, bool((inp or {}).get("qr")), stored
-        )
-        for eid, attempt, status, inp in rows
-    ]
+        steps = await media.copy_steps_of(conn, file_id)
     await _tell(ctx, steps, imported=imported, reason=reason, actor="system:copy-landed")
-    if rows:
+    if steps:
         logger.info(
             "file %d %s: %d copy step(s) told",
             file_id,
             "landed" if imported else "failed",
-            len(rows),
+            len(steps),
         )
 
 
@@ -142,9 +122,7 @@ async def reconcile_requested(ctx: JobContext, after_s: float = REQUEST_AGAIN_S)
 async def request_again(jc: JobContext, row: media.FileRow) -> None:
     """Ask the card's detector for the file again (it is sent on connect if offline now)."""
     async with jc.engine.begin() as conn:
-        detector = await conn.scalar(
-            text("SELECT detector_id FROM imported_file WHERE id = :id"), {"id": row.id}
-        )
+        detector = await media.detector_of(conn, row.id)
         if not detector:
             raise PermanentStepError(f"file {row.id} has no detector to copy it")
         await imports.mark_requested(conn, str(detector), [row.id])

@@ -45,7 +45,7 @@ from agents.render.identity import (
     read_manifest,
     write_manifest,
 )
-from storage import media
+from storage import imports, media
 from streams import records
 
 logger = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ async def publish(jc: JobContext, ctx: StepContext, request: records.StepRequest
     out = await ctx.run_blocking(publish_files, rendered, jc.settings.output_dir)
     if not out["reused"]:
         async with jc.engine.begin() as conn:
-            await media.count(conn, "videos_published")
+            await imports.bump_counter(conn, "videos_published")
     how = "kept (inputs unchanged)" if out["reused"] else "replaced" if out["replaced"] else "new"
     ctx.log(f"published {out['video']} ({how})")
     logger.info("execution %d: published %s (%s)", request.execution_id, out["video"], how)

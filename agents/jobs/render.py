@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 from saq import Queue
 from saq.job import Status
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.jobs.context import JobContext
@@ -259,13 +258,7 @@ _RENDER_OUTPUT_KEYS = ("video", "poster", "manifest", "session_key", "output_nam
 async def render_output(jc: JobContext, execution_id: int) -> dict[str, str]:
     """The render step's output: video, poster and manifest, and whose they are."""
     async with jc.engine.connect() as conn:
-        output = await conn.scalar(
-            text(
-                "SELECT output FROM pipeline_step WHERE execution_id = :e AND name = 'render' "
-                "AND status = 'succeeded'"
-            ),
-            {"e": execution_id},
-        )
+        output = await repo.succeeded_output(conn, execution_id, "render")
     if not isinstance(output, dict) or not all(output.get(k) for k in _RENDER_OUTPUT_KEYS):
         raise PermanentStepError(
             "the render step's output lacks video/poster/manifest (rendered by an older "

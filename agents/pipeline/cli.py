@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy import text
-
 from agents.pipeline.errors import PipelineError
 from agents.pipeline.orchestrator import Emitter, resume, retry
 from storage.db import make_engine
-from storage.pipeline import PipelineStoreError
+from storage.pipeline import PipelineStoreError, executions_overview
 from streams.kafka import make_producer
 from streams.settings import Settings
 from streams.topics import Names
@@ -69,16 +67,7 @@ async def _executions(settings: Settings, limit: int) -> int:
     engine = make_engine(settings.database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
-            rows = await conn.execute(
-                text(
-                    "SELECT e.id, e.key, e.pipeline, e.status, e.created_at, "
-                    "(SELECT string_agg(status || '=' || n, ' ' ORDER BY status) FROM "
-                    " (SELECT status, count(*) n FROM pipeline_step s WHERE s.execution_id = e.id "
-                    "  GROUP BY status) c) AS steps "
-                    "FROM pipeline_execution e ORDER BY e.id DESC LIMIT :n"
-                ),
-                {"n": limit},
-            )
+            rows = await executions_overview(conn, limit)
             for r in rows:
                 print(f"{r.id:>6} {r.status:<10} {r.pipeline:<12} {r.key}  [{r.steps or '-'}]")
     finally:

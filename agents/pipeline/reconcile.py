@@ -175,20 +175,9 @@ async def run_checks(registry: Registry) -> int:
 
 async def requeue_dead(engine: AsyncEngine, registry: Registry, emitter: Emitter) -> int:
     """Requeue the RUNNING agent steps of workers that stopped heart-beating; returns how many."""
-    from sqlalchemy import text
-
     async with engine.begin() as conn:
         live = await workers.live_workers(conn, DEAD_AFTER_S)
-        rows = await conn.execute(
-            text(
-                "SELECT DISTINCT execution_id FROM pipeline_step WHERE status = 'running' "
-                "AND waiting_for = '' AND worker IS NOT NULL "
-                "AND NOT (worker = ANY(CAST(:live AS text[]))) "
-                "AND started_at < now() - make_interval(secs => :dead)"
-            ),
-            {"live": sorted(live), "dead": DEAD_AFTER_S},
-        )
-        eids = [int(r[0]) for r in rows]
+        eids = await repo.executions_of_dead_workers(conn, live, DEAD_AFTER_S)
     total = 0
     for eid in eids:
         try:
