@@ -134,6 +134,14 @@ def _undecodable_name(folder: Path) -> None:
     os.close(fd)
 
 
+def _one_clip_card(tmp_path: Path) -> tuple[Path, Path]:
+    """The cards folder, holding card ``c`` of one 1000-byte clip, and an empty share."""
+    cards, share = tmp_path / "cards", tmp_path / "share"
+    share.mkdir()
+    _card(cards / "c", {"DCIM/100GOPRO/GX010001.MP4": 1000})
+    return cards, share
+
+
 def _settings(port: int, share: Path, **kw: object) -> DetectorSettings:
     base: dict[str, object] = dict(
         hub_url=f"ws://127.0.0.1:{port}/ws/detector",
@@ -208,9 +216,7 @@ async def test_bad_and_duplicate_requests_get_clear_answers(
     hub: tuple[TinyHub, Server, int], tmp_path: Path
 ) -> None:
     tiny, _, port = hub
-    cards, share = tmp_path / "cards", tmp_path / "share"
-    share.mkdir()
-    _card(cards / "c", {"DCIM/100GOPRO/GX010001.MP4": 1000})
+    cards, share = _one_clip_card(tmp_path)
     escape = {
         "v": 1,
         "type": "copy_request",
@@ -345,9 +351,7 @@ async def test_once_with_a_bad_name_imports_the_rest_and_exits_0(
     hub: tuple[TinyHub, Server, int], tmp_path: Path
 ) -> None:
     tiny, _, port = hub
-    cards, share = tmp_path / "cards", tmp_path / "share"
-    share.mkdir()
-    _card(cards / "c", {"DCIM/100GOPRO/GX010001.MP4": 1000})
+    cards, share = _one_clip_card(tmp_path)
     _undecodable_name(cards / "c/DCIM/100GOPRO")
     settings = _settings(port, share)
     assert (

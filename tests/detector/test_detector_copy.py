@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import os
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import xxhash
+from copy_harness import RealFile, write_file
 from support import small_disk
 
 from detector.copy import (
@@ -23,14 +23,6 @@ from detector.copy import (
     open_source,
     partial_path,
 )
-
-
-def _write(path: Path, size: int, seed: int = 0) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    block = hashlib.sha256(str(seed).encode()).digest() * 4096  # 128 KiB pattern
-    data = (block * (size // len(block) + 1))[:size]
-    path.write_bytes(data)
-    return data
 
 
 def _leftovers(share: Path) -> list[str]:
@@ -48,7 +40,7 @@ def dirs(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 @pytest.mark.parametrize("size", [0, 1, 5 * 1024 * 1024 + 3])
 def test_copy_is_byte_identical_and_reports_xxh3(dirs: tuple[Path, Path], size: int) -> None:
     card, share = dirs
-    data = _write(card / "GX010001.MP4", size)
+    data = write_file(card / "GX010001.MP4", size)
     seen: list[int] = []
     out = copy_file(
         card / "GX010001.MP4",
@@ -69,7 +61,7 @@ def test_copy_is_byte_identical_and_reports_xxh3(dirs: tuple[Path, Path], size: 
 def test_copy_of_a_large_file_with_readback(dirs: tuple[Path, Path]) -> None:
     card, share = dirs
     size = 150 * 1024 * 1024 + 12345
-    _write(card / "GX010002.MP4", size, seed=2)
+    write_file(card / "GX010002.MP4", size, seed=2)
     out = copy_file(card / "GX010002.MP4", share, "big/GX010002.MP4", size)
     dest = share / "big/GX010002.MP4"
     assert dest.stat().st_size == size
@@ -79,7 +71,7 @@ def test_copy_of_a_large_file_with_readback(dirs: tuple[Path, Path]) -> None:
 
 def test_already_present_is_not_copied_again(dirs: tuple[Path, Path]) -> None:
     card, share = dirs
-    _write(card / "a.MP4", 100_000)
+    write_file(card / "a.MP4", 100_000)
     first = copy_file(card / "a.MP4", share, "x/a.MP4", 100_000)
     inode = (share / "x/a.MP4").stat().st_ino
     second = copy_file(card / "a.MP4", share, "x/a.MP4", 100_000)
@@ -89,15 +81,15 @@ def test_already_present_is_not_copied_again(dirs: tuple[Path, Path]) -> None:
 
 def test_present_with_other_bytes_of_same_size_is_replaced(dirs: tuple[Path, Path]) -> None:
     card, share = dirs
-    data = _write(card / "a.MP4", 100_000, seed=1)
-    _write(share / "x/a.MP4", 100_000, seed=2)
+    data = write_file(card / "a.MP4", 100_000, seed=1)
+    write_file(share / "x/a.MP4", 100_000, seed=2)
     out = copy_file(card / "a.MP4", share, "x/a.MP4", 100_000)
     assert not out.skipped and (share / "x/a.MP4").read_bytes() == data
 
 
 def test_preexisting_partial_temp_file_is_replaced(dirs: tuple[Path, Path], tmp_path: Path) -> None:
     card, share = dirs
-    data = _write(card / "a.MP4", 300_000)
+    data = write_file(card / "a.MP4", 300_000)
     (share / "x").mkdir()
     partial_path(share / "x/a.MP4").write_bytes(b"stale" * 100_000)
     copy_file(card / "a.MP4", share, "x/a.MP4", 300_000)
@@ -108,7 +100,7 @@ def test_partial_planted_as_symlink_does_not_write_outside(
     dirs: tuple[Path, Path], tmp_path: Path
 ) -> None:
     card, share = dirs
-    _write(card / "a.MP4", 1000)
+    write_file(card / "a.MP4", 1000)
     victim = tmp_path / "victim"
     victim.write_bytes(b"keep")
     (share / "x").mkdir()
@@ -122,7 +114,7 @@ def test_destination_escaping_the_share_is_refused(
     dirs: tuple[Path, Path], tmp_path: Path, dest: str
 ) -> None:
     card, share = dirs
-    _write(card / "a.MP4", 10)
+    write_file(card / "a.MP4", 10)
     os.symlink(tmp_path, share / "evil")
     with pytest.raises(CopyRefused, match="destination refused"):
         copy_file(card / "a.MP4", share, dest, 10)
@@ -131,7 +123,7 @@ def test_destination_escaping_the_share_is_refused(
 
 def test_source_size_differing_from_the_request_is_refused(dirs: tuple[Path, Path]) -> None:
     card, share = dirs
-    _write(card / "a.MP4", 10)
+    write_file(card / "a.MP4", 10)
     with pytest.raises(CopyRefused, match="card changed"):
         copy_file(card / "a.MP4", share, "a.MP4", 11)
     assert list(share.iterdir()) == []
@@ -147,7 +139,7 @@ def test_missing_source_fails_retryably(dirs: tuple[Path, Path]) -> None:
 def test_source_shrinking_mid_copy_fails_and_leaves_no_partial(dirs: tuple[Path, Path]) -> None:
     card, share = dirs
     src = card / "a.MP4"
-    _write(src, 4 * 1024 * 1024)
+    write_file(src, 4 * 1024 * 1024)
 
     def truncate_once(done: int, total: int) -> None:
         if done == 64 * 1024:
@@ -160,11 +152,11 @@ def test_source_shrinking_mid_copy_fails_and_leaves_no_partial(dirs: tuple[Path,
     assert list(share.iterdir()) == []
 
 
-class FailingSource(io.RawIOBase):
+class FailingSource(RealFile):
     """A real card file that raises EIO after ``limit`` bytes (the card was pulled)."""
 
     def __init__(self, path: Path, limit: int) -> None:
-        self.raw = open_source(path)
+        super().__init__(open_source(path))
         self.limit = limit
         self.done = 0
 
@@ -175,19 +167,12 @@ class FailingSource(io.RawIOBase):
         self.done += n
         return n
 
-    def fileno(self) -> int:
-        return self.raw.fileno()
 
-    def close(self) -> None:
-        self.raw.close()
-        super().close()
-
-
-class FullSink(io.RawIOBase):
+class FullSink(RealFile):
     """The real temp file, raising ENOSPC once ``limit`` bytes are written (disk full)."""
 
     def __init__(self, path: Path, limit: int) -> None:
-        self.raw = open_partial(path)
+        super().__init__(open_partial(path))
         self.limit = limit
         self.done = 0
 
@@ -198,17 +183,10 @@ class FullSink(io.RawIOBase):
         self.done += n
         return n
 
-    def fileno(self) -> int:
-        return self.raw.fileno()
-
-    def close(self) -> None:
-        self.raw.close()
-        super().close()
-
 
 def test_eio_mid_copy_fails_and_removes_the_partial(dirs: tuple[Path, Path]) -> None:
     card, share = dirs
-    _write(card / "a.MP4", 2 * 1024 * 1024)
+    write_file(card / "a.MP4", 2 * 1024 * 1024)
 
     def opener(path: Path) -> RawSource:
         return FailingSource(path, 512 * 1024)
@@ -223,7 +201,7 @@ def test_eio_mid_copy_fails_and_removes_the_partial(dirs: tuple[Path, Path]) -> 
 
 def test_enospc_from_the_writer_fails_and_removes_the_partial(dirs: tuple[Path, Path]) -> None:
     card, share = dirs
-    _write(card / "a.MP4", 2 * 1024 * 1024)
+    write_file(card / "a.MP4", 2 * 1024 * 1024)
 
     def writer(path: Path) -> RawSink:
         return FullSink(path, 700 * 1024)
@@ -246,8 +224,8 @@ def test_really_full_disk_fails_cleanly_and_next_file_still_copies(
     dirs: tuple[Path, Path], tiny_share: Path
 ) -> None:
     card, _ = dirs
-    _write(card / "big.MP4", 8 * 1024 * 1024)
-    small = _write(card / "small.MP4", 1024 * 1024, seed=3)
+    write_file(card / "big.MP4", 8 * 1024 * 1024)
+    small = write_file(card / "small.MP4", 1024 * 1024, seed=3)
     with pytest.raises(CopyFailed, match="destination full"):
         copy_file(card / "big.MP4", tiny_share, "j/big.MP4", 8 * 1024 * 1024, chunk_size=256 * 1024)
     assert _leftovers(tiny_share) == [] and not (tiny_share / "j/big.MP4").exists()
@@ -257,7 +235,7 @@ def test_really_full_disk_fails_cleanly_and_next_file_still_copies(
 
 def test_cancel_stops_the_copy_and_removes_the_partial(dirs: tuple[Path, Path]) -> None:
     card, share = dirs
-    _write(card / "a.MP4", 2 * 1024 * 1024)
+    write_file(card / "a.MP4", 2 * 1024 * 1024)
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(CopyFailed, match="cancelled"):
@@ -269,7 +247,7 @@ def test_cancel_stops_the_copy_and_removes_the_partial(dirs: tuple[Path, Path]) 
 
 def test_source_is_opened_read_only_and_left_untouched(dirs: tuple[Path, Path]) -> None:
     card, share = dirs
-    data = _write(card / "a.MP4", 50_000)
+    data = write_file(card / "a.MP4", 50_000)
     os.utime(card / "a.MP4", (1_600_000_000, 1_600_000_000))
     raw = open_source(card / "a.MP4")
     try:
@@ -297,7 +275,7 @@ class CorruptingSink(FullSink):
 
 def test_readback_catches_bytes_that_differ_on_the_share(dirs: tuple[Path, Path]) -> None:
     card, share = dirs
-    _write(card / "a.MP4", 300_000)
+    write_file(card / "a.MP4", 300_000)
 
     def writer(path: Path) -> RawSink:
         return CorruptingSink(path, 1 << 40)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from copy_harness import RealFile, write_file
 from hypothesis import given
 from hypothesis import strategies as st
 from support import small_disk
@@ -23,14 +23,6 @@ from detector.copy import (
     partial_path,
     station_tag,
 )
-
-
-def _write(path: Path, size: int, seed: int = 0) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    block = hashlib.sha256(str(seed).encode()).digest() * 4096
-    data = (block * (size // len(block) + 1))[:size]
-    path.write_bytes(data)
-    return data
 
 
 @given(st.text(min_size=1, max_size=300), st.text(max_size=80), st.text(max_size=80))
@@ -57,7 +49,7 @@ def test_station_tags_are_file_name_safe() -> None:
 
 def test_a_station_never_touches_another_stations_partial(tmp_path: Path) -> None:
     card, share = tmp_path / "card", tmp_path / "share"
-    data = _write(card / "a.MP4", 3 * 1024 * 1024)
+    data = write_file(card / "a.MP4", 3 * 1024 * 1024)
     final = share / "x/a.MP4"
     final.parent.mkdir(parents=True)
     theirs = partial_path(final, "hangar-2")
@@ -70,18 +62,15 @@ def test_a_station_never_touches_another_stations_partial(tmp_path: Path) -> Non
     assert not ours_stale.exists()
 
 
-class VanishingSink(io.RawIOBase):
+class VanishingSink(RealFile):
     """The real temp file, unlinked when it is closed (another process removed it)."""
 
     def __init__(self, path: Path) -> None:
+        super().__init__(open_partial(path))
         self.path = path
-        self.raw = open_partial(path)
 
     def write(self, data: memoryview) -> int:  # type: ignore[override]
         return self.raw.write(data) or 0
-
-    def fileno(self) -> int:
-        return self.raw.fileno()
 
     def close(self) -> None:
         if not self.closed:
@@ -93,7 +82,7 @@ class VanishingSink(io.RawIOBase):
 def test_temp_file_gone_at_the_rename_is_a_destination_error(tmp_path: Path) -> None:
     card, share = tmp_path / "card", tmp_path / "share"
     share.mkdir()
-    _write(card / "a.MP4", 100_000)
+    write_file(card / "a.MP4", 100_000)
 
     def writer(path: Path) -> RawSink:
         return VanishingSink(path)
@@ -108,7 +97,7 @@ def test_temp_file_gone_at_the_rename_is_a_destination_error(tmp_path: Path) -> 
 
 def test_rename_onto_a_directory_is_a_destination_error(tmp_path: Path) -> None:
     card, share = tmp_path / "card", tmp_path / "share"
-    _write(card / "a.MP4", 100_000)
+    write_file(card / "a.MP4", 100_000)
     (share / "x/a.MP4/inside").mkdir(parents=True)  # something else holds the final name
     with pytest.raises(CopyFailed) as info:
         copy_file(card / "a.MP4", share, "x/a.MP4", 100_000, station="s1")
@@ -152,7 +141,7 @@ def test_share_filling_up_mid_copy_is_no_space_and_leaves_no_partial(
     tmp_path: Path, tiny_share: Path
 ) -> None:
     card = tmp_path / "card"
-    _write(card / "a.MP4", 2 * 1024 * 1024)
+    write_file(card / "a.MP4", 2 * 1024 * 1024)
     filler = tiny_share / "other-writer"
 
     def writer(path: Path) -> RawSink:
@@ -176,7 +165,7 @@ def test_share_filling_up_mid_copy_is_no_space_and_leaves_no_partial(
 
 def test_a_copy_that_cannot_fit_is_refused_before_writing(tmp_path: Path, tiny_share: Path) -> None:
     card = tmp_path / "card"
-    _write(card / "a.MP4", 6 * 1024 * 1024)
+    write_file(card / "a.MP4", 6 * 1024 * 1024)
     with pytest.raises(CopyFailed) as info:
         copy_file(card / "a.MP4", tiny_share, "x/a.MP4", 6 * 1024 * 1024, station="s1")
     assert info.value.kind == "no_space"
