@@ -1,6 +1,7 @@
 """Services for benchmarks: the configured ones (SKYREEL_* URLs), else embedded ones.
 
-Benchmarks create their own scratch database and drop it afterwards.
+Benchmarks create their own scratch database and drop it afterwards (the test suite makes its
+databases with the same helpers).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ CACHE = Path(__file__).resolve().parent.parent / ".cache"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def _answers(url: str) -> bool:
+def pg_answers(url: str) -> bool:
     async def probe() -> bool:
         try:
             conn = await asyncpg.connect(plain_url(url), timeout=2)
@@ -36,7 +37,7 @@ def _answers(url: str) -> bool:
 def postgres_admin_url() -> Iterator[str]:
     """A PostgreSQL URL with rights to create databases."""
     url = os.environ.get("SKYREEL_DATABASE_URL") or DEFAULT_PG
-    if _answers(url):
+    if pg_answers(url):
         yield plain_url(url)
         return
     from streams.stack.postgres import start_postgres
@@ -48,23 +49,37 @@ def postgres_admin_url() -> Iterator[str]:
         svc.stop()
 
 
+def admin_sql(admin_url: str, sql: str) -> None:
+    """One statement (CREATE or DROP DATABASE) on a connection of its own."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@contextlib.contextmanager
+def new_database(admin_url: str, name: str, *, migrate: bool = True) -> Iterator[str]:
+    """Database ``name`` created beside ``admin_url`` (migrated with Alembic unless told not
+    to); its URL; dropped afterwards."""
+    admin_sql(admin_url, f'CREATE DATABASE "{name}"')
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        if migrate:
+            upgrade(url)
+        yield url
+    finally:
+        admin_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @contextlib.contextmanager
 def scratch_database(name: str) -> Iterator[str]:
     """A fresh, migrated database for one benchmark run; dropped afterwards."""
     with postgres_admin_url() as admin:
-
-        async def run(sql: str) -> None:
-            conn = await asyncpg.connect(admin)
-            try:
-                await conn.execute(sql)
-            finally:
-                await conn.close()
-
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        asyncio.run(run(f'CREATE DATABASE "{name}"'))
-        url = admin.rsplit("/", 1)[0] + f"/{name}"
-        upgrade(url)
-        try:
+        admin_sql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with new_database(admin, name) as url:
             yield url
-        finally:
-            asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

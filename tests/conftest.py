@@ -7,7 +7,6 @@ In CI (CI=true) nothing is skipped for want of a service: a missing one is an er
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -16,33 +15,25 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from support import Proc
+from support import Proc, Rig
 
+from benchmarks._services import new_database, pg_answers
 from storage.db import make_engine, make_sessionmaker, plain_url
-from storage.migrate import upgrade
 from streams.settings import Settings
 from streams.stack.services import ChildService, redis_answers, start_redis, start_tansu
 from streams.topics import Names
 
+if TYPE_CHECKING:
+    from system.dropzone import Site
+
 ROOT = Path(__file__).resolve().parent.parent
 PG_HOST_URL = os.environ.get("SKYREEL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _pg_answers(url: str) -> bool:
-    async def probe() -> bool:
-        try:
-            conn = await asyncpg.connect(url, timeout=2)
-        except (OSError, asyncpg.PostgresError):
-            return False
-        await conn.close()
-        return True
-
-    return asyncio.run(probe())
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +64,7 @@ def embedded_data_dir(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def pg_admin_url(services_dir: Path) -> Iterator[str]:
-    if _pg_answers(PG_HOST_URL):
+    if pg_answers(PG_HOST_URL):
         yield PG_HOST_URL
         return
     if os.environ.get("CI"):
@@ -90,23 +81,8 @@ def pg_admin_url(services_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def database_url(pg_admin_url: str) -> Iterator[str]:
     """A fresh database for this test run, migrated with Alembic; dropped afterwards."""
-    name = f"skyreel_t_{uuid.uuid4().hex[:10]}"
-    base = pg_admin_url.rsplit("/", 1)[0]
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(pg_admin_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = f"{base}/{name}"
-    upgrade(url)
-    try:
+    with new_database(pg_admin_url, f"skyreel_t_{uuid.uuid4().hex[:10]}") as url:
         yield url
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
@@ -166,6 +142,18 @@ def broker_service(services_dir: Path) -> Iterator[ChildService]:
         svc.stop()
 
 
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[list[ChildService]]:
+    """A Tansu of this test only (a list: a test that kills it puts the new one in its place)."""
+    (tmp_path / "tansu").mkdir()
+    held = [start_tansu(tmp_path / "tansu")]
+    try:
+        yield held
+    finally:
+        for svc in held:
+            svc.stop()
+
+
 @pytest.fixture(scope="session")
 def broker(broker_service: ChildService) -> str:
     """Bootstrap address of the session's Tansu broker."""
@@ -219,3 +207,22 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     yield start
     for proc in procs:
         proc.stop(timeout=10)
+
+
+@pytest.fixture
+def rig(clean_db: AsyncEngine, settings: Settings, names: Names, spawn: Callable[..., Proc]) -> Rig:
+    """An engine test's database (emptied), settings, topic names and children."""
+    return Rig(clean_db, settings, names, spawn)
+
+
+@pytest.fixture
+def site(
+    sessions: async_sessionmaker[AsyncSession],
+    clean_db: AsyncEngine,
+    spawn: Callable[..., Proc],
+    tmp_path: Path,
+) -> Site:
+    """A whole-system test's dropzone (tests/system/dropzone.py), on an empty database."""
+    from system.dropzone import Site
+
+    return Site(spawn, sessions, tmp_path / "cards")

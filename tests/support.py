@@ -11,23 +11,23 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from streams import records
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from streams.topics import Names
 
 
 def settings_env(s: Settings) -> dict[str, str]:
-    """Environment for a child process that should see the same settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYREEL_")}
-    for name, value in s.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"SKYREEL_{name.upper()}"] = (
-            str(value).lower() if isinstance(value, bool) else str(value)
-        )
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    """Environment for a child process that should see the same settings (the one the stack
+    gives its children)."""
+    from streams.stack.local import child_environ
+
+    return child_environ(s)
 
 
 @dataclass
@@ -56,6 +56,42 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.kill()
         return self.popen.returncode
+
+
+def copy_request(
+    file_id: int, detector_id: str, path: str = "", priority: int = 0
+) -> records.CopyRequest:
+    """A hub test's copy request: a 5-byte file of card C1 (``path`` defaults to DCIM/F<id>)."""
+    return records.CopyRequest(
+        request_id=records.copy_request_id(file_id),
+        detector_id=detector_id,
+        card_id="C1",
+        file_id=file_id,
+        path=path or f"DCIM/F{file_id}.MP4",
+        size=5,
+        mtime=1.7e9,
+        destination=f"cards/C1/{file_id:08d}_F.MP4",
+        priority=priority,
+    )
+
+
+@dataclass
+class Rig:
+    """What a test of the engine drives: an emptied database, its settings and topic names, and
+    children it starts (the ``rig`` fixture)."""
+
+    db: AsyncEngine
+    settings: Settings
+    names: Names
+    spawn: Callable[..., Proc]
+
+    def worker(
+        self, *, reconcile_s: float = 30.0, name: str = "", settings: Settings | None = None
+    ) -> Proc:
+        """A Faust worker (``skyreel worker``) on these settings, or on ``settings``."""
+        env = settings_env(settings or self.settings)
+        env["SKYREEL_RECONCILE_INTERVAL_S"] = str(reconcile_s)
+        return self.spawn("streams.cli", "worker", env=env, name=name or "worker")
 
 
 async def wait_for(

@@ -20,17 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import av
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from support import Proc, small_system, wait_for
-from system.test_system_e2e import start_system, token_for
+from system.dropzone import Site, any_row, larger_frames, print_open_steps
 
-from agents.demo_card import DemoCard, write_demo_card
+from agents.demo_card import DemoCard
 from streams.kafka import ensure_topics
 from streams.settings import Settings
 from streams.stack.services import ChildService, start_tansu
@@ -43,29 +41,15 @@ REVIEW = 2  # the unreadable ticket's jump and the footage before the first tick
 
 
 @pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[list[ChildService]]:
-    """A Tansu of this test only (a list: the test replaces it after the SIGKILL)."""
-    (tmp_path / "tansu").mkdir()
-    held = [start_tansu(tmp_path / "tansu")]
-    try:
-        yield held
-    finally:
-        for svc in held:
-            svc.stop()
-
-
-@pytest.fixture
 def fault_settings(settings: Settings, private_broker: list[ChildService]) -> Settings:
     return small_system(settings, kafka_url=private_broker[0].address)
 
 
-async def start_stack(
-    spawn, s: Settings, sessions: async_sessionmaker[AsyncSession], cards: Path
-) -> dict[str, Proc]:
+async def start_stack(site: Site, s: Settings) -> dict[str, Proc]:
     """The whole system on the private broker (its topics created first, as `skyreel run`
     does)."""
     await ensure_topics(s.kafka_url, Names(s.topic_prefix).source_topics(), s.topic_partitions)
-    return start_system(spawn, s, await token_for(sessions, "hangar-b"), cards)
+    return await site.start(s, "hangar-b")
 
 
 #: How long the broker stays dead: long enough for the clients' own retries to give up.
@@ -84,12 +68,7 @@ async def restart_broker(held: list[ChildService], s: Settings, tmp_path: Path) 
 
 
 async def explain(pg: asyncpg.Connection, procs: dict[str, Proc]) -> None:
-    for r in await pg.fetch(
-        "SELECT e.key, s.name, s.status, s.attempt, s.worker, s.waiting_for, s.error "
-        "FROM pipeline_step s JOIN pipeline_execution e ON e.id = s.execution_id "
-        "WHERE s.status <> 'succeeded' ORDER BY e.id, s.name"
-    ):
-        print(dict(r))
+    await print_open_steps(pg)
     for r in await pg.fetch(
         "SELECT s.name, l.attempt, l.actor, l.message FROM pipeline_step_log l "
         "JOIN pipeline_step s ON s.id = l.step_id WHERE l.actor LIKE 'system%' ORDER BY l.id"
@@ -180,28 +159,20 @@ async def recovered_after(pg: asyncpg.Connection, since: float) -> float:
 async def test_broker_killed_mid_import_every_jump_still_renders(
     fault_settings: Settings,
     private_broker: list[ChildService],
-    sessions,
-    clean_db,
+    site: Site,
     pg: asyncpg.Connection,
-    spawn,
     tmp_path: Path,
 ) -> None:
     s = fault_settings
-    cards = tmp_path / "cards"
-    card = write_demo_card(
-        cards / "CARD-B", JUMPS, footage_seconds=1.5, qr_seconds=1.5, size=(320, 180)
+    card = site.card("CARD-B", JUMPS)
+    procs = await start_stack(site, s)
+
+    first_qr_imported = (
+        "SELECT count(*) FROM imported_file WHERE kind = 'qr_candidate' AND status = 'imported'"
     )
-    procs = await start_stack(spawn, s, sessions, cards)
-
-    async def first_qr_imported() -> bool:
-        return bool(
-            await pg.fetchval(
-                "SELECT count(*) FROM imported_file WHERE kind = 'qr_candidate' "
-                "AND status = 'imported'"
-            )
-        )
-
-    await wait_for(first_qr_imported, timeout=90, interval=0.01, what="the first QR clip")
+    await wait_for(
+        lambda: any_row(pg, first_qr_imported), timeout=90, interval=0.01, what="the first QR clip"
+    )
     back = await restart_broker(private_broker, s, tmp_path)
     await wait_settled(pg, procs, timeout=150)
     print(f"broker killed mid-import: last video {await recovered_after(pg, back)}s after restart")
@@ -211,37 +182,22 @@ async def test_broker_killed_mid_import_every_jump_still_renders(
 async def test_broker_killed_mid_render_the_render_is_published_not_redone(
     fault_settings: Settings,
     private_broker: list[ChildService],
-    sessions,
-    clean_db,
+    site: Site,
     pg: asyncpg.Connection,
-    spawn,
     tmp_path: Path,
 ) -> None:
-    # larger frames and a slower preset, so the broker dies while a render is running
-    s = fault_settings.model_copy(
-        update={
-            "render_width": 960,
-            "render_height": 540,
-            "render_fps": 30,
-            "render_preset": "fast",
-        }
-    )
-    cards = tmp_path / "cards"
-    card = write_demo_card(
-        cards / "CARD-R", JUMPS, footage_seconds=4.0, qr_seconds=1.5, size=(320, 180)
-    )
-    procs = await start_stack(spawn, s, sessions, cards)
+    s = larger_frames(fault_settings, "fast")  # the broker dies while a render is running
+    card = site.card("CARD-R", JUMPS, footage_seconds=4.0)
+    procs = await start_stack(site, s)
 
-    async def rendering() -> bool:
-        return bool(
-            await pg.fetchval(
-                "SELECT count(*) FROM pipeline_step WHERE name = 'render' AND status = 'running' "
-                "AND waiting_for = '' AND (progress > 0 OR started_at < now() - interval '1 s')"
-            )
-        )
-
+    rendering = (
+        "SELECT count(*) FROM pipeline_step WHERE name = 'render' AND status = 'running' "
+        "AND waiting_for = '' AND (progress > 0 OR started_at < now() - interval '1 s')"
+    )
     try:
-        await wait_for(rendering, timeout=150, interval=0.05, what="a render in progress")
+        await wait_for(
+            lambda: any_row(pg, rendering), timeout=150, interval=0.05, what="a render in progress"
+        )
     except AssertionError:
         await explain(pg, procs)
         raise

@@ -20,11 +20,10 @@ import asyncpg
 import av
 import pytest
 import xxhash
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support import Proc, small_system, wait_for
-from system.test_system_e2e import explain, settled, start_system, token_for
+from support import small_system, wait_for
+from system.dropzone import Site, detector, explain, settled, start_system
 
-from agents.demo_card import DemoCard, write_demo_card
+from agents.demo_card import DemoCard
 from agents.render.ffmpeg import locate_ffmpeg
 from storage.imports import destination_for
 from streams.settings import Settings
@@ -72,20 +71,6 @@ def content_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def detector(spawn, s: Settings, token: str, cards: Path, name: str) -> Proc:
-    return spawn(
-        "detector",
-        "--hub",
-        f"ws://127.0.0.1:{s.hub_port}/ws/detector",
-        f"--token={token}",
-        "--share",
-        str(s.share_root),
-        "--watch",
-        str(cards),
-        name=name,
-    )
-
-
 async def assert_end_state(pg: asyncpg.Connection, s: Settings, card: DemoCard) -> None:
     rows = await pg.fetch("SELECT id, card_id, name, path, status, reason FROM imported_file")
     stuck = [dict(r) for r in rows if r["status"] != "imported" and r["status"] != "ignored"]
@@ -117,22 +102,14 @@ async def assert_end_state(pg: asyncpg.Connection, s: Settings, card: DemoCard) 
 
 
 async def test_detector_killed_mid_copy_recopies_without_counting_a_failure(
-    fault_settings: Settings,
-    sessions: async_sessionmaker[AsyncSession],
-    clean_db,
-    pg: asyncpg.Connection,
-    spawn,
-    tmp_path: Path,
+    fault_settings: Settings, site: Site, pg: asyncpg.Connection
 ) -> None:
     s = fault_settings
-    cards = tmp_path / "cards"
-    card = write_demo_card(
-        cards / "CARD-R", JUMPS, footage_seconds=1.5, qr_seconds=1.5, size=(320, 180)
-    )
+    card = site.card("CARD-R", JUMPS)
     large = card.readable_jumps[0].footage_files[-1]
     make_large(card, large)
-    token = await token_for(sessions, "hangar-r")
-    procs = start_system(spawn, s, token, cards)
+    token = await site.token("hangar-r")
+    procs = start_system(site.spawn, s, token, site.cards)
     large_name = large.rsplit("/", 1)[-1]
 
     def in_flight() -> list[Path]:
@@ -143,7 +120,7 @@ async def test_detector_killed_mid_copy_recopies_without_counting_a_failure(
         procs["detector"].kill()  # SIGKILL mid-copy: its partial stays on the share
         left = in_flight()
         assert left and ".hangar-r." in left[0].name, left  # the station's own temp name
-        procs["detector-2"] = detector(spawn, s, token, cards, "detector-2")
+        procs["detector-2"] = detector(site.spawn, s, token, site.cards, "detector-2")
 
         async def ready() -> bool:
             return await settled(pg, len(card.readable_jumps))

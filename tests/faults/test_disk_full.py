@@ -20,13 +20,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from support import small_disk as mounted_disk
 from support import small_system, wait_for
-from system.test_system_e2e import explain, settled, start_system, token_for
+from system.dropzone import Site, any_row, explain, settled
 from test_detector_restart import assert_end_state
 
-from agents.demo_card import write_demo_card
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -63,34 +61,21 @@ def fill(disk: Path) -> Path:
 
 
 async def test_share_full_mid_import_and_mid_render_recovers_once_space_returns(
-    fault_settings: Settings,
-    small_disk: Path,
-    sessions: async_sessionmaker[AsyncSession],
-    clean_db,
-    pg: asyncpg.Connection,
-    spawn,
-    tmp_path: Path,
+    fault_settings: Settings, small_disk: Path, site: Site, pg: asyncpg.Connection
 ) -> None:
     s = fault_settings
-    cards = tmp_path / "cards"
-    card = write_demo_card(
-        cards / "CARD-F", JUMPS, footage_seconds=1.5, qr_seconds=1.5, size=(320, 180)
-    )
-    token = await token_for(sessions, "hangar-f")
-    procs = start_system(spawn, s, token, cards)
+    card = site.card("CARD-F", JUMPS)
+    procs = await site.start(s, "hangar-f")
 
     async def imported() -> int:
         return int(
             await pg.fetchval("SELECT count(*) FROM imported_file WHERE status = 'imported'")
         )
 
-    async def render_started() -> bool:
-        return bool(
-            await pg.fetchval(
-                "SELECT count(*) FROM pipeline_step WHERE name = 'render' "
-                "AND status IN ('ready', 'running')"
-            )
-        )
+    render_started = (
+        "SELECT count(*) FROM pipeline_step WHERE name = 'render' "
+        "AND status IN ('ready', 'running')"
+    )
 
     try:
         # mid-import: the share fills up after the first copy landed
@@ -109,7 +94,12 @@ async def test_share_full_mid_import_and_mid_render_recovers_once_space_returns(
         filler.unlink()  # space returns: the copies go on by themselves
 
         # mid-render: full again as soon as a render is under way
-        await wait_for(render_started, timeout=120, interval=0.02, what="a render under way")
+        await wait_for(
+            lambda: any_row(pg, render_started),
+            timeout=120,
+            interval=0.02,
+            what="a render under way",
+        )
         filler = fill(small_disk)
         assert await imported() > stuck_at
         await wait_for(

@@ -12,16 +12,13 @@ rendered exactly once with all its clips, no dead letter.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support import Proc, small_system, wait_for
-from system.test_system_e2e import explain, settled, start_system, token_for
-from test_detector_restart import assert_end_state, detector, make_large, partials
+from support import small_system, wait_for
+from system.dropzone import Site, detector, explain, settled, start_system
+from test_detector_restart import assert_end_state, make_large, partials
 
-from agents.demo_card import write_demo_card
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -34,24 +31,16 @@ def fault_settings(settings: Settings) -> Settings:
 
 
 async def test_two_stations_copy_one_card_without_touching_each_others_partials(
-    fault_settings: Settings,
-    sessions: async_sessionmaker[AsyncSession],
-    clean_db,
-    pg: asyncpg.Connection,
-    spawn,
-    tmp_path: Path,
+    fault_settings: Settings, site: Site, pg: asyncpg.Connection
 ) -> None:
     s = fault_settings
-    cards = tmp_path / "cards"
-    card = write_demo_card(
-        cards / "CARD-2", JUMPS, footage_seconds=1.5, qr_seconds=1.5, size=(320, 180)
-    )
+    card = site.card("CARD-2", JUMPS)
     for jump in card.readable_jumps:  # large clips: both stations are still copying them
         make_large(card, jump.footage_files[-1])
-    token_a = await token_for(sessions, "station-a")
-    token_b = await token_for(sessions, "station-b")
-    procs: dict[str, Proc] = start_system(spawn, s, token_a, cards)
-    procs["detector-b"] = detector(spawn, s, token_b, cards, "detector-b")
+    token_a = await site.token("station-a")
+    token_b = await site.token("station-b")
+    procs = start_system(site.spawn, s, token_a, site.cards)
+    procs["detector-b"] = detector(site.spawn, s, token_b, site.cards, "detector-b")
     seen: set[str] = set()  # the partials observed on the share, by name
     both_at_once = False
     stop = asyncio.Event()

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 from hub_harness import new_detector, open_detector, produce, running_hub
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from support import copy_request
 from websockets.asyncio.client import ClientConnection
 
 from detector import protocol
@@ -28,30 +28,9 @@ from streams.topics import Names
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[list[ChildService]]:
-    (tmp_path / "tansu").mkdir()
-    held = [start_tansu(tmp_path / "tansu")]
-    try:
-        yield held
-    finally:
-        for svc in held:
-            svc.stop()
-
-
 def request(file_id: int) -> bytes:
     return records.encode(
-        records.CopyRequest(
-            request_id=f"f{file_id}",
-            detector_id="station-r",
-            card_id="C1",
-            file_id=file_id,
-            path=f"DCIM/100GOPRO/GX01{file_id:04d}.MP4",
-            size=5,
-            mtime=1.7e9,
-            destination=f"cards/C1/{file_id:08d}_F.MP4",
-            priority=0,
-        )
+        copy_request(file_id, "station-r", path=f"DCIM/100GOPRO/GX01{file_id:04d}.MP4")
     )
 
 
@@ -69,7 +48,7 @@ async def copy_requests(ws: ClientConnection, want: int, timeout: float) -> list
 async def test_pending_requests_reach_the_detector_after_the_broker_came_back_empty(
     settings: Settings,
     names: Names,
-    own_broker: list[ChildService],
+    private_broker: list[ChildService],
     clean_db: AsyncEngine,
     sessions: async_sessionmaker[AsyncSession],
     pg: asyncpg.Connection,
@@ -77,7 +56,7 @@ async def test_pending_requests_reach_the_detector_after_the_broker_came_back_em
 ) -> None:
     s = settings.model_copy(
         update={
-            "kafka_url": own_broker[0].address,
+            "kafka_url": private_broker[0].address,
             "hub_port": free_port(),
             "hub_id": f"{names.prefix}-hub",
         }
@@ -90,7 +69,7 @@ async def test_pending_requests_reach_the_detector_after_the_broker_came_back_em
             await produce(s.kafka_url, names.copy_requests, "station-r", request(i))
         assert await copy_requests(ws, 5, timeout=30) == [f"f{i}" for i in range(1, 6)]
 
-        old = own_broker[0]
+        old = private_broker[0]
         old.kill()
         # meanwhile ingest recorded two more requests; their messages die with the broker
         ids = [
@@ -104,7 +83,7 @@ async def test_pending_requests_reach_the_detector_after_the_broker_came_back_em
             for n, name in enumerate(("GX010006.MP4", "GX010007.MP4"))
         ]
         await asyncio.sleep(1.0)
-        own_broker[0] = start_tansu(tmp_path / "tansu", port=old.port)
+        private_broker[0] = start_tansu(tmp_path / "tansu", port=old.port)
         await ensure_topics(s.kafka_url, names.source_topics(), s.topic_partitions)
         got = await copy_requests(ws, 2, timeout=90)
         assert sorted(got) == sorted(copy_request_id(i) for i in ids)

@@ -27,7 +27,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from support import wait_for
+from support import copy_request, wait_for
 from websockets.exceptions import ConnectionClosed
 
 from agents.ingest import IngestDeps, handle_copy_result, handle_detector_event
@@ -235,17 +235,7 @@ async def test_copy_requests_reach_only_their_detector_s_socket(
         open_detector(hub.ws, token_b) as ws_b,
     ):
         for file_id, detector_id in ((11, "station-a"), (12, "station-b"), (13, "station-a")):
-            req = records.CopyRequest(
-                request_id=copy_request_id(file_id),
-                detector_id=detector_id,
-                card_id="C1",
-                file_id=file_id,
-                path=f"DCIM/F{file_id}.MP4",
-                size=5,
-                mtime=1.7e9,
-                destination=f"cards/C1/{file_id:08d}_F.MP4",
-                priority=0,
-            )
+            req = copy_request(file_id, detector_id)
             await produce(
                 hub_settings.kafka_url, names.copy_requests, detector_id, records.encode(req)
             )

@@ -11,7 +11,7 @@ import pytest
 from hub_harness import hub_settings, new_detector, open_detector, produce, recv_hub, wait_healthy
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from support import Proc, settings_env, wait_for
+from support import Proc, copy_request, settings_env, wait_for
 
 from detector import protocol
 from streams import records
@@ -29,19 +29,7 @@ def _start_hub(spawn: Callable[..., Proc], settings: Settings, hub_id: str, port
 
 
 def _request(file_id: int, detector_id: str) -> bytes:
-    return records.encode(
-        records.CopyRequest(
-            request_id=f"f{file_id}",
-            detector_id=detector_id,
-            card_id="C1",
-            file_id=file_id,
-            path=f"DCIM/F{file_id}.MP4",
-            size=5,
-            mtime=1.7e9,
-            destination=f"cards/C1/{file_id:08d}_F.MP4",
-            priority=10,
-        )
-    )
+    return records.encode(copy_request(file_id, detector_id, priority=10))
 
 
 async def test_copy_requests_reach_the_detector_on_the_other_hub_process(

@@ -14,6 +14,7 @@ import psutil
 import pytest
 import redis
 
+from benchmarks._services import new_database
 from storage.db import plain_url
 from streams.settings import Settings
 from streams.stack.local import Stack
@@ -101,19 +102,8 @@ def test_embedded_stack_starts_all_three_and_leaves_nothing_behind(data_dir: Pat
 @pytest.fixture
 def scratch_db(pg_admin_url: str) -> Iterator[str]:
     name = f"skyreel_stack_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(pg_admin_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{pg_admin_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with new_database(pg_admin_url, name, migrate=False) as url:
+        yield url
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from support import settings_env, wait_for
+from system.dropzone import Site, detector
 
 from storage.detectors import register_detector
 from streams.settings import Settings
@@ -65,35 +66,20 @@ async def imported_is(pg: asyncpg.Connection, n: int) -> bool:
 
 
 async def test_only_new_files_arrive_qr_first_and_survive_a_hub_restart(
-    settings: Settings,
-    sessions,
-    clean_db,
-    pg: asyncpg.Connection,
-    spawn,
-    tmp_path: Path,
+    settings: Settings, site: Site, pg: asyncpg.Connection, tmp_path: Path
 ) -> None:
     s = settings.model_copy(update={"hub_port": free_port(), "qr_candidate_max_bytes": 10 * MB})
     env = settings_env(s)
-    async with sessions() as session, session.begin():
+    spawn = site.spawn
+    async with site.sessions() as session, session.begin():
         token = (await register_detector(session, "hangar-3")).token
-    cards, away = tmp_path / "cards", tmp_path / "away"
+    cards, away = site.cards, tmp_path / "away"
     cards.mkdir()
     card = away / "CARD-BIG"
     first_visit(card)
     spawn("streams.cli", "worker", env=env, name="worker")
     hub = spawn("streams.cli", "hub", env=env, name="hub")
-    spawn(
-        "detector",
-        "--hub",
-        f"ws://127.0.0.1:{s.hub_port}/ws/detector",
-        f"--token={token}",
-        "--share",
-        str(s.share_root),
-        "--watch",
-        str(cards),
-        env=env,
-        name="detector",
-    )
+    detector(spawn, s, token, cards, env=env)
 
     # first visit of the card: both files
     card.rename(cards / "CARD-BIG")

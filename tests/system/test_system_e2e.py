@@ -9,11 +9,10 @@ from pathlib import Path
 import asyncpg
 import av
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support import Proc, settings_env, small_system, wait_for
+from support import settings_env, small_system, wait_for
+from system.dropzone import Site, any_row, explain, jump_states, larger_frames, outputs, settled
 
-from agents.demo_card import DemoCard, add_jump, write_demo_card
-from storage.detectors import register_detector
+from agents.demo_card import add_jump
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -24,93 +23,13 @@ def system_settings(settings: Settings) -> Settings:
     return small_system(settings)
 
 
-async def token_for(sessions: async_sessionmaker[AsyncSession], detector_id: str) -> str:
-    async with sessions() as session, session.begin():
-        return (await register_detector(session, detector_id, detector_id)).token
-
-
-def start_system(spawn, s: Settings, token: str, cards: Path) -> dict[str, Proc]:
-    env = settings_env(s)
-    procs = {
-        "hub": spawn("streams.cli", "hub", env=env, name="hub"),
-        "worker": spawn("streams.cli", "worker", env=env, name="worker"),
-        "render": spawn("streams.cli", "render-worker", env=env, name="render"),
-    }
-    procs["detector"] = spawn(
-        "detector",
-        "--hub",
-        f"ws://127.0.0.1:{s.hub_port}/ws/detector",
-        f"--token={token}",
-        "--share",
-        str(s.share_root),
-        "--watch",
-        str(cards),
-        env=env,
-        name="detector",
-    )
-    return procs
-
-
-async def jump_states(pg: asyncpg.Connection) -> dict[str, str]:
-    rows = await pg.fetch(
-        "SELECT s.key, s.status AS session, e.status FROM jump_session s "
-        "LEFT JOIN pipeline_execution e ON e.id = s.execution_id"
-    )
-    return {r["key"]: f"{r['session']}/{r['status']}" for r in rows}
-
-
-async def settled(pg: asyncpg.Connection, rendered: int) -> bool:
-    done = await pg.fetchval(
-        "SELECT count(*) FROM pipeline_execution WHERE pipeline = 'jump' AND status = 'succeeded'"
-    )
-    waiting = await pg.fetchval(
-        "SELECT count(*) FROM pipeline_execution WHERE pipeline = 'jump' AND status = 'waiting'"
-    )
-    return bool(done == rendered and waiting == 2)
-
-
-async def explain(pg: asyncpg.Connection, procs: dict[str, Proc] | None = None) -> None:
-    """Print what the pipeline looks like (on a failure, for whoever reads the log)."""
-    for r in await pg.fetch(
-        "SELECT e.key, s.name, s.status, s.attempt, s.worker, s.waiting_for, s.error "
-        "FROM pipeline_step s JOIN pipeline_execution e ON e.id = s.execution_id "
-        "WHERE s.status <> 'succeeded' ORDER BY e.id, s.name"
-    ):
-        print(dict(r))
-    for r in await pg.fetch(
-        "SELECT s.name, l.attempt, l.at, l.actor, l.message FROM pipeline_step_log l "
-        "JOIN pipeline_step s ON s.id = l.step_id WHERE s.status <> 'succeeded' ORDER BY l.id"
-    ):
-        print("log", dict(r))
-    for r in await pg.fetch(
-        "SELECT s.name, a.attempt, a.status, a.worker, a.started_at, a.finished_at "
-        "FROM pipeline_step_attempt a JOIN pipeline_step s ON s.id = a.step_id "
-        "WHERE s.status <> 'succeeded' ORDER BY s.name, a.attempt"
-    ):
-        print("attempt", dict(r))
-    for name, p in (procs or {}).items():
-        print(f"----- {name}\n{p.output()[-4000:]}")
-
-
-def outputs(s: Settings) -> list[Path]:
-    return sorted(s.output_dir.glob("*/*.mp4"))
-
-
 async def test_a_card_becomes_finished_videos_and_nothing_twice(
-    system_settings: Settings,
-    sessions,
-    clean_db,
-    pg: asyncpg.Connection,
-    spawn,
-    tmp_path: Path,
+    system_settings: Settings, site: Site, pg: asyncpg.Connection, tmp_path: Path
 ) -> None:
     s = system_settings
-    cards = tmp_path / "cards"
-    card: DemoCard = write_demo_card(
-        cards / "CARD-A", 3, footage_seconds=1.5, qr_seconds=1.5, size=(320, 180)
-    )
-    token = await token_for(sessions, "hangar-1")
-    procs = start_system(spawn, s, token, cards)
+    cards = site.cards
+    card = site.card("CARD-A", 3)
+    procs = await site.start(s, "hangar-1")
 
     async def ready() -> bool:
         return await settled(pg, 3)
@@ -193,55 +112,32 @@ async def test_a_card_becomes_finished_videos_and_nothing_twice(
 
 
 async def test_killed_workers_reach_the_same_final_state(
-    system_settings: Settings,
-    sessions,
-    clean_db,
-    pg: asyncpg.Connection,
-    spawn,
-    tmp_path: Path,
+    system_settings: Settings, site: Site, pg: asyncpg.Connection
 ) -> None:
-    # Larger frames and a slower preset, so a render is still running when its worker dies.
-    s = system_settings.model_copy(
-        update={
-            "render_width": 960,
-            "render_height": 540,
-            "render_fps": 30,
-            "render_preset": "medium",
-        }
-    )
-    cards = tmp_path / "cards"
-    card = write_demo_card(
-        cards / "CARD-K", 3, footage_seconds=4.0, qr_seconds=1.5, size=(320, 180)
-    )
-    token = await token_for(sessions, "hangar-9")
-    procs = start_system(spawn, s, token, cards)
+    s = larger_frames(system_settings, "medium")  # a render still runs when its worker dies
+    card = site.card("CARD-K", 3, footage_seconds=4.0)
+    procs = await site.start(s, "hangar-9")
     env = settings_env(s)
 
-    async def some_imported() -> bool:
-        return bool(
-            await pg.fetchval("SELECT count(*) FROM imported_file WHERE status = 'imported'")
-        )
-
-    await wait_for(some_imported, timeout=60, what="the first copy landed")
+    some_imported = "SELECT count(*) FROM imported_file WHERE status = 'imported'"
+    await wait_for(lambda: any_row(pg, some_imported), timeout=60, what="the first copy landed")
     procs["worker"].kill()  # SIGKILL the Faust worker while the card is being imported
-    spawn("streams.cli", "worker", env=env, name="worker-2")
+    site.spawn("streams.cli", "worker", env=env, name="worker-2")
 
-    async def rendering() -> bool:
-        # a render under way: FFmpeg reported progress, or its job has run for a second
-        return bool(
-            await pg.fetchval(
-                "SELECT count(*) FROM pipeline_step WHERE name = 'render' AND status = 'running' "
-                "AND (progress > 0 OR started_at < now() - interval '1 second')"
-            )
-        )
-
+    # a render under way: FFmpeg reported progress, or its job has run for a second
+    rendering = (
+        "SELECT count(*) FROM pipeline_step WHERE name = 'render' AND status = 'running' "
+        "AND (progress > 0 OR started_at < now() - interval '1 second')"
+    )
     try:
-        await wait_for(rendering, timeout=180, interval=0.1, what="a render in progress")
+        await wait_for(
+            lambda: any_row(pg, rendering), timeout=180, interval=0.1, what="a render in progress"
+        )
     except AssertionError:
         await explain(pg)
         raise
     procs["render"].kill()  # SIGKILL the render worker (and its FFmpeg) mid-render
-    spawn("streams.cli", "render-worker", env=env, name="render-2")
+    site.spawn("streams.cli", "render-worker", env=env, name="render-2")
 
     async def ready() -> bool:
         return await settled(pg, 3)

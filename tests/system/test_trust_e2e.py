@@ -21,7 +21,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from support import small_system, wait_for
-from test_system_e2e import explain, start_system, token_for
+from system.dropzone import explain, start_system, token_for
 
 from agents.demo_clips import ClipPlan, ClipStyle, write_clip
 from streams.settings import Settings
