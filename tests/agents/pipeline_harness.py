@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import Proc, settings_env, wait_for
+from support import Proc, wait_for
 
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.orchestrator import Emitter, StepDef, start_execution
@@ -17,14 +17,6 @@ from streams.settings import Settings
 from streams.topics import Names
 
 REGISTRY = default_handlers().registry
-
-
-def start_worker(
-    spawn: Callable[..., Proc], settings: Settings, *, reconcile_s: float = 30.0, name: str = ""
-) -> Proc:
-    env = settings_env(settings)
-    env["SKYREEL_RECONCILE_INTERVAL_S"] = str(reconcile_s)
-    return spawn("streams.cli", "worker", env=env, name=name or "worker")
 
 
 @contextlib.asynccontextmanager

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Callable
 
 import asyncpg
 import pytest
@@ -17,29 +16,21 @@ from pipeline_harness import (
     emitter,
     execution_status,
     start,
-    start_worker,
     steps,
     wait_status,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
-from support import Proc, wait_for
+from support import Rig, wait_for
 
 from agents.pipeline.orchestrator import StepDef, retry
 from streams.kafka import make_producer
-from streams.settings import Settings
-from streams.topics import Names
 
 pytestmark = pytest.mark.slow
 
 
 async def test_failed_step_then_retry_reruns_only_it_and_its_dependents(
-    clean_db: AsyncEngine,
-    pg: asyncpg.Connection,
-    settings: Settings,
-    names: Names,
-    spawn: Callable[..., Proc],
+    rig: Rig, pg: asyncpg.Connection
 ) -> None:
-    worker = start_worker(spawn, settings)
+    worker = rig.worker()
     dag_ = [
         StepDef("a", "noop"),
         StepDef("f", "fail", depends_on=("a",), input={"fail_times": 1, "permanent": True}),
@@ -47,8 +38,8 @@ async def test_failed_step_then_retry_reruns_only_it_and_its_dependents(
         StepDef("h", "noop", depends_on=("a",)),
         StepDef("i", "noop", depends_on=("h",)),
     ]
-    async with emitter(settings, names) as em:
-        eid = await start(clean_db, em, "retry-me", dag_)
+    async with emitter(rig.settings, rig.names) as em:
+        eid = await start(rig.db, em, "retry-me", dag_)
         await wait_status(pg, eid, "failed", worker)
         before = await steps(pg, eid)
         assert {n: r["status"] for n, r in before.items()} == {
@@ -60,7 +51,7 @@ async def test_failed_step_then_retry_reruns_only_it_and_its_dependents(
         }
         assert "planned failure 1/1" in before["f"]["error"]
 
-        assert await retry(clean_db, em, eid, step=None, actor="ops@test") == ["f"]
+        assert await retry(rig.db, em, eid, step=None, actor="ops@test") == ["f"]
         await wait_status(pg, eid, "succeeded", worker)
 
     after = await steps(pg, eid)
@@ -87,21 +78,17 @@ async def test_failed_step_then_retry_reruns_only_it_and_its_dependents(
 
 
 async def test_transient_errors_back_off_permanent_ones_fail_at_once(
-    clean_db: AsyncEngine,
-    pg: asyncpg.Connection,
-    settings: Settings,
-    names: Names,
-    spawn: Callable[..., Proc],
+    rig: Rig, pg: asyncpg.Connection
 ) -> None:
-    worker = start_worker(spawn, settings)
+    worker = rig.worker()
     kind = REGISTRY.get("fail")
     dag_ = [
         StepDef("flaky", "fail", input={"fail_times": 2}),
         StepDef("hopeless", "fail", input={"fail_times": 99}),
         StepDef("broken", "fail", input={"fail_times": 99, "permanent": True}),
     ]
-    async with emitter(settings, names) as em:
-        eid = await start(clean_db, em, "transient", dag_)
+    async with emitter(rig.settings, rig.names) as em:
+        eid = await start(rig.db, em, "transient", dag_)
         await wait_status(pg, eid, "failed", worker)
         await wait_for(
             lambda: pg.fetchval(
@@ -128,36 +115,32 @@ async def test_transient_errors_back_off_permanent_ones_fail_at_once(
     assert counters["steps_retried"] == 2 + (kind.max_attempts - 1)
 
 
-async def test_poison_messages_become_dead_letters(
-    clean_db: AsyncEngine,
-    pg: asyncpg.Connection,
-    settings: Settings,
-    names: Names,
-    spawn: Callable[..., Proc],
-) -> None:
-    worker = start_worker(spawn, settings)
-    async with emitter(settings, names) as em:
-        producer = make_producer(settings.kafka_url)
+async def test_poison_messages_become_dead_letters(rig: Rig, pg: asyncpg.Connection) -> None:
+    worker = rig.worker()
+    async with emitter(rig.settings, rig.names) as em:
+        producer = make_producer(rig.settings.kafka_url)
         await producer.start()
         try:
-            await producer.send_and_wait(names.step_results, b"\xff not json", key=b"1")
-            await producer.send_and_wait(names.step_requests, b'{"step": 3}', key=b"1:x")
+            await producer.send_and_wait(rig.names.step_results, b"\xff not json", key=b"1")
+            await producer.send_and_wait(rig.names.step_requests, b'{"step": 3}', key=b"1:x")
         finally:
             await producer.stop()
-        eid = await start(clean_db, em, "after-poison", [StepDef("a", "noop")])
+        eid = await start(rig.db, em, "after-poison", [StepDef("a", "noop")])
         await wait_status(pg, eid, "succeeded", worker)
         await wait_for(
             lambda: pg.fetchval("SELECT count(*) = 2 FROM dead_letter"), what="2 dead letters"
         )
     rows = {r["topic"]: r for r in await pg.fetch("SELECT * FROM dead_letter")}
-    assert "undecodable StepResult" in rows[names.step_results]["error"]
-    assert "undecodable StepRequest" in rows[names.step_requests]["error"]
-    assert rows[names.step_requests]["payload"] == '{"step": 3}'
+    assert "undecodable StepResult" in rows[rig.names.step_results]["error"]
+    assert "undecodable StepRequest" in rows[rig.names.step_requests]["error"]
+    assert rows[rig.names.step_requests]["payload"] == '{"step": 3}'
     assert await pg.fetchval("SELECT value FROM counter WHERE name = 'dead_lettered'") == 2
     assert await execution_status(pg, eid) == "succeeded"
 
     consumer = AIOKafkaConsumer(
-        names.dead_letter, bootstrap_servers=settings.kafka_url, auto_offset_reset="earliest"
+        rig.names.dead_letter,
+        bootstrap_servers=rig.settings.kafka_url,
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:

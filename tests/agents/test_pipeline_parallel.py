@@ -3,17 +3,12 @@ parallel as soon as their dependencies are met, and never before."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import asyncpg
 import pytest
-from pipeline_harness import attempts, emitter, start, start_worker, steps, wait_status
-from sqlalchemy.ext.asyncio import AsyncEngine
-from support import Proc
+from pipeline_harness import attempts, emitter, start, steps, wait_status
+from support import Rig
 
 from agents.pipeline.orchestrator import StepDef
-from streams.settings import Settings
-from streams.topics import Names
 
 pytestmark = pytest.mark.slow
 
@@ -24,14 +19,8 @@ def overlap(a: asyncpg.Record, b: asyncpg.Record) -> bool:
     return bool(a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"])
 
 
-async def test_diamond_and_wide_dags_run_in_parallel(
-    clean_db: AsyncEngine,
-    pg: asyncpg.Connection,
-    settings: Settings,
-    names: Names,
-    spawn: Callable[..., Proc],
-) -> None:
-    worker = start_worker(spawn, settings)
+async def test_diamond_and_wide_dags_run_in_parallel(rig: Rig, pg: asyncpg.Connection) -> None:
+    worker = rig.worker()
     diamond = [
         StepDef("a", "slow", input=SLOW),
         StepDef("b", "slow", depends_on=("a",), input=SLOW),
@@ -40,9 +29,9 @@ async def test_diamond_and_wide_dags_run_in_parallel(
     ]
     wide = [StepDef(f"w{i}", "slow", input=SLOW) for i in range(6)]
     wide.append(StepDef("join", "noop", depends_on=("w*",)))
-    async with emitter(settings, names) as em:
-        d_id = await start(clean_db, em, "diamond", diamond)
-        w_id = await start(clean_db, em, "wide", wide)
+    async with emitter(rig.settings, rig.names) as em:
+        d_id = await start(rig.db, em, "diamond", diamond)
+        w_id = await start(rig.db, em, "wide", wide)
         await wait_status(pg, d_id, "succeeded", worker)
         await wait_status(pg, w_id, "succeeded", worker)
 

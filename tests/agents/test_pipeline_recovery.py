@@ -3,19 +3,15 @@ comes back EMPTY, and reconciliation still completes the execution; no step succ
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
-from pipeline_harness import attempts, emitter, start, start_worker, wait_status
-from sqlalchemy.ext.asyncio import AsyncEngine
-from support import Proc, wait_for
+from pipeline_harness import attempts, emitter, start, wait_status
+from support import Rig, wait_for
 
 from agents.pipeline.orchestrator import StepDef
-from streams.settings import Settings
 from streams.stack.services import free_port, start_tansu
-from streams.topics import Names
 
 pytestmark = pytest.mark.slow
 
@@ -51,17 +47,11 @@ async def assert_succeeded_once(pg: asyncpg.Connection, eid: int, n_steps: int) 
     assert set(succeeded.values()) == {1}, succeeded
 
 
-async def test_sigkill_of_the_worker_mid_execution(
-    clean_db: AsyncEngine,
-    pg: asyncpg.Connection,
-    settings: Settings,
-    names: Names,
-    spawn: Callable[..., Proc],
-) -> None:
-    worker = start_worker(spawn, settings, reconcile_s=1)
+async def test_sigkill_of_the_worker_mid_execution(rig: Rig, pg: asyncpg.Connection) -> None:
+    worker = rig.worker(reconcile_s=1)
     plan = layered(width=4, depth=3, seconds=0.7)
-    async with emitter(settings, names) as em:
-        eid = await start(clean_db, em, "sigkill", plan)
+    async with emitter(rig.settings, rig.names) as em:
+        eid = await start(rig.db, em, "sigkill", plan)
 
         async def midway() -> bool:
             return await count(pg, eid, "succeeded") >= 2 and await count(pg, eid, "running") >= 1
@@ -70,7 +60,7 @@ async def test_sigkill_of_the_worker_mid_execution(
         worker.kill()
         running = await count(pg, eid, "running")
         assert running >= 1
-        restarted = start_worker(spawn, settings, reconcile_s=1, name="worker-restarted")
+        restarted = rig.worker(reconcile_s=1, name="worker-restarted")
         await wait_status(pg, eid, "succeeded", restarted, timeout=90)
     await assert_succeeded_once(pg, eid, len(plan))
     lost = await pg.fetchval("SELECT count(*) FROM pipeline_step_attempt WHERE status = 'lost'")
@@ -78,21 +68,16 @@ async def test_sigkill_of_the_worker_mid_execution(
 
 
 async def test_broker_restarted_empty_reconciliation_completes(
-    clean_db: AsyncEngine,
-    pg: asyncpg.Connection,
-    settings: Settings,
-    names: Names,
-    spawn: Callable[..., Proc],
-    tmp_path: Path,
+    rig: Rig, pg: asyncpg.Connection, tmp_path: Path
 ) -> None:
     port = free_port()
     broker = start_tansu(tmp_path / "broker1", port)
-    own = settings.model_copy(update={"kafka_url": broker.address})
-    worker = start_worker(spawn, own, reconcile_s=1)
+    own = rig.settings.model_copy(update={"kafka_url": broker.address})
+    worker = rig.worker(settings=own, reconcile_s=1)
     plan = layered(width=3, depth=3, seconds=0.5)
     try:
-        async with emitter(own, names) as em:
-            eid = await start(clean_db, em, "broker-lost", plan)
+        async with emitter(own, rig.names) as em:
+            eid = await start(rig.db, em, "broker-lost", plan)
             await wait_for(lambda: count(pg, eid, "succeeded"), timeout=60, what="a step succeeded")
         broker.kill()  # every topic, message and committed offset is gone
         broker = start_tansu(tmp_path / "broker2", port)

@@ -3,20 +3,15 @@ pattern, and a redelivered spawn (result or request) adds nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import asyncpg
 import pytest
-from pipeline_harness import REGISTRY, attempts, emitter, start, start_worker, steps, wait_status
-from sqlalchemy.ext.asyncio import AsyncEngine
-from support import Proc
+from pipeline_harness import REGISTRY, attempts, emitter, start, steps, wait_status
+from support import Rig
 
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.orchestrator import Orchestrator, StepDef
 from agents.pipeline.runner import Runner
 from streams import records
-from streams.settings import Settings
-from streams.topics import Names
 
 GEN = StepDef(
     "gen",
@@ -29,15 +24,11 @@ AFTER = StepDef("after", "noop", depends_on=("child:*",))
 
 @pytest.mark.slow
 async def test_a_step_spawns_twenty_and_a_later_step_waits_for_all(
-    clean_db: AsyncEngine,
-    pg: asyncpg.Connection,
-    settings: Settings,
-    names: Names,
-    spawn: Callable[..., Proc],
+    rig: Rig, pg: asyncpg.Connection
 ) -> None:
-    worker = start_worker(spawn, settings)
-    async with emitter(settings, names) as em:
-        eid = await start(clean_db, em, "spawn20", [GEN, AFTER])
+    worker = rig.worker()
+    async with emitter(rig.settings, rig.names) as em:
+        eid = await start(rig.db, em, "spawn20", [GEN, AFTER])
         await wait_status(pg, eid, "succeeded", worker)
     s = await steps(pg, eid)
     children = [r for n, r in s.items() if n.startswith("child:")]
@@ -48,9 +39,7 @@ async def test_a_step_spawns_twenty_and_a_later_step_waits_for_all(
     assert len(await attempts(pg, eid)) == 22
 
 
-async def test_spawning_is_idempotent_under_redelivery(
-    clean_db: AsyncEngine, pg: asyncpg.Connection, settings: Settings, names: Names
-) -> None:
+async def test_spawning_is_idempotent_under_redelivery(rig: Rig, pg: asyncpg.Connection) -> None:
     """Drive the real runner and orchestrator in-process, delivering every message twice."""
     handlers = default_handlers()
     results: list[bytes] = []
@@ -59,10 +48,10 @@ async def test_spawning_is_idempotent_under_redelivery(
         results.append(value)
         return None
 
-    async with emitter(settings, names) as em:
-        eid = await start(clean_db, em, "spawn-twice", [GEN, AFTER])
-        runner = Runner(clean_db, handlers, keep_result, worker="test")
-        orchestrator = Orchestrator(clean_db, REGISTRY, em)
+    async with emitter(rig.settings, rig.names) as em:
+        eid = await start(rig.db, em, "spawn-twice", [GEN, AFTER])
+        runner = Runner(rig.db, handlers, keep_result, worker="test")
+        orchestrator = Orchestrator(rig.db, REGISTRY, em)
         request = records.StepRequest(
             execution_id=eid, step="gen", kind="spawner", attempt=1, input=dict(GEN.input)
         )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import Proc, settings_env, wait_for
+from support import Proc, Rig, settings_env, wait_for
 
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.orchestrator import Emitter, StepDef, start_execution
@@ -84,16 +84,12 @@ def test_topic_names_and_times_resolve() -> None:
 
 @pytest.mark.slow
 async def test_replay_of_step_topics_changes_no_row_counts(
-    clean_db: AsyncEngine,
-    pg: asyncpg.Connection,
-    settings: Settings,
-    names: Names,
-    spawn: Callable[..., Proc],
+    rig: Rig, pg: asyncpg.Connection
 ) -> None:
-    topics = [names.step_requests, names.step_results]
-    group = settings.app_id
-    worker = spawn("streams.cli", "worker", env=settings_env(settings), name="worker")
-    eid = await run_execution(clean_db, settings, names)
+    topics = [rig.names.step_requests, rig.names.step_results]
+    group = rig.settings.app_id
+    worker = rig.spawn("streams.cli", "worker", env=settings_env(rig.settings), name="worker")
+    eid = await run_execution(rig.db, rig.settings, rig.names)
 
     async def succeeded() -> bool:
         assert worker.popen.poll() is None, worker.output()[-3000:]
@@ -101,9 +97,11 @@ async def test_replay_of_step_topics_changes_no_row_counts(
         return bool(status == "succeeded")
 
     await wait_for(succeeded, timeout=60, what="execution succeeded")
-    await wait_for(lambda: caught_up(settings.kafka_url, group, topics), what="offsets committed")
+    await wait_for(
+        lambda: caught_up(rig.settings.kafka_url, group, topics), what="offsets committed"
+    )
 
-    code, out = run_cli(spawn, settings, "replay", "step-results", "--offset", "0")
+    code, out = run_cli(rig.spawn, rig.settings, "replay", "step-results", "--offset", "0")
     assert code == 1 and "stop its workers first" in out, (
         out
     )  # refused while the worker is in the group
@@ -112,20 +110,20 @@ async def test_replay_of_step_topics_changes_no_row_counts(
     before = await snapshot(pg)
     # Tansu refuses outside commits to a group that ever had members (streams/replay.py), so
     # the rewound group is a fresh one: requests at their end, results from the beginning.
-    replayed = settings.model_copy(update={"app_id": f"{group}-replay"})
+    replayed = rig.settings.model_copy(update={"app_id": f"{group}-replay"})
     future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
-    code, out = run_cli(spawn, replayed, "replay", "step-requests", "--since", future)
+    code, out = run_cli(rig.spawn, replayed, "replay", "step-requests", "--since", future)
     assert code == 0, out
-    code, out = run_cli(spawn, replayed, "replay", "step-results", "--offset", "0")
+    code, out = run_cli(rig.spawn, replayed, "replay", "step-results", "--offset", "0")
     assert code == 0, out
-    assert f"{names.step_results}[0] {replayed.app_id}: None -> 0" in out
-    behind = await lag(settings.kafka_url, replayed.app_id, topics)
-    assert sum(n for tp, n in behind.items() if tp.topic == names.step_results) > 0
-    assert sum(n for tp, n in behind.items() if tp.topic == names.step_requests) == 0
+    assert f"{rig.names.step_results}[0] {replayed.app_id}: None -> 0" in out
+    behind = await lag(rig.settings.kafka_url, replayed.app_id, topics)
+    assert sum(n for tp, n in behind.items() if tp.topic == rig.names.step_results) > 0
+    assert sum(n for tp, n in behind.items() if tp.topic == rig.names.step_requests) == 0
 
-    again = spawn("streams.cli", "worker", env=settings_env(replayed), name="worker-replay")
+    again = rig.spawn("streams.cli", "worker", env=settings_env(replayed), name="worker-replay")
     await wait_for(
-        lambda: caught_up(settings.kafka_url, replayed.app_id, topics),
+        lambda: caught_up(rig.settings.kafka_url, replayed.app_id, topics),
         timeout=60,
         what="replay consumed",
     )
