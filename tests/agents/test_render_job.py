@@ -21,7 +21,14 @@ from agents.render.branding import Branding
 from agents.render.errors import NoSpaceError, RenderError, TransientRenderError, is_no_space
 from agents.render.ffmpeg import failure_class
 from agents.render.identity import output_name, read_manifest
-from agents.render.job import SessionOutput, check_output, probe_clip, render_session
+from agents.render.job import (
+    RenderOutput,
+    SessionOutput,
+    check_output,
+    probe_clip,
+    render_session,
+)
+from agents.render.plan import Clip
 from agents.render.worker import (
     SPACE_RETRIES,
     SPACE_RETRY_DELAY_S,
@@ -72,6 +79,17 @@ def small_branding(**kw: object) -> Branding:
     }
     values.update(kw)
     return Branding(**values)  # type: ignore[arg-type]
+
+
+async def render_as(clips: list[Clip], booking: str, passenger: str, root: Path) -> RenderOutput:
+    """The session of ``booking`` for ``passenger`` rendered into ``root``, small branding."""
+    return await render_session(
+        clips,
+        small_branding(),
+        output=owner(booking, passenger),
+        passenger_name=passenger,
+        output_root=root,
+    )
 
 
 async def test_render_normalises_mixed_clips_to_one_h264_aac_output(
@@ -136,13 +154,7 @@ async def test_watermark_is_present_at_its_corner(
     media: dict[str, Path], tmp_path: Path, corner: str
 ) -> None:
     clips = [probe_clip(media["small"])]
-    plain = await render_session(
-        clips,
-        small_branding(),
-        output=owner("P", "x"),
-        passenger_name="x",
-        output_root=tmp_path / "p",
-    )
+    plain = await render_as(clips, "P", "x", tmp_path / "p")
     marked = await render_session(
         clips,
         small_branding(
@@ -197,13 +209,7 @@ async def test_title_is_drawn(media: dict[str, Path], tmp_path: Path) -> None:
     titled = await render_session(
         clips, b, output=owner("T", "WWWW"), passenger_name="WWWW", output_root=tmp_path
     )
-    plain = await render_session(
-        clips,
-        small_branding(),
-        output=owner("U", "WWWW"),
-        passenger_name="WWWW",
-        output_root=tmp_path,
-    )
+    plain = await render_as(clips, "U", "WWWW", tmp_path)
     diff = np.abs(frame_at(titled.video, 0.3) - frame_at(plain.video, 0.3))
     assert diff[H // 2 :, :].mean() > 5 * max(diff[: H // 4, :].mean(), 0.1)
 
@@ -216,13 +222,7 @@ async def test_truncated_input_fails_permanently_with_ffmpegs_message(
     data = src.read_bytes()
     src.write_bytes(data[: len(data) // 2])  # pulled out mid-copy: the moov atom is gone
     with pytest.raises(RenderError) as info:
-        await render_session(
-            [facts],
-            small_branding(),
-            output=owner("X", "y"),
-            passenger_name="y",
-            output_root=tmp_path / "o",
-        )
+        await render_as([facts], "X", "y", tmp_path / "o")
     assert not info.value.retryable
     assert "moov atom not found" in info.value.ffmpeg_tail
     assert not list((tmp_path / "o").rglob("*.mp4")) and not list(
@@ -238,13 +238,7 @@ async def test_truncated_media_data_fails_permanently(
     data = src.read_bytes()
     src.write_bytes(data[: len(data) // 3])
     with pytest.raises(RenderError) as info:
-        await render_session(
-            [facts],
-            small_branding(),
-            output=owner("X", "y"),
-            passenger_name="y",
-            output_root=tmp_path / "o",
-        )
+        await render_as([facts], "X", "y", tmp_path / "o")
     # FFmpeg either fails on the corrupt packets itself or renders short and the check catches it.
     assert not info.value.retryable
     assert "partial file" in info.value.ffmpeg_tail or "duration" in info.value.message
@@ -255,25 +249,13 @@ async def test_rerun_is_idempotent_and_cleans_stale_partials(
     media: dict[str, Path], tmp_path: Path
 ) -> None:
     clips = [probe_clip(media["small"])]
-    first = await render_session(
-        clips,
-        small_branding(),
-        output=owner("R", "Re Run"),
-        passenger_name="Re Run",
-        output_root=tmp_path,
-    )
+    first = await render_as(clips, "R", "Re Run", tmp_path)
     folder = first.video.parent
     stale = folder / f".{first.video.name}.partial-deadbeef"
     stale.write_bytes(b"half a render from a killed worker")
     os.utime(stale, (0, 0))
     mtime = first.video.stat().st_mtime_ns
-    again = await render_session(
-        clips,
-        small_branding(),
-        output=owner("R", "Re Run"),
-        passenger_name="Re Run",
-        output_root=tmp_path,
-    )
+    again = await render_as(clips, "R", "Re Run", tmp_path)
     assert again.skipped and again.video == first.video
     assert first.video.stat().st_mtime_ns == mtime
     name = owner("R", "Re Run").name
@@ -288,13 +270,9 @@ async def test_broken_final_output_is_rendered_again(
     media: dict[str, Path], tmp_path: Path
 ) -> None:
     clips = [probe_clip(media["small"])]
-    first = await render_session(
-        clips, small_branding(), output=owner("R", "z"), passenger_name="z", output_root=tmp_path
-    )
+    first = await render_as(clips, "R", "z", tmp_path)
     first.video.write_bytes(b"not a video")
-    again = await render_session(
-        clips, small_branding(), output=owner("R", "z"), passenger_name="z", output_root=tmp_path
-    )
+    again = await render_as(clips, "R", "z", tmp_path)
     assert not again.skipped and check_output(again.video, duration=1.0, width=W, height=H) == []
 
 
