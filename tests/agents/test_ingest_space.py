@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from ingest_harness import land, requested_file, send_nothing, telling_deps
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from agents.ingest import IngestDeps, handle_copy_result
 from detector.protocol import coded_reason
-from storage import imports
 from storage.copies import pending_copy_requests
-from storage.imports import CopyOutcome, ListedFile
 from streams import records
 from streams.settings import Settings
-
-
-async def _file(engine: AsyncEngine, size: int) -> int:
-    f = ListedFile("GX010001.MP4", "DCIM/100GOPRO/GX010001.MP4", size, 1_000, "footage")
-    async with engine.begin() as conn:
-        (row,) = await imports.record_listing(conn, "card-1", "det-1", [f])
-        await imports.mark_requested(conn, "det-1", [row.file_id])
-    return row.file_id
 
 
 def _result(file_id: int, **kw: object) -> bytes:
@@ -34,10 +24,6 @@ def _result(file_id: int, **kw: object) -> bytes:
     }
     fields.update(kw)
     return records.encode(records.CopyResult(**fields))
-
-
-async def _noop(key: bytes, value: bytes) -> None:
-    return None
 
 
 async def _counter(engine: AsyncEngine, name: str) -> int:
@@ -59,13 +45,8 @@ async def _row(engine: AsyncEngine, file_id: int) -> tuple[str, str]:
 async def test_a_full_share_is_waiting_for_space_not_a_failure(
     settings: Settings, clean_db: AsyncEngine
 ) -> None:
-    told: list[CopyOutcome] = []
-
-    async def tell(outcome: CopyOutcome) -> None:
-        told.append(outcome)
-
-    deps = IngestDeps(settings, clean_db, _noop, on_copy_outcome=tell)
-    file_id = await _file(clean_db, 5)
+    deps, told = telling_deps(settings, clean_db)
+    file_id = await requested_file(clean_db, 5)
     reason = coded_reason("no_space", "destination full (ENOSPC) writing the share at byte 0")
     out = await handle_copy_result(deps, _result(file_id, reason=reason))
     assert out.status == "waiting"
@@ -83,10 +64,7 @@ async def test_a_full_share_is_waiting_for_space_not_a_failure(
     assert [p.file_id for p in pending] == [file_id]
 
     # space came back: the copy lands and is imported as any other
-    dest = imports.destination_for("card-1", file_id, "GX010001.MP4")
-    path = Path(settings.share_root) / dest
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"12345")
+    dest = land(settings, file_id)
     done = await handle_copy_result(
         deps,
         _result(
@@ -101,16 +79,13 @@ async def test_a_full_share_is_waiting_for_space_not_a_failure(
 async def test_an_older_detectors_full_share_waits_too_and_a_late_one_changes_nothing(
     settings: Settings, clean_db: AsyncEngine
 ) -> None:
-    deps = IngestDeps(settings, clean_db, _noop)
-    file_id = await _file(clean_db, 5)
+    deps = IngestDeps(settings, clean_db, send_nothing)
+    file_id = await requested_file(clean_db, 5)
     out = await handle_copy_result(
         deps, _result(file_id, reason="destination full (ENOSPC) writing the share at byte 9")
     )
     assert out.status == "waiting"
-    dest = imports.destination_for("card-1", file_id, "GX010001.MP4")
-    path = Path(settings.share_root) / dest
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"12345")
+    dest = land(settings, file_id)
     await handle_copy_result(
         deps,
         _result(
@@ -125,8 +100,8 @@ async def test_an_older_detectors_full_share_waits_too_and_a_late_one_changes_no
 async def test_other_failure_kinds_fail_with_the_plain_reason(
     settings: Settings, clean_db: AsyncEngine
 ) -> None:
-    deps = IngestDeps(settings, clean_db, _noop)
-    file_id = await _file(clean_db, 5)
+    deps = IngestDeps(settings, clean_db, send_nothing)
+    file_id = await requested_file(clean_db, 5)
     reason = coded_reason("destination", "destination error (EIO) writing the share at byte 0: x")
     out = await handle_copy_result(deps, _result(file_id, reason=reason))
     assert out.status == "failed"
@@ -140,8 +115,8 @@ async def test_other_failure_kinds_fail_with_the_plain_reason(
 async def test_the_failure_kind_field_says_no_space(
     settings: Settings, clean_db: AsyncEngine
 ) -> None:
-    deps = IngestDeps(settings, clean_db, _noop)
-    file_id = await _file(clean_db, 5)
+    deps = IngestDeps(settings, clean_db, send_nothing)
+    file_id = await requested_file(clean_db, 5)
     out = await handle_copy_result(
         deps, _result(file_id, reason="destination full (EDQUOT)", failure="no_space")
     )
