@@ -143,6 +143,13 @@ def _attach_agents(wa: WorkerApp, settings: Settings) -> None:
     _consume(wa, topics.detector_events, "ingest", on_event)
     _consume(wa, topics.copy_results, "copy_results", on_copy_result)
 
+    # operator commands (retry, resume, cancel, assign) from the API and the CLI
+    from agents import commands
+
+    ops = commands.Commands(wa.engine, emitter, send_result_acked)
+    command_topic = commands.declare_topic(wa.app, wa.names, settings.topic_partitions)
+    _consume(wa, command_topic, "commands", ops.handle)
+
     orchestrator.attach(wa, orchestrator.Orchestrator(wa.engine, handlers.registry, emitter))
     executor = ThreadPoolExecutor(settings.worker_concurrency, thread_name_prefix="step")
     dispatcher = RenderDispatcher(jc)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 
 import asyncpg
@@ -18,6 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agents.guard import PermanentError, RetryPolicy, guarded, is_transient
 
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
+
+
+#: ``guarded`` on topic ``t``, with no dead-letter topic and the fast retry policy
+guard = functools.partial(guarded, topic="t", dead_letter_topic=None, policy=FAST)
 
 
 async def dead_letters(pg: asyncpg.Connection) -> list[str]:
@@ -49,15 +54,7 @@ async def test_an_outage_longer_than_any_retry_budget_is_waited_out_not_dead_let
             raise ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed")
 
     with caplog.at_level(logging.WARNING, logger="agents.guard"):
-        ok = await guarded(
-            topic="t",
-            key=b"k",
-            payload=b"{}",
-            handler=handler,
-            engine=clean_db,
-            dead_letter_topic=None,
-            policy=FAST,
-        )
+        ok = await guard(handler=handler, engine=clean_db, key=b"k", payload=b"{}")
     assert ok and calls == 41
     assert await dead_letters(pg) == []
     lines = [r.getMessage() for r in caplog.records]
@@ -72,15 +69,7 @@ async def test_a_bad_message_becomes_a_dead_letter_at_once(
     async def handler() -> None:
         raise FileNotFoundError(errno.ENOENT, "No such file", "/share/x.mp4")
 
-    ok = await guarded(
-        topic="t",
-        key=None,
-        payload=b"{}",
-        handler=handler,
-        engine=clean_db,
-        dead_letter_topic=None,
-        policy=FAST,
-    )
+    ok = await guard(handler=handler, engine=clean_db, key=None, payload=b"{}")
     assert not ok
     [error] = await dead_letters(pg)
     assert error.startswith("FileNotFoundError")
@@ -96,15 +85,7 @@ async def test_a_dead_letter_that_cannot_be_stored_is_not_acked_until_it_is(
     await pg.execute("ALTER TABLE dead_letter RENAME TO dead_letter_away")
     try:
         task = asyncio.create_task(
-            guarded(
-                topic="t",
-                key=b"k",
-                payload=b"payload",
-                handler=handler,
-                engine=clean_db,
-                dead_letter_topic=None,
-                policy=FAST,
-            )
+            guard(handler=handler, engine=clean_db, key=b"k", payload=b"payload")
         )
         await asyncio.sleep(0.5)
         assert not task.done(), "returned (the caller would ack) with the dead letter unstored"

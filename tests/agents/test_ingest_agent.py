@@ -8,10 +8,9 @@ import uuid
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from support import settings_env, wait_for
+from support import Rig, settings_env, wait_for
 
 from streams import records
-from streams.settings import Settings
 from streams.topics import Names
 
 
@@ -62,24 +61,17 @@ async def copy_requests(broker: str, names: Names, want: int, timeout: float = 4
     return got
 
 
-async def test_redelivered_and_poison_lists(
-    settings: Settings,
-    names: Names,
-    broker: str,
-    pg: asyncpg.Connection,
-    clean_db: object,
-    spawn,
-) -> None:
-    spawn("streams.cli", "worker", env=settings_env(settings), name="worker")
+async def test_redelivered_and_poison_lists(rig: Rig, broker: str, pg: asyncpg.Connection) -> None:
+    rig.spawn("streams.cli", "worker", env=settings_env(rig.settings), name="worker")
     event = file_list("card-0001", 12)
     payload = records.encode(event)
     await produce(
         broker,
-        names.detector_events,
+        rig.names.detector_events,
         [(b"card-0001", payload), (b"card-0001", b"{not json"), (b"card-0001", payload)],
     )
     # first delivery asks for 12, the redelivery asks again for the 12 not yet imported
-    got = await copy_requests(broker, names, 24)
+    got = await copy_requests(broker, rig.names, 24)
     assert len(got) == 24
     assert await pg.fetchval("SELECT count(*) FROM imported_file") == 12
     first = got[:12]
@@ -91,26 +83,21 @@ async def test_redelivered_and_poison_lists(
 
 
 async def test_sigkill_of_the_worker_loses_no_list(
-    settings: Settings,
-    names: Names,
-    broker: str,
-    pg: asyncpg.Connection,
-    clean_db: object,
-    spawn,
+    rig: Rig, broker: str, pg: asyncpg.Connection
 ) -> None:
-    env = settings_env(settings)
-    worker = spawn("streams.cli", "worker", env=env, name="worker-a")
+    env = settings_env(rig.settings)
+    worker = rig.spawn("streams.cli", "worker", env=env, name="worker-a")
     cards = [f"card-{i:04d}" for i in range(40)]
     events = [(c.encode(), records.encode(file_list(c, 25))) for c in cards]
-    await produce(broker, names.detector_events, events[:20])
+    await produce(broker, rig.names.detector_events, events[:20])
 
     async def some_recorded() -> bool:
         return bool(await pg.fetchval("SELECT count(*) FROM imported_file"))
 
     await wait_for(some_recorded, timeout=60, what="first lists recorded")
     worker.kill()
-    await produce(broker, names.detector_events, events[20:])
-    spawn("streams.cli", "worker", env=env, name="worker-b")
+    await produce(broker, rig.names.detector_events, events[20:])
+    rig.spawn("streams.cli", "worker", env=env, name="worker-b")
 
     async def all_recorded() -> bool:
         return bool(await pg.fetchval("SELECT count(*) FROM imported_file") == 40 * 25)

@@ -444,21 +444,19 @@ def test_root_step_cannot_break_a_pattern_promise() -> None:
 # --- settled dependencies ('?'): a failure stays local --------------------------------------------
 
 
+def by_name(*states: StepState) -> dict[str, StepState]:
+    return {s.name: s for s in states}
+
+
 def _finish(steps: dict[str, StepState], name: str, outcome: Success | Failure) -> None:
     steps[name] = dag.start(steps[name], steps[name].attempt)
     steps[name] = dag.apply_result(steps[name], steps[name].attempt, outcome, POLICY)
 
 
 def test_a_settled_dependency_goes_on_after_a_failure_a_plain_one_does_not() -> None:
-    steps = {
-        s.name: s
-        for s in [
-            step("probe:1"),
-            step("probe:2"),
-            step("render", "?probe:*"),
-            step("strict", "probe:*"),
-        ]
-    }
+    steps = by_name(
+        step("probe:1"), step("probe:2"), step("render", "?probe:*"), step("strict", "probe:*")
+    )
     merge(steps, dag.promote_ready(steps.values()))
     _finish(steps, "probe:1", Success())
     assert dag.ready_steps(steps.values()) == []  # probe:2 still running
@@ -468,7 +466,7 @@ def test_a_settled_dependency_goes_on_after_a_failure_a_plain_one_does_not() -> 
 
 
 def test_a_settled_dependency_still_waits_for_every_spawner_to_succeed() -> None:
-    steps = {s.name: s for s in [step("copy:1", spawns=("probe:1*",)), step("render", "?probe:*")]}
+    steps = by_name(step("copy:1", spawns=("probe:1*",)), step("render", "?probe:*"))
     merge(steps, dag.promote_ready(steps.values()))
     _finish(steps, "copy:1", Failure("card pulled", retryable=False))
     assert dag.ready_steps(steps.values()) == []
@@ -476,16 +474,13 @@ def test_a_settled_dependency_still_waits_for_every_spawner_to_succeed() -> None
 
 
 def test_retrying_a_failed_step_runs_again_what_went_on_without_it() -> None:
-    steps = {
-        s.name: s
-        for s in [
-            step("probe:1"),
-            step("probe:2"),
-            step("render", "?probe:*"),
-            step("publish", "render"),
-            step("other"),
-        ]
-    }
+    steps = by_name(
+        step("probe:1"),
+        step("probe:2"),
+        step("render", "?probe:*"),
+        step("publish", "render"),
+        step("other"),
+    )
     merge(steps, dag.promote_ready(steps.values()))
     _finish(steps, "probe:1", Success())
     _finish(steps, "other", Success())

@@ -9,14 +9,7 @@ from hypothesis import strategies as st
 from test_pipeline_dag import POLICY, merge, step
 
 from agents.pipeline import dag
-from agents.pipeline.dag import (
-    ExecutionStatus,
-    Failure,
-    StepState,
-    StepStatus,
-    Success,
-    Waiting,
-)
+from agents.pipeline.dag import ExecutionStatus, Failure, StepState, StepStatus, Success, Waiting
 
 # --- properties: a simulated scheduler over random DAGs -----------------------------------
 
