@@ -25,10 +25,8 @@ def ramp(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for i in range(20):
             frame = av.VideoFrame.from_ndarray(np.full((180, 320), 10 * i, np.uint8), format="gray")
             frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
     return path
 
 

@@ -25,10 +25,8 @@ def _write(path: Path, *, audio: bool, creation_time: str | None, seconds: float
                 np.full((240, 320), i * 8 % 256, np.uint8), format="gray"
             )
             frame.pts = i
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
         if sound is not None:
             samples = int(48000 * seconds)
             for start in range(0, samples, 1024):
@@ -38,10 +36,8 @@ def _write(path: Path, *, audio: bool, creation_time: str | None, seconds: float
                 )
                 chunk.sample_rate = 48000
                 chunk.pts = start
-                for packet in sound.encode(chunk):
-                    out.mux(packet)
-            for packet in sound.encode():
-                out.mux(packet)
+                out.mux(sound.encode(chunk))
+            out.mux(sound.encode())
     return path
 
 

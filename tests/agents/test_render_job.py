@@ -81,6 +81,14 @@ def small_branding(**kw: object) -> Branding:
     return Branding(**values)  # type: ignore[arg-type]
 
 
+def cut_after_probe(src: Path, parts: int) -> Clip:
+    """The facts of ``src``, probed whole; then the file is cut to its first 1/``parts``."""
+    facts = probe_clip(src)
+    data = src.read_bytes()
+    src.write_bytes(data[: len(data) // parts])
+    return facts
+
+
 async def render_as(clips: list[Clip], booking: str, passenger: str, root: Path) -> RenderOutput:
     """The session of ``booking`` for ``passenger`` rendered into ``root``, small branding."""
     return await render_session(
@@ -218,9 +226,7 @@ async def test_truncated_input_fails_permanently_with_ffmpegs_message(
     media: dict[str, Path], tmp_path: Path
 ) -> None:
     src = make_clip(tmp_path / "moov-at-end.mp4", seconds=1, width=W, height=H, faststart=False)
-    facts = probe_clip(src)
-    data = src.read_bytes()
-    src.write_bytes(data[: len(data) // 2])  # pulled out mid-copy: the moov atom is gone
+    facts = cut_after_probe(src, 2)  # pulled out mid-copy: the moov atom is gone
     with pytest.raises(RenderError) as info:
         await render_as([facts], "X", "y", tmp_path / "o")
     assert not info.value.retryable
@@ -234,9 +240,7 @@ async def test_truncated_media_data_fails_permanently(
     media: dict[str, Path], tmp_path: Path
 ) -> None:
     src = make_clip(tmp_path / "faststart.mp4", seconds=2, width=W, height=H, faststart=True)
-    facts = probe_clip(src)
-    data = src.read_bytes()
-    src.write_bytes(data[: len(data) // 3])
+    facts = cut_after_probe(src, 3)
     with pytest.raises(RenderError) as info:
         await render_as([facts], "X", "y", tmp_path / "o")
     # FFmpeg either fails on the corrupt packets itself or renders short and the check catches it.

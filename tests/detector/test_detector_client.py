@@ -142,6 +142,15 @@ def _one_clip_card(tmp_path: Path) -> tuple[Path, Path]:
     return cards, share
 
 
+async def _stop(stop: asyncio.Event, task: asyncio.Task[int], server: Server) -> int:
+    """Stop the detector (its exit code) and the hub's server."""
+    stop.set()
+    code = await asyncio.wait_for(task, 30)
+    server.close()
+    await server.wait_closed()
+    return code
+
+
 def _settings(port: int, share: Path, **kw: object) -> DetectorSettings:
     base: dict[str, object] = dict(
         hub_url=f"ws://127.0.0.1:{port}/ws/detector",
@@ -271,10 +280,7 @@ async def test_hub_restarted_mid_copy_client_reconnects_and_resends(tmp_path: Pa
         while tiny.connections < 2 or sum(isinstance(m, FileList) for m in tiny.messages) < 2:
             await asyncio.sleep(0.05)
     finally:
-        stop.set()
-        code = await asyncio.wait_for(task, 30)
-        server.close()
-        await server.wait_closed()
+        code = await _stop(stop, task, server)
     assert code == 0
     assert sum(isinstance(m, CardInserted) for m in tiny.messages) >= 2  # list sent again
     result = tiny.results["DCIM.100GOPRO.GX010001.MP4"]
@@ -325,10 +331,7 @@ async def test_a_bad_card_never_stops_the_watcher_and_the_next_card_is_imported(
         while caplog.text.count("safe to remove") < 2:
             await asyncio.sleep(0.05)
     finally:
-        stop.set()
-        code = await asyncio.wait_for(task, 30)
-        server.close()
-        await server.wait_closed()
+        code = await _stop(stop, task, server)
         # too deep for pytest's own (recursive) clean-up of old temp dirs: remove it here
         await asyncio.to_thread(subprocess.run, ["rm", "-rf", str(cards / "deep")], check=True)
     assert code == 0

@@ -4,10 +4,12 @@ the server was SIGKILLed, after a stale pid file, and with a leftover server sti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -56,6 +58,19 @@ def assert_stopped_cleanly(svc: ChildService, backends: list[int], data_dir: Pat
     assert not list((data_dir / "postgres").glob(".s.PGSQL.*"))
 
 
+@contextlib.contextmanager
+def serving_again(data_dir: Path, port: int) -> Iterator[ChildService]:
+    """The server started (again) on ``data_dir``; stopped after the block, which must leave
+    nothing behind (its backends, pid file and sockets gone)."""
+    svc = start_postgres(data_dir, port)
+    try:
+        yield svc
+        backends = backends_of(svc)
+    finally:
+        svc.stop()
+    assert_stopped_cleanly(svc, backends, data_dir)
+
+
 @pytest.mark.slow
 def test_starts_answers_stops_and_starts_again_on_the_same_dir(pg_dir: Path) -> None:
     port = free_port()
@@ -70,13 +85,8 @@ def test_starts_answers_stops_and_starts_again_on_the_same_dir(pg_dir: Path) -> 
         svc.stop()
     assert_stopped_cleanly(svc, backends, pg_dir)
 
-    again = start_postgres(pg_dir, port)
-    try:
+    with serving_again(pg_dir, port) as again:
         assert query(again.extra["url"], "SELECT x FROM kept") == 42
-        backends = backends_of(again)
-    finally:
-        again.stop()
-    assert_stopped_cleanly(again, backends, pg_dir)
 
 
 @pytest.mark.slow
@@ -87,14 +97,9 @@ def test_restarts_after_the_server_was_sigkilled(pg_dir: Path) -> None:
     pid_file = pg_dir / "postgres" / "postmaster.pid"
     assert pid_file.exists(), "a SIGKILLed postmaster leaves its pid file"
 
-    again = start_postgres(pg_dir, port)
-    try:
+    with serving_again(pg_dir, port) as again:
         assert query(again.extra["url"], "SELECT 1") == 1
         assert int(pid_file.read_text().split()[0]) == again.process.pid
-        backends = backends_of(again)
-    finally:
-        again.stop()
-    assert_stopped_cleanly(again, backends, pg_dir)
 
 
 @pytest.mark.slow
