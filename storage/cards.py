@@ -4,19 +4,28 @@ is it nearly full, did the detector skip files, does the camera's clock look wro
 "Safe to remove" means pulling the card loses nothing: every footage file it listed (proxies
 aside) is verified and imported. A failed file is not safe: it exists only on the card; nor is a
 file the station skipped (a name that is not valid Unicode): it too exists only on the card.
+
+The hub is the one writer of ``card`` rows (:func:`upsert_card`, :func:`record_card_facts`):
+presence and label from every card event; free/total bytes and the names that were not listed
+(the detector's ``skipped`` and the entries the hub refused) from each listing. ``skipped``
+starts empty at each insertion and collects the listings of that insertion.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from storage.models import Card
 
 # a card with less than this share of its capacity free is "nearly full"
 NEARLY_FULL_FRACTION = 0.10
+#: Skipped names kept on one card row (the first ones; a card of thousands is one problem).
+MAX_CARD_SKIPPED = 500
 
 
 @dataclass(frozen=True)
@@ -82,3 +91,65 @@ async def set_clock_warning(conn: AsyncConnection, card_id: str, warning: str) -
         text("UPDATE card SET clock_warning = :w WHERE id = :c AND clock_warning <> :w"),
         {"c": card_id, "w": warning},
     )
+
+
+# --- the card row (written by the hub) ----------------------------------------------------------
+
+
+async def upsert_card(
+    session: AsyncSession | AsyncConnection,
+    card_id: str,
+    label: str,
+    detector_id: str,
+    present: bool,
+    *,
+    inserted: bool = False,
+) -> None:
+    """A card event: the card is (still) at ``detector_id``, or gone. ``inserted`` starts a
+    new listing, so the names skipped at an earlier insertion are forgotten."""
+    await session.execute(
+        text(
+            "INSERT INTO card (id, label, detector_id, present) VALUES (:id, :l, :d, :p) "
+            "ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), present = :p, "
+            "detector_id = :d, label = CASE WHEN :l = '' THEN card.label ELSE :l END, "
+            "skipped = CASE WHEN :new THEN '[]'::jsonb ELSE card.skipped END"
+        ),
+        {"id": card_id, "l": label[:200], "d": detector_id, "p": present, "new": inserted},
+    )
+
+
+def merge_skipped(
+    old: Sequence[Mapping[str, Any]],
+    new: Sequence[Mapping[str, Any]],
+    limit: int = MAX_CARD_SKIPPED,
+) -> list[dict[str, Any]]:
+    """``old`` then the entries of ``new`` whose path it does not hold yet, at most ``limit``."""
+    out = [dict(e) for e in old][:limit]
+    seen = {e.get("path") for e in out}
+    for entry in new:
+        if len(out) >= limit:
+            break
+        if entry.get("path") not in seen:
+            seen.add(entry.get("path"))
+            out.append({"path": entry.get("path"), "reason": entry.get("reason")})
+    return out
+
+
+async def record_card_facts(
+    session: AsyncSession | AsyncConnection,
+    card_id: str,
+    *,
+    free_bytes: int | None,
+    capacity_bytes: int | None,
+    skipped: Sequence[Mapping[str, Any]],
+) -> None:
+    """A listing's facts about its card (after :func:`upsert_card`): space, when reported,
+    and the names not listed or refused, added to those of the same insertion."""
+    values: dict[str, object] = {}
+    if free_bytes is not None and capacity_bytes is not None:
+        values |= {"free_bytes": free_bytes, "capacity_bytes": capacity_bytes}
+    if skipped:
+        old = await session.scalar(select(Card.skipped).where(Card.id == card_id).with_for_update())
+        values["skipped"] = merge_skipped(old or [], skipped)
+    if values:
+        await session.execute(update(Card).where(Card.id == card_id).values(**values))

@@ -5,10 +5,7 @@ random token is generated, printed once, and only its SHA-256 is stored, so a da
 not let anyone connect.
 The hub authenticates the WebSocket handshake with :func:`authenticate`.
 
-The hub is the one writer of ``card`` rows (:func:`upsert_card`, :func:`record_card_facts`):
-presence and label from every card event; free/total bytes and the names that were not listed
-(the detector's ``skipped`` and the entries the hub refused) from each listing. ``skipped``
-starts empty at each insertion and collects the listings of that insertion.
+The card rows they report are storage/cards.py's.
 """
 
 from __future__ import annotations
@@ -16,21 +13,18 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Card, Detector
+from storage.models import Detector
 
 _DETECTOR_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 #: Tokens longer than this are refused without hashing (nobody's token is 4 KiB).
 MAX_TOKEN_CHARS = 512
-#: Skipped names kept on one card row (the first ones; a card of thousands is one problem).
-MAX_CARD_SKIPPED = 500
 
 
 class DetectorError(ValueError):
@@ -80,6 +74,21 @@ async def register_detector(
     return Registration(detector_id, token)
 
 
+async def rotate_token(session: AsyncSession, detector_id: str, name: str = "") -> Registration:
+    """Create the detector, or give an existing one a fresh token (and un-revoke it): for the
+    demo station, whose token is new on each run."""
+    validate_detector_id(detector_id)
+    token = new_token()
+    stmt = insert(Detector).values(id=detector_id, name=name[:200], token_hash=hash_token(token))
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[Detector.id],
+            set_={"token_hash": stmt.excluded.token_hash, "revoked": False},
+        )
+    )
+    return Registration(detector_id, token)
+
+
 async def authenticate(session: AsyncSession, token: str | None) -> str | None:
     """The id of the (not revoked) detector holding ``token``, else None."""
     if not token or len(token) > MAX_TOKEN_CHARS:
@@ -115,62 +124,3 @@ async def clear_card(session: AsyncSession, detector_id: str, card_id: str) -> N
         .where(Detector.id == detector_id, Detector.current_card_id == card_id)
         .values(current_card_id=None, last_seen_at=func.now())
     )
-
-
-async def upsert_card(
-    session: AsyncSession,
-    card_id: str,
-    label: str,
-    detector_id: str,
-    present: bool,
-    *,
-    inserted: bool = False,
-) -> None:
-    """A card event: the card is (still) at ``detector_id``, or gone. ``inserted`` starts a
-    new listing, so the names skipped at an earlier insertion are forgotten."""
-    await session.execute(
-        text(
-            "INSERT INTO card (id, label, detector_id, present) VALUES (:id, :l, :d, :p) "
-            "ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), present = :p, "
-            "detector_id = :d, label = CASE WHEN :l = '' THEN card.label ELSE :l END, "
-            "skipped = CASE WHEN :new THEN '[]'::jsonb ELSE card.skipped END"
-        ),
-        {"id": card_id, "l": label[:200], "d": detector_id, "p": present, "new": inserted},
-    )
-
-
-def merge_skipped(
-    old: Sequence[Mapping[str, Any]],
-    new: Sequence[Mapping[str, Any]],
-    limit: int = MAX_CARD_SKIPPED,
-) -> list[dict[str, Any]]:
-    """``old`` then the entries of ``new`` whose path it does not hold yet, at most ``limit``."""
-    out = [dict(e) for e in old][:limit]
-    seen = {e.get("path") for e in out}
-    for entry in new:
-        if len(out) >= limit:
-            break
-        if entry.get("path") not in seen:
-            seen.add(entry.get("path"))
-            out.append({"path": entry.get("path"), "reason": entry.get("reason")})
-    return out
-
-
-async def record_card_facts(
-    session: AsyncSession,
-    card_id: str,
-    *,
-    free_bytes: int | None,
-    capacity_bytes: int | None,
-    skipped: Sequence[Mapping[str, Any]],
-) -> None:
-    """A listing's facts about its card (after :func:`upsert_card`): space, when reported,
-    and the names not listed or refused, added to those of the same insertion."""
-    values: dict[str, object] = {}
-    if free_bytes is not None and capacity_bytes is not None:
-        values |= {"free_bytes": free_bytes, "capacity_bytes": capacity_bytes}
-    if skipped:
-        old = await session.scalar(select(Card.skipped).where(Card.id == card_id).with_for_update())
-        values["skipped"] = merge_skipped(old or [], skipped)
-    if values:
-        await session.execute(update(Card).where(Card.id == card_id).values(**values))

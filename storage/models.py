@@ -282,3 +282,20 @@ class Counter(Base):
     __tablename__ = "counter"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class OperatorCommandRow(Base):
+    """An operator action (retry, resume, cancel, assign) as the engine applied it: stored once
+    per command id, so a redelivered or replayed command is never applied twice."""
+
+    __tablename__ = "operator_command"
+    command_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    action: Mapped[str] = mapped_column(String(16))
+    command: Mapped[dict[str, Any]] = mapped_column()
+    actor: Mapped[str] = mapped_column(String(200))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    result: Mapped[dict[str, Any]] = mapped_column()
+    error_kind: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    message: Mapped[str] = mapped_column(Text, default="", server_default="")
+    applied_at: Mapped[datetime] = _now()

@@ -16,13 +16,14 @@ aggregates and the detail; the primary key of `pipeline_execution` for the keyse
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from storage import deps
 
 logger = logging.getLogger(__name__)
 
@@ -154,22 +155,24 @@ async def execution_steps(conn: AsyncConnection, execution_id: int) -> list[Row]
     return [dict(r) for r in rows.mappings()]
 
 
-def dag_edges(steps: Iterable[tuple[str, Sequence[str]]]) -> list[tuple[str, str]]:
-    """(from, to) edges of a DAG whose dependencies may be patterns (`probe:*`).
+def dag_edges(
+    steps: Iterable[tuple[str, Sequence[str]]], spawns: Mapping[str, Sequence[str]] | None = None
+) -> list[tuple[str, str]]:
+    """(from, to) edges of a DAG whose dependencies may be patterns (`probe:*`): what each step
+    waits for, by the pipeline core's own rule (storage/deps.py), spawners included."""
+    return deps.edges(steps, spawns)
 
-    A pattern names every step whose name starts with the part before the `*`; a leading `?`
-    (a settled dependency, agents/pipeline/dag.py) draws the same edge.
-    """
-    nodes = list(steps)
-    names = [name for name, _ in nodes]
-    edges: list[tuple[str, str]] = []
-    for name, raw in nodes:
-        for dep in (d.removeprefix("?") for d in raw):
-            if dep.endswith("*"):
-                edges.extend((n, name) for n in names if n != name and n.startswith(dep[:-1]))
-            elif dep in names:
-                edges.append((dep, name))
-    return sorted(set(edges))
+
+async def execution_outputs(conn: AsyncConnection, execution_id: int) -> list[Row]:
+    """Outputs of the succeeded steps of an execution (where a render names its video)."""
+    rows = await conn.execute(
+        text(
+            "SELECT name, output FROM pipeline_step WHERE execution_id = :e "
+            "AND status = 'succeeded' AND output IS NOT NULL ORDER BY id"
+        ),
+        {"e": execution_id},
+    )
+    return [dict(r) for r in rows.mappings()]
 
 
 async def step_id(conn: AsyncConnection, execution_id: int, name: str) -> int | None:
@@ -194,218 +197,6 @@ async def step_logs(
         params["a"] = attempt
     sql += " ORDER BY id LIMIT :limit"
     return [dict(r) for r in (await conn.execute(text(sql), params)).mappings()]
-
-
-# --- cards and files ---------------------------------------------------------------------------
-
-_FILE_COUNTS = """
-LEFT JOIN LATERAL (
-  SELECT count(*) AS files_total,
-         count(*) FILTER (WHERE f.status = 'imported') AS files_imported,
-         count(*) FILTER (WHERE f.status = 'failed') AS files_failed,
-         count(*) FILTER (WHERE f.status IN ('listed', 'requested', 'copying')) AS files_pending
-  FROM imported_file f WHERE f.card_id = c.id
-) fc ON true
-"""
-
-
-_CARD_COLUMNS = (
-    "c.id, c.label, c.detector_id, c.present, c.first_seen_at, c.last_seen_at, "
-    "fc.files_total, fc.files_imported, fc.files_failed, fc.files_pending"
-)
-
-
-async def list_cards(conn: AsyncConnection, limit: int, offset: int) -> list[Row]:
-    """A page of cards, last seen first. Their safety comes from `storage.cards.card_safety`."""
-    rows = await conn.execute(
-        text(
-            f"SELECT {_CARD_COLUMNS} FROM card c "
-            f"{_FILE_COUNTS} ORDER BY c.last_seen_at DESC, c.id LIMIT :l OFFSET :o"
-        ),
-        {"l": limit, "o": offset},
-    )
-    return [dict(r) for r in rows.mappings()]
-
-
-async def get_card(conn: AsyncConnection, card_id: str) -> Row | None:
-    row = (
-        (
-            await conn.execute(
-                text(f"SELECT {_CARD_COLUMNS} FROM card c {_FILE_COUNTS} WHERE c.id = :c"),
-                {"c": card_id},
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row is not None else None
-
-
-async def card_exists(conn: AsyncConnection, card_id: str) -> bool:
-    return bool(await conn.scalar(text("SELECT 1 FROM card WHERE id = :c"), {"c": card_id}))
-
-
-_FILE_COLUMNS = (
-    "f.id, f.card_id, f.name, f.path, f.size, f.mtime_ms, f.kind, f.status, f.reason, "
-    "f.stored_path, f.content_hash, f.duration_s, f.width, f.height, f.fps, f.codec, "
-    "f.creation_time, f.probe_error, f.session_key, f.first_listed_at, f.imported_at, "
-    "q.status AS qr_status, q.booking_id AS qr_booking_id, q.frame_s AS qr_frame_s"
-)
-
-
-async def card_files(conn: AsyncConnection, card_id: str, limit: int, offset: int) -> list[Row]:
-    rows = await conn.execute(
-        text(
-            f"SELECT {_FILE_COLUMNS} FROM imported_file f "
-            "LEFT JOIN qr_scan q ON q.file_id = f.id WHERE f.card_id = :c "
-            "ORDER BY f.name, f.id LIMIT :l OFFSET :o"
-        ),
-        {"c": card_id, "l": limit, "o": offset},
-    )
-    return [dict(r) for r in rows.mappings()]
-
-
-async def get_file(conn: AsyncConnection, file_id: int) -> Row | None:
-    row = (
-        (
-            await conn.execute(
-                text(
-                    f"SELECT {_FILE_COLUMNS} FROM imported_file f "
-                    "LEFT JOIN qr_scan q ON q.file_id = f.id WHERE f.id = :f"
-                ),
-                {"f": file_id},
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row is not None else None
-
-
-# --- jump sessions -----------------------------------------------------------------------------
-
-_SESSION_COLUMNS = """
-js.key, js.card_id, js.status, js.booking_id, js.passenger, js.product, js.qr_file_id,
-js.execution_id, js.assigned_by, js.created_at, js.updated_at,
-cardinality(js.file_ids) AS files, e.status AS execution_status,
-CASE WHEN jsonb_typeof(js.warnings) = 'array' THEN js.warnings ELSE '[]'::jsonb END AS warnings,
-js.review_reason
-"""
-
-
-async def list_sessions(
-    conn: AsyncConnection, status: str | None, card: str | None, limit: int, offset: int
-) -> list[Row]:
-    clauses: list[str] = []
-    params: dict[str, object] = {"l": limit, "o": offset}
-    if status is not None:
-        clauses.append("js.status = :s")
-        params["s"] = status
-    if card is not None:
-        clauses.append("js.card_id = :c")
-        params["c"] = card
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-    rows = await conn.execute(
-        text(
-            f"SELECT {_SESSION_COLUMNS} FROM jump_session js "
-            f"LEFT JOIN pipeline_execution e ON e.id = js.execution_id{where} "
-            "ORDER BY js.created_at DESC, js.key LIMIT :l OFFSET :o"
-        ),
-        params,
-    )
-    return [dict(r) for r in rows.mappings()]
-
-
-async def get_session(conn: AsyncConnection, key: str) -> Row | None:
-    row = (
-        (
-            await conn.execute(
-                text(
-                    f"SELECT {_SESSION_COLUMNS}, js.file_ids FROM jump_session js "
-                    "LEFT JOIN pipeline_execution e ON e.id = js.execution_id WHERE js.key = :k"
-                ),
-                {"k": key},
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row is not None else None
-
-
-_INT = re.compile(r"^[0-9]{1,18}$")
-
-
-async def session_files(conn: AsyncConnection, key: str, file_ids: Sequence[str]) -> list[Row]:
-    """The session's footage and QR clip(s): by `file_ids` and by `session_key`, capture order."""
-    ids = [int(i) for i in file_ids if _INT.match(i)]
-    rows = await conn.execute(
-        text(
-            f"SELECT {_FILE_COLUMNS} FROM imported_file f "
-            "LEFT JOIN qr_scan q ON q.file_id = f.id "
-            "WHERE f.id = ANY(CAST(:ids AS bigint[])) OR f.session_key = :k "
-            "ORDER BY coalesce(f.creation_time, to_timestamp(f.mtime_ms / 1000.0)), f.name"
-        ),
-        {"ids": ids, "k": key},
-    )
-    return [dict(r) for r in rows.mappings()]
-
-
-_ATTENTION_SESSIONS = """
-WITH review AS (
-  SELECT js.key, js.card_id, js.status, js.passenger, js.booking_id, js.execution_id,
-         js.created_at, js.review_reason AS message, 0::bigint AS n
-  FROM jump_session js WHERE js.status IN ('needs_review', 'unassigned')
-  ORDER BY js.created_at DESC, js.key LIMIT :l
-), warned AS (
-  SELECT js.key, js.card_id, js.status, js.passenger, js.booking_id, js.execution_id,
-         js.created_at, js.warnings
-  FROM jump_session js
-  WHERE jsonb_typeof(js.warnings) = 'array' AND js.warnings <> '[]'::jsonb
-  ORDER BY js.created_at DESC, js.key LIMIT :l
-), warning AS (
-  SELECT w.key, w.card_id, w.status, w.passenger, w.booking_id, w.execution_id, w.created_at,
-         x.value AS message, x.n
-  FROM warned w CROSS JOIN LATERAL jsonb_array_elements_text(w.warnings) WITH ORDINALITY x(value, n)
-  ORDER BY w.created_at DESC, w.key, x.n LIMIT :l
-)
-SELECT 'review'::text AS kind, * FROM review
-UNION ALL
-SELECT 'warning'::text AS kind, * FROM warning
-ORDER BY kind, created_at DESC, key, n
-"""
-
-
-async def attention_sessions(conn: AsyncConnection, limit: int) -> list[Row]:
-    """Sessions waiting for a person (kind `review`, with the reason as `message`) and one row
-    per session warning (kind `warning`): each kind newest first, at most `limit` of each.
-
-    One statement. The review part walks `ix_session_status_created`; the warning part scans
-    the sessions with warnings (suggested: a partial index on created_at WHERE warnings <> '[]').
-    """
-    rows = await conn.execute(text(_ATTENTION_SESSIONS), {"l": limit})
-    return [dict(r) for r in rows.mappings()]
-
-
-async def recent_cards(conn: AsyncConnection, limit: int) -> list[Row]:
-    """The cards seen last (id, label, last_seen_at): those whose warnings an operator reads."""
-    rows = await conn.execute(
-        text("SELECT id, label, last_seen_at FROM card ORDER BY last_seen_at DESC, id LIMIT :l"),
-        {"l": limit},
-    )
-    return [dict(r) for r in rows.mappings()]
-
-
-async def execution_outputs(conn: AsyncConnection, execution_id: int) -> list[Row]:
-    """Outputs of the succeeded steps of an execution (where a render names its video)."""
-    rows = await conn.execute(
-        text(
-            "SELECT name, output FROM pipeline_step WHERE execution_id = :e "
-            "AND status = 'succeeded' AND output IS NOT NULL ORDER BY id"
-        ),
-        {"e": execution_id},
-    )
-    return [dict(r) for r in rows.mappings()]
 
 
 # --- detectors, counters, dead letters ---------------------------------------------------------

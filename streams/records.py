@@ -11,10 +11,12 @@ ignored by an older reader.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from storage.commands import CommandAction
 from storage.enums import CopyStatus, DetectorEventKind, ResultStatus, StatusKind
 
 SCHEMA_VERSION = 1
@@ -210,3 +212,30 @@ def decode(cls: type[R], raw: bytes | str) -> R:
 def as_dict(record: _Base) -> dict[str, Any]:
     """The record as plain JSON values (enums as their strings)."""
     return record.model_dump(mode="json")
+
+
+# --- operator commands (issue 13) ---------------------------------------------------------------
+
+
+class OperatorCommand(_Base):
+    """An operator action for the engine to apply (key: execution id, or the session key).
+
+    retry: ``execution_id``, ``step`` (None: every failed step), ``force``; resume and cancel:
+    ``execution_id``; assign: ``session_key``, ``booking_id``, ``passenger``. The engine
+    stores the outcome once per ``command_id`` (storage/commands.py).
+    """
+
+    command_id: str
+    action: CommandAction
+    actor: str
+    issued_at: datetime
+    execution_id: int | None = None
+    step: str | None = None
+    force: bool = False
+    session_key: str | None = None
+    booking_id: str | None = None
+    passenger: str | None = None
+
+    @property
+    def key(self) -> bytes:
+        return (self.session_key or str(self.execution_id)).encode()

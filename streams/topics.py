@@ -49,6 +49,7 @@ class Names:
             self.step_results,
             self.status,
             self.dead_letter,
+            self.commands,
         )
 
     # --- consumer groups ---
@@ -67,3 +68,9 @@ class Names:
     @property
     def counters_key(self) -> str:
         return f"{self.prefix}:counters"
+
+    # --- operator commands (issue 13: the API and CLI reach the engine through this topic) ---
+    @property
+    def commands(self) -> str:
+        """Operator commands (records.OperatorCommand), hub and CLI -> the engine."""
+        return f"{self.prefix}.commands"

@@ -12,6 +12,7 @@
     skyreel retry EXECUTION      retry the failed steps of an execution (--step NAME: one step;
                                  --force: also steps still running on a live worker)
     skyreel resume EXECUTION     resume a cancelled execution (nothing that succeeded runs again)
+    skyreel cancel EXECUTION     cancel an execution's unfinished steps
     skyreel executions           list recent pipeline executions and their steps' states
 
 Settings come from SKYREEL_* environment variables (see streams/settings.py or `--help` of each
@@ -48,13 +49,13 @@ def _hub(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from agents.worker import run_worker
+    from streams.stack.processes import run_worker
 
     return run_worker(settings)
 
 
 def _render_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from agents.render.worker import run_render_worker
+    from streams.stack.processes import run_render_worker
 
     return run_render_worker(settings)
 
@@ -99,60 +100,33 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _retry(settings: Settings, args: argparse.Namespace) -> int:
-    from agents.pipeline.cli import retry_cli
+    from streams.cli.commands import retry_cli
 
     return retry_cli(settings, args.execution_id, args.step, args.actor, args.force)
 
 
 def _resume(settings: Settings, args: argparse.Namespace) -> int:
-    from agents.pipeline.cli import resume_cli
+    from streams.cli.commands import resume_cli
 
     return resume_cli(settings, args.execution_id, args.actor)
 
 
+def _cancel(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.cli.commands import cancel_cli
+
+    return cancel_cli(settings, args.execution_id, args.actor)
+
+
 def _executions(settings: Settings, args: argparse.Namespace) -> int:
-    from agents.pipeline.cli import executions_cli
+    from streams.cli.commands import executions_cli
 
     return executions_cli(settings, args.limit)
 
 
 def _demo_card(settings: Settings, args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from streams.stack.processes import demo_card
 
-    from agents.demo_card import (
-        DemoCardError,
-        add_jump,
-        load_demo_card,
-        summary_table,
-        write_demo_card,
-    )
-
-    width, _, height = args.resolution.lower().partition("x")
-    try:
-        size = (int(width), int(height))
-    except ValueError:
-        print(f"--resolution must be WxH, got {args.resolution!r}", file=sys.stderr)
-        return 2
-    root = Path(args.directory)
-    try:
-        if args.add:
-            for _ in range(args.jumps):
-                add_jump(root)
-            card = load_demo_card(root)
-        else:
-            card = write_demo_card(
-                root,
-                args.jumps,
-                seed=args.seed,
-                footage_seconds=args.footage_seconds,
-                size=size,
-            )
-    except DemoCardError as exc:
-        print(f"skyreel demo-card: {exc}", file=sys.stderr)
-        return 1
-    print(summary_table(card))
-    print(f"\n{len(card.all_files)} files under {root / 'DCIM'}")
-    return 0
+    return demo_card(args)
 
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:
@@ -241,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("execution_id", type=int)
     p.add_argument("--actor", default="cli", help="who asked (kept in the step log)")
     p.set_defaults(handler=_resume)
+
+    p = sub.add_parser("cancel", help="cancel an execution's unfinished steps")
+    p.add_argument("execution_id", type=int)
+    p.add_argument("--actor", default="cli", help="who asked (kept in the step log)")
+    p.set_defaults(handler=_cancel)
 
     p = sub.add_parser("demo-card", help="write a synthetic GoPro SD card (demo, tests)")
     p.add_argument("directory", help="card root to create (gets DCIM/100GOPRO/)")

@@ -1,28 +1,25 @@
 """`skyreel status` and `skyreel assign`: the status API's reads and the assign action from a shell.
 
-They call the same functions as the hub (storage.status queries, streams.hub.api_actions.assign),
-straight against PostgreSQL (SKYREEL_DATABASE_URL).
+The reads are the hub's (storage.status queries, straight against SKYREEL_DATABASE_URL); the
+assignment is an operator command like the hub's (streams/cli/commands.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import re
 import sys
 
 from pydantic import ValidationError
 
 from storage import status as queries
+from storage import status_cards as card_queries
 from storage.db import make_engine
-from storage.sessions import SessionError
-from streams.hub.api_actions import assign
+from streams.cli import commands
 from streams.hub.api_models import AssignRequest, Attention, Card
 from streams.hub.api_support import attention, card_name, cards_with_safety
-from streams.kafka import make_producer
 from streams.settings import Settings
-from streams.topics import Names
 
 
 def _need_db(settings: Settings) -> bool:
@@ -41,7 +38,7 @@ async def _status(settings: Settings, limit: int) -> None:
                 conn, queries.ExecutionFilter(), queries.Page(limit=limit)
             )
             needs = await attention(conn, 50)
-            cards = await cards_with_safety(conn, await queries.list_cards(conn, 20, 0))
+            cards = await cards_with_safety(conn, await card_queries.list_cards(conn, 20, 0))
     finally:
         await engine.dispose()
     print("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
@@ -113,33 +110,4 @@ def assign_cli(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.kafka_url:
         print("skyreel assign needs SKYREEL_KAFKA_URL too (to move the jump on)", file=sys.stderr)
         return 2
-
-    async def run() -> None:
-        engine = make_engine(settings.database_url, pool_size=1)
-        producer = make_producer(settings.kafka_url)
-        await producer.start()
-        topic = Names(settings.topic_prefix).step_results
-
-        async def send(key: bytes, value: bytes) -> object:
-            return await producer.send_and_wait(topic, value, key=key)
-
-        try:
-            await assign(
-                engine,
-                args.session,
-                body.booking_id,
-                body.passenger.strip(),
-                f"cli:{getpass.getuser()}",
-                send,
-            )
-        finally:
-            await producer.stop()
-            await engine.dispose()
-
-    try:
-        asyncio.run(run())
-    except SessionError as exc:
-        print(f"skyreel assign: {exc}", file=sys.stderr)
-        return 1
-    print(f"session {args.session} assigned to booking {body.booking_id} ({body.passenger})")
-    return 0
+    return commands.assign_cli(settings, args.session, body.booking_id, body.passenger)

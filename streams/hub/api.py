@@ -22,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from storage import status as queries
+from storage import status_cards as card_queries
 from streams.hub import api_models as m
 from streams.hub.api_actions import action_routes
 from streams.hub.api_media import media_routes, media_url
@@ -198,7 +199,9 @@ class _ReadEndpoints:
             steps = await queries.execution_steps(conn, eid)
             outputs = await queries.execution_outputs(conn, eid)
         nodes = [step_node(s) for s in steps]
-        edges = queries.dag_edges((n.name, n.depends_on) for n in nodes)
+        edges = queries.dag_edges(
+            ((n.name, n.depends_on) for n in nodes), {n.name: n.spawns for n in nodes}
+        )
         detail = m.ExecutionDetail.model_validate(
             {
                 **_summary(row),
@@ -240,14 +243,16 @@ class _ReadEndpoints:
         limit = int_param(request, "limit", 50, 1, MAX_LIMIT)
         offset = int_param(request, "offset", 0, 0, 1_000_000)
         async with self.ctx.engine().connect() as conn:
-            items = await cards_with_safety(conn, await queries.list_cards(conn, limit, offset))
+            items = await cards_with_safety(
+                conn, await card_queries.list_cards(conn, limit, offset)
+            )
         return model_response(m.CardList(items=items, limit=limit, offset=offset))
 
     async def card(self, request: Request) -> Response:
         self.ctx.require_read(request)
         card_id = _card_id(request)
         async with self.ctx.engine().connect() as conn:
-            row = await queries.get_card(conn, card_id)
+            row = await card_queries.get_card(conn, card_id)
             items = await cards_with_safety(conn, [row] if row is not None else [])
         if not items:
             raise not_found(f"card {card_id!r}")
@@ -265,9 +270,9 @@ class _ReadEndpoints:
         limit = int_param(request, "limit", 200, 1, MAX_LIMIT)
         offset = int_param(request, "offset", 0, 0, 1_000_000)
         async with self.ctx.engine().connect() as conn:
-            if not await queries.card_exists(conn, card_id):
+            if not await card_queries.card_exists(conn, card_id):
                 raise not_found(f"card {card_id!r}")
-            rows = await queries.card_files(conn, card_id, limit, offset)
+            rows = await card_queries.card_files(conn, card_id, limit, offset)
         return model_response(
             m.FileList(
                 card_id=card_id, items=[file_info(r) for r in rows], limit=limit, offset=offset
@@ -281,7 +286,7 @@ class _ReadEndpoints:
         limit = int_param(request, "limit", 50, 1, MAX_LIMIT)
         offset = int_param(request, "offset", 0, 0, 1_000_000)
         async with self.ctx.engine().connect() as conn:
-            rows = await queries.list_sessions(conn, status, card, limit, offset)
+            rows = await card_queries.list_sessions(conn, status, card, limit, offset)
         return model_response(
             m.SessionList(
                 items=[m.SessionSummary.model_validate(r) for r in rows], limit=limit, offset=offset
@@ -292,10 +297,10 @@ class _ReadEndpoints:
         self.ctx.require_read(request)
         key = str(request.path_params["key"])
         async with self.ctx.engine().connect() as conn:
-            row = await queries.get_session(conn, key)
+            row = await card_queries.get_session(conn, key)
             if row is None:
                 raise not_found(f"session {key!r}")
-            files = await queries.session_files(conn, key, list(row.get("file_ids") or []))  # type: ignore[call-overload]
+            files = await card_queries.session_files(conn, key, list(row.get("file_ids") or []))  # type: ignore[call-overload]
             outputs = (
                 await queries.execution_outputs(conn, int(row["execution_id"]))  # type: ignore[call-overload]
                 if row.get("execution_id") is not None

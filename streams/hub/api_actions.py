@@ -1,31 +1,27 @@
 """Operator actions of the status API: retry, resume, cancel, assign a booking (bearer token
 required).
 
-Each calls the same functions as the CLI (`agents.pipeline.orchestrator.retry` / `resume` /
-`cancel`,
-`agents.jobs.assign.assign_booking`), which record the actor in the step log; the hub then
-sends the step requests and a status event so every dashboard refreshes.
+The hub changes no pipeline state itself: it checks what it can from storage (404 for an
+unknown execution or session, 409 for an obvious conflict), sends an ``OperatorCommand`` on
+the commands topic and waits for the engine's outcome (streams/commands.py,
+agents/commands.py), which it answers exactly as the engine reported it. When no worker
+answers in time: 202 with the command id; the command applies when a worker runs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from typing import Any
 
-from pydantic import ValidationError
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from agents.jobs.assign import assign_booking
-from agents.pipeline import orchestrator
-from agents.pipeline.errors import InvalidDag, InvalidTransition
-from storage.pipeline import ExecutionNotFound
-from storage.sessions import SessionNotAssignable, SessionNotFound
-from streams import records
+from storage.commands import CommandAction, CommandErrorKind, execution_status, session_state
+from storage.enums import ExecutionStatus
+from streams import commands, records
 from streams.hub import api_models as m
 from streams.hub.api_support import (
     ApiContext,
@@ -43,56 +39,6 @@ logger = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024
 
 
-def emitter(ctx: ApiContext) -> orchestrator.Emitter:
-    producer = ctx.runtime.producer
-    if producer is None:
-        raise ApiError(503, "starting", "the hub is still starting")
-
-    async def send_request(key: bytes, value: bytes) -> object:
-        return await producer.send_and_wait(ctx.names.step_requests, value, key=key)
-
-    async def send_status(key: bytes, value: bytes) -> object:
-        return await producer.send_and_wait(ctx.names.status, value, key=key)
-
-    return orchestrator.Emitter(send_request, send_status)
-
-
-async def publish_status(ctx: ApiContext, kind: str, id_: str, data: dict[str, object]) -> None:
-    """Tell every hub's dashboards; advisory, so a broker hiccup only logs."""
-    if ctx.runtime.producer is None:
-        return
-    event = records.StatusEvent(kind=kind, id=id_, data=data)
-    try:
-        await ctx.runtime.producer.send_and_wait(
-            ctx.names.status, records.encode(event), key=id_.encode()
-        )
-    except Exception as exc:
-        logger.warning("status event for %s %s not published: %s", kind, id_, exc)
-
-
-async def assign(
-    engine: AsyncEngine,
-    key: str,
-    booking_id: str,
-    passenger: str,
-    who: str,
-    send_result: Callable[[bytes, bytes], Awaitable[object]],
-) -> None:
-    """Assign a booking and move the jump on (agents/jobs/assign.py)."""
-    await assign_booking(engine, key, booking_id, passenger, who, send_result=send_result)
-
-
-def result_sender(ctx: ApiContext) -> Callable[[bytes, bytes], Awaitable[object]]:
-    producer = ctx.runtime.producer
-    if producer is None:
-        raise ApiError(503, "starting", "the hub is still starting")
-
-    async def send(key: bytes, value: bytes) -> object:
-        return await producer.send_and_wait(ctx.names.step_results, value, key=key)
-
-    return send
-
-
 async def _json_body(request: Request) -> object:
     body = await request.body()
     if len(body) > MAX_BODY:
@@ -104,35 +50,44 @@ async def _json_body(request: Request) -> object:
 
 
 def action_routes(ctx: ApiContext) -> list[BaseRoute]:
-    async def _execution_status(engine: AsyncEngine, eid: int) -> str:
-        async with engine.connect() as conn:
-            status = await conn.scalar(
-                text("SELECT status FROM pipeline_execution WHERE id = :e"), {"e": eid}
-            )
+    async def _execution_status(eid: int) -> str:
+        async with ctx.engine().connect() as conn:
+            status = await execution_status(conn, eid)
         if status is None:
             raise not_found(f"execution {eid}")
-        return str(status)
+        return status
+
+    async def _issue(cmd: records.OperatorCommand, answer: type[BaseModel]) -> Response:
+        producer = ctx.runtime.producer
+        if producer is None:
+            raise ApiError(503, "starting", "the hub is still starting")
+
+        async def send(key: bytes, value: bytes) -> object:
+            return await producer.send_and_wait(ctx.names.commands, value, key=key)
+
+        found = await commands.issue(ctx.engine(), send, cmd)
+        if found is None:
+            logger.info("command %s (%s) queued: no worker answered", cmd.command_id, cmd.action)
+            return model_response(
+                m.CommandQueued(command_id=cmd.command_id, status=commands.QUEUED), 202
+            )
+        if found.error_kind is CommandErrorKind.NOT_FOUND:
+            raise ApiError(404, "not_found", found.message)
+        if not found.ok:
+            raise ApiError(409, "conflict", found.message)
+        return model_response(answer.model_validate(found.result))
 
     async def _retry(request: Request, step: str | None) -> Response:
         ctx.require_token(request)
         eid = path_id(request, "execution_id", "execution")
-        engine = ctx.engine()
         who = actor(request)
-        await _execution_status(engine, eid)
+        await _execution_status(eid)
         force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
-        try:
-            retried = await orchestrator.retry(
-                engine, emitter(ctx), eid, step=step, actor=who, force=force
-            )
-        except ExecutionNotFound:
-            raise not_found(f"execution {eid}") from None
-        except InvalidTransition as exc:
-            raise ApiError(409, "conflict", str(exc)) from None
-        except InvalidDag:
-            raise not_found(f"step {step!r} of execution {eid}") from None
-        await publish_status(ctx, "execution", str(eid), {"action": "retry", "steps": retried})
+        cmd = commands.new_command(
+            CommandAction.RETRY, who, execution_id=eid, step=step, force=force
+        )
         logger.info("execution %d: retry of %s by %s", eid, step or "failed steps", who)
-        return model_response(m.RetryResult(execution_id=eid, retried=retried))
+        return await _issue(cmd, m.RetryResult)
 
     @json_errors
     async def retry_execution(request: Request) -> Response:
@@ -146,32 +101,23 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
     async def cancel(request: Request) -> Response:
         ctx.require_token(request)
         eid = path_id(request, "execution_id", "execution")
-        engine = ctx.engine()
-        status = await _execution_status(engine, eid)
-        if status in ("succeeded", "cancelled"):
+        status = await _execution_status(eid)
+        if status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.CANCELLED):
             raise ApiError(409, "conflict", f"execution {eid} is already {status}")
-        try:
-            n = await orchestrator.cancel(engine, emitter(ctx), eid, actor=actor(request))
-        except ExecutionNotFound:
-            raise not_found(f"execution {eid}") from None
-        return model_response(m.CancelResult(execution_id=eid, cancelled_steps=n))
+        cmd = commands.new_command(CommandAction.CANCEL, actor(request), execution_id=eid)
+        return await _issue(cmd, m.CancelResult)
 
     @json_errors
     async def resume(request: Request) -> Response:
         ctx.require_token(request)
         eid = path_id(request, "execution_id", "execution")
-        engine = ctx.engine()
         who = actor(request)
-        status = await _execution_status(engine, eid)
-        if status != "cancelled":
+        status = await _execution_status(eid)
+        if status != ExecutionStatus.CANCELLED:
             raise ApiError(409, "conflict", f"execution {eid} is {status}, not cancelled")
-        try:
-            ready = await orchestrator.resume(engine, emitter(ctx), eid, actor=who)
-        except ExecutionNotFound:
-            raise not_found(f"execution {eid}") from None
-        await publish_status(ctx, "execution", str(eid), {"action": "resume", "steps": ready})
-        logger.info("execution %d: resumed by %s", eid, who)
-        return model_response(m.RetryResult(execution_id=eid, retried=ready))
+        cmd = commands.new_command(CommandAction.RESUME, who, execution_id=eid)
+        logger.info("execution %d: resume by %s", eid, who)
+        return await _issue(cmd, m.RetryResult)
 
     @json_errors
     async def assign_route(request: Request) -> Response:
@@ -183,35 +129,16 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ())) or "body"
             raise invalid(f"{where}: {first.get('msg', 'invalid')}") from None
-        who = actor(request)
-        engine = ctx.engine()
-        try:
-            await assign(
-                engine, key, body.booking_id, body.passenger.strip(), who, result_sender(ctx)
-            )
-        except SessionNotFound:
-            raise not_found(f"session {key!r}") from None
-        except SessionNotAssignable as exc:
-            raise ApiError(409, "conflict", str(exc)) from None
-        async with engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text("SELECT status, execution_id FROM jump_session WHERE key = :k"),
-                    {"k": key},
-                )
-            ).first()
-        status, execution_id = (str(row[0]), row[1]) if row is not None else ("assigned", None)
-        await publish_status(ctx, "session", key, {"status": status, "booking_id": body.booking_id})
-        return model_response(
-            m.AssignResult(
-                key=key,
-                status=status,
-                booking_id=body.booking_id,
-                passenger=body.passenger.strip(),
-                execution_id=execution_id,
-                actor=who,
-            )
-        )
+        async with ctx.engine().connect() as conn:
+            if await session_state(conn, key) is None:
+                raise not_found(f"session {key!r}")
+        fields: dict[str, Any] = {
+            "session_key": key,
+            "booking_id": body.booking_id,
+            "passenger": body.passenger.strip(),
+        }
+        cmd = commands.new_command(CommandAction.ASSIGN, actor(request), **fields)
+        return await _issue(cmd, m.AssignResult)
 
     return [
         Route("/api/executions/{execution_id}/retry", retry_execution, methods=["POST"]),

@@ -407,6 +407,13 @@ class AssignResult(_Model):
     actor: str
 
 
+class CommandQueued(_Model):
+    """202: the engine did not answer in time; the command applies when a worker runs."""
+
+    command_id: str
+    status: str = Field(description="'queued: applies when the worker runs'.")
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ErrorResponse,
     ExecutionList,
@@ -428,4 +435,5 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     CancelResult,
     AssignRequest,
     AssignResult,
+    CommandQueued,
 )

@@ -25,6 +25,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
 from storage import status as queries
+from storage import status_cards as card_queries
 from storage.cards import CardSafety, card_safety
 from streams.hub import api_models as m
 from streams.hub.detector_ws import Gateway
@@ -392,11 +393,11 @@ def card_items(card_id: str, label: object, s: CardSafety) -> list[m.AttentionIt
 
 async def attention(conn: AsyncConnection, limit: int) -> m.Attention:
     """What needs a person, actions first (three queries, whatever the number of rows)."""
-    sessions = await queries.attention_sessions(conn, limit + 1)
+    sessions = await card_queries.attention_sessions(conn, limit + 1)
     reviews = [r for r in sessions if r["kind"] == "review"]
     warnings = [r for r in sessions if r["kind"] != "review"]
     truncated = len(reviews) > limit or len(warnings) > limit
-    cards = await queries.recent_cards(conn, ATTENTION_CARDS)
+    cards = await card_queries.recent_cards(conn, ATTENTION_CARDS)
     safety = await card_safety(conn, [str(c["id"]) for c in cards])
     items = session_items(reviews[:limit])
     for c in cards:

@@ -20,7 +20,7 @@ Copy requests travel the other way: :meth:`Gateway.deliver` puts a request on th
 detector if that socket is on this replica; on connect, requests still pending in PostgreSQL are
 sent again.
 
-Request ids on the wire are ``f<file id>``: :func:`copy_request_id`, :func:`parse_copy_request_id`.
+Request ids on the wire are ``f<file id>`` (records.copy_request_id / records.file_of_request).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from detector import protocol
-from storage import detectors
+from storage import cards, detectors
 from storage.copies import PendingCopy, pending_copy_requests
 from streams import records
 from streams.hub.detector_sockets import (
@@ -65,17 +64,9 @@ CLOSE_INTERNAL = 1011
 #: Refused entries of one frame logged one by one; the rest are counted in one line.
 LOGGED_REFUSALS = 20
 
-_REQUEST_ID = re.compile(r"^f([1-9][0-9]{0,17})$")
-
-
-def copy_request_id(file_id: int) -> str:
-    return f"f{file_id}"
-
-
-def parse_copy_request_id(request_id: str) -> int | None:
-    """The file id inside a request id, or None if it is not one of ours."""
-    match = _REQUEST_ID.match(request_id)
-    return int(match.group(1)) if match else None
+#: Request ids on the wire: the contract's one spelling (streams/records.py).
+copy_request_id = records.copy_request_id
+parse_copy_request_id = records.file_of_request
 
 
 def frame_from_record(req: records.CopyRequest) -> protocol.CopyRequest:
@@ -91,16 +82,10 @@ def frame_from_record(req: records.CopyRequest) -> protocol.CopyRequest:
     )
 
 
-def frame_from_pending(p: PendingCopy) -> protocol.CopyRequest:
-    return protocol.CopyRequest(
-        request_id=copy_request_id(p.file_id),
-        card_id=p.card_id,
-        path=p.path,
-        size=p.size,
-        mtime=p.mtime_ms / 1000,
-        destination=p.destination,
-        priority=p.priority,
-    )
+def frame_from_pending(detector_id: str, p: PendingCopy) -> protocol.CopyRequest:
+    """The wire frame for a copy still pending in PostgreSQL (the request built by the one
+    builder, records.CopyRequest.for_file)."""
+    return frame_from_record(records.CopyRequest.for_file(detector_id, p.card_id, p))
 
 
 class Unavailable(RuntimeError):
@@ -170,7 +155,7 @@ class Gateway:
         sent = 0
         for p in pending:
             try:
-                frame = frame_from_pending(p)
+                frame = frame_from_pending(sock.detector_id, p)
             except ValueError as exc:
                 logger.error(
                     "pending file %s of detector %s not sendable: %s",
@@ -353,12 +338,12 @@ class Gateway:
         inserted = isinstance(msg, protocol.CardInserted)
         try:
             async with self.sessions() as session, session.begin():
-                await detectors.upsert_card(
+                await cards.upsert_card(
                     session, msg.card_id, event.label, sock.detector_id, present, inserted=inserted
                 )
                 if isinstance(msg, protocol.FileList):
                     skipped = [e.model_dump() for e in [*msg.skipped, *refused]]
-                    await detectors.record_card_facts(
+                    await cards.record_card_facts(
                         session,
                         msg.card_id,
                         free_bytes=msg.free_bytes,

@@ -95,11 +95,13 @@ def _get(summary: str, params: list[JsonObj], ok: type[object], *errors: int) ->
 def _post(
     summary: str, params: list[JsonObj], ok: type[object], body: type[object] | None, *errors: int
 ) -> JsonObj:
+    responses = _responses(ok, "Done", 401, 404, 409, 503, *errors)
+    responses["202"] = _json(m.CommandQueued, "Queued: the engine applies it when it runs.")
     op: JsonObj = {
         "summary": summary,
         "parameters": params,
         "security": _SECURED,
-        "responses": _responses(ok, "Done", 401, 404, 409, 503, *errors),
+        "responses": responses,
     }
     if body is not None:
         op["requestBody"] = {

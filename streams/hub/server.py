@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -33,7 +32,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from detector import protocol
-from storage.db import make_engine, make_sessionmaker
+from storage.db import make_engine, make_sessionmaker, ping
 from streams import kafka, records
 from streams.hub.api import StatusApi
 from streams.hub.detector_ws import Gateway
@@ -161,8 +160,8 @@ async def forward_copy_requests(settings: Settings, gateway: Gateway, ready: asy
 
 async def _db_up(engine: AsyncEngine) -> bool:
     try:
-        async with asyncio.timeout(HEALTH_TIMEOUT), engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            await ping(engine)
     except Exception:
         return False
     return True

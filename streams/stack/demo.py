@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import cv2
 import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
 
-from storage.db import plain_url
-from storage.detectors import hash_token, new_token, validate_detector_id
+from storage.db import make_engine, make_sessionmaker
+from storage.detectors import rotate_token
+from storage.progress import RunProgress, run_progress
 from streams.settings import Settings
 from streams.stack.supervisor import ChildSpec
 
@@ -115,19 +116,12 @@ def make_intro(path: Path, seconds: float = 2.0, size: tuple[int, int] = (640, 3
 
 async def _detector_token(database_url: str) -> str:
     """A fresh token for the demo station (registered once, token rotated each run)."""
-    validate_detector_id(DEMO_DETECTOR)
-    token = new_token()
-    conn = await asyncpg.connect(plain_url(database_url))
+    engine = make_engine(database_url, pool_size=1)
     try:
-        await conn.execute(
-            "INSERT INTO detector (id, name, token_hash) VALUES ($1, 'demo station', $2) "
-            "ON CONFLICT (id) DO UPDATE SET token_hash = EXCLUDED.token_hash, revoked = false",
-            DEMO_DETECTOR,
-            hash_token(token),
-        )
+        async with make_sessionmaker(engine)() as session, session.begin():
+            return (await rotate_token(session, DEMO_DETECTOR, "demo station")).token
     finally:
-        await conn.close()
-    return token
+        await engine.dispose()
 
 
 def prepare(settings: Settings, jumps: int) -> Demo:
@@ -156,51 +150,16 @@ def prepare(settings: Settings, jumps: int) -> Demo:
         "--watch",
         str(cards),
     )
-    return Demo(cards, card, expected, ChildSpec("detector", argv, "detector.client"))
+    return Demo(cards, card, expected, ChildSpec("detector", argv))
 
 
-@dataclass(frozen=True)
-class Progress:
-    files_listed: int
-    files_imported: int
-    jumps_total: int
-    jumps_rendered: int
-    jumps_waiting: int
-    rendering: float  # mean progress of running renders, 0..1
-    outputs: tuple[str, ...]
-
-
-async def read_progress(database_url: str) -> Progress:
-    conn = await asyncpg.connect(plain_url(database_url), timeout=5)
+async def read_progress(database_url: str) -> RunProgress:
+    engine = make_engine(database_url, pool_size=1)
     try:
-        f = await conn.fetchrow(
-            "SELECT count(*) FILTER (WHERE kind <> 'proxy') AS listed, "
-            "count(*) FILTER (WHERE status = 'imported') AS imported FROM imported_file"
-        )
-        j = await conn.fetchrow(
-            "SELECT count(*) AS total, count(*) FILTER (WHERE status = 'succeeded') AS done, "
-            "count(*) FILTER (WHERE status = 'waiting') AS waiting "
-            "FROM pipeline_execution WHERE pipeline = 'jump'"
-        )
-        r = await conn.fetchval(
-            "SELECT avg(coalesce(progress, 0)) FROM pipeline_step "
-            "WHERE name = 'render' AND status = 'running'"
-        )
-        outs = await conn.fetch(
-            "SELECT output->>'video' AS video FROM pipeline_step "
-            "WHERE name = 'publish' AND status = 'succeeded' ORDER BY finished_at"
-        )
+        async with asyncio.timeout(5), engine.connect() as conn:
+            return await run_progress(conn)
     finally:
-        await conn.close()
-    return Progress(
-        int(f["listed"]),
-        int(f["imported"]),
-        int(j["total"]),
-        int(j["done"]),
-        int(j["waiting"]),
-        float(r or 0.0),
-        tuple(o["video"] for o in outs),
-    )
+        await engine.dispose()
 
 
 def service_note(settings: Settings, down: dict[str, str]) -> str:
@@ -226,12 +185,12 @@ def show_progress(
     ``down``: the services not up and what is being done about it (from the supervisor)."""
     last = ""
     shown = 0.0
-    p: Progress | None = None
+    p: RunProgress | None = None
     while not stopping():
         poll()
         try:
             p = asyncio.run(read_progress(settings.database_url))
-        except (OSError, asyncpg.PostgresError) as exc:
+        except (OSError, TimeoutError, SQLAlchemyError) as exc:
             logger.debug("progress not readable: %s", exc)
         note = service_note(settings, down())
         line = (

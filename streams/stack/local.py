@@ -40,7 +40,6 @@ from streams.stack.supervisor import (
     ServiceSupervisor,
     ServiceWatch,
     Supervisor,
-    module_available,
 )
 from streams.topics import Names
 
@@ -302,25 +301,13 @@ def default_children(render_workers: int) -> list[ChildSpec]:
         # makes the detectors reconnect, and on connect the hub re-sends every copy request
         # still pending in PostgreSQL; Faust keeps its group and internal topics on the
         # broker, so the worker starts afresh too (its reconciler re-drives the steps).
-        ChildSpec("hub", (*cli, "hub"), "streams.hub.server", restart_with=("kafka",)),
-        ChildSpec("worker", (*cli, "worker"), "agents.worker", restart_with=("kafka",)),
+        ChildSpec("hub", (*cli, "hub"), restart_with=("kafka",)),
+        ChildSpec("worker", (*cli, "worker"), restart_with=("kafka",)),
     ]
     specs += [
-        ChildSpec(f"render-worker-{i + 1}", (*cli, "render-worker"), "agents.render.worker")
-        for i in range(render_workers)
+        ChildSpec(f"render-worker-{i + 1}", (*cli, "render-worker")) for i in range(render_workers)
     ]
     return specs
-
-
-def _available(specs: Sequence[ChildSpec]) -> list[ChildSpec]:
-    kept = []
-    for spec in specs:
-        if spec.requires_module and not module_available(spec.requires_module):
-            logger.warning("%s: skipped (module %s is not installed yet)", spec.name,
-                           spec.requires_module)  # fmt: skip
-            continue
-        kept.append(spec)
-    return kept
 
 
 def _wait_port(
@@ -378,7 +365,7 @@ def _run(
         # Migrations or topic creation against a service that answered but misbehaves.
         logger.exception("the stack did not start")
         return 1
-    specs = _available(
+    specs = list(
         default_children(getattr(args, "render_workers", 2)) if children is None else children
     )
     demo = None
@@ -460,10 +447,8 @@ def _announce(
     host = "127.0.0.1" if effective.hub_host in ("0.0.0.0", "::", "") else effective.hub_host
     if has_hub and effective.hub_port and _wait_port(host, effective.hub_port, poll, stopping):
         where = f"dashboard: http://{host}:{effective.hub_port}/"
-    elif has_hub:
-        where = "the hub did not answer yet; see its log above"
     else:
-        where = "no hub (streams.hub.server is not installed yet)"
+        where = "the hub did not answer yet; see its log above"
     db = mask_url(effective.database_url)
     print(
         f"skyreel is up — {where}\n"

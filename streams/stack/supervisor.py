@@ -11,7 +11,6 @@ on), and the children whose state lives in it are restarted once it is back.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import signal
@@ -33,7 +32,6 @@ class ChildSpec:
 
     name: str
     argv: tuple[str, ...]
-    requires_module: str = ""  # skipped (with a log line) when this module is not installed
     # Embedded services whose restart this child does not survive on its own (restarted too).
     restart_with: tuple[str, ...] = ()
 
@@ -48,13 +46,6 @@ class _Child:
     restarts: int = 0
     bounce_deadline: float | None = None  # asked to stop for a restart; SIGKILL after this
     frozen: bool = False  # SIGSTOPped by Supervisor.freeze
-
-
-def module_available(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def backoff(crashes: int, base: float = 1.0, cap: float = 30.0) -> float:

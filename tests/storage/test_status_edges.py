@@ -19,3 +19,13 @@ def test_settled_and_pattern_dependencies_draw_edges() -> None:
         ("probe:2", "render"),
         ("render", "publish"),
     ]
+
+
+def test_a_pattern_also_waits_for_the_steps_that_may_spawn_a_match() -> None:
+    # the core's rule (storage/deps.py): `render` waits for `diff` while it may add a probe
+    steps = [("diff", []), ("probe:1", ["diff"]), ("render", ["probe:*"])]
+    assert dag_edges(steps, {"diff": ["probe:*"]}) == [
+        ("diff", "probe:1"),
+        ("diff", "render"),
+        ("probe:1", "render"),
+    ]

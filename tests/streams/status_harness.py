@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import jsonschema
 import uvicorn
+from command_harness import running_commands
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -52,7 +53,15 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[Served]:
-    """The full hub app under a real uvicorn in this loop; waits until /api/health answers."""
+    """The full hub app under a real uvicorn in this loop, with the engine's command applier
+    (operator actions are commands it applies); waits until /api/health answers."""
+    async with running_commands(settings), serve_hub(settings) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def serve_hub(settings: Settings) -> AsyncIterator[Served]:
+    """The hub alone: its operator actions stay queued (202) unless an engine runs."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

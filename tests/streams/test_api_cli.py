@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import asyncpg
+import pytest
+from command_harness import commands_in_thread
 from sqlalchemy.ext.asyncio import AsyncEngine
 from status_harness import seed, seed_trouble
 from support import settings_env
 
 from streams.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def engine_commands(settings: Settings) -> Iterator[None]:
+    """`skyreel assign` is a command the engine applies (on a loop of its own: the CLI runs
+    under a blocking subprocess.run)."""
+    with commands_in_thread(settings):
+        yield
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import schemathesis
 import uvicorn
+from command_harness import commands_in_thread
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from schemathesis import GenerationMode
@@ -84,6 +85,9 @@ def hub_url(
             create_app(settings), lifespan="on", log_config=None, timeout_graceful_shutdown=3
         )
     )
+    # the engine's command applier, so the actions get the engine's answers (not 202)
+    applier = commands_in_thread(settings)
+    applier.__enter__()
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -94,6 +98,7 @@ def hub_url(
     yield url
     server.should_exit = True
     thread.join(20)
+    applier.__exit__(None, None, None)
     sock.close()
 
 

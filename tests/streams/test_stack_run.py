@@ -15,7 +15,6 @@ import psutil
 import pytest
 
 from streams.stack.services import free_port
-from streams.stack.supervisor import module_available
 
 ROOT = Path(__file__).resolve().parents[2]
 UP = "skyreel is up"
@@ -107,10 +106,9 @@ def test_run_comes_up_stops_on_sigterm_and_starts_again(tmp_path: Path, data_dir
         out = run.output()
         assert "[demo]" not in out and "demo card" not in out  # --no-demo: services only
         assert "postgresql  embedded" in out and "kafka       embedded" in out
-        if module_available("streams.hub.server"):
-            assert f"dashboard: http://127.0.0.1:{hub_port}/" in out
-            with socket.create_connection(("127.0.0.1", hub_port), timeout=5):
-                pass
+        assert f"dashboard: http://127.0.0.1:{hub_port}/" in out
+        with socket.create_connection(("127.0.0.1", hub_port), timeout=5):
+            pass
         pids = run.descendants()
         assert len(pids) >= 3, "postgres, redis and tansu at least"
         assert run.stop(signal.SIGTERM) == 0, run.output()

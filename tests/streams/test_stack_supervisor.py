@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from streams.service_state import read_service_states, redis_answers, write_service_states
 from streams.settings import Settings
-from streams.stack.local import _available, mask_url, settings_env_vars, summary
+from streams.stack.local import mask_url, settings_env_vars, summary
 from streams.stack.services import ChildService, free_port, spawn_redis
 from streams.stack.supervisor import ChildSpec, ServiceSupervisor, ServiceWatch, Supervisor, backoff
 
@@ -83,15 +83,6 @@ def test_stop_all_leaves_no_child_nor_grandchild(tmp_path: Path) -> None:
     assert [p for p in pids if alive(p)] == []
     assert sup.children[1].process is not None
     assert sup.children[1].process.returncode == -9, "SIGTERM ignored: killed after the timeout"
-
-
-def test_children_whose_module_is_missing_are_skipped() -> None:
-    specs = [
-        ChildSpec("here", SLEEPER, "streams.settings"),
-        ChildSpec("not-yet", SLEEPER, "agents.no_such_module"),
-        ChildSpec("no-package", SLEEPER, "no_such_package.worker"),
-    ]
-    assert [s.name for s in _available(specs)] == ["here"]
 
 
 def test_backoff_doubles_up_to_a_cap() -> None:

@@ -1,0 +1,179 @@
+"""The engine side of operator commands: retry, resume, cancel and assign, sent by the API and
+the CLI as ``OperatorCommand`` records on the commands topic (they never import agents).
+
+Each command is applied with the engine's own functions (``agents.pipeline.orchestrator.retry``
+/ ``resume`` / ``cancel``, ``agents.jobs.assign.assign_booking``) and its outcome is stored in
+``operator_command`` (storage/commands.py) before the message is acked. A command whose
+outcome is stored already is skipped, so redelivery and replay apply nothing twice. (A worker
+killed between applying and storing applies the command again on redelivery; the second time
+is refused by the same guards as a second click, and that refusal is what gets stored.)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agents.jobs.assign import assign_booking
+from agents.pipeline import orchestrator
+from agents.pipeline.errors import InvalidDag, InvalidTransition
+from storage import commands as store
+from storage.commands import CommandAction, CommandErrorKind
+from storage.enums import ExecutionStatus, StatusKind
+from storage.pipeline import ExecutionNotFound
+from storage.sessions import SessionNotAssignable, SessionNotFound
+from streams import records
+from streams.topics import Names
+
+logger = logging.getLogger(__name__)
+
+
+class Refused(Exception):
+    """A command the engine will not apply: stored as its outcome (HTTP 404 / 409)."""
+
+    def __init__(self, kind: CommandErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def _not_found(what: str) -> Refused:
+    return Refused(CommandErrorKind.NOT_FOUND, f"{what} not found")
+
+
+def _conflict(message: str) -> Refused:
+    return Refused(CommandErrorKind.CONFLICT, message)
+
+
+def declare_topic(app: faust.App, names: Names, partitions: int) -> faust.TopicT:
+    return app.topic(
+        names.commands, partitions=partitions, key_serializer="raw", value_serializer="raw"
+    )
+
+
+@dataclass(frozen=True)
+class Commands:
+    """Applies commands; ``send_result`` must be acked by the broker before it returns."""
+
+    engine: AsyncEngine
+    emitter: orchestrator.Emitter
+    send_result: orchestrator.Send
+
+    async def handle(self, payload: bytes) -> None:
+        await self.apply(records.decode(records.OperatorCommand, payload))
+
+    async def apply(self, cmd: records.OperatorCommand) -> None:
+        async with self.engine.connect() as conn:
+            if await store.is_recorded(conn, cmd.command_id):
+                logger.info("command %s (%s) applied already", cmd.command_id, cmd.action)
+                return
+        ok, result, kind, message = True, {}, CommandErrorKind.NONE, ""
+        try:
+            result = await self._dispatch(cmd)
+        except Refused as exc:
+            ok, kind, message = False, exc.kind, exc.message
+        async with self.engine.begin() as conn:
+            await store.record_outcome(
+                conn,
+                command_id=cmd.command_id,
+                action=cmd.action,
+                command=records.as_dict(cmd),
+                actor=cmd.actor,
+                issued_at=cmd.issued_at,
+                ok=ok,
+                result=result,
+                error_kind=kind,
+                message=message,
+            )
+        logger.info(
+            "command %s: %s by %s %s%s",
+            cmd.command_id,
+            cmd.action,
+            cmd.actor,
+            "applied" if ok else f"refused ({kind})",
+            f": {message}" if message else "",
+        )
+
+    async def _dispatch(self, cmd: records.OperatorCommand) -> dict[str, Any]:
+        if cmd.action is CommandAction.ASSIGN:
+            return await self._assign(cmd)
+        if cmd.execution_id is None:
+            raise _not_found("execution")
+        eid = cmd.execution_id
+        async with self.engine.connect() as conn:
+            status = await store.execution_status(conn, eid)
+        if status is None:
+            raise _not_found(f"execution {eid}")
+        try:
+            if cmd.action is CommandAction.RETRY:
+                return await self._retry(cmd, eid)
+            if cmd.action is CommandAction.RESUME:
+                return await self._resume(cmd, eid, status)
+            return await self._cancel(cmd, eid, status)
+        except ExecutionNotFound:
+            raise _not_found(f"execution {eid}") from None
+
+    async def _retry(self, cmd: records.OperatorCommand, eid: int) -> dict[str, Any]:
+        try:
+            retried = await orchestrator.retry(
+                self.engine, self.emitter, eid, step=cmd.step, actor=cmd.actor, force=cmd.force
+            )
+        except InvalidTransition as exc:
+            raise _conflict(str(exc)) from None
+        except InvalidDag:
+            raise _not_found(f"step {cmd.step!r} of execution {eid}") from None
+        await self._status(StatusKind.EXECUTION, str(eid), {"action": "retry", "steps": retried})
+        return {"execution_id": eid, "retried": retried}
+
+    async def _resume(self, cmd: records.OperatorCommand, eid: int, status: str) -> dict[str, Any]:
+        if status != ExecutionStatus.CANCELLED:
+            raise _conflict(f"execution {eid} is {status}, not cancelled")
+        ready = await orchestrator.resume(self.engine, self.emitter, eid, actor=cmd.actor)
+        await self._status(StatusKind.EXECUTION, str(eid), {"action": "resume", "steps": ready})
+        return {"execution_id": eid, "retried": ready}
+
+    async def _cancel(self, cmd: records.OperatorCommand, eid: int, status: str) -> dict[str, Any]:
+        if status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.CANCELLED):
+            raise _conflict(f"execution {eid} is already {status}")
+        n = await orchestrator.cancel(self.engine, self.emitter, eid, actor=cmd.actor)
+        return {"execution_id": eid, "cancelled_steps": n}
+
+    async def _assign(self, cmd: records.OperatorCommand) -> dict[str, Any]:
+        key = cmd.session_key or ""
+        booking_id = cmd.booking_id or ""
+        passenger = (cmd.passenger or "").strip()
+        try:
+            await assign_booking(
+                self.engine, key, booking_id, passenger, cmd.actor, send_result=self.send_result
+            )
+        except SessionNotFound:
+            raise _not_found(f"session {key!r}") from None
+        except SessionNotAssignable as exc:
+            raise _conflict(str(exc)) from None
+        async with self.engine.connect() as conn:
+            state = await store.session_state(conn, key)
+        status = state.status if state is not None else "assigned"
+        execution_id = state.execution_id if state is not None else None
+        await self._status(StatusKind.SESSION, key, {"status": status, "booking_id": booking_id})
+        return {
+            "key": key,
+            "status": status,
+            "booking_id": booking_id,
+            "passenger": passenger,
+            "execution_id": execution_id,
+            "actor": cmd.actor,
+        }
+
+    async def _status(self, kind: StatusKind, id_: str, data: dict[str, object]) -> None:
+        """Tell every hub's dashboards; advisory, so a broker hiccup only logs."""
+        if self.emitter.send_status is None:
+            return
+        event = records.StatusEvent(kind=kind, id=id_, data=data)
+        try:
+            await self.emitter.send_status(id_.encode(), records.encode(event))
+        except Exception as exc:
+            logger.warning("status event for %s %s not published: %s", kind, id_, exc)
