@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import faust
@@ -17,6 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agents import ingest
 from agents.app import Topics, create_app, declare_topics
 from agents.guard import guarded
+from agents.jobs import card_import, landing, steps
+from agents.jobs.context import JobContext
+from agents.jobs.render import RenderDispatcher
+from agents.pipeline import orchestrator, reconcile, runner
+from agents.pipeline.handlers import default_handlers
 from storage.db import make_engine
 from storage.imports import CopyOutcome, DiffRow, PlannedCopy
 from streams import records
@@ -80,14 +86,6 @@ def build_worker(settings: Settings) -> WorkerApp:
 def _attach_agents(wa: WorkerApp, settings: Settings) -> None:
     """Ingest, the pipeline framework (orchestrator, step runner, reconciliation) and the real
     pipelines' step handlers, all sharing one engine and the worker's topics."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from agents.jobs import card_import, landing, steps
-    from agents.jobs.context import JobContext
-    from agents.jobs.render import RenderDispatcher
-    from agents.pipeline import orchestrator, reconcile, runner
-    from agents.pipeline.handlers import default_handlers
-
     topics = wa.topics
 
     async def send_copy_request(key: bytes, value: bytes) -> object:
@@ -156,7 +154,6 @@ def _attach_agents(wa: WorkerApp, settings: Settings) -> None:
     step_runner = runner.Runner(
         wa.engine, handlers, send_result, executor=executor, dispatch_render=dispatcher
     )
-    dispatcher.runner = step_runner
     runner.attach(wa, step_runner, concurrency=settings.runner_concurrency)
     reconcile.attach(
         wa,

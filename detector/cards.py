@@ -6,7 +6,7 @@ Every platform sits behind one small interface, :class:`VolumeSource` (``scan() 
   mount point (``/media/*``, ``/run/media/*/*``) or its block device says it is removable
   (``/sys/dev/block/MAJ:MIN/removable``, or the parent disk's). UUIDs come from
   ``/dev/disk/by-uuid``.
-* :class:`WindowsVolumes` (``detector.cards_windows``, imported only on Windows) asks
+* :class:`WindowsVolumes` (``detector.cards_windows``, used only on Windows) asks
   ``GetLogicalDrives``/``GetDriveTypeW`` for removable drive letters and
   ``GetVolumeInformationW`` for the volume serial.
 * :class:`WatchDirVolumes` treats each subdirectory of one directory as a card (stations that
@@ -33,32 +33,17 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
-import xxhash
-
-from detector.scan import ScannedFile, find_dcim, scan_card
+from detector.cards_windows import WindowsVolumes
+from detector.scan import find_dcim, scan_card
+from detector.volume import Volume, VolumeSource, card_fingerprint, safe_id
 
 logger = logging.getLogger(__name__)
 
-# One file: with more, a freshly formatted card holding fewer than that many files would change
-# its identity each time a jump is added (and its files would look new).
-FINGERPRINT_FILES = 1
 #: Seconds before the confirming scan of a newly seen volume.
 CONFIRM_AFTER = 0.2
-_UNSAFE_ID = re.compile(r"[^A-Za-z0-9._:\-]+")
 _OCTAL = re.compile(r"\\([0-7]{3})")
-
-
-@dataclass(frozen=True)
-class Volume:
-    card_id: str
-    root: Path
-    label: str = ""
-
-
-class VolumeSource(Protocol):
-    def scan(self) -> list[Volume]: ...
 
 
 @dataclass(frozen=True)
@@ -68,22 +53,6 @@ class CardEvent:
 
 
 # --- identity (pure) -----------------------------------------------------------------------
-
-
-def safe_id(text: str) -> str:
-    """``text`` reduced to the protocol's card-id alphabet (pure)."""
-    cleaned = _UNSAFE_ID.sub("-", text).strip("-._:")
-    return cleaned[:60] or "card"
-
-
-def card_fingerprint(label: str, files: Sequence[ScannedFile]) -> str:
-    """A stable id for a card without a serial: label + the oldest file's metadata (pure)."""
-    oldest = sorted(files, key=lambda f: (f.mtime, f.path))[:FINGERPRINT_FILES]
-    h = xxhash.xxh3_64()
-    h.update(label.encode("utf-8", "surrogateescape"))
-    for f in sorted(oldest, key=lambda f: f.path):
-        h.update(f"\0{f.path}\0{f.size}\0{int(f.mtime)}".encode("utf-8", "surrogateescape"))
-    return h.hexdigest()
 
 
 def fingerprint_card(root: Path, label: str, failed: set[Path]) -> str | None:
@@ -255,8 +224,6 @@ class WatchDirVolumes:
 def platform_source() -> VolumeSource:
     """The removable-volume source for this OS."""
     if os.name == "nt":
-        from detector.cards_windows import WindowsVolumes
-
         return WindowsVolumes()
     return LinuxVolumes()
 

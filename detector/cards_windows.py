@@ -1,4 +1,4 @@
-"""Removable camera volumes on Windows (drive letters), behind ``cards.VolumeSource``.
+"""Removable camera volumes on Windows (drive letters), behind ``volume.VolumeSource``.
 
 The Win32 calls (``GetLogicalDrives``, ``GetDriveTypeW``, ``GetVolumeInformationW``) go through
 ctypes and are only made on Windows; the parsing around them (the drive bitmask, drive types,
@@ -11,8 +11,8 @@ import logging
 import string
 from pathlib import Path
 
-from detector.cards import Volume, card_fingerprint
 from detector.scan import find_dcim, scan_card
+from detector.volume import Volume, card_fingerprint
 
 logger = logging.getLogger(__name__)
 

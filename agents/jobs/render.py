@@ -18,7 +18,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from saq import Queue
 from saq.job import Status
@@ -28,15 +27,13 @@ from agents.jobs.context import JobContext
 from agents.pipeline import operations as ops
 from agents.pipeline.errors import PermanentStepError
 from agents.pipeline.orchestrator import send_requests
+from agents.pipeline.runner import Claim
 from agents.render.identity import output_name
 from agents.render.queue import RENDER_FUNCTION, job_key, recovered_output
 from storage import media
 from storage import pipeline as repo
 from streams import records
 from streams.topics import Names
-
-if TYPE_CHECKING:
-    from agents.pipeline.runner import Runner
 
 logger = logging.getLogger(__name__)
 
@@ -191,15 +188,13 @@ class RenderDispatcher:
 
     def __init__(self, jc: JobContext) -> None:
         self.jc = jc
-        self.runner: Runner | None = None
         self._queue = _RenderQueue(jc)
 
     async def queue(self) -> Queue:
         return await self._queue.get()
 
-    async def __call__(self, request: records.StepRequest) -> None:
-        assert self.runner is not None, "RenderDispatcher.runner must be set"
-        claimed = await self.runner.claim([request])
+    async def __call__(self, request: records.StepRequest, claim: Claim) -> None:
+        claimed = await claim([request])
         if not claimed:
             return  # a duplicate request, or the attempt is not current any more
         try:

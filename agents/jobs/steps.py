@@ -9,10 +9,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from agents.jobs import kinds, landing
+from agents.jobs import publish as publishing
 from agents.jobs import sessions as jump_sessions
 from agents.jobs.context import JobContext
 from agents.jobs.kinds import after_copy
 from agents.jobs.landing import request_again
+from agents.jobs.render import RenderCheck
 from agents.media.probe import MediaInfo, ProbeError, probe
 from agents.pipeline.errors import PermanentStepError, RetryableStepError
 from agents.pipeline.handlers import Handlers, StepContext, StepOutput
@@ -80,8 +83,6 @@ def qr_scan(result: QrResult) -> media.QrScan:
 
 def make_handlers(jc: JobContext, handlers: Handlers) -> None:
     """Register the real step kinds with their handlers."""
-    from agents.jobs import kinds
-    from agents.jobs import publish as publishing
 
     async def copy(ctx: StepContext, request: records.StepRequest) -> StepOutput:
         file_id = _int(request, "file_id")
@@ -182,8 +183,6 @@ def make_handlers(jc: JobContext, handlers: Handlers) -> None:
     handlers.add(kinds.PUBLISH, publish)
 
     # what the reconciler re-derives from PostgreSQL for these pipelines (lost messages)
-    from agents.jobs import landing
-    from agents.jobs.render import RenderCheck
 
     async def landed() -> int:
         return await landing.reconcile_landed(jc)

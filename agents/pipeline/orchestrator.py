@@ -23,7 +23,6 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -32,13 +31,11 @@ from agents.pipeline import dag
 from agents.pipeline import operations as ops
 from agents.pipeline.dag import ExecutionStatus, StepState, StepStatus
 from agents.pipeline.errors import InvalidTransition, PipelineError, UnknownStepKind
+from agents.pipeline.host import AgentHost
 from agents.pipeline.registry import Registry, StepKind
 from storage import pipeline as repo
 from storage import workers
 from streams import records
-
-if TYPE_CHECKING:
-    from agents.worker import WorkerApp
 
 logger = logging.getLogger(__name__)
 
@@ -405,7 +402,7 @@ class Orchestrator:
 # --- the Faust agent ---------------------------------------------------------------------------
 
 
-def attach(wa: WorkerApp, orchestrator: Orchestrator, *, batch: int = 200) -> None:
+def attach(wa: AgentHost, orchestrator: Orchestrator, *, batch: int = 200) -> None:
     """The agent on step-results: small batches; a batch that fails is redone one by one."""
     topic = wa.topics.step_results
     name = topic.get_topic_name()

@@ -28,20 +28,17 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.pipeline import dag
 from agents.pipeline import operations as ops
 from agents.pipeline.dag import StepStatus
+from agents.pipeline.host import AgentHost
 from agents.pipeline.orchestrator import Emitter, policy_for, send_requests
 from agents.pipeline.registry import Registry
 from storage import pipeline as repo
 from storage import workers
-
-if TYPE_CHECKING:
-    from agents.worker import WorkerApp
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +189,7 @@ async def requeue_dead(engine: AsyncEngine, registry: Registry, emitter: Emitter
 
 
 def attach(
-    wa: WorkerApp,
+    wa: AgentHost,
     registry: Registry,
     emitter: Emitter,
     *,

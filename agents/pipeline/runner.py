@@ -7,10 +7,10 @@ handlers concurrently, stores their log lines and sends a `StepResult` per step 
 their retryable flag, a timeout is retryable, and any other exception is a retryable failure
 with its type and message.
 
-"render_queue"-kind steps are not run here: `dispatch_render(request)` is called instead. It is
-the seam for the render integration (it will enqueue on the Redis render queue, whose worker
-claims the step and reports a StepResult); until then the default only logs, the step stays
-READY and reconciliation re-sends it.
+"render_queue"-kind steps are not run here: `dispatch_render(request, claim)` is called instead
+(the worker passes agents/jobs/render.py's dispatcher, which claims the step with `claim` and
+enqueues its job on the Redis render queue). A runner built without one (a test rig) only logs:
+the step stays READY and reconciliation re-sends it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,26 +32,13 @@ from agents.pipeline import dag
 from agents.pipeline import operations as ops
 from agents.pipeline.errors import InvalidTransition, StepFailed, UnknownStepKind
 from agents.pipeline.handlers import Handlers, StepContext
+from agents.pipeline.host import AgentHost
 from storage import pipeline as repo
 from streams import records
-
-if TYPE_CHECKING:
-    from agents.worker import WorkerApp
 
 logger = logging.getLogger(__name__)
 
 Send = Callable[[bytes, bytes], Awaitable[object]]
-RenderDispatch = Callable[[records.StepRequest], Awaitable[None]]
-
-
-async def render_dispatch_unavailable(request: records.StepRequest) -> None:
-    """Default seam: no render integration yet; reconciliation will offer the step again."""
-    logger.warning(
-        "execution %d: step %s (kind %s) needs the render queue, which is not wired yet",
-        request.execution_id,
-        request.step,
-        request.kind,
-    )
 
 
 def worker_name() -> str:
@@ -65,6 +51,12 @@ class Claimed:
     step_id: int
 
 
+#: Claims step requests for this worker (one transaction); returns those it won.
+Claim = Callable[[Sequence[records.StepRequest]], Awaitable[list[Claimed]]]
+#: Hands a "render_queue"-kind request on; claims it with the `Claim` it is given.
+RenderDispatch = Callable[[records.StepRequest, Claim], Awaitable[None]]
+
+
 class Runner:
     def __init__(
         self,
@@ -72,7 +64,7 @@ class Runner:
         handlers: Handlers,
         send_result: Send,
         *,
-        dispatch_render: RenderDispatch = render_dispatch_unavailable,
+        dispatch_render: RenderDispatch | None = None,
         executor: Executor | None = None,
         worker: str | None = None,
     ) -> None:
@@ -92,10 +84,18 @@ class Runner:
     async def run(self, requests: Sequence[records.StepRequest]) -> None:
         agent_requests = []
         for request in requests:
-            if self._runs_on(request.kind) == "render_queue":
-                await self.dispatch_render(request)
-            else:
+            if self._runs_on(request.kind) != "render_queue":
                 agent_requests.append(request)
+            elif self.dispatch_render is not None:
+                await self.dispatch_render(request, self.claim)
+            else:
+                logger.warning(
+                    "execution %d: step %s (kind %s) needs the render queue; this runner has "
+                    "no render dispatcher",
+                    request.execution_id,
+                    request.step,
+                    request.kind,
+                )
         claimed = await self.claim(agent_requests)
         done = await asyncio.gather(*(self._execute(c) for c in claimed))
         lines = [line for _, logs in done for line in logs]
@@ -196,7 +196,7 @@ class Runner:
         )
 
 
-def attach(wa: WorkerApp, runner: Runner, *, concurrency: int = 4, batch: int = 64) -> None:
+def attach(wa: AgentHost, runner: Runner, *, concurrency: int = 4, batch: int = 64) -> None:
     """The agent on step-requests; `concurrency` actors each claim and run small batches."""
     topic = wa.topics.step_requests
     name = topic.get_topic_name()
