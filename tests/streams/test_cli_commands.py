@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import asyncpg
 import pytest
 from command_harness import commands_in_thread
 from sqlalchemy.ext.asyncio import AsyncEngine
 from status_harness import seed
-from support import settings_env
+from support import settings_env, wait_for
 
 from streams.settings import Settings
 
@@ -69,3 +69,17 @@ async def test_without_a_worker_a_command_is_queued(
     out = _cli(settings, "cancel", str(s.jump), impatient=True)
     assert out.returncode == 0, out.stderr
     assert "queued: applies when the worker runs" in out.stdout
+
+
+async def test_the_worker_applies_a_command_from_the_shell(
+    settings: Settings, clean_db: AsyncEngine, pg: asyncpg.Connection, spawn: Callable[..., object]
+) -> None:
+    # the real `skyreel worker`: its commands agent (agents/worker.py) applies the command
+    s = await seed(clean_db)
+    spawn("streams.cli", "worker", env=settings_env(settings), name="worker")
+    await wait_for(
+        lambda: pg.fetchval("SELECT count(*) FROM worker_heartbeat"), timeout=60, what="worker"
+    )
+    out = _cli(settings, "cancel", str(s.jump))
+    assert out.returncode == 0, out.stderr
+    assert f"execution {s.jump}: cancelled" in out.stdout, out.stdout
