@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import cast
 
 import av
+import ledger_rows
 import pytest
+from ledger_rows import add_clip
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,7 +25,6 @@ from agents.pipeline.orchestrator import Emitter
 from agents.render.identity import read_manifest
 from agents.render.job import render_session
 from agents.render.queue import RenderWorkerConfig, decode_request
-from benchmarks._render_media import make_clip
 from storage import media
 from streams.settings import Settings
 
@@ -62,60 +63,21 @@ async def add_file(
     jc: JobContext, name: str, *, seconds: float | None, probe_error: str = "", minute: int = 0
 ) -> int:
     """An imported clip on the share: really encoded (seconds) or bytes no decoder reads."""
-    stored = f"{CARD}/{name}"
-    path = jc.settings.share_root / stored
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if seconds is None:
-        path.write_bytes(b"\x00" * 4096)
-    else:
-        make_clip(path, seconds=seconds, width=320, height=180)
-    created = datetime(2026, 5, 1, 14, minute, tzinfo=UTC)
-    async with jc.engine.begin() as conn:
-        return int(
-            await conn.scalar(
-                text(
-                    "INSERT INTO imported_file (card_id, name, path, size, mtime_ms, kind, status, "
-                    "stored_path, content_hash, duration_s, width, height, fps, has_audio, "
-                    "creation_time, probe_error) VALUES (:c, :n, :p, :s, :m, 'footage', "
-                    "'imported', :sp, :h, :d, :w, :hh, :f, :a, :t, :pe) RETURNING id"
-                ),
-                {
-                    "c": CARD,
-                    "n": name,
-                    "p": f"DCIM/100GOPRO/{name}",
-                    "s": path.stat().st_size,
-                    "m": int(created.timestamp() * 1000),
-                    "sp": stored,
-                    "h": f"hash-of-{name}",
-                    "d": seconds,
-                    "w": 320 if seconds else None,
-                    "hh": 180 if seconds else None,
-                    "f": 30.0 if seconds else None,
-                    "a": True if seconds else None,
-                    "t": created if seconds else None,
-                    "pe": probe_error,
-                },
-            )
-        )
+    return await add_clip(
+        jc.engine,
+        jc.settings.share_root,
+        CARD,
+        name,
+        seconds=seconds,
+        minute=minute,
+        probe_error=probe_error,
+        junk_size=4096,
+        facts=bool(seconds),
+    )
 
 
 async def add_session(jc: JobContext, key: str, file_ids: list[int]) -> None:
-    async with jc.engine.begin() as conn:
-        await media.upsert_session(
-            conn,
-            media.SessionRow(
-                key=key,
-                card_id=CARD,
-                status="decoded",
-                booking_id="BK-42",
-                passenger="Zoë Sky",
-                product="video",
-                qr_file_id=None,
-                file_ids=tuple(file_ids),
-                execution_id=None,
-                capture_start=None,  # not filled in: the earliest clip's time is used
-            ),
-        )
+    await ledger_rows.add_session(jc.engine, CARD, key, file_ids, "BK-42", "Zoë Sky")
 
 
 async def test_a_clip_whose_probe_failed_is_left_out_and_the_session_says_so(

@@ -4,11 +4,12 @@ what that message would have (or requeues what is gone) — and nothing when not
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import ledger_rows
 import pytest
+from ledger_rows import add_clip
 from saq.job import Status
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,7 +26,6 @@ from agents.pipeline.handlers import default_handlers
 from agents.pipeline.orchestrator import Emitter
 from agents.render.job import render_session
 from agents.render.queue import RENDER_FUNCTION, RenderWorkerConfig, decode_request
-from benchmarks._render_media import make_clip
 from storage import media
 from storage import pipeline as repo
 from streams import records
@@ -108,57 +108,21 @@ async def add_file(
     seconds: float | None = 1.0,
     minute: int = 0,
 ) -> int:
-    stored = f"{CARD}/{name}"
-    path = jc.settings.share_root / stored
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if seconds is not None:
-        make_clip(path, seconds=seconds, width=320, height=180)
-    else:
-        path.write_bytes(b"\x00" * 64)
-    created = datetime(2026, 5, 1, 14, minute, tzinfo=UTC)
-    async with jc.engine.begin() as conn:
-        return int(
-            await conn.scalar(
-                text(
-                    "INSERT INTO imported_file (card_id, name, path, size, mtime_ms, kind, status, "
-                    "stored_path, content_hash, duration_s, width, height, fps, has_audio, "
-                    "creation_time, imported_at) VALUES (:c, :n, :p, :s, :m, :k, :st, :sp, :h, "
-                    ":d, 320, 180, 30.0, true, :t, now() - interval '1 minute') RETURNING id"
-                ),
-                {
-                    "c": CARD,
-                    "n": name,
-                    "p": f"DCIM/100GOPRO/{name}",
-                    "s": path.stat().st_size,
-                    "m": int(created.timestamp() * 1000),
-                    "k": kind,
-                    "st": status,
-                    "sp": stored if status == "imported" else None,
-                    "h": f"hash-of-{name}",
-                    "d": seconds,
-                    "t": created,
-                },
-            )
-        )
+    return await add_clip(
+        jc.engine,
+        jc.settings.share_root,
+        CARD,
+        name,
+        seconds=seconds,
+        minute=minute,
+        kind=kind,
+        status=status,
+        imported_s_ago=60,
+    )
 
 
 async def add_session(jc: JobContext, key: str, file_ids: list[int]) -> None:
-    async with jc.engine.begin() as conn:
-        await media.upsert_session(
-            conn,
-            media.SessionRow(
-                key=key,
-                card_id=CARD,
-                status="decoded",
-                booking_id="BK-7",
-                passenger="Ana",
-                product="video",
-                qr_file_id=None,
-                file_ids=tuple(file_ids),
-                execution_id=None,
-                capture_start=None,
-            ),
-        )
+    await ledger_rows.add_session(jc.engine, CARD, key, file_ids, "BK-7", "Ana")
 
 
 async def execution_with(
