@@ -32,10 +32,10 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.jobs import render
+from agents.jobs import kinds, render
 from agents.jobs.context import JobContext
 from agents.pipeline.errors import PermanentStepError, RetryableStepError
-from agents.pipeline.handlers import StepContext, StepOutput
+from agents.pipeline.handlers import Handler, StepContext, StepOutput
 from agents.render.identity import (
     Manifest,
     ManifestError,
@@ -243,3 +243,13 @@ async def publish(jc: JobContext, ctx: StepContext, request: records.StepRequest
     ctx.log(f"published {out['video']} ({how})")
     logger.info("execution %d: published %s (%s)", request.execution_id, out["video"], how)
     return StepOutput(dict(out))
+
+
+KIND = kinds.PUBLISH
+
+
+def handler(jc: JobContext) -> Handler:
+    async def publish_step(ctx: StepContext, request: records.StepRequest) -> StepOutput:
+        return await publish(jc, ctx, request)
+
+    return publish_step

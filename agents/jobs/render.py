@@ -23,6 +23,7 @@ from saq import Queue
 from saq.job import Status
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agents.jobs import kinds
 from agents.jobs.context import JobContext
 from agents.pipeline import operations as ops
 from agents.pipeline.errors import PermanentStepError
@@ -37,6 +38,8 @@ from streams.topics import Names
 
 logger = logging.getLogger(__name__)
 
+#: Runs on the render queue (no agent handler): `RenderDispatcher` enqueues its job.
+KIND = kinds.RENDER
 JOB_TIMEOUT_S = 3 * 3600
 
 
