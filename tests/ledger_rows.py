@@ -1,21 +1,44 @@
-"""Rows of the ledger a test starts from (real PostgreSQL): an imported clip with its file on
-the share, and a jump session of clips."""
+"""What the job tests start from (real PostgreSQL, files, FFmpeg): their settings, rows of the
+ledger (an imported clip with its file on the share, a jump session of clips), and a render
+request rendered as a render worker does."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agents.jobs.context import JobContext
+from agents.render.job import RenderOutput, render_session
+from agents.render.queue import RenderWorkerConfig, decode_request
 from benchmarks._render_media import make_clip
 from storage import media
+from streams.settings import Settings
+
+
+def job_settings(tmp_path: Path, database_url: str, **extra: Any) -> Settings:
+    """A job test's settings: share (created) and output under ``tmp_path``, small fast renders
+    without a title; ``extra`` adds fields."""
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        share_root=tmp_path / "share",
+        output_dir=tmp_path / "output",
+        render_width=320,
+        render_height=180,
+        render_preset="ultrafast",
+        branding_title=False,
+        **extra,
+    )
+    settings.share_root.mkdir()
+    return settings
 
 
 async def add_clip(
-    engine: AsyncEngine,
-    share_root: Path,
+    jc: JobContext,
     card: str,
     name: str,
     *,
@@ -33,14 +56,14 @@ async def add_clip(
     audio and capture time (at ``minute`` past 14:00 on 2026-05-01); ``imported_s_ago``: when it
     was imported (else never)."""
     stored = f"{card}/{name}"
-    path = share_root / stored
+    path = jc.settings.share_root / stored
     path.parent.mkdir(parents=True, exist_ok=True)
     if seconds is None:
         path.write_bytes(b"\x00" * junk_size)
     else:
         make_clip(path, seconds=seconds, width=320, height=180)
     created = datetime(2026, 5, 1, 14, minute, tzinfo=UTC)
-    async with engine.begin() as conn:
+    async with jc.engine.begin() as conn:
         return int(
             await conn.scalar(
                 text(
@@ -74,10 +97,10 @@ async def add_clip(
 
 
 async def add_session(
-    engine: AsyncEngine, card: str, key: str, file_ids: list[int], booking_id: str, passenger: str
+    jc: JobContext, card: str, key: str, file_ids: list[int], booking_id: str, passenger: str
 ) -> None:
     """A decoded jump session of ``booking_id`` for ``passenger`` over ``file_ids``."""
-    async with engine.begin() as conn:
+    async with jc.engine.begin() as conn:
         await media.upsert_session(
             conn,
             media.SessionRow(
@@ -93,3 +116,19 @@ async def add_session(
                 capture_start=None,  # not filled in: the earliest clip's time is used
             ),
         )
+
+
+async def render_as_a_worker(
+    payload: Mapping[str, object], staging: Path, published_root: Path | None = None
+) -> RenderOutput:
+    """A render request's payload decoded and rendered into ``staging`` as the render worker
+    does (without its progress reports and heartbeat)."""
+    job = decode_request(payload, RenderWorkerConfig())
+    return await render_session(
+        job.clips,
+        job.branding,
+        output=job.output,
+        passenger_name=job.passenger_name,
+        output_root=staging,
+        published_root=published_root,
+    )

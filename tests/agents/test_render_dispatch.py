@@ -12,7 +12,7 @@ from typing import cast
 import av
 import ledger_rows
 import pytest
-from ledger_rows import add_clip
+from ledger_rows import add_clip, job_settings, render_as_a_worker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,10 +23,7 @@ from agents.pipeline.errors import PermanentStepError
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.orchestrator import Emitter
 from agents.render.identity import read_manifest
-from agents.render.job import render_session
-from agents.render.queue import RenderWorkerConfig, decode_request
 from storage import media
-from streams.settings import Settings
 
 pytestmark = pytest.mark.slow
 CARD = "card-D"
@@ -38,19 +35,8 @@ async def must_not_send(key: bytes, value: bytes) -> object:
 
 @pytest.fixture
 def jc(tmp_path: Path, engine: AsyncEngine, clean_db: AsyncEngine, database_url: str) -> JobContext:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        share_root=tmp_path / "share",
-        output_dir=tmp_path / "output",
-        render_width=320,
-        render_height=180,
-        render_preset="ultrafast",
-        branding_title=False,
-    )
-    settings.share_root.mkdir()
     return JobContext(
-        settings=settings,
+        settings=job_settings(tmp_path, database_url),
         engine=engine,
         registry=default_handlers().registry,
         emitter=Emitter(must_not_send),
@@ -64,8 +50,7 @@ async def add_file(
 ) -> int:
     """An imported clip on the share: really encoded (seconds) or bytes no decoder reads."""
     return await add_clip(
-        jc.engine,
-        jc.settings.share_root,
+        jc,
         CARD,
         name,
         seconds=seconds,
@@ -77,7 +62,7 @@ async def add_file(
 
 
 async def add_session(jc: JobContext, key: str, file_ids: list[int]) -> None:
-    await ledger_rows.add_session(jc.engine, CARD, key, file_ids, "BK-42", "Zoë Sky")
+    await ledger_rows.add_session(jc, CARD, key, file_ids, "BK-42", "Zoë Sky")
 
 
 async def test_a_clip_whose_probe_failed_is_left_out_and_the_session_says_so(
@@ -105,16 +90,7 @@ async def test_a_clip_whose_probe_failed_is_left_out_and_the_session_says_so(
     )
 
     # the job renders on a worker and is published: the video holds the readable clip only
-    config = RenderWorkerConfig(output_root=jc.settings.render_staging)
-    job = decode_request(payload, config)
-    out = await render_session(
-        job.clips,
-        job.branding,
-        output=job.output,
-        passenger_name=job.passenger_name,
-        output_root=config.output_root,
-        published_root=jc.settings.output_dir,
-    )
+    out = await render_as_a_worker(payload, jc.settings.render_staging, jc.settings.output_dir)
     published = await asyncio.to_thread(
         publish_files,
         Rendered(out.video, out.poster, out.manifest, f"{CARD}:1", name, out.fingerprint),

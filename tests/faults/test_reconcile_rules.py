@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 import ledger_rows
 import pytest
-from ledger_rows import add_clip
+from ledger_rows import add_clip, job_settings, render_as_a_worker
 from saq.job import Status
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,12 +24,10 @@ from agents.pipeline import dag
 from agents.pipeline import operations as ops
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.orchestrator import Emitter
-from agents.render.job import render_session
-from agents.render.queue import RENDER_FUNCTION, RenderWorkerConfig, decode_request
+from agents.render.queue import RENDER_FUNCTION
 from storage import media
 from storage import pipeline as repo
 from streams import records
-from streams.settings import Settings
 from streams.topics import Names
 
 pytestmark = pytest.mark.timeout(120)
@@ -77,19 +75,7 @@ def jc(
     names: Names,
     sent: Sent,
 ) -> JobContext:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        redis_url=redis_url,
-        topic_prefix=names.prefix,
-        share_root=tmp_path / "share",
-        output_dir=tmp_path / "output",
-        render_width=320,
-        render_height=180,
-        render_preset="ultrafast",
-        branding_title=False,
-    )
-    settings.share_root.mkdir()
+    settings = job_settings(tmp_path, database_url, redis_url=redis_url, topic_prefix=names.prefix)
     settings.output_dir.mkdir()
     handlers = default_handlers()
     ctx = JobContext(
@@ -109,20 +95,12 @@ async def add_file(
     minute: int = 0,
 ) -> int:
     return await add_clip(
-        jc.engine,
-        jc.settings.share_root,
-        CARD,
-        name,
-        seconds=seconds,
-        minute=minute,
-        kind=kind,
-        status=status,
-        imported_s_ago=60,
+        jc, CARD, name, seconds=seconds, minute=minute, kind=kind, status=status, imported_s_ago=60
     )
 
 
 async def add_session(jc: JobContext, key: str, file_ids: list[int]) -> None:
-    await ledger_rows.add_session(jc.engine, CARD, key, file_ids, "BK-7", "Ana")
+    await ledger_rows.add_session(jc, CARD, key, file_ids, "BK-7", "Ana")
 
 
 async def execution_with(
@@ -276,14 +254,7 @@ async def test_a_gone_render_job_is_published_from_its_manifest_or_else_requeued
         # attempt 2 rendered (staged) but its job is gone and its result lost: re-derived
         await claim(jc, eid, "render")
         payload = await render_request(jc, f"{CARD}:2", eid)
-        job = decode_request(payload, RenderWorkerConfig())
-        out = await render_session(
-            job.clips,
-            job.branding,
-            output=job.output,
-            passenger_name=job.passenger_name,
-            output_root=jc.settings.render_staging,
-        )
+        out = await render_as_a_worker(payload, jc.settings.render_staging)
         sent.requests.clear()
         assert await check() == 1
     finally:
