@@ -7,10 +7,10 @@ with 10 or 10 million rows. Rows come back as plain dicts; the API's pydantic mo
 and shape them.
 
 Indexes used: `uq_step_execution_name` (execution_id, name) for the per-execution step
-aggregates and the detail; the primary key of `pipeline_execution` for the keyset order;
-`ix_imported_file_session` for a session's footage. Not there yet (suggested migration):
-`pipeline_execution (status, id DESC)` for a status-filtered keyset page, `imported_file
-(card_id, name)` for a card's file list, `jump_session (status, created_at)`.
+aggregates and the detail; the primary key of `pipeline_execution` for the keyset order and
+`ix_execution_status_id` (migration 0002) for a status-filtered page; `ix_imported_file_session`
+for a session's footage; `ix_session_status_created` (0002) for the sessions by status. Cards,
+files and sessions: storage/status_cards.py.
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ The card row (presence, label, free/total bytes, skipped names) is written here,
 writer. ``card_status`` frames (safe to remove, nearly full) follow once the ingest worker has
 recorded a listing or an accepted copy result (:class:`CardStatusFollower`).
 
-Copy requests travel the other way: :meth:`Gateway.deliver` puts a request on the socket of its
-detector if that socket is on this replica; on connect, requests still pending in PostgreSQL are
-sent again.
+Copy requests travel the other way (streams/hub/copy_requests.py): :meth:`Gateway.deliver` puts
+a request on the socket of its detector if that socket is on this replica; on connect, requests
+still pending in PostgreSQL are sent again. Presence in Redis: streams/hub/presence.py.
 
 Request ids on the wire are ``f<file id>`` (records.copy_request_id / records.file_of_request).
 """
@@ -27,22 +27,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from detector import protocol
 from storage import cards, detectors
-from storage.copies import PendingCopy, pending_copy_requests
 from streams import records
+from streams.hub.copy_requests import deliver, resend_pending
 from streams.hub.detector_sockets import (
     CardStatusFollower,
     DetectorSocket,
@@ -51,13 +48,12 @@ from streams.hub.detector_sockets import (
     bearer_token,
     remote_address,
 )
+from streams.hub.presence import forget_presence, keep_present
 from streams.settings import Settings
 from streams.topics import Names
 
 logger = logging.getLogger(__name__)
 
-#: Seconds a detector counts as online in Redis without news; refreshed every third of it.
-PRESENCE_TTL = 30
 #: Frames above this are parsed in a thread so a 20,000-file list never stalls the loop.
 THREAD_PARSE_BYTES = 64 * 1024
 CLOSE_INTERNAL = 1011
@@ -67,25 +63,6 @@ LOGGED_REFUSALS = 20
 #: Request ids on the wire: the contract's one spelling (streams/records.py).
 copy_request_id = records.copy_request_id
 parse_copy_request_id = records.file_of_request
-
-
-def frame_from_record(req: records.CopyRequest) -> protocol.CopyRequest:
-    """The wire frame for a copy request record (raises ValueError if it is not sendable)."""
-    return protocol.CopyRequest(
-        request_id=req.request_id,
-        card_id=req.card_id,
-        path=req.path,
-        size=req.size,
-        mtime=req.mtime,
-        destination=req.destination,
-        priority=req.priority,
-    )
-
-
-def frame_from_pending(detector_id: str, p: PendingCopy) -> protocol.CopyRequest:
-    """The wire frame for a copy still pending in PostgreSQL (the request built by the one
-    builder, records.CopyRequest.for_file)."""
-    return frame_from_record(records.CopyRequest.for_file(detector_id, p.card_id, p))
 
 
 class Unavailable(RuntimeError):
@@ -109,27 +86,7 @@ class Gateway:
 
     async def deliver(self, req: records.CopyRequest) -> bool:
         """Send a copy request to its detector if this replica holds its socket."""
-        sock = self.registry.get(req.detector_id)
-        if sock is None:
-            return False
-        try:
-            frame = frame_from_record(req)
-        except ValueError as exc:
-            logger.error(
-                "copy request %s for detector %s not sendable: %s",
-                req.request_id,
-                req.detector_id,
-                exc,
-            )
-            return False
-        try:
-            await sock.send(frame)
-        except Exception as exc:  # the socket died under us; the request stays pending in PG
-            logger.warning(
-                "copy request %s to detector %s failed: %s", req.request_id, req.detector_id, exc
-            )
-            return False
-        return True
+        return await deliver(self.registry, req)
 
     async def resend_pending_all(self) -> int:
         """Send every connected detector its requests still pending in PostgreSQL (after the
@@ -150,23 +107,7 @@ class Gateway:
         return sent
 
     async def _resend_pending(self, sock: DetectorSocket) -> int:
-        async with self.sessions() as session:
-            pending = await pending_copy_requests(session, sock.detector_id)
-        sent = 0
-        for p in pending:
-            try:
-                frame = frame_from_pending(sock.detector_id, p)
-            except ValueError as exc:
-                logger.error(
-                    "pending file %s of detector %s not sendable: %s",
-                    p.file_id,
-                    sock.detector_id,
-                    exc,
-                )
-                continue
-            await sock.send(frame)
-            sent += 1
-        return sent
+        return await resend_pending(self.sessions, sock)
 
     # --- the endpoint --------------------------------------------------------------------
 
@@ -187,7 +128,7 @@ class Gateway:
             )
             await old.close(protocol.CLOSE_REPLACED, "replaced by a newer connection")
         logger.info("detector %s connected from %s (hub %s)", detector_id, remote, self.hub_id)
-        presence = asyncio.create_task(self._keep_present(sock))
+        presence = asyncio.create_task(keep_present(self.redis, self.names, self.hub_id, sock))
         follower = CardStatusFollower(sock, self.sessions)
         sock.follower = follower
         following = asyncio.create_task(follower.run())
@@ -213,7 +154,7 @@ class Gateway:
             presence.cancel()
             following.cancel()
             if self.registry.remove(sock):
-                await self._forget_presence(sock)
+                await forget_presence(self.redis, self.names, sock)
             self._log_disconnect(sock, code)
 
     async def _authenticate(self, websocket: WebSocket, remote: str) -> str | None:
@@ -472,33 +413,6 @@ class Gateway:
     async def _touch(self, detector_id: str) -> None:
         async with self.sessions() as session, session.begin():
             await detectors.touch(session, detector_id)
-
-    async def _keep_present(self, sock: DetectorSocket) -> None:
-        key = self.names.detector_presence_key(sock.detector_id)
-        value = json.dumps(
-            {
-                "hub": self.hub_id,
-                "remote": sock.remote,
-                "connection": sock.connection_id,
-                "since": datetime.now(UTC).isoformat(),
-            }
-        )
-        while True:
-            try:
-                await self.redis.set(key, value, ex=PRESENCE_TTL)
-            except (RedisError, OSError) as exc:
-                logger.warning("presence of detector %s not recorded: %s", sock.detector_id, exc)
-            await asyncio.sleep(PRESENCE_TTL / 3)
-
-    async def _forget_presence(self, sock: DetectorSocket) -> None:
-        # Only our own entry: the detector may already be connected to another replica.
-        key = self.names.detector_presence_key(sock.detector_id)
-        try:
-            current = await self.redis.get(key)
-            if current is not None and sock.connection_id in str(current):
-                await self.redis.delete(key)
-        except (RedisError, OSError) as exc:
-            logger.warning("presence of detector %s not cleared: %s", sock.detector_id, exc)
 
 
 def ledger_keys(files: list[protocol.FileEntry]) -> list[tuple[str, int, int]]:
