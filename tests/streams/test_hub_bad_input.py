@@ -12,6 +12,7 @@ import logging
 import asyncpg
 import httpx
 import pytest
+from hub_case import HubCase, hub_case
 from hub_harness import (
     close_code,
     file_list,
@@ -23,7 +24,7 @@ from hub_harness import (
     running_hub,
     topic_values,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from support import wait_for
 from websockets.exceptions import ConnectionClosed
 
@@ -32,7 +33,7 @@ from detector import protocol
 from streams.settings import Settings
 from streams.topics import Names
 
-__all__ = ["hub_settings"]
+__all__ = ["hub_case", "hub_settings"]
 
 
 def _list_with(path: str) -> str:
@@ -164,17 +165,13 @@ async def _run_bad_frame(
 
 @pytest.mark.parametrize("name", sorted(BAD_FRAMES))
 async def test_bad_frame_is_refused_and_nothing_else_is_affected(
-    name: str,
-    hub_settings: Settings,
-    names: Names,
-    clean_db: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
-    pg: asyncpg.Connection,
-    caplog: pytest.LogCaptureFixture,
+    name: str, hub_case: HubCase, pg: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="streams.hub.detector_ws")
     frame, expected_code, words = BAD_FRAMES[name]
-    code, frames = await _run_bad_frame(frame, hub_settings, names, sessions, pg)
+    code, frames = await _run_bad_frame(
+        frame, hub_case.settings, hub_case.names, hub_case.sessions, pg
+    )
     assert code == expected_code
     assert len(frames) == 1
     error = protocol.parse_hub_message(frames[0])
@@ -185,39 +182,33 @@ async def test_bad_frame_is_refused_and_nothing_else_is_affected(
 
 
 async def test_oversized_frame_is_refused_with_1009(
-    hub_settings: Settings,
-    names: Names,
-    clean_db: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
-    pg: asyncpg.Connection,
-    caplog: pytest.LogCaptureFixture,
+    hub_case: HubCase, pg: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="streams.hub.detector_ws")
     frame = '{"v": 1, "type": "card_removed", "card_id": "' + "A" * protocol.MAX_FRAME_BYTES
-    code, _frames = await _run_bad_frame(frame + '"}', hub_settings, names, sessions, pg)
+    code, _frames = await _run_bad_frame(
+        frame + '"}', hub_case.settings, hub_case.names, hub_case.sessions, pg
+    )
     assert code == protocol.CLOSE_TOO_BIG
     bad_lines = [line for line in hub_log_lines(caplog.records) if line.startswith("bad frame")]
     assert len(bad_lines) == 1 and "station-a" in bad_lines[0], bad_lines
 
 
-async def test_a_list_at_the_limit_is_accepted_whole(
-    hub_settings: Settings,
-    names: Names,
-    clean_db: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
+async def test_a_list_at_the_limit_is_accepted_whole(hub_case: HubCase) -> None:
     """20,000 entries (~2 MB of JSON) is one frame and one record, larger than Kafka's 1 MB
     default request size."""
-    token = await new_detector(sessions, "station-a")
-    limit = hub_settings.max_files_per_list
-    async with running_hub(hub_settings) as hub, open_detector(hub.ws, token) as ws:
+    token = await new_detector(hub_case.sessions, "station-a")
+    limit = hub_case.settings.max_files_per_list
+    async with running_hub(hub_case.settings) as hub, open_detector(hub.ws, token) as ws:
         await ws.send(_huge_list(limit))
 
         async def one_event() -> bool:
-            return bool(await topic_values(hub_settings.kafka_url, names.detector_events))
+            return bool(
+                await topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events)
+            )
 
         await wait_for(one_event, what="the full list's event")
-    events = await topic_values(hub_settings.kafka_url, names.detector_events)
+    events = await topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events)
     assert len(events) == 1
     files = events[0]["files"]
     assert isinstance(files, list) and len(files) == limit
@@ -240,19 +231,13 @@ async def _noop_send(key: bytes, value: bytes) -> None:
 
 @pytest.mark.parametrize("name", sorted(BAD_ENTRIES))
 async def test_an_unsafe_entry_is_refused_alone_and_the_rest_of_its_list_passes(
-    name: str,
-    hub_settings: Settings,
-    names: Names,
-    clean_db: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
-    pg: asyncpg.Connection,
-    caplog: pytest.LogCaptureFixture,
+    name: str, hub_case: HubCase, pg: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Regression (issue 11): one unsafe entry got error + 1003 and the whole list was lost."""
     caplog.set_level(logging.INFO, logger="streams.hub.detector_ws")
     bad_path, words = BAD_ENTRIES[name]
-    token = await new_detector(sessions, "station-a")
-    async with running_hub(hub_settings) as hub, open_detector(hub.ws, token) as ws:
+    token = await new_detector(hub_case.sessions, "station-a")
+    async with running_hub(hub_case.settings) as hub, open_detector(hub.ws, token) as ws:
         await ws.send(_list_with(bad_path))  # json.dumps escapes NUL and the lone surrogate
         refused = await recv_hub(ws)
         assert isinstance(refused, protocol.FilesRefused) and refused.card_id == "CARD-X"
@@ -261,18 +246,20 @@ async def test_an_unsafe_entry_is_refused_alone_and_the_rest_of_its_list_passes(
         assert refused.more == 0
 
         async def one_event() -> bool:
-            return bool(await topic_values(hub_settings.kafka_url, names.detector_events))
+            return bool(
+                await topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events)
+            )
 
         await wait_for(one_event, what="the list's good entries")
         await asyncio.wait_for(await ws.ping(), 5)  # the socket stays open
-    [event] = await topic_values(hub_settings.kafka_url, names.detector_events)
+    [event] = await topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events)
     files = event["files"]
     assert isinstance(files, list)
     assert [f["path"] for f in files] == ["DCIM/100GOPRO/GX010001.MP4"]
     skipped = json.loads(await pg.fetchval("SELECT skipped FROM card WHERE id = 'CARD-X'"))
     assert skipped == [{"path": protocol.printable(bad_path), "reason": entry.reason}]
     # the ingest handler on the record the hub produced: only the good entry reaches the ledger
-    deps = IngestDeps(hub_settings, clean_db, _noop_send)
+    deps = IngestDeps(hub_case.settings, hub_case.db, _noop_send)
     await handle_detector_event(deps, json.dumps(event).encode())
     paths = [r["path"] for r in await pg.fetch("SELECT path FROM imported_file")]
     assert paths == ["DCIM/100GOPRO/GX010001.MP4"]

@@ -10,6 +10,7 @@ import logging
 import asyncpg
 import httpx
 import pytest
+from hub_case import HubCase, hub_case
 from hub_harness import (
     close_code,
     detector_socket,
@@ -38,9 +39,8 @@ from streams.hub.detector_sockets import ProgressBoard, close_reason
 from streams.hub.detector_ws import copy_request_id, parse_copy_request_id
 from streams.settings import Settings
 from streams.stack.services import free_port
-from streams.topics import Names
 
-__all__ = ["hub_settings"]
+__all__ = ["hub_case", "hub_settings"]
 
 
 def test_request_ids_round_trip_and_foreign_ids_are_refused() -> None:
@@ -51,21 +51,15 @@ def test_request_ids_round_trip_and_foreign_ids_are_refused() -> None:
 
 @pytest.mark.parametrize("how", ["missing", "wrong", "revoked", "query-wrong"])
 async def test_bad_token_is_refused_with_1008_and_nothing_written(
-    how: str,
-    hub_settings: Settings,
-    names: Names,
-    clean_db: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
-    pg: asyncpg.Connection,
-    caplog: pytest.LogCaptureFixture,
+    how: str, hub_case: HubCase, pg: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="streams.hub.detector_ws")
-    token = await new_detector(sessions, "station-1")
+    token = await new_detector(hub_case.sessions, "station-1")
     if how == "revoked":
-        async with sessions() as session, session.begin():
+        async with hub_case.sessions() as session, session.begin():
             assert await revoke(session, "station-1")
     sent = {"missing": None, "wrong": "not-the-token", "revoked": token}.get(how)
-    async with running_hub(hub_settings) as hub:
+    async with running_hub(hub_case.settings) as hub:
         url = f"{hub.ws}?token=nope" if how == "query-wrong" else hub.ws
         async with detector_socket(url, sent) as ws:
             with contextlib.suppress(ConnectionClosed):  # the hub may have closed already
@@ -80,41 +74,38 @@ async def test_bad_token_is_refused_with_1008_and_nothing_written(
     assert len(refusals) == 1, lines
     assert "127.0.0.1:" in refusals[0]
     assert token not in caplog.text
-    assert await topic_values(hub_settings.kafka_url, names.detector_events) == []
+    assert await topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events) == []
     assert await pg.fetchval("SELECT count(*) FROM card") == 0
     assert await pg.fetchval("SELECT last_seen_at FROM detector") is None
 
 
 async def test_file_list_becomes_one_detector_event_with_the_token_s_detector_id(
-    hub_settings: Settings,
-    names: Names,
-    clean_db: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
-    pg: asyncpg.Connection,
-    redis_url: str,
+    hub_case: HubCase, pg: asyncpg.Connection, redis_url: str
 ) -> None:
-    token = await new_detector(sessions, "station-1")
+    token = await new_detector(hub_case.sessions, "station-1")
     redis = Redis.from_url(redis_url)
-    presence = names.detector_presence_key("station-1")
+    presence = hub_case.names.detector_presence_key("station-1")
     try:
-        async with running_hub(hub_settings) as hub, detector_socket(hub.ws, token) as ws:
+        async with running_hub(hub_case.settings) as hub, detector_socket(hub.ws, token) as ws:
             welcome = await recv_hub(ws)
             assert welcome == protocol.Welcome(
-                detector_id="station-1", max_files_per_list=hub_settings.max_files_per_list
+                detector_id="station-1", max_files_per_list=hub_case.settings.max_files_per_list
             )
             held = await redis.get(presence)
-            assert held is not None and json.loads(held)["hub"] == hub_settings.hub_id
+            assert held is not None and json.loads(held)["hub"] == hub_case.settings.hub_id
             await ws.send(file_list("CARD-1", 4))
 
             async def one_event() -> bool:
-                return bool(await topic_values(hub_settings.kafka_url, names.detector_events))
+                return bool(
+                    await topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events)
+                )
 
             await wait_for(one_event, what="the detector event")
             await wait_for(
                 lambda: pg.fetchval("SELECT count(*) FROM card WHERE id = 'CARD-1'"),
                 what="the card row",
             )
-        events = await topic_values(hub_settings.kafka_url, names.detector_events)
+        events = await topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events)
         assert len(events) == 1
         event = records.DetectorEvent.model_validate(
             {k: v for k, v in events[0].items() if k != "__faust"}
@@ -134,19 +125,15 @@ async def test_file_list_becomes_one_detector_event_with_the_token_s_detector_id
 
 
 async def test_card_removed_marks_the_card_absent(
-    hub_settings: Settings,
-    names: Names,
-    clean_db: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
-    pg: asyncpg.Connection,
+    hub_case: HubCase, pg: asyncpg.Connection
 ) -> None:
-    token = await new_detector(sessions, "station-1")
-    async with running_hub(hub_settings) as hub, open_detector(hub.ws, token) as ws:
+    token = await new_detector(hub_case.sessions, "station-1")
+    async with running_hub(hub_case.settings) as hub, open_detector(hub.ws, token) as ws:
         await ws.send(json.dumps({"v": 1, "type": "card_inserted", "card_id": "C9", "label": "TM"}))
         await ws.send(json.dumps({"v": 1, "type": "card_removed", "card_id": "C9"}))
 
         async def two_events() -> bool:
-            got = await topic_values(hub_settings.kafka_url, names.detector_events)
+            got = await topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events)
             return len(got) == 2
 
         await wait_for(two_events, what="two card events")
@@ -158,13 +145,10 @@ async def test_card_removed_marks_the_card_absent(
 
 
 async def test_copy_result_and_progress_are_published_and_foreign_ids_refused(
-    hub_settings: Settings,
-    names: Names,
-    clean_db: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
+    hub_case: HubCase,
 ) -> None:
-    token = await new_detector(sessions, "station-1")
-    async with running_hub(hub_settings) as hub, open_detector(hub.ws, token) as ws:
+    token = await new_detector(hub_case.sessions, "station-1")
+    async with running_hub(hub_case.settings) as hub, open_detector(hub.ws, token) as ws:
         progress = {
             "v": 1,
             "type": "copy_progress",
@@ -190,17 +174,19 @@ async def test_copy_result_and_progress_are_published_and_foreign_ids_refused(
         await ws.send(json.dumps(result))
 
         async def one_result() -> bool:
-            return bool(await topic_values(hub_settings.kafka_url, names.copy_results))
+            return bool(
+                await topic_values(hub_case.settings.kafka_url, hub_case.names.copy_results)
+            )
 
         await wait_for(one_result, what="the copy result")
-    results = await topic_values(hub_settings.kafka_url, names.copy_results)
+    results = await topic_values(hub_case.settings.kafka_url, hub_case.names.copy_results)
     assert len(results) == 1
     assert (results[0]["file_id"], results[0]["detector_id"], results[0]["hash"]) == (
         7,
         "station-1",
         "ab12",
     )
-    statuses = await topic_values(hub_settings.kafka_url, names.status)
+    statuses = await topic_values(hub_case.settings.kafka_url, hub_case.names.status)
     assert [(s["kind"], s["id"]) for s in statuses] == [("file", "7")]
 
 
@@ -221,23 +207,21 @@ async def test_a_second_connection_of_the_same_detector_replaces_the_first(
         await asyncio.wait_for(await second.ping(), 5)  # the newer socket is still open
 
 
-async def test_copy_requests_reach_only_their_detector_s_socket(
-    hub_settings: Settings,
-    names: Names,
-    clean_db: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    token_a = await new_detector(sessions, "station-a")
-    token_b = await new_detector(sessions, "station-b")
+async def test_copy_requests_reach_only_their_detector_s_socket(hub_case: HubCase) -> None:
+    token_a = await new_detector(hub_case.sessions, "station-a")
+    token_b = await new_detector(hub_case.sessions, "station-b")
     async with (
-        running_hub(hub_settings) as hub,
+        running_hub(hub_case.settings) as hub,
         open_detector(hub.ws, token_a) as ws_a,
         open_detector(hub.ws, token_b) as ws_b,
     ):
         for file_id, detector_id in ((11, "station-a"), (12, "station-b"), (13, "station-a")):
             req = copy_request(file_id, detector_id)
             await produce(
-                hub_settings.kafka_url, names.copy_requests, detector_id, records.encode(req)
+                hub_case.settings.kafka_url,
+                hub_case.names.copy_requests,
+                detector_id,
+                records.encode(req),
             )
         got_a = [await recv_hub(ws_a), await recv_hub(ws_a)]
         got_b = await recv_hub(ws_b)
@@ -295,16 +279,12 @@ async def test_reconnect_resends_requests_pending_in_postgres(
 
 
 async def test_health_reports_a_down_service_with_503_and_detectors_still_work(
-    hub_settings: Settings,
-    names: Names,
-    clean_db: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
-    caplog: pytest.LogCaptureFixture,
+    hub_case: HubCase, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Redis down: health says so (503, redis false); lists still reach the topic."""
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    settings = hub_settings.model_copy(update={"redis_url": dead_redis})
-    token = await new_detector(sessions, "station-1")
+    settings = hub_case.settings.model_copy(update={"redis_url": dead_redis})
+    token = await new_detector(hub_case.sessions, "station-1")
     async with running_hub(settings, healthy=False) as hub, httpx.AsyncClient() as client:
 
         async def forwarding() -> dict[str, object] | None:
@@ -325,7 +305,7 @@ async def test_health_reports_a_down_service_with_503_and_detectors_still_work(
             await ws.send(file_list("CARD-R"))
 
             async def one_event() -> bool:
-                return bool(await topic_values(settings.kafka_url, names.detector_events))
+                return bool(await topic_values(settings.kafka_url, hub_case.names.detector_events))
 
             await wait_for(one_event, what="the list despite Redis being down")
     assert "presence of detector station-1 not recorded" in caplog.text
@@ -350,15 +330,11 @@ def test_progress_is_throttled_but_first_and_last_always_published() -> None:
 
 
 async def test_card_status_follows_the_ledger_until_the_card_is_safe_to_remove(
-    hub_settings: Settings,
-    names: Names,
-    clean_db: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
-    pg: asyncpg.Connection,
+    hub_case: HubCase, pg: asyncpg.Connection
 ) -> None:
     """The test plays the ingest worker with its real handlers: no status before the listing
     is recorded (the card would look safe), then one after each recorded copy result."""
-    token = await new_detector(sessions, "station-1")
+    token = await new_detector(hub_case.sessions, "station-1")
     files = [
         {"path": "DCIM/100GOPRO/GX010001.MP4", "size": 5, "mtime": 1.7e9, "kind": "video"},
         {"path": "DCIM/100GOPRO/GX010002.MP4", "size": 6, "mtime": 1.7e9 + 60, "kind": "video"},
@@ -369,12 +345,12 @@ async def test_card_status_follows_the_ledger_until_the_card_is_safe_to_remove(
     async def capture(key: bytes, value: bytes) -> None:
         requested.append(records.decode(records.CopyRequest, value))
 
-    deps = IngestDeps(hub_settings, clean_db, capture)
-    async with running_hub(hub_settings) as hub, open_detector(hub.ws, token) as ws:
+    deps = IngestDeps(hub_case.settings, hub_case.db, capture)
+    async with running_hub(hub_case.settings) as hub, open_detector(hub.ws, token) as ws:
         await ws.send(json.dumps({**frame, "free_bytes": 5_000, "capacity_bytes": 100_000}))
 
         async def listed() -> list[dict[str, object]]:
-            return await topic_values(hub_settings.kafka_url, names.detector_events)
+            return await topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events)
 
         await wait_for(listed, what="the list")
         [event] = await listed()
@@ -392,7 +368,7 @@ async def test_card_status_follows_the_ledger_until_the_card_is_safe_to_remove(
             capacity_bytes=100_000,
         )
         for n, req in enumerate(requested, start=1):
-            dest = hub_settings.share_root / req.destination
+            dest = hub_case.settings.share_root / req.destination
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(b"x" * req.size)
             result = {
@@ -408,7 +384,7 @@ async def test_card_status_follows_the_ledger_until_the_card_is_safe_to_remove(
             await ws.send(json.dumps(result))
 
             async def results(n: int = n) -> list[dict[str, object]] | None:
-                got = await topic_values(hub_settings.kafka_url, names.copy_results)
+                got = await topic_values(hub_case.settings.kafka_url, hub_case.names.copy_results)
                 return got if len(got) == n else None
 
             await wait_for(results, what=f"copy result {n}")
@@ -423,24 +399,20 @@ async def test_card_status_follows_the_ledger_until_the_card_is_safe_to_remove(
 
 
 async def test_a_list_without_card_facts_leaves_them_unknown(
-    hub_settings: Settings,
-    names: Names,
-    clean_db: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
-    pg: asyncpg.Connection,
+    hub_case: HubCase, pg: asyncpg.Connection
 ) -> None:
     """A detector from before card safety sends no free space: the card's is unknown, never
     'nearly full', and its status still follows."""
-    token = await new_detector(sessions, "station-1")
-    async with running_hub(hub_settings) as hub, open_detector(hub.ws, token) as ws:
+    token = await new_detector(hub_case.sessions, "station-1")
+    async with running_hub(hub_case.settings) as hub, open_detector(hub.ws, token) as ws:
         await ws.send(file_list("CARD-O", 1))
 
         async def listed() -> list[dict[str, object]]:
-            return await topic_values(hub_settings.kafka_url, names.detector_events)
+            return await topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events)
 
         await wait_for(listed, what="the list")
         [event] = await listed()
-        deps = IngestDeps(hub_settings, clean_db, _ignore)
+        deps = IngestDeps(hub_case.settings, hub_case.db, _ignore)
         await handle_detector_event(deps, json.dumps(event).encode())
         status = await recv_hub(ws)
         assert isinstance(status, protocol.CardStatus)

@@ -8,18 +8,17 @@ import re
 from collections.abc import Callable
 
 import pytest
+from hub_case import HubCase, hub_case
 from hub_harness import hub_settings, new_detector, open_detector, produce, recv_hub, wait_healthy
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from support import Proc, copy_request, settings_env, wait_for
 
 from detector import protocol
 from streams import records
 from streams.settings import Settings
 from streams.stack.services import free_port
-from streams.topics import Names
 
-__all__ = ["hub_settings"]
+__all__ = ["hub_case", "hub_settings"]
 
 
 def _start_hub(spawn: Callable[..., Proc], settings: Settings, hub_id: str, port: int) -> Proc:
@@ -33,17 +32,15 @@ def _request(file_id: int, detector_id: str) -> bytes:
 
 
 async def test_copy_requests_reach_the_detector_on_the_other_hub_process(
-    spawn: Callable[..., Proc],
-    hub_settings: Settings,
-    names: Names,
-    clean_db: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
-    redis_url: str,
+    spawn: Callable[..., Proc], hub_case: HubCase, redis_url: str
 ) -> None:
-    token_a = await new_detector(sessions, "station-a")
-    token_b = await new_detector(sessions, "station-b")
+    token_a = await new_detector(hub_case.sessions, "station-a")
+    token_b = await new_detector(hub_case.sessions, "station-b")
     ports = {"a": free_port(), "b": free_port()}
-    hubs = {k: _start_hub(spawn, hub_settings, f"{names.prefix}-{k}", p) for k, p in ports.items()}
+    hubs = {
+        k: _start_hub(spawn, hub_case.settings, f"{hub_case.names.prefix}-{k}", p)
+        for k, p in ports.items()
+    }
     for k, port in ports.items():
         try:
             await wait_healthy(f"http://127.0.0.1:{port}", timeout=60)
@@ -56,13 +53,21 @@ async def test_copy_requests_reach_the_detector_on_the_other_hub_process(
             open_detector(ws_url["b"], token_b) as on_b,
             open_detector(ws_url["a"], token_a) as on_a,
         ):
-            presence = await redis.get(names.detector_presence_key("station-b"))
-            assert presence is not None and json.loads(presence)["hub"] == f"{names.prefix}-b"
-            await produce(
-                hub_settings.kafka_url, names.copy_requests, "station-b", _request(21, "station-b")
+            presence = await redis.get(hub_case.names.detector_presence_key("station-b"))
+            assert (
+                presence is not None and json.loads(presence)["hub"] == f"{hub_case.names.prefix}-b"
             )
             await produce(
-                hub_settings.kafka_url, names.copy_requests, "station-a", _request(22, "station-a")
+                hub_case.settings.kafka_url,
+                hub_case.names.copy_requests,
+                "station-b",
+                _request(21, "station-b"),
+            )
+            await produce(
+                hub_case.settings.kafka_url,
+                hub_case.names.copy_requests,
+                "station-a",
+                _request(22, "station-a"),
             )
             got_b = await recv_hub(on_b, timeout=20)
             got_a = await recv_hub(on_a, timeout=20)
@@ -75,14 +80,10 @@ async def test_copy_requests_reach_the_detector_on_the_other_hub_process(
 
 
 async def test_port_zero_picks_a_free_port_and_sigterm_stops_cleanly(
-    spawn: Callable[..., Proc],
-    hub_settings: Settings,
-    names: Names,
-    clean_db: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
+    spawn: Callable[..., Proc], hub_case: HubCase
 ) -> None:
-    token = await new_detector(sessions, "station-1")
-    hub = _start_hub(spawn, hub_settings, f"{names.prefix}-z", 0)
+    token = await new_detector(hub_case.sessions, "station-1")
+    hub = _start_hub(spawn, hub_case.settings, f"{hub_case.names.prefix}-z", 0)
     pattern = re.compile(r"hub listening on http://127\.0\.0\.1:(\d+)")
     await wait_for(
         lambda: pattern.search(hub.output()) or hub.popen.poll() is not None,
@@ -100,4 +101,4 @@ async def test_port_zero_picks_a_free_port_and_sigterm_stops_cleanly(
     out = hub.output()
     assert "detector station-1 connected from 127.0.0.1:" in out
     assert "detector station-1 disconnected" in out
-    assert f"hub {names.prefix}-z stopped" in out
+    assert f"hub {hub_case.names.prefix}-z stopped" in out
