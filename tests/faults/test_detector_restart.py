@@ -101,6 +101,16 @@ async def assert_end_state(pg: asyncpg.Connection, s: Settings, card: DemoCard) 
     assert await pg.fetch("SELECT topic, error FROM dead_letter") == []
 
 
+async def rendered_and_clean(
+    pg: asyncpg.Connection, s: Settings, card: DemoCard, timeout: float, what: str
+) -> None:
+    """Every readable jump of ``card`` rendered (within ``timeout``), then the end state holds."""
+    await wait_for(
+        lambda: settled(pg, len(card.readable_jumps)), timeout=timeout, interval=1, what=what
+    )
+    await assert_end_state(pg, s, card)
+
+
 async def test_detector_killed_mid_copy_recopies_without_counting_a_failure(
     fault_settings: Settings, site: Site, pg: asyncpg.Connection
 ) -> None:
@@ -121,12 +131,7 @@ async def test_detector_killed_mid_copy_recopies_without_counting_a_failure(
         left = in_flight()
         assert left and ".hangar-r." in left[0].name, left  # the station's own temp name
         procs["detector-2"] = detector(site.spawn, s, token, site.cards, "detector-2")
-
-        async def ready() -> bool:
-            return await settled(pg, len(card.readable_jumps))
-
-        await wait_for(ready, timeout=180, interval=1, what="every jump rendered after the kill")
-        await assert_end_state(pg, s, card)
+        await rendered_and_clean(pg, s, card, 180, "every jump rendered after the kill")
     except AssertionError:
         await explain(pg, procs)
         raise

@@ -22,8 +22,8 @@ import asyncpg
 import pytest
 from support import small_disk as mounted_disk
 from support import small_system, wait_for
-from system.dropzone import Site, any_row, explain, settled
-from test_detector_restart import assert_end_state
+from system.dropzone import Site, any_row, explain
+from test_detector_restart import rendered_and_clean
 
 from streams.settings import Settings
 
@@ -109,12 +109,7 @@ async def test_share_full_mid_import_and_mid_render_recovers_once_space_returns(
         )
         await asyncio.sleep(2)
         filler.unlink()
-
-        async def ready() -> bool:
-            return await settled(pg, len(card.readable_jumps))
-
-        await wait_for(ready, timeout=150, interval=1, what="every jump rendered after the disk")
-        await assert_end_state(pg, s, card)
+        await rendered_and_clean(pg, s, card, 150, "every jump rendered after the disk")
     except AssertionError:
         await explain(pg, procs)
         raise

@@ -141,6 +141,15 @@ def render_step(session: str) -> tuple[list[dag.StepState], dict[str, dict[str, 
     return [dag.StepState("render", "render", max_attempts=2)], {"render": {"session": session}}
 
 
+async def claimed_render(jc: JobContext, clip_name: str, session: str) -> int:
+    """A session of one clip whose jump execution has its render step claimed; the execution."""
+    clip = await add_file(jc, clip_name)
+    await add_session(jc, session, [clip])
+    eid = await execution_with(jc, f"jump:{session}", *render_step(session))
+    await claim(jc, eid, "render")
+    return eid
+
+
 # --- copies -------------------------------------------------------------------------------------
 
 
@@ -212,10 +221,7 @@ async def test_a_copy_request_lost_with_the_broker_is_sent_again(
 async def test_a_finished_render_job_whose_result_was_lost_is_re_sent(
     jc: JobContext, sent: Sent
 ) -> None:
-    clip = await add_file(jc, "GX010010.MP4")
-    await add_session(jc, f"{CARD}:1", [clip])
-    eid = await execution_with(jc, f"jump:{CARD}:1", *render_step(f"{CARD}:1"))
-    await claim(jc, eid, "render")
+    eid = await claimed_render(jc, "GX010010.MP4", f"{CARD}:1")
     check = RenderCheck(jc)
     queue = await check.queue()
     try:
@@ -235,10 +241,7 @@ async def test_a_finished_render_job_whose_result_was_lost_is_re_sent(
 async def test_a_gone_render_job_is_published_from_its_manifest_or_else_requeued(
     jc: JobContext, sent: Sent, pg: asyncpg.Connection
 ) -> None:
-    clip = await add_file(jc, "GX010020.MP4")
-    await add_session(jc, f"{CARD}:2", [clip])
-    eid = await execution_with(jc, f"jump:{CARD}:2", *render_step(f"{CARD}:2"))
-    await claim(jc, eid, "render")
+    eid = await claimed_render(jc, "GX010020.MP4", f"{CARD}:2")
     check = RenderCheck(jc)
     try:
         # no job and no output (the dispatch died, or Redis lost the queue): requeued

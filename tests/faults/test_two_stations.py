@@ -15,9 +15,9 @@ import asyncio
 
 import asyncpg
 import pytest
-from support import small_system, wait_for
-from system.dropzone import Site, detector, explain, settled, start_system
-from test_detector_restart import assert_end_state, make_large, partials
+from support import small_system
+from system.dropzone import Site, detector, explain, start_system
+from test_detector_restart import make_large, partials, rendered_and_clean
 
 from streams.settings import Settings
 
@@ -56,12 +56,8 @@ async def test_two_stations_copy_one_card_without_touching_each_others_partials(
 
     watcher = asyncio.create_task(watch_partials())
 
-    async def ready() -> bool:
-        return await settled(pg, len(card.readable_jumps))
-
     try:
-        await wait_for(ready, timeout=180, interval=1, what="every jump rendered")
-        await assert_end_state(pg, s, card)
+        await rendered_and_clean(pg, s, card, 180, "every jump rendered")
     except AssertionError:
         await explain(pg, procs)
         raise
