@@ -41,21 +41,36 @@ def group_timings(settings: Settings) -> dict[str, int]:
     return {}
 
 
+class TopicError(RuntimeError):
+    """The broker refused to create a topic (other than: it exists already)."""
+
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
 async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) -> None:
-    """Create the topics that do not exist yet (idempotent; existing ones are left alone)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    """Create the topics that do not exist yet (idempotent; existing ones are left alone, with a
+    warning when their partition count differs from ``partitions``); raises TopicError."""
+    wanted = list(topics)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [t for t in topics if t not in existing]
-        if not missing:
-            return
-        new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
-        try:
-            await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass  # another process created them between list and create
-        logger.info("created topics %s (%d partitions)", ", ".join(missing), partitions)
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+            try:
+                resp = await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                resp = None  # another process created them between list and create
+            for name, code, *_ in getattr(resp, "topic_errors", ()):
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    raise TopicError(f"cannot create topic {name} (error {code})")
+            logger.info("created topics %s (%d partitions)", ", ".join(missing), partitions)
+        for meta in await admin.describe_topics([t for t in wanted if t in existing]):
+            if len(meta["partitions"]) != partitions:
+                logger.warning("kafka: topic %s has %d partitions, settings say %d",
+                               meta["topic"], len(meta["partitions"]), partitions)  # fmt: skip
     finally:
         await admin.close()
 

@@ -32,6 +32,7 @@ from types import FrameType
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
+from streams import kafka
 from streams.service_state import SERVICE_STATE_FILE, kafka_answers, redis_answers
 from streams.settings import Settings
 from streams.stack.services import ChildService, ServiceStartError, remembered_port
@@ -47,7 +48,6 @@ logger = logging.getLogger(__name__)
 
 REDIS_DEFAULT_PORT = 63790
 KAFKA_DEFAULT_PORT = 19092
-_TOPIC_ALREADY_EXISTS = 36
 #: What health and the progress line call each embedded service.
 LABELS = {"postgresql": "database", "redis": "redis", "kafka": "broker"}
 
@@ -111,25 +111,10 @@ def summary(effective: Settings, embedded: Sequence[str]) -> str:
 async def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int) -> None:
     """Create the source topics with an explicit partition count (auto-created ones get the
     broker's default, and co-partitioned Faust tables then refuse to start)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
-    await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [t for t in topics if t not in existing]
-        if missing:
-            resp = await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
-            for name, code, *_ in resp.topic_errors:
-                if code not in (0, _TOPIC_ALREADY_EXISTS):
-                    raise ServiceStartError("kafka", f"cannot create topic {name} (error {code})")
-            logger.info("kafka: created %d topics (%d partitions)", len(missing), partitions)
-        for meta in await admin.describe_topics([t for t in topics if t in existing]):
-            if len(meta["partitions"]) != partitions:
-                logger.warning("kafka: topic %s has %d partitions, settings say %d",
-                               meta["topic"], len(meta["partitions"]), partitions)  # fmt: skip
-    finally:
-        await admin.close()
+        await kafka.ensure_topics(bootstrap, topics, partitions)
+    except kafka.TopicError as exc:
+        raise ServiceStartError("kafka", str(exc)) from exc
 
 
 def _redis_answers(url: str) -> None:
