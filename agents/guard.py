@@ -30,6 +30,7 @@ from aiokafka.errors import (
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agents.pipeline.step import capped_backoff
 from storage import dead_letters
 from streams import records
 
@@ -67,7 +68,7 @@ class RetryPolicy:
     max_delay: float = 5.0
 
     def delay(self, attempt: int) -> float:
-        return float(min(self.max_delay, self.base_delay * 2 ** min(attempt - 1, 32)))
+        return capped_backoff(self.base_delay, self.max_delay, attempt)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -109,17 +109,7 @@ async def handle_detector_event(deps: IngestDeps, payload: bytes) -> None:
     )
     key = event.detector_id.encode()
     for p in plan:
-        request = records.CopyRequest(
-            request_id=f"f{p.file_id}",
-            detector_id=event.detector_id,
-            card_id=event.card_id,
-            file_id=p.file_id,
-            path=p.path,
-            size=p.size,
-            mtime=p.mtime_ms / 1000,
-            destination=p.destination,
-            priority=p.priority,
-        )
+        request = records.CopyRequest.for_file(event.detector_id, event.card_id, p)
         await deps.send_copy_request(key, records.encode(request))
     if plan and deps.on_listing is not None:
         await deps.on_listing(event, rows, plan)

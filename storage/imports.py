@@ -15,6 +15,8 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from storage import enums
+
 FileKind = Literal["qr_candidate", "footage", "proxy"]
 
 QR_PRIORITY = 0
@@ -99,6 +101,11 @@ def destination_for(card_id: str, file_id: int, name: str) -> str:
     return f"cards/{safe_card}/{file_id:08d}_{safe_name}"
 
 
+def priority_for(kind: str) -> int:
+    """A file's copy priority: QR candidates first (they decide whose the footage is)."""
+    return QR_PRIORITY if kind == enums.FileKind.QR_CANDIDATE else FOOTAGE_PRIORITY
+
+
 def plan_copies(card_id: str, rows: Sequence[DiffRow]) -> list[PlannedCopy]:
     """What to ask the detector for: every non-proxy file not imported yet, QR candidates first.
 
@@ -113,7 +120,7 @@ def plan_copies(card_id: str, rows: Sequence[DiffRow]) -> list[PlannedCopy]:
             r.size,
             r.mtime_ms,
             destination_for(card_id, r.file_id, r.name),
-            QR_PRIORITY if r.kind == "qr_candidate" else FOOTAGE_PRIORITY,
+            priority_for(r.kind),
         )
         for r in wanted
     ]
@@ -283,13 +290,6 @@ async def record_waiting_for_space(conn: AsyncConnection, file_id: int, detail: 
         {"id": file_id, "r": f"{WAITING_FOR_SPACE}: {detail}"[:2000]},
     )
     return bool(result.rowcount)
-
-
-async def mark_copying(conn: AsyncConnection, file_id: int) -> None:
-    await conn.execute(
-        text("UPDATE imported_file SET status = 'copying' WHERE id = :id AND status = 'requested'"),
-        {"id": file_id},
-    )
 
 
 async def bump_counter(conn: AsyncConnection, name: str, by: int = 1) -> None:

@@ -126,15 +126,13 @@ async def request_again(jc: JobContext, row: media.FileRow) -> None:
         if not detector:
             raise PermanentStepError(f"file {row.id} has no detector to copy it")
         await imports.mark_requested(conn, str(detector), [row.id])
-    request = records.CopyRequest(
-        request_id=f"f{row.id}",
-        detector_id=str(detector),
-        card_id=row.card_id,
-        file_id=row.id,
-        path=row.path,
-        size=row.size,
-        mtime=row.mtime_ms / 1000,
-        destination=imports.destination_for(row.card_id, row.id, row.name),
-        priority=imports.QR_PRIORITY if row.kind == "qr_candidate" else imports.FOOTAGE_PRIORITY,
+    planned = imports.PlannedCopy(
+        row.id,
+        row.path,
+        row.size,
+        row.mtime_ms,
+        imports.destination_for(row.card_id, row.id, row.name),
+        imports.priority_for(row.kind),
     )
+    request = records.CopyRequest.for_file(detector, row.card_id, planned)
     await jc.send_copy_request(str(detector).encode(), records.encode(request))

@@ -93,12 +93,20 @@ class BackoffPolicy(Protocol):
     def backoff_cap_s(self) -> float: ...
 
 
-def backoff_delay(policy: BackoffPolicy, attempt: int) -> float:
-    """Seconds to wait after attempt number `attempt` (1-based) failed: base * 2^(n-1), capped."""
+def capped_backoff(base_s: float, cap_s: float, attempt: int) -> float:
+    """Seconds to wait after attempt number `attempt` (1-based) failed: base * 2^(n-1), capped.
+
+    The one backoff formula: step retries (`backoff_delay`) and the agents' outage retries
+    (agents/guard.py) both use it."""
     if attempt < 1:
         raise ValueError(f"attempt must be >= 1, got {attempt}")
     # Clamp the exponent so a huge attempt number cannot overflow the float.
-    return float(min(policy.backoff_cap_s, policy.backoff_base_s * 2.0 ** min(attempt - 1, 64)))
+    return float(min(cap_s, base_s * 2.0 ** min(attempt - 1, 64)))
+
+
+def backoff_delay(policy: BackoffPolicy, attempt: int) -> float:
+    """The step kind's backoff after attempt number `attempt` (1-based) failed."""
+    return capped_backoff(policy.backoff_base_s, policy.backoff_cap_s, attempt)
 
 
 @dataclass(frozen=True, slots=True)
