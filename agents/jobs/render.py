@@ -29,6 +29,7 @@ from agents.pipeline import operations as ops
 from agents.pipeline.errors import PermanentStepError
 from agents.pipeline.orchestrator import send_requests
 from agents.pipeline.runner import Claim
+from agents.render.contract import RenderClip, RenderJob
 from agents.render.identity import output_name
 from agents.render.queue import RENDER_FUNCTION, job_key, recovered_output
 from storage import media
@@ -92,14 +93,14 @@ def session_output_name(session: media.SessionRow, rows: Sequence[media.FileRow]
 
 @dataclass(frozen=True)
 class _Built:
-    payload: dict[str, object] | None
+    payload: RenderJob | None
     error: str = ""
     pending: str = ""
 
 
 async def render_request(
     jc: JobContext, session_key: str, execution_id: int | None = None
-) -> dict[str, object]:
+) -> RenderJob:
     """The render job of a session, from the ledger; left-out clips become session warnings.
     Raises ClipsPending while a clip is not ready, PermanentStepError when none can render."""
     async with jc.engine.begin() as conn:
@@ -139,29 +140,29 @@ async def _build(
         return _Built(None, exc.reason)
     stored = await media.claim_output_name(conn, session_key, name) or name
     clips = [
-        {
-            "path": str((jc.settings.share_root / str(r.stored_path)).resolve()),
-            "duration": r.duration_s,
-            "width": r.width or 0,
-            "height": r.height or 0,
-            "fps": r.fps or 30.0,
-            "has_audio": bool(r.has_audio),
-            "id": r.id,
-            "size": r.size,
-            "sha256": r.content_hash,
-        }
+        RenderClip(
+            path=str((jc.settings.share_root / str(r.stored_path)).resolve()),
+            duration=r.duration_s,
+            width=r.width or 0,
+            height=r.height or 0,
+            fps=r.fps or 30.0,
+            has_audio=bool(r.has_audio),
+            id=r.id,
+            size=r.size,
+            sha256=r.content_hash,
+        )
         for r in kept
     ]
-    payload: dict[str, object] = {
-        "session_key": session_key,
-        "output_name": stored,
-        "execution_id": execution_id,
-        "booking_id": session.booking_id,
-        "passenger_name": session.passenger or "",
-        "clips": clips,
-        "branding": jc.settings.branding(),
-    }
-    return _Built(payload)
+    job = RenderJob(
+        session_key=session_key,
+        output_name=stored,
+        execution_id=execution_id,
+        booking_id=session.booking_id,
+        passenger_name=session.passenger or "",
+        clips=clips,
+        branding=jc.settings.branding(),
+    )
+    return _Built(job)
 
 
 class _RenderQueue:
@@ -216,7 +217,7 @@ class RenderDispatcher:
         job = await queue.enqueue(
             RENDER_FUNCTION,
             key=key,
-            request=payload,
+            request=payload.model_dump(mode="json"),
             timeout=JOB_TIMEOUT_S,
             heartbeat=self.jc.settings.render_heartbeat_s,
             retries=3,

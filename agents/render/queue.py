@@ -28,6 +28,7 @@ from saq import Queue, Worker
 from saq.types import Context, SettingsDict
 
 from agents.render.branding import Branding, BrandingError
+from agents.render.contract import RenderJob
 from agents.render.errors import RenderError
 from agents.render.identity import ManifestError, fingerprint, manifest_path, read_manifest
 from agents.render.job import SessionOutput, render_inputs, render_session
@@ -78,38 +79,33 @@ class RenderRequest:
     output: SessionOutput
 
 
-def decode_request(request: Mapping[str, object], config: RenderWorkerConfig) -> RenderRequest:
+def decode_request(
+    request: RenderJob | Mapping[str, object], config: RenderWorkerConfig
+) -> RenderRequest:
     """Validate a job payload; anything wrong with it is permanent."""
     try:
-        raw_clips = cast(Sequence[Mapping[str, object]], request["clips"])
+        job = request if isinstance(request, RenderJob) else RenderJob.model_validate(request)
         clips = [
             Clip(
-                path=Path(str(c["path"])),
-                duration=float(cast(float, c["duration"])),
-                width=int(cast(int, c["width"])),
-                height=int(cast(int, c["height"])),
-                fps=float(cast(float, c["fps"])),
-                has_audio=bool(c["has_audio"]),
-                rotation=int(cast(int, c.get("rotation", 0))),
+                path=Path(c.path),
+                duration=c.duration,
+                width=c.width,
+                height=c.height,
+                fps=c.fps,
+                has_audio=c.has_audio,
+                rotation=c.rotation,
             )
-            for c in raw_clips
+            for c in job.clips
         ]
         identities = tuple(
-            {
-                "id": int(cast(int, c["id"])),
-                "size": int(cast(int, c["size"])),
-                "sha256": c["sha256"],
-            }
-            for c in raw_clips
-            if "id" in c
+            {"id": c.id, "size": c.size, "sha256": c.sha256} for c in job.clips if c.id is not None
         )
-        branding = Branding.from_mapping(cast(Mapping[str, object], request.get("branding", {})))
-        passenger = str(request.get("passenger_name", ""))
-        execution = request.get("execution_id")
+        branding = Branding.from_mapping(job.branding)
+        passenger = job.passenger_name
         output = SessionOutput(
-            session_key=str(request["session_key"]),
-            name=str(request["output_name"]),
-            execution_id=int(cast(int, execution)) if execution is not None else None,
+            session_key=job.session_key,
+            name=job.output_name,
+            execution_id=job.execution_id,
             clip_inputs=identities if len(identities) == len(clips) else (),
         )
     except (KeyError, TypeError, ValueError, BrandingError) as exc:
@@ -193,7 +189,7 @@ def job_key(execution_id: int, step: str, attempt: int) -> str:
 
 
 def recovered_output(
-    request: Mapping[str, object], roots: Sequence[Path]
+    request: RenderJob | Mapping[str, object], roots: Sequence[Path]
 ) -> dict[str, object] | None:
     """The result `render_job` gave (or would give) for `request`, re-derived from an output
     manifest under one of `roots` (staging, then published) that names this session and the

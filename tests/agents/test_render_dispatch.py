@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
 
 import av
 import ledger_rows
@@ -79,8 +78,8 @@ async def test_a_clip_whose_probe_failed_is_left_out_and_the_session_says_so(
     await add_session(jc, f"{CARD}:1", [good, bad])
 
     payload = await render_request(jc, f"{CARD}:1", execution_id=7)
-    assert [c["id"] for c in cast(list[dict[str, object]], payload["clips"])] == [good]
-    name = str(payload["output_name"])
+    assert [c.id for c in payload.clips] == [good]
+    name = payload.output_name
     assert name.startswith("BK-42_Zoë-Sky_20260501-1405_")
     async with jc.engine.connect() as conn:
         session = await media.load_session(conn, f"{CARD}:1")
@@ -106,7 +105,7 @@ async def test_a_clip_whose_probe_failed_is_left_out_and_the_session_says_so(
 
     # a redelivered request builds the same job and adds no second warning
     again = await render_request(jc, f"{CARD}:1", execution_id=7)
-    assert again["output_name"] == name
+    assert again.output_name == name
     async with jc.engine.connect() as conn:
         session = await media.load_session(conn, f"{CARD}:1")
     assert session is not None and len(session.warnings) == 1
@@ -117,7 +116,7 @@ async def test_the_stored_output_name_is_kept_when_the_clock_facts_change(
 ) -> None:
     clip = await add_file(jc, "GX010050.MP4", seconds=1.0, minute=20)
     await add_session(jc, f"{CARD}:2", [clip])
-    first = (await render_request(jc, f"{CARD}:2"))["output_name"]
+    first = (await render_request(jc, f"{CARD}:2")).output_name
     async with jc.engine.begin() as conn:
         await conn.execute(
             text("UPDATE jump_session SET capture_start = :t WHERE key = :k"),
@@ -127,7 +126,7 @@ async def test_the_stored_output_name_is_kept_when_the_clock_facts_change(
             text("UPDATE imported_file SET creation_time = :t WHERE id = :id"),
             {"t": datetime(2026, 5, 3, 9, 0, tzinfo=UTC), "id": clip},
         )
-    assert (await render_request(jc, f"{CARD}:2"))["output_name"] == first
+    assert (await render_request(jc, f"{CARD}:2")).output_name == first
     assert "20260501-1420" in str(first)
 
 
@@ -136,7 +135,7 @@ async def test_two_sessions_of_one_booking_get_two_names(jc: JobContext) -> None
     b = await add_file(jc, "GX010061.MP4", seconds=1.0, minute=30)
     await add_session(jc, f"{CARD}:3", [a])
     await add_session(jc, f"{CARD}:4", [b])
-    names = {(await render_request(jc, f"{CARD}:{n}"))["output_name"] for n in (3, 4)}
+    names = {(await render_request(jc, f"{CARD}:{n}")).output_name for n in (3, 4)}
     assert len(names) == 2
 
 

@@ -1,0 +1,42 @@
+"""The render job: what the dispatcher (agents/jobs/render.py) enqueues and the render worker
+(agents/render/queue.py) decodes — one model for both sides of the Redis queue.
+
+It travels as JSON in the saq job's kwargs (`model_dump(mode="json")`); the worker validates it
+back (`RenderJob.model_validate`) and only then checks paths against its own roots.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RenderClip(BaseModel):
+    """One clip to render, with its ledger identity (what the output's manifest records)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    duration: float
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+    rotation: int = 0
+    id: int | None = None  # the imported_file row; with size and sha256 when set
+    size: int | None = None
+    sha256: str | None = None
+
+
+class RenderJob(BaseModel):
+    """A jump session's render: its clips, output name, passenger and branding."""
+
+    model_config = ConfigDict(frozen=True)
+
+    session_key: str
+    output_name: str
+    execution_id: int | None = None
+    booking_id: str | None = None
+    passenger_name: str = ""
+    clips: list[RenderClip]
+    # agents.render.branding.Branding fields, validated there (unknown keys are an error)
+    branding: dict[str, object] = Field(default_factory=dict)
