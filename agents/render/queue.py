@@ -1,4 +1,4 @@
-"""The render queue on Redis (saq): job function, worker settings, enqueue helper, worker entry.
+"""The render queue on Redis (saq): the job function and the worker's settings.
 
 A job's kwargs carry the footage facts (and each clip's ledger identity), the jump session, its
 output name, passenger name and branding; the worker's `RenderWorkerConfig` decides where footage
@@ -8,13 +8,12 @@ payload, an output of another session in the way) fail the job once; transient o
 killed FFmpeg) are retried by saq; a worker killed mid-render stops heart-beating, saq's sweep
 re-enqueues the job and the re-run produces exactly one output.
 
-Run a worker: `python -m agents.render.queue --redis-url redis://127.0.0.1:6379/0
---output-root /srv/renders --media-root /srv/footage --concurrency 1`.
+The process that runs it is ``skyreel render-worker`` (agents/render/worker.py); the dispatcher
+that enqueues is agents/jobs/render.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from saq import Queue, Worker
+from saq import Queue
 from saq.types import Context, SettingsDict
 
 from agents.render.branding import Branding, BrandingError
@@ -247,65 +246,3 @@ def worker_settings(config: RenderWorkerConfig, queue: Queue | None = None) -> S
         "startup": startup,
         "timers": cast("PartialTimersDict", {"sweep": config.sweep_interval_s}),
     }
-
-
-async def enqueue_render(
-    queue: Queue, request: Mapping[str, object], *, key: str, config: RenderWorkerConfig
-) -> Job | None:
-    """Enqueue once per key (e.g. `<execution>:<step>:<attempt>`); a duplicate returns None."""
-    return await queue.enqueue(
-        RENDER_FUNCTION,
-        key=key,
-        request=dict(request),
-        timeout=config.job_timeout_s,
-        heartbeat=config.heartbeat_s,
-        retries=config.retries,
-    )
-
-
-async def run_worker(config: RenderWorkerConfig) -> None:
-    settings = worker_settings(config)
-    queue = settings["queue"]
-    await queue.connect()
-    worker = Worker(
-        queue,
-        settings["functions"],
-        concurrency=settings["concurrency"],
-        startup=settings["startup"],
-        timers=settings["timers"],
-    )
-    try:
-        await worker.start()
-    finally:
-        await queue.disconnect()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="skyreel render worker")
-    parser.add_argument("--redis-url", default=RenderWorkerConfig.redis_url)
-    parser.add_argument("--queue", default=RENDER_QUEUE)
-    parser.add_argument("--concurrency", type=int, default=1)
-    parser.add_argument("--output-root", type=Path, required=True)
-    parser.add_argument("--published-root", type=Path, default=None)
-    parser.add_argument("--media-root", type=Path, action="append", default=[])
-    parser.add_argument("--stall-timeout", type=float, default=60.0)
-    parser.add_argument("--heartbeat", type=int, default=30)
-    parser.add_argument("--sweep-interval", type=int, default=10)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = RenderWorkerConfig(
-        redis_url=args.redis_url,
-        queue_name=args.queue,
-        concurrency=args.concurrency,
-        output_root=args.output_root,
-        published_root=args.published_root,
-        media_roots=tuple(args.media_root),
-        stall_timeout_s=args.stall_timeout,
-        heartbeat_s=args.heartbeat,
-        sweep_interval_s=args.sweep_interval,
-    )
-    asyncio.run(run_worker(config))
-
-
-if __name__ == "__main__":
-    main()

@@ -9,22 +9,41 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 from saq import Queue, Worker
-from saq.job import Status
+from saq.job import Job, Status
 
 from agents.render.branding import Branding
 from agents.render.job import check_output, probe_clip
-from agents.render.queue import RenderWorkerConfig, enqueue_render, make_queue, worker_settings
+from agents.render.queue import (
+    RENDER_FUNCTION,
+    RenderWorkerConfig,
+    make_queue,
+    worker_settings,
+)
 from benchmarks._render_media import make_clip
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
+
+
+async def enqueue_render(
+    queue: Queue, request: Mapping[str, object], *, key: str, config: RenderWorkerConfig
+) -> Job | None:
+    """Enqueue once per key (e.g. `<execution>:<step>:<attempt>`); a duplicate returns None."""
+    return await queue.enqueue(
+        RENDER_FUNCTION,
+        key=key,
+        request=dict(request),
+        timeout=config.job_timeout_s,
+        heartbeat=config.heartbeat_s,
+        retries=config.retries,
+    )
 
 
 @pytest.fixture
@@ -139,7 +158,8 @@ async def test_payload_pointing_outside_media_roots_is_refused(
 
 
 def _spawn_worker(config: RenderWorkerConfig, log: Path) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "agents.render.queue", "--redis-url", config.redis_url]
+    main = str(Path(__file__).with_name("render_queue_main.py"))
+    args = [sys.executable, main, "--redis-url", config.redis_url]
     args += ["--queue", config.queue_name, "--output-root", str(config.output_root)]
     args += ["--media-root", str(config.media_roots[0]), "--heartbeat", str(config.heartbeat_s)]
     args += ["--sweep-interval", str(config.sweep_interval_s)]
