@@ -155,6 +155,11 @@ def _attach_agents(wa: WorkerApp, settings: Settings) -> None:
         wa.engine, handlers, send_result, executor=executor, dispatch_render=dispatcher
     )
     runner.attach(wa, step_runner, concurrency=settings.runner_concurrency)
+
+    async def close_render_queue(*args: object, **kwargs: object) -> None:
+        await dispatcher.close()  # the dispatcher's Redis connection, opened on first use
+
+    wa.app.on_before_shutdown.connect(close_render_queue)
     reconcile.attach(
         wa,
         handlers.registry,
