@@ -5,7 +5,6 @@ CLI: ``skyreel migrate`` (or ``alembic -c storage/migrations/alembic.ini upgrade
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from alembic import command
@@ -26,8 +25,3 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the schema to ``revision``; safe to call on every start (idempotent)."""
     command.upgrade(alembic_config(database_url), revision)
-
-
-async def upgrade_async(database_url: str, revision: str = "head") -> None:
-    # Alembic's env runs its own event loop; keep it off the caller's loop.
-    await asyncio.to_thread(upgrade, database_url, revision)

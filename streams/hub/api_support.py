@@ -148,12 +148,6 @@ def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> in
     return value
 
 
-def optional_int(request: Request, name: str, lo: int = 0, hi: int = 2**62) -> int | None:
-    if request.query_params.get(name) is None:
-        return None
-    return int_param(request, name, 0, lo, hi)
-
-
 def path_id(request: Request, name: str, what: str) -> int:
     raw = str(request.path_params[name])
     if not re.fullmatch(r"[0-9]{1,18}", raw):

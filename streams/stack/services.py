@@ -234,7 +234,3 @@ def spawn_redis(data_dir: Path, port: int) -> ChildService:
     ]
     log_path = data_dir / "logs" / "redis.log"
     return ChildService("redis", _spawn(cmd, log_path), "127.0.0.1", port, log_path)
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")
