@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.imports import FOOTAGE_PRIORITY, QR_PRIORITY, destination_for
+from storage.imports import destination_for, priority_for
 from storage.models import ImportedFile
 
 PENDING_STATUSES = ("requested", "copying")
@@ -58,7 +58,7 @@ async def pending_copy_requests(session: AsyncSession, detector_id: str) -> list
             size=size,
             mtime_ms=mtime_ms,
             destination=destination_for(card_id, file_id, name),
-            priority=QR_PRIORITY if kind == "qr_candidate" else FOOTAGE_PRIORITY,
+            priority=priority_for(kind),
         )
         for file_id, card_id, name, path, size, mtime_ms, kind in rows
     ]
