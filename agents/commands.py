@@ -22,8 +22,7 @@ from agents.jobs.assign import assign_booking
 from agents.pipeline import orchestrator
 from agents.pipeline.errors import InvalidDag, InvalidTransition
 from storage import commands as store
-from storage.commands import CommandAction, CommandErrorKind
-from storage.enums import ExecutionStatus, StatusKind
+from storage.enums import CommandAction, CommandErrorKind, ExecutionStatus, StatusKind
 from storage.pipeline import ExecutionNotFound
 from storage.sessions import SessionNotAssignable, SessionNotFound
 from streams import records

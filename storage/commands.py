@@ -11,31 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from storage.enums import CommandAction, CommandErrorKind
 from storage.models import JumpSession, OperatorCommandRow, PipelineExecution
-
-
-class CommandAction(StrEnum):
-    """``operator_command.action``."""
-
-    RETRY = "retry"
-    RESUME = "resume"
-    CANCEL = "cancel"
-    ASSIGN = "assign"
-
-
-class CommandErrorKind(StrEnum):
-    """``operator_command.error_kind`` of a command that was refused ('' when it applied)."""
-
-    NONE = ""
-    CONFLICT = "conflict"
-    NOT_FOUND = "not_found"
 
 
 @dataclass(frozen=True)

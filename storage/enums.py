@@ -10,6 +10,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "CommandAction",
+    "CommandErrorKind",
     "CopyStatus",
     "DetectorEventKind",
     "ExecutionStatus",
@@ -122,3 +124,20 @@ class StatusKind(StrEnum):
     FILE = "file"
     SESSION = "session"
     CARD = "card"
+
+
+class CommandAction(StrEnum):
+    """``operator_command.action``."""
+
+    RETRY = "retry"
+    RESUME = "resume"
+    CANCEL = "cancel"
+    ASSIGN = "assign"
+
+
+class CommandErrorKind(StrEnum):
+    """``operator_command.error_kind`` of a command that was refused ('' when it applied)."""
+
+    NONE = ""
+    CONFLICT = "conflict"
+    NOT_FOUND = "not_found"

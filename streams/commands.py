@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.commands import CommandAction, CommandOutcome, outcome
+from storage.commands import CommandOutcome, outcome
+from storage.enums import CommandAction
 from streams import records
 
 #: How long a sender waits for the engine before answering "queued".

@@ -16,8 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from storage.commands import CommandAction
-from storage.enums import CopyStatus, DetectorEventKind, ResultStatus, StatusKind
+from storage.enums import CommandAction, CopyStatus, DetectorEventKind, ResultStatus, StatusKind
 
 SCHEMA_VERSION = 1
 _REQUEST_ID = re.compile(r"f([1-9][0-9]{0,17})")
@@ -130,7 +129,7 @@ class StepRequest(_Base):
     kind: str
     attempt: int
     input: dict[str, Any] | None = None
-    more: list[dict[str, Any]] | None = None
+    more: list[Any] | None = None  # entries checked by expand(): a bad one fails alone
 
     def expand(self) -> list[StepRequest]:
         """This request and the ones it carries, one per step (``more`` is validated)."""

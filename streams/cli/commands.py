@@ -12,8 +12,9 @@ import asyncio
 import getpass
 import sys
 
-from storage.commands import CommandAction, CommandOutcome
+from storage.commands import CommandOutcome
 from storage.db import make_engine
+from storage.enums import CommandAction
 from storage.pipeline import executions_overview
 from streams import commands, records
 from streams.kafka import make_producer

@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from storage.commands import CommandAction, CommandErrorKind, execution_status, session_state
-from storage.enums import ExecutionStatus
+from storage.commands import execution_status, session_state
+from storage.enums import CommandAction, CommandErrorKind, ExecutionStatus
 from streams import commands, records
 from streams.hub import api_models as m
 from streams.hub.api_support import (

@@ -12,7 +12,7 @@ from status_harness import AUTH, api_settings, seed, serve_hub
 from agents.commands import Commands
 from agents.pipeline.orchestrator import Emitter
 from storage import commands as store
-from storage.commands import CommandAction, CommandErrorKind
+from storage.enums import CommandAction, CommandErrorKind
 from streams import commands, records
 from streams.hub.api_models import CommandQueued
 from streams.settings import Settings
