@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agents.guard import PermanentError
 from detector.protocol import FileEntry, check_relative_path, split_reason
 from storage import imports
+from storage.enums import CopyStatus, FileStatus
 from streams import records
 from streams.settings import Settings
 
@@ -104,7 +105,7 @@ async def handle_detector_event(deps: IngestDeps, payload: bytes) -> None:
         event.detector_id,
         len(rows),
         new,
-        sum(r.status == "imported" for r in rows),
+        sum(r.status == FileStatus.IMPORTED for r in rows),
         len(plan),
     )
     key = event.detector_id.encode()
@@ -169,14 +170,14 @@ async def handle_copy_result(deps: IngestDeps, payload: bytes) -> imports.CopyOu
         if deps.on_copy_outcome is not None:
             await deps.on_copy_outcome(duplicate)
         return duplicate
-    if result.status != "copied":
+    if result.status != CopyStatus.COPIED:
         kind, detail = split_reason(result.reason)  # an older hub's "[kind] " prefix
         if (result.failure or kind) == "no_space":
             return await _waiting_for_space(deps, result.file_id, detail)
     async with deps.engine.begin() as conn:
         expected = imports.destination_for(str(row["card_id"]), result.file_id, str(row["name"]))
         reason = ""
-        if result.status != "copied":
+        if result.status != CopyStatus.COPIED:
             reason = split_reason(result.reason)[1] or "copy failed (no reason given)"
         elif result.destination != expected:
             reason = f"detector wrote {result.destination!r}, expected {expected!r}"

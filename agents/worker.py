@@ -24,6 +24,7 @@ from agents.jobs.render import RenderDispatcher
 from agents.pipeline import orchestrator, reconcile, runner
 from agents.pipeline.handlers import default_handlers
 from storage.db import make_engine
+from storage.enums import FileStatus
 from storage.imports import CopyOutcome, DiffRow, PlannedCopy
 from streams import records
 from streams.settings import Settings
@@ -119,9 +120,12 @@ def _attach_agents(wa: WorkerApp, settings: Settings) -> None:
         await card_import.start_card_import(jc, event, rows, plan)
 
     async def on_copy_outcome(outcome: CopyOutcome) -> None:
-        if outcome.status in ("imported", "failed"):
+        if outcome.status in (FileStatus.IMPORTED, FileStatus.FAILED):
             await landing.copy_landed(
-                jc, outcome.file_id, imported=outcome.status == "imported", reason=outcome.reason
+                jc,
+                outcome.file_id,
+                imported=outcome.status == FileStatus.IMPORTED,
+                reason=outcome.reason,
             )
 
     deps = ingest.IngestDeps(

@@ -6,6 +6,7 @@ from agents.jobs.context import JobContext
 from agents.jobs.kinds import card_import_steps
 from agents.pipeline.orchestrator import start_execution
 from storage import imports
+from storage.enums import FileKind
 from streams import records
 
 
@@ -17,7 +18,7 @@ async def start_card_import(
 ) -> int:
     """One execution per listing (key: the hub's event id, so a redelivery starts nothing)."""
     qr_ids = [p.file_id for p in plan if p.priority == imports.QR_PRIORITY]
-    listed = [r.file_id for r in rows if r.kind != "proxy"]
+    listed = [r.file_id for r in rows if r.kind != FileKind.PROXY]
     return await start_execution(
         jc.engine,
         jc.emitter,

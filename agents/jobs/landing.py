@@ -23,6 +23,7 @@ from agents.jobs.kinds import after_copy
 from agents.pipeline import orchestrator
 from agents.pipeline.errors import PermanentStepError
 from storage import imports, media
+from storage.enums import StepStatus
 from streams import records
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ async def _tell(
 ) -> None:
     for s in steps:
         name = f"copy:{s.file_id}"
-        if s.status == "failed":
+        if s.status == StepStatus.FAILED:
             if imported:
                 await orchestrator.retry(
                     ctx.engine, ctx.emitter, s.execution_id, step=name, actor=actor

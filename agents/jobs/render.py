@@ -34,6 +34,7 @@ from agents.render.identity import output_name
 from agents.render.queue import RENDER_FUNCTION, job_key, recovered_output
 from storage import media
 from storage import pipeline as repo
+from storage.enums import FileStatus
 from streams import records
 from streams.topics import Names
 
@@ -69,7 +70,7 @@ def choose_footage(
         elif r.probe_error:
             detail = r.probe_error.removeprefix("not a readable video: ")
             left_out.append(f"{r.name} left out of the video: not a readable video ({detail})")
-        elif r.status != "imported" or not r.stored_path:
+        elif r.status != FileStatus.IMPORTED or not r.stored_path:
             why = f"{r.status}: {r.reason}" if r.reason else r.status
             pending.append(f"{r.name} is not copied from the card yet ({why})")
         elif r.duration_s is None:

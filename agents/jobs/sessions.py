@@ -72,10 +72,10 @@ def card_files(
     """
     out: list[CardFile] = []
     for r in rows:
-        if r.kind == "proxy" or r.session_key is not None:
+        if r.kind == FileKind.PROXY or r.session_key is not None:
             continue
         scan = qr.get(r.id)
-        kind = FileKind.QR_CANDIDATE if r.kind == "qr_candidate" else FileKind.FOOTAGE
+        kind = FileKind.QR_CANDIDATE if r.kind == FileKind.QR_CANDIDATE else FileKind.FOOTAGE
         status = QrOutcome(scan.status) if scan and scan.status in set(QrOutcome) else None
         if kind is FileKind.QR_CANDIDATE and scan is not None and status in (None, QrOutcome.ERROR):
             status = QrOutcome.NO_QR  # the decoder gave up with an error: ordinary footage
@@ -129,7 +129,7 @@ def session_row(card_id: str, s: JumpSession) -> media.SessionRow:
 async def group_and_start(jc: JobContext, card_id: str, file_ids: Sequence[int]) -> Started:
     async with jc.engine.connect() as conn:
         rows = await media.load_files(conn, file_ids)
-        qr = await media.load_qr(conn, [r.id for r in rows if r.kind == "qr_candidate"])
+        qr = await media.load_qr(conn, [r.id for r in rows if r.kind == FileKind.QR_CANDIDATE])
     grouping = group_card(card_files(rows, qr), policy=policy(jc.settings))
     out = Started()
     if grouping.clock_warnings:

@@ -35,6 +35,7 @@ from agents.pipeline.host import AgentHost
 from agents.pipeline.registry import Registry, StepKind
 from storage import pipeline as repo
 from storage import workers
+from storage.enums import ResultStatus
 from streams import records
 
 logger = logging.getLogger(__name__)
@@ -234,11 +235,11 @@ async def cancel(engine: AsyncEngine, emitter: Emitter, execution_id: int, *, ac
 
 
 def _outcome(result: records.StepResult) -> dag.Outcome | None:
-    if result.status == "succeeded":
+    if result.status == ResultStatus.SUCCEEDED:
         return dag.Success()
-    if result.status == "failed":
+    if result.status == ResultStatus.FAILED:
         return dag.Failure(result.error or "failed", bool(result.retryable))
-    if result.status == "waiting":
+    if result.status == ResultStatus.WAITING:
         return dag.Waiting(result.error or "waiting")
     return None  # running / progress: nothing for the DAG
 
@@ -280,7 +281,7 @@ class Orchestrator:
         for r in results:
             if _outcome(r) is not None:
                 by_execution[r.execution_id].append(r)
-            elif r.status == "progress" and r.progress is not None:
+            elif r.status == ResultStatus.PROGRESS and r.progress is not None:
                 progress.append(r)
         if progress:
             await self._record_progress(progress)
