@@ -96,7 +96,9 @@ def classify_listing(
 
 def destination_for(card_id: str, file_id: int, name: str) -> str:
     """Where a file lands under the share root: derived from ids only, never from free text."""
-    safe_card = _UNSAFE.sub("_", card_id)[:80] or "card"
+    safe_card = _UNSAFE.sub("_", card_id)[:80]
+    if safe_card in ("", ".", ".."):  # never a path segment that is not a folder of its own
+        safe_card = "card"
     safe_name = _UNSAFE.sub("_", name)[:120] or "file"
     return f"cards/{safe_card}/{file_id:08d}_{safe_name}"
 
