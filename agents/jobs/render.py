@@ -34,7 +34,7 @@ from agents.render.identity import output_name
 from agents.render.queue import RENDER_FUNCTION, job_key, recovered_output
 from storage import media
 from storage import pipeline as repo
-from storage.enums import FileStatus
+from storage.enums import FileStatus, ResultStatus
 from streams import records
 from streams.topics import Names
 
@@ -330,13 +330,13 @@ class RenderCheck:
         key = job_key(eid, step.name, step.attempt)
         job = await queue.job(key)
         if job is not None and job.status is Status.COMPLETE and isinstance(job.result, dict):
-            await self._result(r, "succeeded", output=dict(job.result))
+            await self._result(r, ResultStatus.SUCCEEDED, output=dict(job.result))
             logger.warning("execution %d: render job %s finished, result re-sent", eid, key)
             return 1
         if job is None or job.status in (Status.FAILED, Status.ABORTED):
             out = await self._output(session, eid)
             if out is not None:
-                await self._result(r, "succeeded", output=out)
+                await self._result(r, ResultStatus.SUCCEEDED, output=out)
                 logger.warning(
                     "execution %d: render job %s %s but its output is there: result re-derived "
                     "from the manifest",
@@ -349,7 +349,9 @@ class RenderCheck:
                 return await self._requeue(
                     r, f"render job {key} is gone from the queue and left no output: requeued"
                 )
-            await self._result(r, "failed", error=job.error or f"render job {key} {job.status}")
+            await self._result(
+                r, ResultStatus.FAILED, error=job.error or f"render job {key} {job.status}"
+            )
             return 1
         if job.status in (Status.ACTIVE, Status.ABORTING) and self._stuck(job.touched, job):
             await queue.abort(job, "its render worker stopped heart-beating")
@@ -378,14 +380,22 @@ class RenderCheck:
         await send_requests(self.jc.emitter, ready, None)
         return len(ready)
 
-    async def _result(self, r: repo.StepRow, status: str, **fields: object) -> None:
+    async def _result(
+        self,
+        r: repo.StepRow,
+        status: ResultStatus,
+        *,
+        output: dict[str, object] | None = None,
+        error: str = "",
+    ) -> None:
         result = records.StepResult(
             execution_id=r.execution_id,
             step=r.state.name,
             attempt=r.state.attempt,
             status=status,
+            output=output,
+            error=error,
             worker="reconcile",
-            **fields,  # type: ignore[arg-type]
         )
         await self.jc.send_result(str(r.execution_id).encode(), records.encode(result))
 
