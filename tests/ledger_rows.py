@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import text
 
 from agents.jobs.context import JobContext
+from agents.render.contract import RenderJob
 from agents.render.job import RenderOutput, render_session
 from agents.render.queue import RenderWorkerConfig, decode_request
 from benchmarks._render_media import make_clip
@@ -119,7 +120,7 @@ async def add_session(
 
 
 async def render_as_a_worker(
-    payload: Mapping[str, object], staging: Path, published_root: Path | None = None
+    payload: RenderJob | Mapping[str, object], staging: Path, published_root: Path | None = None
 ) -> RenderOutput:
     """A render request's payload decoded and rendered into ``staging`` as the render worker
     does (without its progress reports and heartbeat)."""

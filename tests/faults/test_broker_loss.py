@@ -26,7 +26,7 @@ import asyncpg
 import av
 import pytest
 from support import Proc, small_system, wait_for
-from system.dropzone import Site, any_row, larger_frames, print_open_steps
+from system.dropzone import Site, any_row, explained, larger_frames, print_open_steps
 
 from agents.demo_card import DemoCard
 from streams.kafka import ensure_topics
@@ -102,11 +102,8 @@ async def settled(pg: asyncpg.Connection) -> bool:
 
 
 async def wait_settled(pg: asyncpg.Connection, procs: dict[str, Proc], timeout: float) -> None:
-    try:
+    async with explained(pg, procs, explain):
         await wait_for(lambda: settled(pg), timeout=timeout, interval=0.5, what="jumps settled")
-    except AssertionError:
-        await explain(pg, procs)
-        raise
 
 
 async def check_end_state(pg: asyncpg.Connection, s: Settings, card: DemoCard) -> None:
@@ -194,13 +191,10 @@ async def test_broker_killed_mid_render_the_render_is_published_not_redone(
         "SELECT count(*) FROM pipeline_step WHERE name = 'render' AND status = 'running' "
         "AND waiting_for = '' AND (progress > 0 OR started_at < now() - interval '1 s')"
     )
-    try:
+    async with explained(pg, procs, explain):
         await wait_for(
             lambda: any_row(pg, rendering), timeout=150, interval=0.05, what="a render in progress"
         )
-    except AssertionError:
-        await explain(pg, procs)
-        raise
     old = private_broker[0]
     old.kill()
 

@@ -21,7 +21,7 @@ import av
 import pytest
 import xxhash
 from support import small_system, wait_for
-from system.dropzone import Site, detector, explain, settled, start_system
+from system.dropzone import Site, detector, explained, settled, start_system
 
 from agents.demo_card import DemoCard
 from agents.render.ffmpeg import locate_ffmpeg
@@ -125,16 +125,13 @@ async def test_detector_killed_mid_copy_recopies_without_counting_a_failure(
     def in_flight() -> list[Path]:
         return [p for p in partials(s.share_root) if large_name in p.name and p.stat().st_size]
 
-    try:
+    async with explained(pg, procs):
         await wait_for(in_flight, timeout=90, interval=0.005, what="the large copy under way")
         procs["detector"].kill()  # SIGKILL mid-copy: its partial stays on the share
         left = in_flight()
         assert left and ".hangar-r." in left[0].name, left  # the station's own temp name
         procs["detector-2"] = detector(site.spawn, s, token, site.cards, "detector-2")
         await rendered_and_clean(pg, s, card, 180, "every jump rendered after the kill")
-    except AssertionError:
-        await explain(pg, procs)
-        raise
     not_present = await pg.fetchval(
         "SELECT count(*) FROM imported_file WHERE reason LIKE '%card not present%'"
     )

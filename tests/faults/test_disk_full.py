@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 from support import small_disk as mounted_disk
 from support import small_system, wait_for
-from system.dropzone import Site, any_row, explain
+from system.dropzone import Site, any_row, explained
 from test_detector_restart import rendered_and_clean
 
 from streams.settings import Settings
@@ -77,7 +77,7 @@ async def test_share_full_mid_import_and_mid_render_recovers_once_space_returns(
         "AND status IN ('ready', 'running')"
     )
 
-    try:
+    async with explained(pg, procs):
         # mid-import: the share fills up after the first copy landed
         await wait_for(imported, timeout=90, interval=0.02, what="the first copy")
         filler = fill(small_disk)
@@ -110,9 +110,6 @@ async def test_share_full_mid_import_and_mid_render_recovers_once_space_returns(
         await asyncio.sleep(2)
         filler.unlink()
         await rendered_and_clean(pg, s, card, 150, "every jump rendered after the disk")
-    except AssertionError:
-        await explain(pg, procs)
-        raise
     retried = await pg.fetchval(
         "SELECT count(*) FROM pipeline_step WHERE name = 'render' AND attempt > 1"
     )

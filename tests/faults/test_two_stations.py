@@ -16,7 +16,7 @@ import asyncio
 import asyncpg
 import pytest
 from support import small_system
-from system.dropzone import Site, detector, explain, start_system
+from system.dropzone import Site, detector, explained, start_system
 from test_detector_restart import make_large, partials, rendered_and_clean
 
 from streams.settings import Settings
@@ -57,10 +57,8 @@ async def test_two_stations_copy_one_card_without_touching_each_others_partials(
     watcher = asyncio.create_task(watch_partials())
 
     try:
-        await rendered_and_clean(pg, s, card, 180, "every jump rendered")
-    except AssertionError:
-        await explain(pg, procs)
-        raise
+        async with explained(pg, procs):
+            await rendered_and_clean(pg, s, card, 180, "every jump rendered")
     finally:
         stop.set()
         await watcher

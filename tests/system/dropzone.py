@@ -4,7 +4,8 @@ pipeline looks like once it has settled."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,6 +136,21 @@ async def explain(pg: asyncpg.Connection, procs: dict[str, Proc] | None = None) 
         print("attempt", dict(r))
     for name, p in (procs or {}).items():
         print(f"----- {name}\n{p.output()[-4000:]}")
+
+
+@contextlib.asynccontextmanager
+async def explained(
+    pg: asyncpg.Connection,
+    procs: dict[str, Proc] | None = None,
+    how: Callable[[asyncpg.Connection, dict[str, Proc]], Awaitable[None]] | None = None,
+) -> AsyncIterator[None]:
+    """A block that, when an assertion in it fails, prints what the pipeline looks like (with
+    ``how``, else ``explain``) before the failure goes on."""
+    try:
+        yield
+    except AssertionError:
+        await (how or explain)(pg, procs or {})
+        raise
 
 
 def outputs(s: Settings) -> list[Path]:

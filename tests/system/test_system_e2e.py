@@ -10,7 +10,15 @@ import asyncpg
 import av
 import pytest
 from support import settings_env, small_system, wait_for
-from system.dropzone import Site, any_row, explain, jump_states, larger_frames, outputs, settled
+from system.dropzone import (
+    Site,
+    any_row,
+    explained,
+    jump_states,
+    larger_frames,
+    outputs,
+    settled,
+)
 
 from agents.demo_card import add_jump
 from streams.settings import Settings
@@ -129,13 +137,10 @@ async def test_killed_workers_reach_the_same_final_state(
         "SELECT count(*) FROM pipeline_step WHERE name = 'render' AND status = 'running' "
         "AND (progress > 0 OR started_at < now() - interval '1 second')"
     )
-    try:
+    async with explained(pg):
         await wait_for(
             lambda: any_row(pg, rendering), timeout=180, interval=0.1, what="a render in progress"
         )
-    except AssertionError:
-        await explain(pg)
-        raise
     procs["render"].kill()  # SIGKILL the render worker (and its FFmpeg) mid-render
     site.spawn("streams.cli", "render-worker", env=env, name="render-2")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from support import small_system, wait_for
-from system.dropzone import explain, start_system, token_for
+from system.dropzone import explain, explained, start_system, token_for
 
 from agents.demo_clips import ClipPlan, ClipStyle, write_clip
 from streams.settings import Settings
@@ -216,11 +216,8 @@ async def test_real_gopro_clips_behind_a_ticket_land_in_its_session_despite_thei
     async def rendered() -> bool:
         return len(published(await sessions_by_booking(pg))) == 1
 
-    try:
+    async with explained(pg, procs):
         await wait_for(rendered, timeout=240, interval=1, what="the GoPro jump rendered")
-    except AssertionError:
-        await explain(pg, procs)
-        raise
     [session] = await sessions_by_booking(pg)
     assert session["booking_id"] == "BK-G"
     names = await pg.fetch(
