@@ -1,6 +1,6 @@
 """The WebSocket client over a real socket, against a tiny in-test hub speaking the protocol.
 
-(The end-to-end test against the real hub, streams/hub.py, lives with the hub's tests.)
+(The end-to-end test against the real hub, streams/hub/server.py, lives with the hub's tests.)
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 The session's broker fixture serves every other test, so these tests start a private Tansu on a
 free port and, after the SIGKILL, start it again on the SAME port. Tansu comes back with no
 topics, so the test creates them again exactly as `skyreel run` does (streams/kafka.py
-`ensure_topics`, the call streams/stack.py makes), as soon as the port answers — before the
+`ensure_topics`, the call streams/kafka.py makes), as soon as the port answers — before the
 children's clients could auto-create them with the broker's default partition count. The Faust
 worker, the render worker, the hub and the detector keep running and reconnect by themselves:
 the hub's copy-request consumer resets a position the recreated topic no longer has to its first

@@ -108,7 +108,7 @@ async def test_replay_of_step_topics_changes_no_row_counts(
 
     worker.stop()
     before = await snapshot(pg)
-    # Tansu refuses outside commits to a group that ever had members (streams/replay.py), so
+    # Tansu refuses outside commits to a group that ever had members (streams/cli/replay.py), so
     # the rewound group is a fresh one: requests at their end, results from the beginning.
     replayed = rig.settings.model_copy(update={"app_id": f"{group}-replay"})
     future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
