@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import faust
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agents import ingest
+from agents import commands, ingest
 from agents.app import Topics, create_app, declare_topics
 from agents.guard import guarded
 from agents.jobs import card_import, landing, steps
@@ -146,8 +146,6 @@ def _attach_agents(wa: WorkerApp, settings: Settings) -> None:
     _consume(wa, topics.copy_results, "copy_results", on_copy_result)
 
     # operator commands (retry, resume, cancel, assign) from the API and the CLI
-    from agents import commands
-
     ops = commands.Commands(wa.engine, emitter, send_result_acked)
     command_topic = commands.declare_topic(wa.app, wa.names, settings.topic_partitions)
     _consume(wa, command_topic, "commands", ops.handle)

@@ -10,14 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage import enums
-
-FileKind = Literal["qr_candidate", "footage", "proxy"]
 
 QR_PRIORITY = 0
 FOOTAGE_PRIORITY = 10
@@ -33,7 +30,7 @@ class ListedFile:
     path: str
     size: int
     mtime_ms: int
-    kind: FileKind
+    kind: enums.FileKind
 
 
 @dataclass(frozen=True)
@@ -45,7 +42,7 @@ class DiffRow:
     path: str
     size: int
     mtime_ms: int
-    kind: FileKind
+    kind: enums.FileKind
     status: str
     inserted: bool
 
@@ -83,13 +80,13 @@ def classify_listing(
         ours = classify(path)
         if ours == "other":
             continue
-        kind: FileKind
+        kind: enums.FileKind
         if ours == "proxy" or claimed == "proxy":
-            kind = "proxy"
+            kind = enums.FileKind.PROXY
         elif size <= qr_candidate_max_bytes:
-            kind = "qr_candidate"
+            kind = enums.FileKind.QR_CANDIDATE
         else:
-            kind = "footage"
+            kind = enums.FileKind.FOOTAGE
         out.append(ListedFile(name, path, size, mtime_ms, kind))
     return out
 

@@ -64,6 +64,7 @@ from agents.pipeline.step import (
     succeed,
     wait,
 )
+from storage.deps import is_pattern, is_settled, matches, overlaps, target
 from storage.enums import ExecutionStatus
 
 __all__ = [
@@ -114,30 +115,8 @@ __all__ = [
 _BROKEN = frozenset({StepStatus.FAILED, StepStatus.CANCELLED})
 
 
-SETTLED = "?"  # prefix of a dependency that is satisfied once its steps finished, however
-
-
-def is_settled(ref: str) -> bool:
-    return ref.startswith(SETTLED)
-
-
-def target(ref: str) -> str:
-    """The name or pattern a dependency refers to, without the `?` of a settled dependency."""
-    return ref[1:] if ref.startswith(SETTLED) else ref
-
-
-def is_pattern(ref: str) -> bool:
-    return ref.endswith("*")
-
-
-def matches(pattern: str, name: str) -> bool:
-    return name.startswith(target(pattern)[:-1])
-
-
-def overlaps(a: str, b: str) -> bool:
-    """Whether two prefix patterns can match a common name."""
-    pa, pb = target(a)[:-1], target(b)[:-1]
-    return pa.startswith(pb) or pb.startswith(pa)
+# The dependency language (names, `probe:*` patterns, `?` settled) is the format of the stored
+# `depends_on` column: one implementation in storage/deps.py, which the status API draws from too.
 
 
 # --- the whole execution ------------------------------------------------------------------------
