@@ -12,23 +12,17 @@ from dataclasses import dataclass
 from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.imports import destination_for, priority_for
+from storage.imports import PlannedCopy, destination_for, priority_for
 from storage.models import ImportedFile
 
 PENDING_STATUSES = ("requested", "copying")
 
 
 @dataclass(frozen=True)
-class PendingCopy:
-    """A file a detector was asked to copy and has not delivered yet."""
+class PendingCopy(PlannedCopy):
+    """A file a detector was asked to copy and has not delivered yet (a planned copy of a card)."""
 
-    file_id: int
     card_id: str
-    path: str
-    size: int
-    mtime_ms: int
-    destination: str
-    priority: int
 
 
 async def pending_copy_requests(session: AsyncSession, detector_id: str) -> list[PendingCopy]:

@@ -49,6 +49,8 @@ class DiffRow:
 
 @dataclass(frozen=True)
 class PlannedCopy:
+    """A card file to copy, as ``records.CopyRequest.for_file`` takes it."""
+
     file_id: int
     path: str
     size: int

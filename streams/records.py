@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from storage.enums import CommandAction, CopyStatus, DetectorEventKind, ResultStatus, StatusKind
+from storage.imports import PlannedCopy
 
 SCHEMA_VERSION = 1
 _REQUEST_ID = re.compile(r"f([1-9][0-9]{0,17})")
@@ -38,24 +39,6 @@ class DetectorEvent(_Base):
     label: str = ""
     # file_list only: [{"path", "size", "mtime", "kind"}], validated by the hub
     files: list[dict[str, Any]] | None = None
-
-
-class FileToCopy(Protocol):
-    """A card file to copy, as storage gives it (``storage.imports.PlannedCopy``,
-    ``storage.copies.PendingCopy``)."""
-
-    @property
-    def file_id(self) -> int: ...
-    @property
-    def path(self) -> str: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def mtime_ms(self) -> int: ...
-    @property
-    def destination(self) -> str: ...
-    @property
-    def priority(self) -> int: ...
 
 
 def copy_request_id(file_id: int) -> str:
@@ -85,7 +68,7 @@ class CopyRequest(_Base):
     priority: int
 
     @classmethod
-    def for_file(cls, detector_id: str, card_id: str, f: FileToCopy) -> CopyRequest:
+    def for_file(cls, detector_id: str, card_id: str, f: PlannedCopy) -> CopyRequest:
         return cls(
             request_id=copy_request_id(f.file_id),
             detector_id=detector_id,
