@@ -26,12 +26,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agents.guard import batch_or_each, dead_letter
 from agents.pipeline import dag
 from agents.pipeline import operations as ops
 from agents.pipeline.dag import ExecutionStatus, StepState, StepStatus
 from agents.pipeline.errors import InvalidTransition, PipelineError, UnknownStepKind
-from agents.pipeline.host import AgentHost
+from agents.pipeline.host import AgentHost, attach_batched
 from agents.pipeline.registry import Registry, StepKind
 from storage import pipeline as repo
 from storage import workers
@@ -405,39 +404,13 @@ class Orchestrator:
 
 def attach(wa: AgentHost, orchestrator: Orchestrator, *, batch: int = 200) -> None:
     """The agent on step-results: small batches; a batch that fails is redone one by one."""
-    topic = wa.topics.step_results
-    name = topic.get_topic_name()
-
-    async def decoded(payload: bytes, key: bytes | None) -> records.StepResult | None:
-        try:
-            return records.decode(records.StepResult, payload)
-        except Exception as exc:
-            await dead_letter(
-                wa.engine,
-                wa.topics.dead_letter,
-                name,
-                key,
-                payload,
-                f"undecodable StepResult: {exc}",
-            )
-            return None
-
-    async def orchestrate(stream: object) -> None:
-        async for events in stream.take_events(batch, within=0.003):  # type: ignore[attr-defined]
-            pairs = []
-            for event in events:
-                payload = bytes(event.value or b"")
-                key = event.key if isinstance(event.key, bytes) else None
-                result = await decoded(payload, key)
-                if result is not None:
-                    pairs.append((key, payload, result))
-            await batch_or_each(
-                topic=name,
-                items=pairs,
-                process=orchestrator.record,
-                engine=wa.engine,
-                dead_letter_topic=wa.topics.dead_letter,
-            )
-
-    orchestrate.__name__ = orchestrate.__qualname__ = "orchestrator"
-    wa.app.agent(topic, name=f"{wa.names.prefix}.orchestrator")(orchestrate)
+    attach_batched(
+        wa,
+        wa.topics.step_results,
+        agent="orchestrator",
+        decode=lambda payload: [records.decode(records.StepResult, payload)],
+        what="StepResult",
+        process=orchestrator.record,
+        batch=batch,
+        within=0.003,
+    )

@@ -27,12 +27,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agents.guard import batch_or_each, dead_letter
 from agents.pipeline import dag
 from agents.pipeline import operations as ops
 from agents.pipeline.errors import InvalidTransition, StepFailed, UnknownStepKind
 from agents.pipeline.handlers import Handlers, StepContext
-from agents.pipeline.host import AgentHost
+from agents.pipeline.host import AgentHost, attach_batched
 from storage import pipeline as repo
 from streams import records
 
@@ -198,34 +197,14 @@ class Runner:
 
 def attach(wa: AgentHost, runner: Runner, *, concurrency: int = 4, batch: int = 64) -> None:
     """The agent on step-requests; `concurrency` actors each claim and run small batches."""
-    topic = wa.topics.step_requests
-    name = topic.get_topic_name()
-
-    async def run_steps(stream: object) -> None:
-        async for events in stream.take_events(batch, within=0.002):  # type: ignore[attr-defined]
-            pairs = []
-            for event in events:
-                payload = bytes(event.value or b"")
-                key = event.key if isinstance(event.key, bytes) else None
-                try:
-                    expanded = records.decode(records.StepRequest, payload).expand()
-                    pairs += [(key, payload, r) for r in expanded]
-                except Exception as exc:
-                    await dead_letter(
-                        wa.engine,
-                        wa.topics.dead_letter,
-                        name,
-                        key,
-                        payload,
-                        f"undecodable StepRequest: {exc}",
-                    )
-            await batch_or_each(
-                topic=name,
-                items=pairs,
-                process=runner.run,
-                engine=wa.engine,
-                dead_letter_topic=wa.topics.dead_letter,
-            )
-
-    run_steps.__name__ = run_steps.__qualname__ = "step_runner"
-    wa.app.agent(topic, name=f"{wa.names.prefix}.step_runner", concurrency=concurrency)(run_steps)
+    attach_batched(
+        wa,
+        wa.topics.step_requests,
+        agent="step_runner",
+        decode=lambda payload: records.decode(records.StepRequest, payload).expand(),
+        what="StepRequest",
+        process=runner.run,
+        batch=batch,
+        within=0.002,
+        concurrency=concurrency,
+    )
