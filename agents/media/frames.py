@@ -21,20 +21,11 @@ import av.video.stream
 import cv2
 import numpy as np
 
+from agents.media.container import MediaOpenError, duration_s, open_container
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["GreyFrame", "MediaOpenError", "downscale", "grey_frames", "luma", "open_video"]
-
-
-class MediaOpenError(Exception):
-    """The file cannot be opened as a video (permanent: the bytes will not change)."""
-
-    retryable = False
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -55,20 +46,13 @@ class VideoHandle:
 
     @property
     def duration(self) -> float | None:
-        if self.stream.duration is not None and self.stream.time_base is not None:
-            return float(self.stream.duration * self.stream.time_base)
-        if self.container.duration is not None:
-            return self.container.duration / av.time_base
-        return None
+        return duration_s(self.container, self.stream)
 
 
 @contextmanager
 def open_video(path: str | Path, *, threads: bool = True) -> Iterator[VideoHandle]:
     """Open ``path`` and yield its first video stream; raise :class:`MediaOpenError`."""
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.FFmpegError, OSError) as exc:
-        raise MediaOpenError(str(path), f"cannot open: {exc}") from exc
+    container = open_container(path)
     try:
         if not container.streams.video:
             raise MediaOpenError(str(path), "no video stream")

@@ -12,22 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import av
+from agents.media.container import MediaOpenError, duration_s, open_container
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["MediaInfo", "ProbeError", "StreamInfo", "parse_creation_time", "probe"]
 
 
-class ProbeError(Exception):
+class ProbeError(MediaOpenError):
     """The file is not readable media (permanent for these bytes)."""
-
-    retryable = False
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -69,11 +62,7 @@ def parse_creation_time(value: str | None) -> datetime | None:
 
 def probe(path: str | Path) -> MediaInfo:
     """Read the media facts of ``path``; raise :class:`ProbeError` if it is not media."""
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.FFmpegError, OSError) as exc:
-        raise ProbeError(str(path), f"cannot open: {exc}") from exc
-    with container:
+    with open_container(path, ProbeError) as container:
         streams = tuple(
             StreamInfo(
                 index=s.index, kind=s.type, codec=s.codec_context.name if s.codec_context else None
@@ -81,11 +70,6 @@ def probe(path: str | Path) -> MediaInfo:
             for s in container.streams
         )
         video = container.streams.video[0] if container.streams.video else None
-        duration: float | None = None
-        if video is not None and video.duration is not None and video.time_base is not None:
-            duration = float(video.duration * video.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
         fps: float | None = None
         if video is not None:
             rate = video.average_rate or video.base_rate
@@ -94,7 +78,7 @@ def probe(path: str | Path) -> MediaInfo:
         if creation is None and video is not None:
             creation = video.metadata.get("creation_time")
         return MediaInfo(
-            duration_s=duration,
+            duration_s=duration_s(container, video),
             width=video.codec_context.width if video is not None else None,
             height=video.codec_context.height if video is not None else None,
             video_codec=video.codec_context.name if video is not None else None,
