@@ -211,41 +211,32 @@ async def dead_letter(
 ) -> None:
     """Keep the message and its error where an operator can see it; returns only once the row
     is stored (retrying while the database is away), so the caller may then ack the message."""
+    key_text = (key or b"").decode(errors="replace")
+    body = payload.decode(errors="replace")
+
+    async def store() -> Exception | None:
+        """None when the row is stored, else why not (the topic record is best effort: the row
+        is what counts)."""
+        try:
+            async with engine.begin() as conn:
+                await dead_letters.store(conn, topic, key_text, body, error)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return exc
+        if dead_letter_topic is None:
+            return None
+        try:
+            record = records.DeadLetter(topic=topic, key=key_text, payload=body, error=error)
+            await dead_letter_topic.send(key=key, value=records.encode(record))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("could not publish dead letter from %s key=%r", topic, key_text)
+        return None
+
     stored = _Outage(topic, key, "storing a dead letter")
-    while (
-        failure := await _store_dead_letter(engine, dead_letter_topic, topic, key, payload, error)
-    ) is not None:
+    while (failure := await store()) is not None:
         stored.failed(failure)
         await asyncio.sleep(policy.delay(stored.attempts))
     stored.over()
-
-
-async def _store_dead_letter(
-    engine: AsyncEngine,
-    dead_letter_topic: faust.TopicT | None,
-    topic: str,
-    key: bytes | None,
-    payload: bytes,
-    error: str,
-) -> Exception | None:
-    """None when the row is stored, else why not (the topic record is best effort: the row is
-    what counts)."""
-    key_text = (key or b"").decode(errors="replace")
-    body = payload.decode(errors="replace")
-    try:
-        async with engine.begin() as conn:
-            await dead_letters.store(conn, topic, key_text, body, error)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        return exc
-    if dead_letter_topic is None:
-        return None
-    try:
-        record = records.DeadLetter(topic=topic, key=key_text, payload=body, error=error)
-        await dead_letter_topic.send(key=key, value=records.encode(record))
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        logger.exception("could not publish dead letter from %s key=%r", topic, key_text)
-    return None
