@@ -29,11 +29,10 @@ from detector.protocol import FileEntry, check_relative_path, split_reason
 from storage import imports
 from storage.enums import CopyStatus, FileStatus
 from streams import records
+from streams.kafka import Send
 from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-Send = Callable[[bytes, bytes], Awaitable[object]]
 
 
 @dataclass(frozen=True)

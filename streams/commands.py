@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,13 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage.commands import CommandOutcome, outcome
 from storage.enums import CommandAction
 from streams import records
+from streams.kafka import Send
 
 #: How long a sender waits for the engine before answering "queued".
 ANSWER_TIMEOUT_S = 15.0
 POLL_INTERVAL_S = 0.05
 QUEUED = "queued: applies when the worker runs"
-
-Send = Callable[[bytes, bytes], Awaitable[object]]
 
 
 def new_command(action: CommandAction, actor: str, **fields: object) -> records.OperatorCommand:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -19,6 +19,9 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+#: A producer's send as the processes pass it around: (key, value), awaited until written.
+Send = Callable[[bytes, bytes], Awaitable[object]]
 
 #: A full 20,000-file list is one record (~2.5 MB); leave room up to the largest frame.
 MAX_RECORD_BYTES = 32 * 1024 * 1024

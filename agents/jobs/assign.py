@@ -9,7 +9,6 @@ step that had not run yet needs nothing: it will find the booking when it runs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,10 +16,9 @@ from storage import pipeline as repo
 from storage.enums import StepStatus
 from storage.sessions import Assigned, assign_session
 from streams import records
+from streams.kafka import Send
 
 logger = logging.getLogger(__name__)
-
-Send = Callable[[bytes, bytes], Awaitable[object]]
 
 
 async def assign_booking(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -10,9 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agents.pipeline.orchestrator import Emitter
 from agents.pipeline.registry import Registry
 from agents.qr.decode import QrSettings
+from streams.kafka import Send
 from streams.settings import Settings
-
-Send = Callable[[bytes, bytes], Awaitable[object]]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -36,10 +36,10 @@ from storage import pipeline as repo
 from storage import workers
 from storage.enums import ResultStatus
 from streams import records
+from streams.kafka import Send
 
 logger = logging.getLogger(__name__)
 
-Send = Callable[[bytes, bytes], Awaitable[object]]
 STALE_RETRIES = 5
 
 

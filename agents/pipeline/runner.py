@@ -34,10 +34,9 @@ from agents.pipeline.handlers import Handlers, StepContext
 from agents.pipeline.host import AgentHost, attach_batched
 from storage import pipeline as repo
 from streams import records
+from streams.kafka import Send
 
 logger = logging.getLogger(__name__)
-
-Send = Callable[[bytes, bytes], Awaitable[object]]
 
 
 def worker_name() -> str:

@@ -29,13 +29,12 @@ from agents.render.errors import NoSpaceError, RenderError
 from agents.render.job import sweep_staging
 from agents.render.queue import RENDER_FUNCTION, RenderWorkerConfig, render_job, worker_settings
 from streams import records
-from streams.kafka import make_producer
+from streams.kafka import Send, make_producer
 from streams.settings import Settings
 from streams.topics import Names
 
 logger = logging.getLogger(__name__)
 
-Send = Callable[[bytes, bytes], Awaitable[object]]
 PROGRESS_EVERY_S = 1.0
 #: A render that found the disk full: attempts in all, first delay, longest delay (seconds).
 SPACE_RETRIES = 40
