@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -91,9 +92,10 @@ async def per_file_diff(conn: AsyncConnection, files: list[ListedFile]) -> int:
     return new
 
 
-async def timed(
-    engine_url: str, files: list[ListedFile], repeat: int, per_file: bool
+async def _timed_rolled_back(
+    engine_url: str, repeat: int, run: Callable[[AsyncConnection], Awaitable[None]]
 ) -> list[float]:
+    """Milliseconds of each of ``repeat`` runs of ``run``, each in a transaction rolled back."""
     engine = make_engine(engine_url, pool_size=1)
     out: list[float] = []
     try:
@@ -101,34 +103,39 @@ async def timed(
             for _ in range(repeat):
                 tx = await conn.begin()
                 t0 = time.perf_counter()
-                if per_file:
-                    new = await per_file_diff(conn, files)
-                else:
-                    _known, new_files = await imports.diff_listing(conn, CARD, files)
-                    new = len(new_files)
+                await run(conn)
                 out.append((time.perf_counter() - t0) * 1000)
                 await tx.rollback()
-                assert new == len(files) - len(files) // 2, new
     finally:
         await engine.dispose()
+    return out
+
+
+async def timed(
+    engine_url: str, files: list[ListedFile], repeat: int, per_file: bool
+) -> list[float]:
+    found: list[int] = []
+
+    async def diff(conn: AsyncConnection) -> None:
+        if per_file:
+            found.append(await per_file_diff(conn, files))
+        else:
+            _known, new_files = await imports.diff_listing(conn, CARD, files)
+            found.append(len(new_files))
+
+    out = await _timed_rolled_back(engine_url, repeat, diff)
+    for new in found:
+        assert new == len(files) - len(files) // 2, new
     return out
 
 
 async def timed_record(engine_url: str, files: list[ListedFile], repeat: int) -> list[float]:
     """What ingest really runs per list: the diff plus one INSERT of the new files."""
-    engine = make_engine(engine_url, pool_size=1)
-    out: list[float] = []
-    try:
-        async with engine.connect() as conn:
-            for _ in range(repeat):
-                tx = await conn.begin()
-                t0 = time.perf_counter()
-                await imports.record_listing(conn, CARD, "bench", files)
-                out.append((time.perf_counter() - t0) * 1000)
-                await tx.rollback()
-    finally:
-        await engine.dispose()
-    return out
+
+    async def record(conn: AsyncConnection) -> None:
+        await imports.record_listing(conn, CARD, "bench", files)
+
+    return await _timed_rolled_back(engine_url, repeat, record)
 
 
 async def main_async(url: str, rows: int, size: int, repeat: int) -> str:
