@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agents.jobs.assign import assign_booking
 from agents.pipeline import orchestrator
@@ -26,6 +26,7 @@ from storage.enums import CommandAction, CommandErrorKind, ExecutionStatus, Stat
 from storage.pipeline import ExecutionNotFound
 from storage.sessions import SessionNotAssignable, SessionNotFound
 from streams import records
+from streams.kafka import Send
 from streams.topics import Names
 
 logger = logging.getLogger(__name__)
@@ -54,13 +55,38 @@ def declare_topic(app: faust.App, names: Names, partitions: int) -> faust.TopicT
     )
 
 
+async def record_outcome(
+    conn: AsyncConnection,
+    cmd: records.OperatorCommand,
+    *,
+    ok: bool,
+    result: dict[str, Any],
+    error_kind: CommandErrorKind = CommandErrorKind.NONE,
+    message: str = "",
+) -> bool:
+    """Store what applying ``cmd`` came to; False when it has an outcome already (the first
+    wins)."""
+    return await store.record_outcome(
+        conn,
+        command_id=cmd.command_id,
+        action=cmd.action,
+        command=records.as_dict(cmd),
+        actor=cmd.actor,
+        issued_at=cmd.issued_at,
+        ok=ok,
+        result=result,
+        error_kind=error_kind,
+        message=message,
+    )
+
+
 @dataclass(frozen=True)
 class Commands:
     """Applies commands; ``send_result`` must be acked by the broker before it returns."""
 
     engine: AsyncEngine
     emitter: orchestrator.Emitter
-    send_result: orchestrator.Send
+    send_result: Send
 
     async def handle(self, payload: bytes) -> None:
         await self.apply(records.decode(records.OperatorCommand, payload))
@@ -76,18 +102,7 @@ class Commands:
         except Refused as exc:
             ok, kind, message = False, exc.kind, exc.message
         async with self.engine.begin() as conn:
-            await store.record_outcome(
-                conn,
-                command_id=cmd.command_id,
-                action=cmd.action,
-                command=records.as_dict(cmd),
-                actor=cmd.actor,
-                issued_at=cmd.issued_at,
-                ok=ok,
-                result=result,
-                error_kind=kind,
-                message=message,
-            )
+            await record_outcome(conn, cmd, ok=ok, result=result, error_kind=kind, message=message)
         logger.info(
             "command %s: %s by %s %s%s",
             cmd.command_id,

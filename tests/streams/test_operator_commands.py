@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from status_harness import AUTH, api_settings, seed, serve_hub
 
-from agents.commands import Commands
+from agents.commands import Commands, record_outcome
 from agents.pipeline.orchestrator import Emitter
 from storage import commands as store
 from storage.enums import CommandAction, CommandErrorKind
@@ -65,21 +65,8 @@ async def test_refusals_are_stored_with_their_kind(clean_db: AsyncEngine) -> Non
 async def test_the_first_outcome_of_a_command_wins(clean_db: AsyncEngine) -> None:
     cmd = commands.new_command(CommandAction.CANCEL, "ops", execution_id=1)
     async with clean_db.begin() as conn:
-
-        async def record(ok: bool, result: dict[str, object]) -> bool:
-            return await store.record_outcome(
-                conn,
-                command_id=cmd.command_id,
-                action=cmd.action,
-                command=records.as_dict(cmd),
-                actor=cmd.actor,
-                issued_at=cmd.issued_at,
-                ok=ok,
-                result=result,
-            )
-
-        assert await record(True, {"n": 1})
-        assert not await record(False, {})
+        assert await record_outcome(conn, cmd, ok=True, result={"n": 1})
+        assert not await record_outcome(conn, cmd, ok=False, result={})
     async with clean_db.connect() as conn:
         found = await store.outcome(conn, cmd.command_id)
     assert found is not None and found.ok and found.result == {"n": 1}
