@@ -30,6 +30,12 @@ logger = logging.getLogger(__name__)
 Row = dict[str, object]
 
 
+async def one_row(conn: AsyncConnection, sql: str, params: dict[str, object]) -> Row | None:
+    """The first row ``sql`` returns, as a dict; None when it returns none."""
+    row = (await conn.execute(text(sql), params)).mappings().first()
+    return dict(row) if row is not None else None
+
+
 @dataclass(frozen=True)
 class ExecutionFilter:
     """Filters of the executions list (all optional; combined with AND)."""
@@ -133,8 +139,7 @@ async def get_execution(conn: AsyncConnection, execution_id: int) -> Row | None:
         f"SELECT {_EXECUTION_COLUMNS}, e.context FROM pipeline_execution e {_SESSION_JOIN} "
         f"{_STEP_AGGREGATE} WHERE e.id = :e"
     )
-    row = (await conn.execute(text(sql), {"e": execution_id})).mappings().first()
-    return dict(row) if row is not None else None
+    return await one_row(conn, sql, {"e": execution_id})
 
 
 async def execution_steps(conn: AsyncConnection, execution_id: int) -> list[Row]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.status import Row
+from storage.status import Row, one_row
 
 # --- cards and files ---------------------------------------------------------------------------
 
@@ -45,17 +45,9 @@ async def list_cards(conn: AsyncConnection, limit: int, offset: int) -> list[Row
 
 
 async def get_card(conn: AsyncConnection, card_id: str) -> Row | None:
-    row = (
-        (
-            await conn.execute(
-                text(f"SELECT {_CARD_COLUMNS} FROM card c {_FILE_COUNTS} WHERE c.id = :c"),
-                {"c": card_id},
-            )
-        )
-        .mappings()
-        .first()
+    return await one_row(
+        conn, f"SELECT {_CARD_COLUMNS} FROM card c {_FILE_COUNTS} WHERE c.id = :c", {"c": card_id}
     )
-    return dict(row) if row is not None else None
 
 
 async def card_exists(conn: AsyncConnection, card_id: str) -> bool:
@@ -83,20 +75,12 @@ async def card_files(conn: AsyncConnection, card_id: str, limit: int, offset: in
 
 
 async def get_file(conn: AsyncConnection, file_id: int) -> Row | None:
-    row = (
-        (
-            await conn.execute(
-                text(
-                    f"SELECT {_FILE_COLUMNS} FROM imported_file f "
-                    "LEFT JOIN qr_scan q ON q.file_id = f.id WHERE f.id = :f"
-                ),
-                {"f": file_id},
-            )
-        )
-        .mappings()
-        .first()
+    return await one_row(
+        conn,
+        f"SELECT {_FILE_COLUMNS} FROM imported_file f "
+        "LEFT JOIN qr_scan q ON q.file_id = f.id WHERE f.id = :f",
+        {"f": file_id},
     )
-    return dict(row) if row is not None else None
 
 
 # --- jump sessions -----------------------------------------------------------------------------
@@ -134,20 +118,12 @@ async def list_sessions(
 
 
 async def get_session(conn: AsyncConnection, key: str) -> Row | None:
-    row = (
-        (
-            await conn.execute(
-                text(
-                    f"SELECT {_SESSION_COLUMNS}, js.file_ids FROM jump_session js "
-                    "LEFT JOIN pipeline_execution e ON e.id = js.execution_id WHERE js.key = :k"
-                ),
-                {"k": key},
-            )
-        )
-        .mappings()
-        .first()
+    return await one_row(
+        conn,
+        f"SELECT {_SESSION_COLUMNS}, js.file_ids FROM jump_session js "
+        "LEFT JOIN pipeline_execution e ON e.id = js.execution_id WHERE js.key = :k",
+        {"k": key},
     )
-    return dict(row) if row is not None else None
 
 
 _INT = re.compile(r"^[0-9]{1,18}$")
