@@ -334,35 +334,23 @@ def session_items(rows: Iterable[Mapping[str, object]]) -> list[m.AttentionItem]
         subject = _session_subject(r)
         detail = str(r.get("message") or "")
         execution = r.get("execution_id")
-        common = {
-            "subject": subject,
-            "card_id": str(r["card_id"]),
-            "session_key": str(r["key"]),
-            "execution_id": int(execution) if execution is not None else None,  # type: ignore[call-overload]
-        }
-        if r["kind"] == "review":
+        review = r["kind"] == "review"
+        if review:
             detail = detail or (
                 "no booking yet" if r.get("status") == "unassigned" else "reason not recorded"
             )
-            items.append(
-                m.AttentionItem(
-                    kind="needs_review",
-                    severity="action",
-                    detail=detail,
-                    message=f"{subject} needs review: {detail}",
-                    **common,  # type: ignore[arg-type]
-                )
+        items.append(
+            m.AttentionItem(
+                kind="needs_review" if review else "session_warning",
+                severity="action" if review else "warning",
+                subject=subject,
+                detail=detail,
+                message=f"{subject} needs review: {detail}" if review else f"{subject}: {detail}",
+                card_id=str(r["card_id"]),
+                session_key=str(r["key"]),
+                execution_id=int(execution) if execution is not None else None,  # type: ignore[call-overload]
             )
-        else:
-            items.append(
-                m.AttentionItem(
-                    kind="session_warning",
-                    severity="warning",
-                    detail=detail,
-                    message=f"{subject}: {detail}",
-                    **common,  # type: ignore[arg-type]
-                )
-            )
+        )
     return items
 
 
