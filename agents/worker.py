@@ -10,19 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import faust
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents import commands, ingest
-from agents.app import Topics, create_app, declare_topics
+from agents.app import create_app, declare_topics
 from agents.guard import guarded
 from agents.jobs import card_import, landing, steps
 from agents.jobs.context import JobContext
 from agents.jobs.render import RenderDispatcher
 from agents.pipeline import orchestrator, reconcile, runner
 from agents.pipeline.handlers import default_handlers
+from agents.pipeline.host import AgentHost
 from storage.db import make_engine
 from storage.enums import FileStatus
 from storage.imports import CopyOutcome, DiffRow, PlannedCopy
@@ -33,16 +32,8 @@ from streams.topics import Names
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class WorkerApp:
-    app: faust.App
-    topics: Topics
-    engine: AsyncEngine
-    names: Names
-
-
 def _consume(
-    wa: WorkerApp, topic: faust.TopicT, name: str, handle: Callable[[bytes], Awaitable[object]]
+    wa: AgentHost, topic: faust.TopicT, name: str, handle: Callable[[bytes], Awaitable[object]]
 ) -> None:
     """Attach an agent that runs ``handle(payload)`` for each message, guarded."""
 
@@ -68,7 +59,7 @@ def _consume(
     wa.app.agent(topic, name=f"{wa.names.prefix}.{name}")(agent)
 
 
-def build_worker(settings: Settings) -> WorkerApp:
+def build_worker(settings: Settings) -> AgentHost:
     if not settings.database_url or not settings.kafka_url:
         raise SystemExit(
             "skyreel worker needs SKYREEL_DATABASE_URL and SKYREEL_KAFKA_URL "
@@ -78,13 +69,13 @@ def build_worker(settings: Settings) -> WorkerApp:
     app = create_app(settings, settings.kafka_url)
     topics = declare_topics(app, names, settings.topic_partitions)
     engine = make_engine(settings.database_url)
-    wa = WorkerApp(app, topics, engine, names)
+    wa = AgentHost(app, topics, engine, names)
 
     _attach_agents(wa, settings)
     return wa
 
 
-def _attach_agents(wa: WorkerApp, settings: Settings) -> None:
+def _attach_agents(wa: AgentHost, settings: Settings) -> None:
     """Ingest, the pipeline framework (orchestrator, step runner, reconciliation) and the real
     pipelines' step handlers, all sharing one engine and the worker's topics."""
     topics = wa.topics

@@ -1,13 +1,14 @@
 """What the engine's Faust agents need of the process that hosts them.
 
-The worker (agents/worker.py, the composition root) provides it; the engine never imports the
-worker, so it names only what it uses here.
+The worker (agents/worker.py, the composition root) builds it; the engine never imports the
+worker, so the host is defined here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 import faust
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,20 +20,14 @@ from streams.topics import Names
 T = TypeVar("T")
 
 
-class AgentHost(Protocol):
+@dataclass
+class AgentHost:
     """The Faust app, its declared topics, the database engine and the topic names."""
 
-    @property
-    def app(self) -> faust.App: ...
-
-    @property
-    def topics(self) -> Topics: ...
-
-    @property
-    def engine(self) -> AsyncEngine: ...
-
-    @property
-    def names(self) -> Names: ...
+    app: faust.App
+    topics: Topics
+    engine: AsyncEngine
+    names: Names
 
 
 def attach_batched(
