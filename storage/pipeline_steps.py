@@ -18,13 +18,13 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.enums import StepStatus
 from storage.imports import bump_counter
+from storage.step_fields import StepFields
 
 JsonDict = dict[str, object]
 
@@ -41,50 +41,6 @@ class StaleWrite(PipelineStoreError):
         super().__init__(
             f"execution {execution_id}: {expected - written} of {expected} step writes were stale"
         )
-
-
-class StepValues(Protocol):
-    """What a step write reads of a state (the core's `StepState` has all of it)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def depends_on(self) -> frozenset[str]: ...
-    @property
-    def spawns(self) -> frozenset[str]: ...
-    @property
-    def status(self) -> StepStatus: ...
-    @property
-    def attempt(self) -> int: ...
-    @property
-    def max_attempts(self) -> int: ...
-    @property
-    def spawned_by(self) -> str | None: ...
-    @property
-    def error(self) -> str: ...
-    @property
-    def waiting_for(self) -> str: ...
-    @property
-    def backoff_s(self) -> float: ...
-
-
-@dataclass(frozen=True, slots=True)
-class StepFields:
-    """The DAG columns of a `pipeline_step` row, as stored (no rules: the core validates)."""
-
-    name: str
-    kind: str
-    depends_on: frozenset[str]
-    spawns: frozenset[str]
-    status: StepStatus
-    attempt: int
-    max_attempts: int
-    spawned_by: str | None
-    error: str
-    waiting_for: str
-    backoff_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -105,8 +61,8 @@ class StepRow:
 class Change:
     """One step moving from `old` to `new` (both as the core computed them)."""
 
-    old: StepValues
-    new: StepValues
+    old: StepFields
+    new: StepFields
     output: JsonDict | None = None
     worker: str = ""
     # closes the old attempt's row: succeeded | failed | cancelled | lost
@@ -184,7 +140,7 @@ async def load_steps(
 async def add_steps(
     conn: AsyncConnection,
     execution_id: int,
-    steps: Sequence[StepValues],
+    steps: Sequence[StepFields],
     inputs: Mapping[str, Mapping[str, object]] | None = None,
 ) -> list[str]:
     """Insert PENDING steps in one statement; names already there are left alone (idempotent).

@@ -27,26 +27,16 @@ from typing import Protocol, TypeAlias
 
 from agents.pipeline.errors import InvalidDag, InvalidTransition, StepFailed
 from storage.enums import StepStatus
+from storage.step_fields import StepFields
 
 DONE = frozenset({StepStatus.SUCCEEDED, StepStatus.SKIPPED})
 TERMINAL = frozenset({*DONE, StepStatus.FAILED, StepStatus.CANCELLED})
 
 
 @dataclass(frozen=True, slots=True)
-class StepState:
-    """One node of an execution's DAG as the pure core sees it (a `pipeline_step` row)."""
-
-    name: str
-    kind: str
-    depends_on: frozenset[str] = frozenset()
-    spawns: frozenset[str] = frozenset()  # patterns of names this step may spawn
-    status: StepStatus = StepStatus.PENDING
-    attempt: int = 0
-    max_attempts: int = 1
-    spawned_by: str | None = None
-    error: str = ""  # last failure, kept until the step succeeds or is retried by hand
-    waiting_for: str = ""  # non-empty: running but blocked on an outside condition
-    backoff_s: float = 0.0  # delay before dispatching the current attempt
+class StepState(StepFields):
+    """One node of an execution's DAG as the pure core sees it (a `pipeline_step` row's fields,
+    validated)."""
 
     def __post_init__(self) -> None:
         # Rows come back with lists and plain strings; normalise so equality is by value.
