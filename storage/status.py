@@ -36,6 +36,11 @@ async def one_row(conn: AsyncConnection, sql: str, params: dict[str, object]) ->
     return dict(row) if row is not None else None
 
 
+async def all_rows(conn: AsyncConnection, sql: str, params: dict[str, object]) -> list[Row]:
+    """Every row ``sql`` returns, as dicts."""
+    return [dict(r) for r in (await conn.execute(text(sql), params)).mappings()]
+
+
 @dataclass(frozen=True)
 class ExecutionFilter:
     """Filters of the executions list (all optional; combined with AND)."""
@@ -144,20 +149,18 @@ async def get_execution(conn: AsyncConnection, execution_id: int) -> Row | None:
 
 async def execution_steps(conn: AsyncConnection, execution_id: int) -> list[Row]:
     """Every step of an execution with its attempts (one query, attempts as a JSON array)."""
-    rows = await conn.execute(
-        text(
-            "SELECT s.id, s.name, s.kind, s.status, s.attempt, s.max_attempts, s.depends_on, "
-            "s.spawns, s.spawned_by, s.progress, s.error, s.worker, s.waiting_for, s.output, "
-            "s.created_at, s.ready_at, s.started_at, s.finished_at, "
-            "coalesce((SELECT json_agg(json_build_object('attempt', a.attempt, "
-            "  'status', a.status, 'worker', a.worker, 'error', a.error, "
-            "  'started_at', a.started_at, 'finished_at', a.finished_at) ORDER BY a.attempt) "
-            "  FROM pipeline_step_attempt a WHERE a.step_id = s.id), '[]') AS attempts "
-            "FROM pipeline_step s WHERE s.execution_id = :e ORDER BY s.id"
-        ),
+    return await all_rows(
+        conn,
+        "SELECT s.id, s.name, s.kind, s.status, s.attempt, s.max_attempts, s.depends_on, "
+        "s.spawns, s.spawned_by, s.progress, s.error, s.worker, s.waiting_for, s.output, "
+        "s.created_at, s.ready_at, s.started_at, s.finished_at, "
+        "coalesce((SELECT json_agg(json_build_object('attempt', a.attempt, "
+        "  'status', a.status, 'worker', a.worker, 'error', a.error, "
+        "  'started_at', a.started_at, 'finished_at', a.finished_at) ORDER BY a.attempt) "
+        "  FROM pipeline_step_attempt a WHERE a.step_id = s.id), '[]') AS attempts "
+        "FROM pipeline_step s WHERE s.execution_id = :e ORDER BY s.id",
         {"e": execution_id},
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 def dag_edges(
@@ -170,14 +173,12 @@ def dag_edges(
 
 async def execution_outputs(conn: AsyncConnection, execution_id: int) -> list[Row]:
     """Outputs of the succeeded steps of an execution (where a render names its video)."""
-    rows = await conn.execute(
-        text(
-            "SELECT name, output FROM pipeline_step WHERE execution_id = :e "
-            "AND status = 'succeeded' AND output IS NOT NULL ORDER BY id"
-        ),
+    return await all_rows(
+        conn,
+        "SELECT name, output FROM pipeline_step WHERE execution_id = :e "
+        "AND status = 'succeeded' AND output IS NOT NULL ORDER BY id",
         {"e": execution_id},
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 async def step_id(conn: AsyncConnection, execution_id: int, name: str) -> int | None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.status import Row, one_row
+from storage.status import Row, all_rows, one_row
 
 # --- cards and files ---------------------------------------------------------------------------
 
@@ -34,14 +34,12 @@ _CARD_COLUMNS = (
 
 async def list_cards(conn: AsyncConnection, limit: int, offset: int) -> list[Row]:
     """A page of cards, last seen first. Their safety comes from `storage.cards.card_safety`."""
-    rows = await conn.execute(
-        text(
-            f"SELECT {_CARD_COLUMNS} FROM card c "
-            f"{_FILE_COUNTS} ORDER BY c.last_seen_at DESC, c.id LIMIT :l OFFSET :o"
-        ),
+    return await all_rows(
+        conn,
+        f"SELECT {_CARD_COLUMNS} FROM card c "
+        f"{_FILE_COUNTS} ORDER BY c.last_seen_at DESC, c.id LIMIT :l OFFSET :o",
         {"l": limit, "o": offset},
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 async def get_card(conn: AsyncConnection, card_id: str) -> Row | None:
@@ -60,27 +58,19 @@ _FILE_COLUMNS = (
     "f.creation_time, f.probe_error, f.session_key, f.first_listed_at, f.imported_at, "
     "q.status AS qr_status, q.booking_id AS qr_booking_id, q.frame_s AS qr_frame_s"
 )
+_FILES = f"SELECT {_FILE_COLUMNS} FROM imported_file f LEFT JOIN qr_scan q ON q.file_id = f.id"
 
 
 async def card_files(conn: AsyncConnection, card_id: str, limit: int, offset: int) -> list[Row]:
-    rows = await conn.execute(
-        text(
-            f"SELECT {_FILE_COLUMNS} FROM imported_file f "
-            "LEFT JOIN qr_scan q ON q.file_id = f.id WHERE f.card_id = :c "
-            "ORDER BY f.name, f.id LIMIT :l OFFSET :o"
-        ),
+    return await all_rows(
+        conn,
+        f"{_FILES} WHERE f.card_id = :c ORDER BY f.name, f.id LIMIT :l OFFSET :o",
         {"c": card_id, "l": limit, "o": offset},
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 async def get_file(conn: AsyncConnection, file_id: int) -> Row | None:
-    return await one_row(
-        conn,
-        f"SELECT {_FILE_COLUMNS} FROM imported_file f "
-        "LEFT JOIN qr_scan q ON q.file_id = f.id WHERE f.id = :f",
-        {"f": file_id},
-    )
+    return await one_row(conn, f"{_FILES} WHERE f.id = :f", {"f": file_id})
 
 
 # --- jump sessions -----------------------------------------------------------------------------
@@ -92,6 +82,7 @@ cardinality(js.file_ids) AS files, e.status AS execution_status,
 CASE WHEN jsonb_typeof(js.warnings) = 'array' THEN js.warnings ELSE '[]'::jsonb END AS warnings,
 js.review_reason
 """
+_SESSIONS_FROM = "FROM jump_session js LEFT JOIN pipeline_execution e ON e.id = js.execution_id"
 
 
 async def list_sessions(
@@ -106,22 +97,18 @@ async def list_sessions(
         clauses.append("js.card_id = :c")
         params["c"] = card
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-    rows = await conn.execute(
-        text(
-            f"SELECT {_SESSION_COLUMNS} FROM jump_session js "
-            f"LEFT JOIN pipeline_execution e ON e.id = js.execution_id{where} "
-            "ORDER BY js.created_at DESC, js.key LIMIT :l OFFSET :o"
-        ),
+    return await all_rows(
+        conn,
+        f"SELECT {_SESSION_COLUMNS} {_SESSIONS_FROM}{where} "
+        "ORDER BY js.created_at DESC, js.key LIMIT :l OFFSET :o",
         params,
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 async def get_session(conn: AsyncConnection, key: str) -> Row | None:
     return await one_row(
         conn,
-        f"SELECT {_SESSION_COLUMNS}, js.file_ids FROM jump_session js "
-        "LEFT JOIN pipeline_execution e ON e.id = js.execution_id WHERE js.key = :k",
+        f"SELECT {_SESSION_COLUMNS}, js.file_ids {_SESSIONS_FROM} WHERE js.key = :k",
         {"k": key},
     )
 
@@ -132,16 +119,12 @@ _INT = re.compile(r"^[0-9]{1,18}$")
 async def session_files(conn: AsyncConnection, key: str, file_ids: Sequence[str]) -> list[Row]:
     """The session's footage and QR clip(s): by `file_ids` and by `session_key`, capture order."""
     ids = [int(i) for i in file_ids if _INT.match(i)]
-    rows = await conn.execute(
-        text(
-            f"SELECT {_FILE_COLUMNS} FROM imported_file f "
-            "LEFT JOIN qr_scan q ON q.file_id = f.id "
-            "WHERE f.id = ANY(CAST(:ids AS bigint[])) OR f.session_key = :k "
-            "ORDER BY coalesce(f.creation_time, to_timestamp(f.mtime_ms / 1000.0)), f.name"
-        ),
+    return await all_rows(
+        conn,
+        f"{_FILES} WHERE f.id = ANY(CAST(:ids AS bigint[])) OR f.session_key = :k "
+        "ORDER BY coalesce(f.creation_time, to_timestamp(f.mtime_ms / 1000.0)), f.name",
         {"ids": ids, "k": key},
     )
-    return [dict(r) for r in rows.mappings()]
 
 
 _ATTENTION_SESSIONS = """
@@ -182,8 +165,8 @@ async def attention_sessions(conn: AsyncConnection, limit: int) -> list[Row]:
 
 async def recent_cards(conn: AsyncConnection, limit: int) -> list[Row]:
     """The cards seen last (id, label, last_seen_at): those whose warnings an operator reads."""
-    rows = await conn.execute(
-        text("SELECT id, label, last_seen_at FROM card ORDER BY last_seen_at DESC, id LIMIT :l"),
+    return await all_rows(
+        conn,
+        "SELECT id, label, last_seen_at FROM card ORDER BY last_seen_at DESC, id LIMIT :l",
         {"l": limit},
     )
-    return [dict(r) for r in rows.mappings()]
