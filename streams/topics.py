@@ -5,6 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class _Topic:
+    """A Kafka topic's name: ``<prefix>.<suffix>``, read off the :class:`Names` it belongs to."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+
+    def __get__(self, names: Names, owner: type[Names] | None = None) -> str:
+        return f"{names.prefix}.{self.suffix}"
+
+
 @dataclass(frozen=True)
 class Names:
     """All names derived from one prefix, so two deployments (or test runs) never collide."""
@@ -12,33 +22,16 @@ class Names:
     prefix: str = "skyreel"
 
     # --- Kafka topics (the contract; records in streams.records) ---
-    @property
-    def detector_events(self) -> str:
-        return f"{self.prefix}.detector-events"
-
-    @property
-    def copy_requests(self) -> str:
-        return f"{self.prefix}.copy-requests"
-
-    @property
-    def copy_results(self) -> str:
-        return f"{self.prefix}.copy-results"
-
-    @property
-    def step_requests(self) -> str:
-        return f"{self.prefix}.step-requests"
-
-    @property
-    def step_results(self) -> str:
-        return f"{self.prefix}.step-results"
-
-    @property
-    def status(self) -> str:
-        return f"{self.prefix}.status"
-
-    @property
-    def dead_letter(self) -> str:
-        return f"{self.prefix}.dead-letter"
+    detector_events = _Topic("detector-events")
+    copy_requests = _Topic("copy-requests")
+    copy_results = _Topic("copy-results")
+    step_requests = _Topic("step-requests")
+    step_results = _Topic("step-results")
+    status = _Topic("status")
+    dead_letter = _Topic("dead-letter")
+    #: operator commands (records.OperatorCommand), hub and CLI -> the engine (issue 13: the API
+    #: and CLI reach the engine through this topic)
+    commands = _Topic("commands")
 
     def source_topics(self) -> tuple[str, ...]:
         return (
@@ -68,9 +61,3 @@ class Names:
     @property
     def counters_key(self) -> str:
         return f"{self.prefix}:counters"
-
-    # --- operator commands (issue 13: the API and CLI reach the engine through this topic) ---
-    @property
-    def commands(self) -> str:
-        """Operator commands (records.OperatorCommand), hub and CLI -> the engine."""
-        return f"{self.prefix}.commands"
