@@ -160,6 +160,10 @@ class StepResult(_Base):
     worker: str = ""
     spawn: list[dict[str, Any]] | None = None
 
+    def message(self) -> tuple[bytes, bytes]:
+        """(key, value) to send on the step-results topic: keyed by the execution."""
+        return str(self.execution_id).encode(), encode(self)
+
 
 class StatusEvent(_Base):
     """Something the dashboard should show changed (key: execution id or detector id)."""

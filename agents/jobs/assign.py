@@ -46,7 +46,7 @@ async def assign_booking(
             output={"booking_id": booking_id, "passenger": passenger, "assigned_by": actor},
             worker=f"assign:{actor}"[:200],
         )
-        await send_result(str(assigned.execution_id).encode(), records.encode(result))
+        await send_result(*result.message())
     logger.info(
         "session %s assigned to %s by %s (execution %s)",
         key,

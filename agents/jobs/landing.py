@@ -85,7 +85,7 @@ async def _tell(
                 retryable=False,
                 worker="ingest",
             )
-        await ctx.send_result(str(s.execution_id).encode(), records.encode(result))
+        await ctx.send_result(*result.message())
 
 
 async def reconcile_landed(ctx: JobContext, grace_s: float = LANDED_GRACE_S) -> int:

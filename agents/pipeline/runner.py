@@ -101,7 +101,7 @@ class Runner:
             async with self.engine.begin() as conn:
                 await repo.add_logs(conn, lines)
         for result, _ in done:
-            await self.send_result(str(result.execution_id).encode(), records.encode(result))
+            await self.send_result(*result.message())
 
     async def claim(self, requests: Sequence[records.StepRequest]) -> list[Claimed]:
         """Claim the requested attempts (one transaction); returns those this worker won."""
