@@ -166,14 +166,15 @@ async def _build(
     return _Built(job)
 
 
-class _RenderQueue:
-    """The render queue, connected on first use (the worker may start before Redis answers)."""
+class _UsesRenderQueue:
+    """Holds the job context and the render queue, connected on first use (the worker may start
+    before Redis answers)."""
 
     def __init__(self, jc: JobContext) -> None:
         self.jc = jc
         self._queue: Queue | None = None
 
-    async def get(self) -> Queue:
+    async def queue(self) -> Queue:
         if self._queue is None:
             queue = Queue.from_url(
                 self.jc.settings.redis_url, name=Names(self.jc.settings.topic_prefix).render_queue
@@ -188,15 +189,8 @@ class _RenderQueue:
             self._queue = None
 
 
-class RenderDispatcher:
+class RenderDispatcher(_UsesRenderQueue):
     """Claims render steps and enqueues their jobs (the runner's render seam)."""
-
-    def __init__(self, jc: JobContext) -> None:
-        self.jc = jc
-        self._queue = _RenderQueue(jc)
-
-    async def queue(self) -> Queue:
-        return await self._queue.get()
 
     async def __call__(self, request: records.StepRequest, claim: Claim) -> None:
         claimed = await claim([request])
@@ -246,10 +240,7 @@ class RenderDispatcher:
             retryable=False,
             worker="render-dispatch",
         )
-        await self.jc.send_result(str(request.execution_id).encode(), records.encode(result))
-
-    async def close(self) -> None:
-        await self._queue.close()
+        await self.jc.send_result(*result.message())
 
 
 _RENDER_OUTPUT_KEYS = ("video", "poster", "manifest", "session_key", "output_name", "fingerprint")
@@ -277,7 +268,7 @@ RENDER_GRACE_S = 10.0
 STUCK_HEARTBEATS = 3
 
 
-class RenderCheck:
+class RenderCheck(_UsesRenderQueue):
     """The reconciler's render rule (registered as a Registry check in agents/jobs/steps.py).
 
     For every RUNNING render step older than RENDER_GRACE_S:
@@ -291,12 +282,8 @@ class RenderCheck:
     """
 
     def __init__(self, jc: JobContext, grace_s: float = RENDER_GRACE_S) -> None:
-        self.jc = jc
+        super().__init__(jc)
         self.grace_s = grace_s
-        self._queue = _RenderQueue(jc)
-
-    async def queue(self) -> Queue:
-        return await self._queue.get()
 
     async def __call__(self) -> int:
         async with self.jc.engine.connect() as conn:
@@ -397,7 +384,4 @@ class RenderCheck:
             error=error,
             worker="reconcile",
         )
-        await self.jc.send_result(str(r.execution_id).encode(), records.encode(result))
-
-    async def close(self) -> None:
-        await self._queue.close()
+        await self.jc.send_result(*result.message())
