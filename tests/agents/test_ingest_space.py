@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from agents.ingest import IngestDeps, handle_copy_result
 from detector.protocol import coded_reason
 from storage.copies import pending_copy_requests
+from storage.imports import CopyOutcome
 from streams import records
 from streams.settings import Settings
 
@@ -40,6 +41,15 @@ async def _row(engine: AsyncEngine, file_id: int) -> tuple[str, str]:
             )
         ).one()
     return str(row[0]), str(row[1])
+
+
+async def _failed_copy(
+    settings: Settings, engine: AsyncEngine, **result: object
+) -> tuple[IngestDeps, int, CopyOutcome]:
+    """A requested 5-byte file and what ingest made of a failed copy result for it."""
+    deps = IngestDeps(settings, engine, send_nothing)
+    file_id = await requested_file(engine, 5)
+    return deps, file_id, await handle_copy_result(deps, _result(file_id, **result))
 
 
 async def test_a_full_share_is_waiting_for_space_not_a_failure(
@@ -79,10 +89,8 @@ async def test_a_full_share_is_waiting_for_space_not_a_failure(
 async def test_an_older_detectors_full_share_waits_too_and_a_late_one_changes_nothing(
     settings: Settings, clean_db: AsyncEngine
 ) -> None:
-    deps = IngestDeps(settings, clean_db, send_nothing)
-    file_id = await requested_file(clean_db, 5)
-    out = await handle_copy_result(
-        deps, _result(file_id, reason="destination full (ENOSPC) writing the share at byte 9")
+    deps, file_id, out = await _failed_copy(
+        settings, clean_db, reason="destination full (ENOSPC) writing the share at byte 9"
     )
     assert out.status == "waiting"
     dest = land(settings, file_id)
@@ -100,10 +108,8 @@ async def test_an_older_detectors_full_share_waits_too_and_a_late_one_changes_no
 async def test_other_failure_kinds_fail_with_the_plain_reason(
     settings: Settings, clean_db: AsyncEngine
 ) -> None:
-    deps = IngestDeps(settings, clean_db, send_nothing)
-    file_id = await requested_file(clean_db, 5)
     reason = coded_reason("destination", "destination error (EIO) writing the share at byte 0: x")
-    out = await handle_copy_result(deps, _result(file_id, reason=reason))
+    _, file_id, out = await _failed_copy(settings, clean_db, reason=reason)
     assert out.status == "failed"
     assert await _row(clean_db, file_id) == (
         "failed",
@@ -115,10 +121,8 @@ async def test_other_failure_kinds_fail_with_the_plain_reason(
 async def test_the_failure_kind_field_says_no_space(
     settings: Settings, clean_db: AsyncEngine
 ) -> None:
-    deps = IngestDeps(settings, clean_db, send_nothing)
-    file_id = await requested_file(clean_db, 5)
-    out = await handle_copy_result(
-        deps, _result(file_id, reason="destination full (EDQUOT)", failure="no_space")
+    _, file_id, out = await _failed_copy(
+        settings, clean_db, reason="destination full (EDQUOT)", failure="no_space"
     )
     assert out.status == "waiting"
     assert await _row(clean_db, file_id) == (

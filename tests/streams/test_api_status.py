@@ -20,6 +20,7 @@ from status_harness import (
     AUTH,
     Seeded,
     Served,
+    Trouble,
     api_settings,
     check,
     response_schema_name,
@@ -479,11 +480,16 @@ async def test_counters_read_the_render_queue_depth(
 # --- warnings, review reasons, card safety (issue 11) --------------------------------------------
 
 
+@pytest.fixture
+async def troubled(clean_db: AsyncEngine) -> tuple[Seeded, Trouble]:
+    """`seed`, then `seed_trouble` on top (after the hub is up, as the tests ask for it)."""
+    return await seed(clean_db), await seed_trouble(clean_db)
+
+
 async def test_sessions_and_jumps_carry_their_warnings_and_review_reason(
-    client: httpx.AsyncClient, doc: dict[str, object], clean_db: AsyncEngine
+    client: httpx.AsyncClient, doc: dict[str, object], troubled: tuple[Seeded, Trouble]
 ) -> None:
-    s = await seed(clean_db)
-    t = await seed_trouble(clean_db)
+    s, t = troubled
     review = await get_ok(client, doc, "/api/sessions?status=needs_review", "/api/sessions")
     assert [(x["key"], x["review_reason"]) for x in review["items"]] == [
         (s.session, t.review_reason)
@@ -505,10 +511,9 @@ async def test_sessions_and_jumps_carry_their_warnings_and_review_reason(
 
 
 async def test_cards_say_whether_they_are_safe_to_remove(
-    client: httpx.AsyncClient, doc: dict[str, object], clean_db: AsyncEngine
+    client: httpx.AsyncClient, doc: dict[str, object], troubled: tuple[Seeded, Trouble]
 ) -> None:
-    await seed(clean_db)
-    t = await seed_trouble(clean_db)
+    _, t = troubled
     listing = await get_ok(client, doc, "/api/cards", "/api/cards")
     cards = {c["id"]: c for c in listing["items"]}
     assert list(cards) == ["card-A", "card-B", "card-C"]  # last seen first
@@ -554,10 +559,9 @@ async def test_cards_say_whether_they_are_safe_to_remove(
 
 
 async def test_attention_lists_what_needs_a_person_actions_first(
-    client: httpx.AsyncClient, doc: dict[str, object], clean_db: AsyncEngine
+    client: httpx.AsyncClient, doc: dict[str, object], troubled: tuple[Seeded, Trouble]
 ) -> None:
-    s = await seed(clean_db)
-    t = await seed_trouble(clean_db)
+    s, t = troubled
     body = await get_ok(client, doc, "/api/attention", "/api/attention")
     got = [(i["severity"], i["kind"], i["message"]) for i in body["items"]]
     assert got == [

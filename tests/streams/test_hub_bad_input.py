@@ -202,12 +202,10 @@ async def test_a_list_at_the_limit_is_accepted_whole(hub_case: HubCase) -> None:
     async with running_hub(hub_case.settings) as hub, open_detector(hub.ws, token) as ws:
         await ws.send(_huge_list(limit))
 
-        async def one_event() -> bool:
-            return bool(
-                await topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events)
-            )
-
-        await wait_for(one_event, what="the full list's event")
+        await wait_for(
+            lambda: topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events),
+            what="the full list's event",
+        )
     events = await topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events)
     assert len(events) == 1
     files = events[0]["files"]
@@ -245,12 +243,10 @@ async def test_an_unsafe_entry_is_refused_alone_and_the_rest_of_its_list_passes(
         assert entry.path == protocol.printable(bad_path) and words in entry.reason
         assert refused.more == 0
 
-        async def one_event() -> bool:
-            return bool(
-                await topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events)
-            )
-
-        await wait_for(one_event, what="the list's good entries")
+        await wait_for(
+            lambda: topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events),
+            what="the list's good entries",
+        )
         await asyncio.wait_for(await ws.ping(), 5)  # the socket stays open
     [event] = await topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events)
     files = event["files"]

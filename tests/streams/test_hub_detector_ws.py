@@ -95,12 +95,10 @@ async def test_file_list_becomes_one_detector_event_with_the_token_s_detector_id
             assert held is not None and json.loads(held)["hub"] == hub_case.settings.hub_id
             await ws.send(file_list("CARD-1", 4))
 
-            async def one_event() -> bool:
-                return bool(
-                    await topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events)
-                )
-
-            await wait_for(one_event, what="the detector event")
+            await wait_for(
+                lambda: topic_values(hub_case.settings.kafka_url, hub_case.names.detector_events),
+                what="the detector event",
+            )
             await wait_for(
                 lambda: pg.fetchval("SELECT count(*) FROM card WHERE id = 'CARD-1'"),
                 what="the card row",
@@ -173,12 +171,10 @@ async def test_copy_result_and_progress_are_published_and_foreign_ids_refused(
         }
         await ws.send(json.dumps(result))
 
-        async def one_result() -> bool:
-            return bool(
-                await topic_values(hub_case.settings.kafka_url, hub_case.names.copy_results)
-            )
-
-        await wait_for(one_result, what="the copy result")
+        await wait_for(
+            lambda: topic_values(hub_case.settings.kafka_url, hub_case.names.copy_results),
+            what="the copy result",
+        )
     results = await topic_values(hub_case.settings.kafka_url, hub_case.names.copy_results)
     assert len(results) == 1
     assert (results[0]["file_id"], results[0]["detector_id"], results[0]["hash"]) == (
@@ -304,10 +300,10 @@ async def test_health_reports_a_down_service_with_503_and_detectors_still_work(
         async with open_detector(hub.ws, token) as ws:
             await ws.send(file_list("CARD-R"))
 
-            async def one_event() -> bool:
-                return bool(await topic_values(settings.kafka_url, hub_case.names.detector_events))
-
-            await wait_for(one_event, what="the list despite Redis being down")
+            await wait_for(
+                lambda: topic_values(settings.kafka_url, hub_case.names.detector_events),
+                what="the list despite Redis being down",
+            )
     assert "presence of detector station-1 not recorded" in caplog.text
 
 
