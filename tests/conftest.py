@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from support import Proc, Rig
+from support import Proc, Rig, local_settings
 
 from benchmarks._services import new_database, pg_answers
 from storage.db import make_engine, make_sessionmaker, plain_url
@@ -171,20 +171,13 @@ def names() -> Names:
 def settings(
     tmp_path: Path, database_url: str, redis_url: str, broker: str, names: Names
 ) -> Settings:
-    share = tmp_path / "share"
-    out = tmp_path / "output"
-    share.mkdir()
-    out.mkdir()
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        redis_url=redis_url,
-        kafka_url=broker,
-        kafka_local_tuning=True,
-        topic_prefix=names.prefix,
+    return local_settings(
+        tmp_path,
+        database_url,
+        redis_url,
+        broker,
+        names.prefix,
         app_id=f"{names.prefix}-app",
-        share_root=share,
-        output_dir=out,
         hub_port=0,
     )
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from streams import records
 from streams.settings import Settings
@@ -151,4 +151,23 @@ def small_system(settings: Settings, **extra: object) -> Settings:
             "render_heartbeat_s": 6,
             **extra,
         }
+    )
+
+
+def local_settings(
+    root: Path, database_url: str, redis_url: str, broker: str, prefix: str, **extra: Any
+) -> Settings:
+    """Settings for the session's services under ``root`` (its share and output made here)."""
+    for sub in ("share", "output"):
+        (root / sub).mkdir()
+    return Settings(
+        data_dir=root / "data",
+        database_url=database_url,
+        redis_url=redis_url,
+        kafka_url=broker,
+        kafka_local_tuning=True,
+        topic_prefix=prefix,
+        share_root=root / "share",
+        output_dir=root / "output",
+        **extra,
     )

@@ -32,11 +32,11 @@ from schemathesis.checks import (
 )
 from sqlalchemy import text
 from status_harness import AUTH, api_settings, seed, seed_trouble
+from support import local_settings
 
 from storage.db import make_engine
 from streams.hub.openapi import openapi_document
 from streams.hub.server import create_app
-from streams.settings import Settings
 from streams.topics import Names
 
 TABLES = (
@@ -61,21 +61,8 @@ def hub_url(
     tmp_path_factory: pytest.TempPathFactory, database_url: str, redis_url: str, broker: str
 ) -> Iterator[str]:
     root: Path = tmp_path_factory.mktemp("schemathesis")
-    for sub in ("share", "output"):
-        (root / sub).mkdir()
     names = Names(prefix=f"st{int(time.time() * 1000) % 10**8}")
-    settings = api_settings(
-        Settings(
-            data_dir=root / "data",
-            database_url=database_url,
-            redis_url=redis_url,
-            kafka_url=broker,
-            kafka_local_tuning=True,
-            topic_prefix=names.prefix,
-            share_root=root / "share",
-            output_dir=root / "output",
-        )
-    )
+    settings = api_settings(local_settings(root, database_url, redis_url, broker, names.prefix))
     asyncio.run(_reset_and_seed(database_url))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
