@@ -48,12 +48,11 @@ from typing import Protocol
 import xxhash
 
 from detector.paths import PathRefused, confine
-from detector.protocol import FailureKind
+from detector.protocol import HASH_ALGO, FailureKind
 from detector.readback import ReadbackVerifier
 
 logger = logging.getLogger(__name__)
 
-HASH_ALGO = "xxh3_128"
 CHUNK_SIZE = 8 * 1024 * 1024
 #: Buffers in flight between the reader and the writer (CHUNK_SIZE each).
 PIPELINE_DEPTH = 4

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -41,6 +41,9 @@ from pydantic import (
 )
 
 PROTOCOL_VERSION = 1
+#: the one content hash of a copy: xxh3-128, lowercase hex
+HASH_ALGO: Final = "xxh3_128"
+_HASH = re.compile(r"[0-9a-f]{32}")
 
 #: Largest frame either side accepts. A 20,000-file list is ~2.5 MB of JSON.
 MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -152,7 +155,9 @@ def classify(path: str) -> Literal["video", "proxy", "other"]:
 
 
 class _Msg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    # strict: the wire carries the JSON types it says (`v: 1.0`, `v: true`, `size: "100"` are
+    # refused, not coerced); a float field still takes a JSON integer
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False, strict=True)
     v: Literal[1] = 1
 
 
@@ -171,7 +176,7 @@ def _request_id(value: str) -> str:
 class FileEntry(BaseModel):
     """One file on a card, by metadata only."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     path: str = Field(description="path relative to the card root, '/'-separated")
     size: int = Field(ge=0, le=1 << 44, description="bytes")
     mtime: float = Field(ge=0, le=1e11, description="seconds since the epoch, as the card says")
@@ -189,7 +194,7 @@ def _display_text(value: str) -> str:
 class SkippedFile(BaseModel):
     """A file that was not listed (detector) or not accepted (hub), and why."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     path: str = Field(max_length=MAX_PATH_CHARS, description="printable form (see printable())")
     reason: str = Field(max_length=MAX_SKIP_REASON_CHARS)
 
@@ -245,10 +250,21 @@ class CopyResult(_Msg):
     destination: str = Field(default="", max_length=MAX_PATH_CHARS)
     size: int = Field(default=0, ge=0)
     hash: str = Field(default="", max_length=128, pattern=r"^[0-9a-f]*$")
-    hash_algo: Literal["xxh3_128", "xxh64", "sha256", "blake3", ""] = ""
+    hash_algo: Literal["xxh3_128", ""] = ""
     reason: str = Field(default="", max_length=MAX_REASON_CHARS)
     failure: FailureKind | None = Field(default=None, description="failed only: what failed")
     _rid = field_validator("request_id")(classmethod(lambda cls, v: _request_id(v)))
+
+    @model_validator(mode="after")
+    def _copied_has_its_hash(self) -> CopyResult:
+        """A copy counts only with the hash the detector verified: xxh3-128, 32 hex digits."""
+        if self.status == "copied" and (
+            self.hash_algo != HASH_ALGO or not _HASH.fullmatch(self.hash)
+        ):
+            raise ValueError(
+                f"a copied result needs hash_algo {HASH_ALGO!r} and a hash of 32 hex digits"
+            )
+        return self
 
 
 def coded_reason(kind: str | None, reason: str) -> str:
@@ -345,9 +361,12 @@ def _parse(raw: str | bytes, types: tuple[str, ...], max_files: int) -> dict[str
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"frame is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("frame nests too deeply to be a message") from None
     if not isinstance(data, dict):
         raise ProtocolError("frame must be a JSON object")
-    if data.get("v") != PROTOCOL_VERSION:
+    version = data.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:  # not 1.0, not true
         raise ProtocolError(f"unsupported protocol version {data.get('v')!r}; this hub speaks 1")
     kind = data.get("type")
     if kind not in types:

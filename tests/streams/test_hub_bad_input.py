@@ -115,6 +115,64 @@ BAD_FRAMES: dict[str, tuple[str | bytes, int, str]] = {
         1003,
         "free_bytes",
     ),
+    # red-team D12: deep nesting is a refusal with a reason, not 1011 and a traceback
+    "deep-json": ("[" * 100_000 + "]" * 100_000, 1003, "nests too deeply"),
+    # strict wire types: no coercion of 1.0, true or "100"
+    "version-as-float": (
+        json.dumps({"v": 1.0, "type": "card_removed", "card_id": "C"}),
+        1003,
+        "unsupported protocol version 1.0",
+    ),
+    "version-as-bool": (
+        json.dumps({"v": True, "type": "card_removed", "card_id": "C"}),
+        1003,
+        "unsupported protocol version True",
+    ),
+    "size-as-string": (
+        json.dumps(
+            {
+                "v": 1,
+                "type": "file_list",
+                "card_id": "C",
+                "files": [{"path": "DCIM/100GOPRO/GX010001.MP4", "size": "100", "mtime": 1.0}],
+            }
+        ),
+        1003,
+        "files.0.size",
+    ),
+    # red-team D8: a copy counts only with its xxh3-128 hash ('0' was stored before)
+    "copied-with-a-made-up-hash": (
+        json.dumps(
+            {
+                "v": 1,
+                "type": "copy_result",
+                "request_id": "f1",
+                "status": "copied",
+                "destination": "cards/C/00000001_A.MP4",
+                "size": 1,
+                "hash": "0",
+                "hash_algo": "xxh3_128",
+            }
+        ),
+        1003,
+        "hash of 32 hex digits",
+    ),
+    "copied-with-another-algorithm": (
+        json.dumps(
+            {
+                "v": 1,
+                "type": "copy_result",
+                "request_id": "f1",
+                "status": "copied",
+                "destination": "cards/C/00000001_A.MP4",
+                "size": 1,
+                "hash": "ab" * 32,
+                "hash_algo": "sha256",
+            }
+        ),
+        1003,
+        "hash_algo",
+    ),
     "bad-skipped-entry": (
         json.dumps(
             {

@@ -166,7 +166,7 @@ async def test_copy_result_and_progress_are_published_and_foreign_ids_refused(
             "status": "copied",
             "destination": "cards/C/00000007_A.MP4",
             "size": 10,
-            "hash": "ab12",
+            "hash": "ab12" * 8,
             "hash_algo": "xxh3_128",
         }
         await ws.send(json.dumps(result))
@@ -180,7 +180,7 @@ async def test_copy_result_and_progress_are_published_and_foreign_ids_refused(
     assert (results[0]["file_id"], results[0]["detector_id"], results[0]["hash"]) == (
         7,
         "station-1",
-        "ab12",
+        "ab12" * 8,
     )
     statuses = await topic_values(hub_case.settings.kafka_url, hub_case.names.status)
     assert [(s["kind"], s["id"]) for s in statuses] == [("file", "7")]
@@ -374,7 +374,7 @@ async def test_card_status_follows_the_ledger_until_the_card_is_safe_to_remove(
                 "status": "copied",
                 "destination": req.destination,
                 "size": req.size,
-                "hash": "ab12",
+                "hash": "ab12" * 8,
                 "hash_algo": "xxh3_128",
             }
             await ws.send(json.dumps(result))
