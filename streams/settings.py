@@ -14,6 +14,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_TOKEN = "skyreel-dev-admin-token"
+#: production refuses a shorter admin token (red-team D18: "a" and " " were accepted)
+MIN_ADMIN_TOKEN_CHARS = 32
 
 
 class InsecureSettings(ValueError):
@@ -133,10 +135,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Settings:
+        token = self.admin_token.get_secret_value()
         if self.environment == "production" and (
-            self.admin_token.get_secret_value() in ("", DEV_TOKEN)
+            token == DEV_TOKEN or len(token.strip()) < MIN_ADMIN_TOKEN_CHARS
         ):
-            raise InsecureSettings("SKYREEL_ADMIN_TOKEN must be set to a secret in production")
+            raise InsecureSettings(
+                f"SKYREEL_ADMIN_TOKEN must be a secret of at least {MIN_ADMIN_TOKEN_CHARS} "
+                "random characters in production (e.g. `openssl rand -hex 32`), not the "
+                "development default"
+            )
         return self
 
     def branding(self) -> dict[str, object]:

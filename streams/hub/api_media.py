@@ -42,6 +42,15 @@ def confined(root: Path, candidate: str | Path) -> Path | None:
     return full if full.is_relative_to(base) and full != base else None
 
 
+def is_served_file(full: Path) -> bool:
+    """Whether ``full`` is a regular file we can open: a name too long for the file system, or
+    any other OS refusal, is simply not one (a 404, never a 500)."""
+    try:
+        return full.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def media_url(ctx: ApiContext, path: str) -> str | None:
     """Where the hub serves a file, or None when it is outside both media roots."""
     for prefix, root in (("output", ctx.settings.output_dir), ("share", ctx.settings.share_root)):
@@ -74,7 +83,7 @@ def media_routes(ctx: ApiContext) -> list[BaseRoute]:
             raise not_found(f"file {file_id}")
         stored = row.get("stored_path")
         full = confined(ctx.settings.share_root, str(stored)) if stored else None
-        if full is None or not full.is_file():
+        if full is None or not is_served_file(full):
             raise not_found(f"imported copy of file {file_id}")
         if at is None:
             at = float(row.get("qr_frame_s") or 0.0)  # type: ignore[arg-type]
@@ -84,14 +93,15 @@ def media_routes(ctx: ApiContext) -> list[BaseRoute]:
             raise ApiError(422, "undecodable", f"file {file_id}: {exc}") from exc
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
+    @json_errors
     async def media(request: Request) -> Response:
         if not ctx.settings.reads_open and not ctx.token_ok(request, allow_query=True):
-            return Response("unauthorized", 401)
+            raise ApiError(401, "unauthorized", "a valid token is needed to read media")
         roots = {"output": ctx.settings.output_dir, "share": ctx.settings.share_root}
         root = roots.get(str(request.path_params["root"]))
         full = confined(root, str(request.path_params["path"])) if root else None
-        if full is None or not full.is_file():
-            return Response("not found", 404)
+        if full is None or not is_served_file(full):
+            raise not_found("media file")
         return FileResponse(full, media_type=MEDIA_TYPES.get(full.suffix.lower()))
 
     return [

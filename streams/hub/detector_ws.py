@@ -66,7 +66,14 @@ parse_copy_request_id = records.file_of_request
 
 
 class Unavailable(RuntimeError):
-    """A backend service failed while handling a good frame; the detector should retry."""
+    """A backend service failed while handling a good frame; the detector should retry.
+
+    ``str()`` (for our log) holds the service's own error; a client is told only which
+    service (:attr:`for_client`): never SQL, a stack or a broker's internals."""
+
+    def __init__(self, service: str, exc: BaseException) -> None:
+        super().__init__(f"{service}: {exc}")
+        self.for_client = f"the hub's {service} is unavailable; retry in a moment"
 
 
 @dataclass
@@ -203,7 +210,9 @@ class Gateway:
             except Unavailable as exc:
                 logger.error("detector %s: %s; closing so it retries", sock.detector_id, exc)
                 with contextlib.suppress(Exception):
-                    await sock.send(protocol.ErrorMessage(code="unavailable", message=str(exc)))
+                    await sock.send(
+                        protocol.ErrorMessage(code="unavailable", message=exc.for_client)
+                    )
                 await sock.close(CLOSE_INTERNAL, "hub backend unavailable, retry")
                 return CLOSE_INTERNAL
 
@@ -296,7 +305,7 @@ class Gateway:
                 else:
                     await detectors.clear_card(session, sock.detector_id, msg.card_id)
         except Exception as exc:
-            raise Unavailable(f"database: {exc}") from exc
+            raise Unavailable("database", exc) from exc
         logger.info(
             "detector %s: %s card %s%s",
             sock.detector_id,
@@ -406,7 +415,7 @@ class Gateway:
         try:
             await self.producer.send_and_wait(topic, payload, key=key.encode())
         except Exception as exc:
-            raise Unavailable(f"kafka: {exc}") from exc
+            raise Unavailable("broker", exc) from exc
 
     # --- presence ------------------------------------------------------------------------
 

@@ -430,8 +430,13 @@ async def test_media_is_confined_to_its_roots(settings: Settings, clean_db: Asyn
             "/media/output/link.txt",
             "/media/other/x",
             "/media/output/",
+            # red-team D13/D14: a NUL, and a name too long for the file system, are 404s too
+            "/media/output/a%00b.jpg",
+            "/media/share/" + "x" * 5000,
         ):
-            assert (await c.get(bad)).status_code == 404, bad
+            bad_response = await c.get(bad)
+            assert bad_response.status_code == 404, bad
+            assert bad_response.json()["error"]["code"] == "not_found", bad
 
 
 async def test_detectors_show_presence_from_redis(

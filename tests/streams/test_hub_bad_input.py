@@ -115,6 +115,12 @@ BAD_FRAMES: dict[str, tuple[str | bytes, int, str]] = {
         1003,
         "free_bytes",
     ),
+    # red-team D11: a NUL in the label is refused at the edge, before anything is produced
+    "nul-in-label": (
+        json.dumps({"v": 1, "type": "card_inserted", "card_id": "C", "label": "SD\u0000CARD"}),
+        1003,
+        "label",
+    ),
     # red-team D12: deep nesting is a refusal with a reason, not 1011 and a traceback
     "deep-json": ("[" * 100_000 + "]" * 100_000, 1003, "nests too deeply"),
     # strict wire types: no coercion of 1.0, true or "100"
