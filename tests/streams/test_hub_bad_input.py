@@ -49,6 +49,21 @@ def _huge_list(n: int) -> str:
     return json.dumps({"v": 1, "type": "file_list", "card_id": "CARD-X", "files": files})
 
 
+def _copied(*, hash_: str, algo: str) -> str:
+    """A copy_result frame that claims a copy with this hash."""
+    result = {
+        "v": 1,
+        "type": "copy_result",
+        "request_id": "f1",
+        "status": "copied",
+        "destination": "cards/C/00000001_A.MP4",
+        "size": 1,
+        "hash": hash_,
+        "hash_algo": algo,
+    }
+    return json.dumps(result)
+
+
 BAD_FRAMES: dict[str, tuple[str | bytes, int, str]] = {
     # name: (frame, close code, words in the error reason)
     "malformed-json": ('{"v": 1, "type": "file_list", ', 1003, "not valid JSON"),
@@ -148,34 +163,12 @@ BAD_FRAMES: dict[str, tuple[str | bytes, int, str]] = {
     ),
     # red-team D8: a copy counts only with its xxh3-128 hash ('0' was stored before)
     "copied-with-a-made-up-hash": (
-        json.dumps(
-            {
-                "v": 1,
-                "type": "copy_result",
-                "request_id": "f1",
-                "status": "copied",
-                "destination": "cards/C/00000001_A.MP4",
-                "size": 1,
-                "hash": "0",
-                "hash_algo": "xxh3_128",
-            }
-        ),
+        _copied(hash_="0", algo="xxh3_128"),
         1003,
         "hash of 32 hex digits",
     ),
     "copied-with-another-algorithm": (
-        json.dumps(
-            {
-                "v": 1,
-                "type": "copy_result",
-                "request_id": "f1",
-                "status": "copied",
-                "destination": "cards/C/00000001_A.MP4",
-                "size": 1,
-                "hash": "ab" * 32,
-                "hash_algo": "sha256",
-            }
-        ),
+        _copied(hash_="ab" * 32, algo="sha256"),
         1003,
         "hash_algo",
     ),
