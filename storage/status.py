@@ -28,6 +28,8 @@ from storage import deps
 logger = logging.getLogger(__name__)
 
 Row = dict[str, object]
+#: Step output values with these endings name a media file (videos, posters, copied clips).
+MEDIA_SUFFIXES = (".mp4", ".mov", ".jpg", ".jpeg")
 
 
 async def one_row(conn: AsyncConnection, sql: str, params: dict[str, object]) -> Row | None:
@@ -248,14 +250,15 @@ async def list_dead_letters(conn: AsyncConnection, page: Page) -> tuple[list[Row
     return rows, (int(rows[-1]["id"]) if more and rows else None)  # type: ignore[call-overload]
 
 
-def output_paths(outputs: Iterable[Mapping[str, object]]) -> list[str]:
-    """String values of step outputs that look like a finished video or its poster."""
-    found: list[str] = []
+def output_files(outputs: Iterable[Mapping[str, object]]) -> list[tuple[str, str]]:
+    """(key, path) of step output values that name a stored video, poster or copied clip, in
+    step order: a render's staged `video`, a publish's published one, a copy's `stored_path`."""
+    found: list[tuple[str, str]] = []
     for row in outputs:
         out = row.get("output")
         if not isinstance(out, dict):
             continue
-        for value in out.values():
-            if isinstance(value, str) and value.lower().endswith((".mp4", ".jpg", ".jpeg")):
-                found.append(value)
+        for key, value in out.items():
+            if isinstance(value, str) and value.lower().endswith(MEDIA_SUFFIXES):
+                found.append((str(key), value))
     return found

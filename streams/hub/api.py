@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from redis.exceptions import RedisError
@@ -25,7 +26,7 @@ from storage import status as queries
 from storage import status_cards as card_queries
 from streams.hub import api_models as m
 from streams.hub.api_actions import action_routes
-from streams.hub.api_media import media_routes, media_url
+from streams.hub.api_media import media_routes
 from streams.hub.api_support import (
     MAX_LIMIT,
     ApiContext,
@@ -45,6 +46,7 @@ from streams.hub.api_support import (
     when_param,
 )
 from streams.hub.live import LiveStatus
+from streams.hub.media_links import MediaRoots, media_urls
 from streams.hub.openapi import openapi_document
 from streams.settings import Settings
 from streams.topics import Names
@@ -64,12 +66,23 @@ def _summary(row: dict[str, object]) -> dict[str, object]:
     return {k: row[k] for k in keys}
 
 
-def file_info(row: dict[str, object]) -> m.FileInfo:
-    frame = None
-    if row.get("status") == "imported" and row.get("stored_path"):
-        frame = f"/api/files/{row['id']}/frame.jpg"
-    data = {k: row.get(k) for k in m.FileInfo.model_fields if k != "frame_url"}
-    return m.FileInfo.model_validate({**data, "frame_url": frame})
+def _stored(row: Mapping[str, object]) -> str | None:
+    """An imported file's copy on the share (relative to it); None before it is imported."""
+    stored = row.get("stored_path")
+    return str(stored) if row.get("status") == "imported" and stored else None
+
+
+def file_info(row: dict[str, object], url: str | None) -> m.FileInfo:
+    """A file of the ledger with `url`, the link to its copy (None: not there)."""
+    frame = f"/api/files/{row['id']}/frame.jpg" if url is not None else None
+    data = {k: row.get(k) for k in m.FileInfo.model_fields if k not in ("url", "frame_url")}
+    return m.FileInfo.model_validate({**data, "url": url, "frame_url": frame})
+
+
+async def file_infos(ctx: ApiContext, rows: list[dict[str, object]]) -> list[m.FileInfo]:
+    """Files of the ledger, each linked only when its copy is on the share now."""
+    urls = await media_urls(MediaRoots.of(ctx.settings), (_stored(r) for r in rows))
+    return [file_info(r, urls.get(_stored(r) or "")) for r in rows]
 
 
 def step_node(row: dict[str, object]) -> m.StepNode:
@@ -84,14 +97,25 @@ def step_node(row: dict[str, object]) -> m.StepNode:
     return m.StepNode.model_validate({**data, "duration_s": duration, "attempts": attempts or []})
 
 
-def media_links(ctx: ApiContext, paths: list[str]) -> list[m.MediaLink]:
+def link_kind(key: str, path: str) -> m.MediaKind:
+    """A copied clip (a copy step's `stored_path`) is a file; else a poster or a video."""
+    if key == "stored_path":
+        return "file"
+    return "poster" if path.lower().endswith((".jpg", ".jpeg")) else "video"
+
+
+async def media_links(ctx: ApiContext, outputs: list[tuple[str, str]]) -> list[m.MediaLink]:
+    """Links to the files step outputs name that are there now: a staged render `publish`
+    moved away, or a deleted clip, has none (never a link that 404s)."""
+    urls = await media_urls(MediaRoots.of(ctx.settings), (path for _, path in outputs))
     links: list[m.MediaLink] = []
-    for path in dict.fromkeys(paths):
-        url = media_url(ctx, path)
-        if url is None:
+    seen: set[str] = set()
+    for key, path in outputs:
+        url = urls.get(path)
+        if url is None or url in seen:
             continue
-        kind = "video" if path.lower().endswith(".mp4") else "poster"
-        links.append(m.MediaLink(kind=kind, url=url, name=Path(path).name))
+        seen.add(url)
+        links.append(m.MediaLink(kind=link_kind(key, path), url=url, name=Path(path).name))
     return links
 
 
@@ -208,7 +232,7 @@ class _ReadEndpoints:
                 "context": row.get("context") or {},
                 "steps": nodes,
                 "edges": [m.Edge(source=a, target=b) for a, b in edges],
-                "media": media_links(self.ctx, queries.output_paths(outputs)),
+                "media": await media_links(self.ctx, queries.output_files(outputs)),
             }
         )
         return model_response(detail)
@@ -275,7 +299,7 @@ class _ReadEndpoints:
             rows = await card_queries.card_files(conn, card_id, limit, offset)
         return model_response(
             m.FileList(
-                card_id=card_id, items=[file_info(r) for r in rows], limit=limit, offset=offset
+                card_id=card_id, items=await file_infos(self.ctx, rows), limit=limit, offset=offset
             )
         )
 
@@ -306,7 +330,7 @@ class _ReadEndpoints:
                 if row.get("execution_id") is not None
                 else []
             )
-        infos = [file_info(f) for f in files]
+        infos = await file_infos(self.ctx, files)
         qr = next((f for f in infos if f.id == row.get("qr_file_id")), None)
         summary = {k: row[k] for k in m.SessionSummary.model_fields}
         detail = m.SessionDetail.model_validate(
@@ -315,7 +339,7 @@ class _ReadEndpoints:
                 "footage": [f for f in infos if qr is None or f.id != qr.id],
                 "qr_file": qr,
                 "frame_url": qr.frame_url if qr is not None else None,
-                "media": media_links(self.ctx, queries.output_paths(outputs)),
+                "media": await media_links(self.ctx, queries.output_files(outputs)),
             }
         )
         return model_response(detail)

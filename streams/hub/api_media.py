@@ -3,15 +3,14 @@
 `GET /api/files/{id}/frame.jpg?t=` decodes one frame of an imported file (streams/hub/frames.py)
 in a worker thread (never on the event loop) and answers a JPEG; results are kept in a small
 in-memory LRU keyed by file, size, mtime and time. Files are served under `/media/output/...`
-(published videos) and `/media/share/...` (copied footage) from exactly those two roots: paths
-are resolved (symlinks included) and must stay inside their root.
+(published videos) and `/media/share/...` (copied footage, render staging) from exactly those
+two roots: paths are resolved (symlinks included) and must stay inside their root. The links the
+API hands out to these files are built in streams/hub/media_links.py.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -20,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 from storage import status_cards as card_queries
 from streams.hub.api_support import ApiContext, ApiError, json_errors, not_found, path_id
 from streams.hub.frames import FrameCache, FrameError
+from streams.hub.media_links import MediaRoots, confined, is_served_file, locate
 
 logger = logging.getLogger(__name__)
 
@@ -29,36 +29,6 @@ MEDIA_TYPES = {
     ".jpeg": "image/jpeg",
     ".mov": "video/quicktime",
 }
-
-
-def confined(root: Path, candidate: str | Path) -> Path | None:
-    """`candidate` (absolute, or relative to `root`) resolved, if it lies inside `root`."""
-    try:
-        base = root.resolve()
-        path = Path(candidate)
-        full = (path if path.is_absolute() else base / path).resolve()
-    except (ValueError, OSError):  # NUL bytes, loops: not a path we serve
-        return None
-    return full if full.is_relative_to(base) and full != base else None
-
-
-def is_served_file(full: Path) -> bool:
-    """Whether ``full`` is a regular file we can open: a name too long for the file system, or
-    any other OS refusal, is simply not one (a 404, never a 500)."""
-    try:
-        return full.is_file()
-    except (OSError, ValueError):
-        return False
-
-
-def media_url(ctx: ApiContext, path: str) -> str | None:
-    """Where the hub serves a file, or None when it is outside both media roots."""
-    for prefix, root in (("output", ctx.settings.output_dir), ("share", ctx.settings.share_root)):
-        full = confined(root, path)
-        if full is not None:
-            rel = full.relative_to(root.resolve()).as_posix()
-            return f"/media/{prefix}/{quote(rel)}"
-    return None
 
 
 def media_routes(ctx: ApiContext) -> list[BaseRoute]:
@@ -82,13 +52,13 @@ def media_routes(ctx: ApiContext) -> list[BaseRoute]:
         if row is None:
             raise not_found(f"file {file_id}")
         stored = row.get("stored_path")
-        full = confined(ctx.settings.share_root, str(stored)) if stored else None
-        if full is None or not is_served_file(full):
+        found = locate(MediaRoots.of(ctx.settings), str(stored)) if stored else None
+        if found is None:
             raise not_found(f"imported copy of file {file_id}")
         if at is None:
             at = float(row.get("qr_frame_s") or 0.0)  # type: ignore[arg-type]
         try:
-            jpeg = await cache.get(full, at)
+            jpeg = await cache.get(found.path, at)
         except FrameError as exc:
             raise ApiError(422, "undecodable", f"file {file_id}: {exc}") from exc
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
@@ -97,8 +67,7 @@ def media_routes(ctx: ApiContext) -> list[BaseRoute]:
     async def media(request: Request) -> Response:
         if not ctx.settings.reads_open and not ctx.token_ok(request, allow_query=True):
             raise ApiError(401, "unauthorized", "a valid token is needed to read media")
-        roots = {"output": ctx.settings.output_dir, "share": ctx.settings.share_root}
-        root = roots.get(str(request.path_params["root"]))
+        root = MediaRoots.of(ctx.settings).root(str(request.path_params["root"]))
         full = confined(root, str(request.path_params["path"])) if root else None
         if full is None or not is_served_file(full):
             raise not_found("media file")

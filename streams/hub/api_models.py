@@ -39,9 +39,17 @@ class ErrorResponse(_Model):
     error: ErrorBody
 
 
+MediaKind = Literal["video", "poster", "file"]
+
+
 class MediaLink(_Model):
-    kind: Literal["video", "poster", "file"]
-    url: str = Field(description="Where the hub serves it (under /media/...).")
+    """A file the hub serves now; a file that is gone (a staged render after publish) has none."""
+
+    kind: MediaKind = Field(description="video or poster of a render; file: a copied clip.")
+    url: str = Field(
+        description="Where the hub serves it: /media/share/... (footage, render staging) or "
+        "/media/output/... (published)."
+    )
     name: str
 
 
@@ -226,7 +234,13 @@ class FileInfo(_Model):
     qr_status: str | None
     qr_booking_id: str | None
     qr_frame_s: float | None
-    frame_url: str | None = Field(description="A JPEG still of the clip (imported files only).")
+    url: str | None = Field(
+        description="The copied clip, under /media/share/...; null until it is imported or "
+        "when its copy is no longer on the share."
+    )
+    frame_url: str | None = Field(
+        description="A JPEG still of the clip; null whenever `url` is null."
+    )
 
 
 class FileList(_Model):

@@ -129,6 +129,13 @@ async function loadCounters() {
   $("#counters").replaceChildren(...items.map(([k, v]) => el("li", {}, `${k} `, el("b", {}, v))));
 }
 
+// A poster or a video link; nothing for a file that is gone (the API gives no url for it).
+function mediaItem(m) {
+  if (!m || !m.url) return null;
+  return m.kind === "poster" ? el("img", { class: "poster", src: m.url, alt: m.name })
+    : el("p", {}, el("a", { href: m.url, target: "_blank", rel: "noopener", "data-media": m.kind }, `▶ ${m.name}`));
+}
+
 // --- one execution -------------------------------------------------------------------------------
 
 async function select(id) {
@@ -174,9 +181,7 @@ async function renderExecution() {
       s.status === "running" ? el("button", { class: "force-retry", "data-step": s.name, title: "Run this step again although it is still running (its attempt is closed as cancelled)",
         onclick: () => confirm(`Run ${s.name} again although it is running?`) && action(`/api/executions/${id}/steps/${encodeURIComponent(s.name)}/retry?force=true`, `force retry ${s.name}`) }, "Run again") : "",
       el("button", { class: "logs", onclick: () => showLogs(id, s.name) }, "Logs"))));
-  const media = e.media.map((m) => m.kind === "poster"
-    ? el("img", { class: "poster", src: m.url, alt: m.name })
-    : el("p", {}, el("a", { href: m.url, target: "_blank", rel: "noopener" }, `▶ ${m.name}`)));
+  const media = e.media.map(mediaItem).filter(Boolean);
   const detail = $("#detail");
   detail.replaceChildren(
     el("h2", {}, `#${e.id} ${e.pipeline} — ${e.passenger || e.subject_id}`),
@@ -225,8 +230,9 @@ async function renderReview(key, standalone, seq) {
       ` card ${s.card_id} · ${s.footage.length} footage files`,
       s.passenger ? ` · ${s.passenger} (${s.booking_id})` : ""),
       ...trouble(s.review_reason, s.warnings, s.status));
-    for (const m of s.media) detail.append(m.kind === "poster" ? el("img", { class: "poster", src: m.url, alt: m.name })
-      : el("p", {}, el("a", { href: m.url, target: "_blank", rel: "noopener" }, `▶ ${m.name}`)));
+    detail.append(...s.media.map(mediaItem).filter(Boolean),
+      el("ul", { class: "footage" }, ...s.footage.map((f) => el("li", { "data-footage": f.id },
+        f.url ? el("a", { href: f.url, target: "_blank", rel: "noopener" }, f.name) : f.name))));
   }
   if (!["needs_review", "unassigned"].includes(s.status)) return;
   const form = $("#review-form").content.firstElementChild.cloneNode(true);
