@@ -42,6 +42,7 @@ from streams.hub.api_support import (
     model_response,
     not_found,
     path_id,
+    path_text,
     text_param,
     when_param,
 )
@@ -240,7 +241,7 @@ class _ReadEndpoints:
     async def logs(self, request: Request) -> Response:
         self.ctx.require_read(request)
         eid = path_id(request, "execution_id", "execution")
-        name = str(request.path_params["step"])
+        name = path_text(request, "step", "step")
         attempt = int_param(request, "attempt", -1, 0, 1_000_000)
         limit = int_param(request, "limit", 500, 1, 2000)
         after = int_param(request, "after", 0, 0, 2**62)
@@ -319,7 +320,7 @@ class _ReadEndpoints:
 
     async def session(self, request: Request) -> Response:
         self.ctx.require_read(request)
-        key = str(request.path_params["key"])
+        key = path_text(request, "key", "session")
         async with self.ctx.engine().connect() as conn:
             row = await card_queries.get_session(conn, key)
             if row is None:
@@ -443,11 +444,7 @@ class _ReadEndpoints:
 
 
 def _card_id(request: Request) -> str:
-    # PostgreSQL text holds no NUL: such an id names no card (a 404, not a driver error)
-    card_id = str(request.path_params["card_id"])
-    if "\x00" in card_id:
-        raise not_found(f"card {card_id!r}")
-    return card_id
+    return path_text(request, "card_id", "card")
 
 
 def _str(data: dict[str, object] | None, key: str) -> str | None:

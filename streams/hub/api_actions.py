@@ -32,6 +32,7 @@ from streams.hub.api_support import (
     model_response,
     not_found,
     path_id,
+    path_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
 
     @json_errors
     async def retry_step(request: Request) -> Response:
-        return await _retry(request, str(request.path_params["step"]))
+        ctx.require_token(request)  # before the step name is looked at: 401 comes first
+        return await _retry(request, path_text(request, "step", "step"))
 
     @json_errors
     async def cancel(request: Request) -> Response:
@@ -122,7 +124,7 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
     @json_errors
     async def assign_route(request: Request) -> Response:
         ctx.require_token(request)
-        key = str(request.path_params["key"])
+        key = path_text(request, "key", "session")
         try:
             body = m.AssignRequest.model_validate(await _json_body(request))
         except ValidationError as exc:

@@ -155,6 +155,15 @@ def path_id(request: Request, name: str, what: str) -> int:
     return int(raw)
 
 
+def path_text(request: Request, name: str, what: str) -> str:
+    """A text path parameter (a card id, session key, step name). PostgreSQL text holds no NUL,
+    so such a value names nothing: a 404 here, not a driver error (a 500) further down."""
+    raw = str(request.path_params[name])
+    if "\x00" in raw:
+        raise not_found(f"{what} {raw!r}")
+    return raw
+
+
 def choice(request: Request, name: str, allowed: frozenset[str]) -> str | None:
     raw = request.query_params.get(name)
     if raw is None:

@@ -138,7 +138,7 @@ BAD_FRAMES: dict[str, tuple[str | bytes, int, str]] = {
     ),
     # red-team D12: deep nesting is a refusal with a reason, not 1011 and a traceback
     "deep-json": ("[" * 100_000 + "]" * 100_000, 1003, "nests too deeply"),
-    # strict wire types: no coercion of 1.0, true or "100"
+    # red-team (lax types): strict wire types, no coercion of 1.0, true or "100"
     "version-as-float": (
         json.dumps({"v": 1.0, "type": "card_removed", "card_id": "C"}),
         1003,
@@ -276,6 +276,7 @@ BAD_ENTRIES: dict[str, tuple[str, str]] = {
     "drive-path": ("C:/Windows/win.ini", "relative to the card root"),
     "nul-path": ("DCIM/GX01\x00.MP4", "NUL"),
     "control-char-path": ("DCIM/GX01\x1b[2J.MP4", "control characters"),
+    # red-team D10: refused alone, the rest of the list kept (station beside: test_red_team_rows)
     "lone-surrogate-path": ("DCIM/100GOPRO/GX01\udcff01.MP4", "not valid Unicode"),
 }
 

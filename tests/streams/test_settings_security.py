@@ -9,6 +9,7 @@ from streams.hub.detector_ws import Unavailable
 from streams.settings import DEV_TOKEN, MIN_ADMIN_TOKEN_CHARS, Settings
 
 
+# red-team D18: production started with the admin token `a` or `" "`
 @pytest.mark.parametrize("token", ["", "a", " ", " " * 40, DEV_TOKEN, "x" * 31])
 def test_production_refuses_a_weak_admin_token(token: str) -> None:
     with pytest.raises(ValueError, match=f"at least {MIN_ADMIN_TOKEN_CHARS} random characters"):
@@ -24,6 +25,7 @@ def test_development_keeps_its_default() -> None:
     assert Settings(environment="development").admin_token.get_secret_value() == DEV_TOKEN
 
 
+# red-team D11: SQL text went back to the detector
 def test_a_backend_failure_reaches_a_detector_without_its_internals() -> None:
     cause = RuntimeError("(sqlalchemy.exc.DataError) INSERT INTO card (label) VALUES (...) \\x00")
     exc = Unavailable("database", cause)
