@@ -179,6 +179,10 @@ async def test_dashboard_live_progress_retry_and_review(
                 timeout=15,
                 what="the still frame to load",
             )
+            # red-team D19: a footage clip with no copy on the share is named, never linked
+            footage = page.locator("#detail li[data-footage]")
+            await expect(footage).to_have_text("GX010002.MP4")
+            assert await footage.locator("a").count() == 0
             await page.fill("#booking", "BK-2024-17")
             await page.fill("#passenger", "Anna <b>Berg</b>")
             ARTIFACTS.mkdir(exist_ok=True)
