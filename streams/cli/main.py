@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
+from detector.redact import install_redaction
 from streams.settings import InsecureSettings, Settings
 from streams.stack.log_quiet import quiet_repeats
 
@@ -258,6 +259,7 @@ def configure_logging(level: str, verbose: bool = False) -> None:
         level=logging.DEBUG if verbose else getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    install_redaction()  # a token in a query string (old clients) is never written to a log
     if not verbose:  # a broker outage: a few lines, not one per client retry
         quiet_repeats()
 

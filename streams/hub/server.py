@@ -32,6 +32,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from detector import protocol
+from detector.redact import install_redaction
 from storage.db import make_engine, make_sessionmaker, ping
 from streams import kafka, records
 from streams.hub.api import StatusApi
@@ -231,6 +232,7 @@ def create_app(settings: Settings) -> Starlette:
     missing = missing_urls(settings)
     if missing:
         raise HubConfigError(f"the hub needs {', '.join(missing)} (`skyreel run` sets them)")
+    install_redaction()  # query tokens (old clients) reach no log line as they are
     names = Names(settings.topic_prefix)
     hub_id = settings.hub_name()
     rt = Runtime()
