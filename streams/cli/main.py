@@ -6,6 +6,7 @@
     skyreel render-worker        a render worker (FFmpeg jobs from the Redis queue)
     skyreel migrate              apply database migrations
     skyreel register-detector N  create a detector and print its token once
+    skyreel revoke-detector N    refuse its token from now on; its live connection is closed
     skyreel status               counters, recent executions, sessions needing a booking
     skyreel assign KEY --booking B --passenger NAME   assign a booking by hand
     skyreel replay TOPIC         rewind a consumer group on a topic (--offset N | --since TIME)
@@ -79,6 +80,12 @@ def _register_detector(settings: Settings, args: argparse.Namespace) -> int:
     from streams.cli.detectors import register_detector_cli
 
     return register_detector_cli(settings, args.detector_id, args.name)
+
+
+def _revoke_detector(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.cli.detectors import revoke_detector_cli
+
+    return revoke_detector_cli(settings, args.detector_id)
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -188,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("detector_id", help="short id, e.g. hangar-1 ([a-z0-9-], up to 64)")
     p.add_argument("--name", default="", help="human-readable name")
     p.set_defaults(handler=_register_detector)
+
+    p = sub.add_parser(
+        "revoke-detector",
+        help="refuse a station's token from now on and close its live connection "
+        "(needs SKYREEL_DATABASE_URL; SKYREEL_REDIS_URL to reach the hubs at once)",
+    )
+    p.add_argument("detector_id", help="the id it was registered with")
+    p.set_defaults(handler=_revoke_detector)
 
     p = sub.add_parser(
         "replay",

@@ -37,6 +37,7 @@ from storage.db import make_engine, make_sessionmaker, ping
 from streams import kafka, records
 from streams.hub.api import StatusApi
 from streams.hub.detector_ws import Gateway
+from streams.hub.revocation import follow_revocations, sweep_revoked
 from streams.service_state import (
     SERVICE_STATE_FILE,
     free_space,
@@ -68,6 +69,8 @@ class Runtime:
     redis: Redis | None = None
     producer: AIOKafkaProducer | None = None
     forwarder: asyncio.Task[None] | None = None
+    #: The revocation listener and the periodic token re-check (streams/hub/revocation.py).
+    revocations: list[asyncio.Task[None]] = field(default_factory=list)
     consumer_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -253,12 +256,21 @@ def create_app(settings: Settings) -> Starlette:
         rt.forwarder = asyncio.create_task(
             forward_copy_requests(settings, rt.gateway, rt.consumer_ready)
         )
+        rt.revocations = [
+            asyncio.create_task(follow_revocations(rt.redis, names, rt.gateway)),
+            asyncio.create_task(sweep_revoked(rt.gateway)),
+        ]
         status_api.start()
         logger.info("hub %s started (topics prefix %s)", hub_id, names.prefix)
         try:
             yield
         finally:
             await status_api.stop()
+            for task in rt.revocations:
+                task.cancel()
+            for task in rt.revocations:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             rt.forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await rt.forwarder
