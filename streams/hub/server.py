@@ -7,6 +7,7 @@ opens the database engine, Redis, a Kafka producer and the copy-request forwarde
 them on shutdown. Every replica reads copy requests in a consumer group of its own (so each sees
 all of them) starting at the latest offset, and forwards those whose detector is connected to
 it; requests it missed while down are re-sent from PostgreSQL when the detector reconnects.
+The lifespan also runs the revocation listener and token re-check (streams/hub/revocation.py).
 """
 
 from __future__ import annotations
