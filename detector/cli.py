@@ -13,6 +13,7 @@ from pathlib import Path
 
 from detector.cards import VolumeSource, WatchDirVolumes, platform_source
 from detector.client import run_detector
+from detector.redact import install_redaction
 from detector.settings import DetectorSettings, SettingsError, parse_bool
 from detector.ui import make_view
 
@@ -141,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_redaction()  # a hub URL with ?token= in it is logged as token=***
     try:
         settings = settings_from(args, os.environ)
     except SettingsError as exc:

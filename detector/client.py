@@ -12,7 +12,8 @@ drive it against a real socket with a ``stop`` event). It runs, side by side:
   read ``copy_request``s. When the hub goes away it reconnects with exponential backoff and full
   jitter and sends everything again (the hub re-sends pending requests, so both sides converge).
   A 1008 close or a 401/403 handshake means the token was refused: it stops with exit code 2
-  rather than hammering the hub forever. 4000 (this detector connected again elsewhere) -> 3;
+  rather than hammering the hub forever (also when its token is revoked while it is connected:
+  1008 "detector token revoked"). 4000 (this detector connected again elsewhere) -> 3;
 * copy workers (``detector/requests.py``): requests wait in a priority queue and run in a
   thread, one or two at a time, with throttled ``copy_progress`` and one ``copy_result``;
   results that could not be sent wait in an outbox until the next welcome. Requests that
@@ -105,6 +106,12 @@ def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> 
 
 def close_verdict(code: int | None, reason: str) -> DetectorStopped | None:
     """Whether a close code means "stop" rather than "reconnect" (pure)."""
+    if code == protocol.CLOSE_POLICY and "revoked" in reason:
+        return DetectorStopped(
+            f"the hub revoked this detector's token while connected (close 1008: {reason}); "
+            "an operator must register it again (skyreel register-detector) for a new token",
+            EXIT_AUTH_REFUSED,
+        )
     if code == protocol.CLOSE_POLICY:
         return DetectorStopped(
             f"the hub refused this detector's token (close 1008: {reason or 'no reason'}); "

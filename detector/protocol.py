@@ -21,7 +21,8 @@ refusing the list (:func:`parse_detector_frame`); a frame that is not a valid me
 refused whole.
 
 Authentication happens at the handshake, not in a message: ``Authorization: Bearer <token>``
-(or ``?token=`` for clients that cannot set headers).
+(``?token=`` is still accepted from old clients and logged as ``token=***``; this client always
+sends the header).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 A detector is registered once (``skyreel register-detector ID``, streams/cli/detectors.py): a
 random token is generated, printed once, and only its SHA-256 is stored, so a database dump does
 not let anyone connect.
-The hub authenticates the WebSocket handshake with :func:`authenticate`.
+The hub authenticates the WebSocket handshake with :func:`authenticate`; :func:`revoke`
+(``skyreel revoke-detector ID`` or the API) refuses a token from then on, and the hubs close a
+revoked detector's live socket (streams/hub/revocation.py, re-checked with :func:`active_among`).
 
 The card rows they report are storage/cards.py's.
 """
@@ -107,6 +109,17 @@ async def revoke(session: AsyncSession, detector_id: str) -> bool:
         update(Detector).where(Detector.id == detector_id).values(revoked=True)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def active_among(session: AsyncSession, detector_ids: list[str]) -> set[str]:
+    """Which of ``detector_ids`` are registered and not revoked (one query for the lot): the
+    hub's periodic re-check of the sockets it holds."""
+    if not detector_ids:
+        return set()
+    rows = await session.execute(
+        select(Detector.id).where(Detector.id.in_(detector_ids), Detector.revoked.is_(False))
+    )
+    return set(rows.scalars())
 
 
 async def touch(session: AsyncSession, detector_id: str, card_id: str | None = None) -> None:

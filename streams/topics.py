@@ -59,5 +59,11 @@ class Names:
         return f"{self.prefix}:detector:{detector_id}:presence"
 
     @property
+    def detector_revoked_channel(self) -> str:
+        """Pub/sub channel: a detector id published here was revoked; every hub closes its
+        socket (streams/hub/revocation.py)."""
+        return f"{self.prefix}:detector-revoked"
+
+    @property
     def counters_key(self) -> str:
         return f"{self.prefix}:counters"

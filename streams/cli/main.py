@@ -6,6 +6,7 @@
     skyreel render-worker        a render worker (FFmpeg jobs from the Redis queue)
     skyreel migrate              apply database migrations
     skyreel register-detector N  create a detector and print its token once
+    skyreel revoke-detector N    refuse its token from now on; its live connection is closed
     skyreel status               counters, recent executions, sessions needing a booking
     skyreel assign KEY --booking B --passenger NAME   assign a booking by hand
     skyreel replay TOPIC         rewind a consumer group on a topic (--offset N | --since TIME)
@@ -28,6 +29,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
+from detector.redact import install_redaction
 from streams.settings import InsecureSettings, Settings
 from streams.stack.log_quiet import quiet_repeats
 
@@ -78,6 +80,12 @@ def _register_detector(settings: Settings, args: argparse.Namespace) -> int:
     from streams.cli.detectors import register_detector_cli
 
     return register_detector_cli(settings, args.detector_id, args.name)
+
+
+def _revoke_detector(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.cli.detectors import revoke_detector_cli
+
+    return revoke_detector_cli(settings, args.detector_id)
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -189,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_register_detector)
 
     p = sub.add_parser(
+        "revoke-detector",
+        help="refuse a station's token from now on and close its live connection "
+        "(needs SKYREEL_DATABASE_URL; SKYREEL_REDIS_URL to reach the hubs at once)",
+    )
+    p.add_argument("detector_id", help="the id it was registered with")
+    p.set_defaults(handler=_revoke_detector)
+
+    p = sub.add_parser(
         "replay",
         help="rewind a consumer group so agents reprocess a topic (stop the workers first)",
     )
@@ -258,6 +274,7 @@ def configure_logging(level: str, verbose: bool = False) -> None:
         level=logging.DEBUG if verbose else getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    install_redaction()  # a token in a query string (old clients) is never written to a log
     if not verbose:  # a broker outage: a few lines, not one per client retry
         quiet_repeats()
 

@@ -179,7 +179,7 @@ class StatusApi:
         async def authorized(ws: WebSocket) -> bool:
             return self.ctx.settings.reads_open or self.ctx.token_ok(ws, allow_query=True)
 
-        await self.live.endpoint(websocket, authorized)
+        await self.live.endpoint(websocket, authorized, self.ctx.token_matches)
 
 
 class _ReadEndpoints:

@@ -1,11 +1,14 @@
-"""Operator actions of the status API: retry, resume, cancel, assign a booking (bearer token
-required).
+"""Operator actions of the status API: retry, resume, cancel, assign a booking, revoke a
+detector (bearer token required).
 
 The hub changes no pipeline state itself: it checks what it can from storage (404 for an
 unknown execution or session, 409 for an obvious conflict), sends an ``OperatorCommand`` on
 the commands topic and waits for the engine's outcome (streams/commands.py,
 agents/commands.py), which it answers exactly as the engine reported it. When no worker
 answers in time: 202 with the command id; the command applies when a worker runs.
+
+Revoking a detector is the exception: the hub owns detector sockets, so it revokes the token in
+PostgreSQL itself and closes the live socket on every replica (streams/hub/revocation.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from storage.commands import execution_status, session_state
+from storage.detectors import DetectorError
 from storage.enums import CommandAction, CommandErrorKind, ExecutionStatus
 from streams import commands, records
 from streams.hub import api_models as m
@@ -34,6 +38,7 @@ from streams.hub.api_support import (
     path_id,
     path_text,
 )
+from streams.hub.revocation import revocation_message, revoke_detector
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +147,37 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
         cmd = commands.new_command(CommandAction.ASSIGN, actor(request), **fields)
         return await _issue(cmd, m.AssignResult)
 
+    @json_errors
+    async def revoke(request: Request) -> Response:
+        ctx.require_token(request)
+        detector_id = str(request.path_params["detector_id"])
+        gateway = ctx.runtime.gateway
+        if gateway is None:
+            raise ApiError(503, "starting", "the hub is still starting")
+        try:
+            done = await revoke_detector(
+                gateway.sessions, ctx.runtime.redis, ctx.names, detector_id
+            )
+        except DetectorError:
+            raise not_found(f"detector {detector_id!r}") from None
+        if not done.found:
+            raise not_found(f"detector {detector_id!r}")
+        # Without Redis the others close it at their next re-check; this replica does now.
+        await gateway.close_revoked(detector_id)
+        logger.info("detector %s revoked by %s", detector_id, actor(request))
+        return model_response(
+            m.DetectorRevoked(
+                detector_id=detector_id,
+                revoked=True,
+                connected_hub=done.connected.hub if done.connected else None,
+                closed=done.closed,
+                hubs_told=done.hubs_told,
+                message=revocation_message(done),
+            )
+        )
+
     return [
+        Route("/api/detectors/{detector_id}/revoke", revoke, methods=["POST"]),
         Route("/api/executions/{execution_id}/retry", retry_execution, methods=["POST"]),
         Route("/api/executions/{execution_id}/steps/{step}/retry", retry_step, methods=["POST"]),
         Route("/api/executions/{execution_id}/cancel", cancel, methods=["POST"]),

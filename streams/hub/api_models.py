@@ -421,6 +421,25 @@ class AssignResult(_Model):
     actor: str
 
 
+class DetectorRevoked(_Model):
+    """A detector's token revoked: new handshakes are refused, its live socket closed."""
+
+    detector_id: str
+    revoked: bool
+    connected_hub: str | None = Field(
+        description="The hub replica that held its socket when it was revoked (None: offline)."
+    )
+    closed: bool | None = Field(
+        description="Its live connection went away (None: it was not connected, or the hubs "
+        "could not be told at once)."
+    )
+    hubs_told: int | None = Field(
+        description="Hub replicas that heard the announcement (None: Redis was unreachable; "
+        "each hub still closes a revoked socket at its next token re-check, within seconds)."
+    )
+    message: str
+
+
 class CommandQueued(_Model):
     """202: the engine did not answer in time; the command applies when a worker runs."""
 
@@ -449,5 +468,6 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     CancelResult,
     AssignRequest,
     AssignResult,
+    DetectorRevoked,
     CommandQueued,
 )

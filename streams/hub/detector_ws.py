@@ -57,6 +57,8 @@ logger = logging.getLogger(__name__)
 #: Frames above this are parsed in a thread so a 20,000-file list never stalls the loop.
 THREAD_PARSE_BYTES = 64 * 1024
 CLOSE_INTERNAL = 1011
+#: The close reason (with 1008) of a socket whose token was revoked while it was open.
+REVOKED_REASON = "detector token revoked"
 #: Refused entries of one frame logged one by one; the rest are counted in one line.
 LOGGED_REFUSALS = 20
 
@@ -416,6 +418,23 @@ class Gateway:
             await self.producer.send_and_wait(topic, payload, key=key.encode())
         except Exception as exc:
             raise Unavailable("broker", exc) from exc
+
+    # --- revocation ----------------------------------------------------------------------
+
+    async def close_revoked(self, detector_id: str) -> bool:
+        """Close the detector's socket with 1008 if this replica holds it (its token was
+        revoked: streams/hub/revocation.py); True when it did."""
+        sock = self.registry.get(detector_id)
+        if sock is None or sock.closed:
+            return False
+        logger.warning(
+            "detector %s at %s: token revoked; closing its socket (hub %s)",
+            detector_id,
+            sock.remote,
+            self.hub_id,
+        )
+        await sock.close(protocol.CLOSE_POLICY, REVOKED_REASON)
+        return True
 
     # --- presence ------------------------------------------------------------------------
 

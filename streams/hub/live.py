@@ -12,6 +12,12 @@ a silently stale view.
 
 Messages (JSON text frames): `{"type": "hello", "hub": ...}` on connect, `{"type": "event",
 "kind": ..., "id": ..., "data": {...}}`, `{"type": "resync", "reason": ...}`.
+
+Authentication, when reads are not open: browsers cannot set headers on a WebSocket, and a
+token in the URL ends up in logs, so the client's first frame is `{"type": "auth", "token":
+"..."}`, within :data:`AUTH_DEADLINE` seconds of the accept; anything else, or nothing, gets
+close 1008 with the reason. An `Authorization: Bearer` header (non-browser clients) or, for
+old clients, `?token=` (redacted from every log line) still authenticates the handshake itself.
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ logger = logging.getLogger(__name__)
 CLIENT_QUEUE = 256
 #: Seconds between two looks at the detector presence keys.
 PRESENCE_POLL = 2.0
+#: Seconds a client of a hub whose reads are not open has to send its authentication frame.
+AUTH_DEADLINE = 5.0
+#: The close code of a refused client (policy violation).
+CLOSE_POLICY = 1008
 
 Message = dict[str, object]
 
@@ -94,6 +104,20 @@ class Fanout:
 
 def event_message(event: records.StatusEvent) -> Message:
     return {"type": "event", "kind": event.kind, "id": event.id, "data": event.data or {}}
+
+
+def auth_frame_token(raw: str | bytes | None) -> str | None:
+    """The token of an `{"type": "auth", "token": "..."}` frame, else None (pure)."""
+    if not raw:
+        return None
+    try:
+        frame = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(frame, dict) or frame.get("type") != "auth":
+        return None
+    token = frame.get("token")
+    return token if isinstance(token, str) and token.strip() else None
 
 
 def presence_changes(before: dict[str, str], after: dict[str, str]) -> list[tuple[str, bool, str]]:
@@ -207,13 +231,23 @@ class LiveStatus:
     # --- the endpoint ------------------------------------------------------------------------
 
     async def endpoint(
-        self, websocket: WebSocket, authorized: Callable[[WebSocket], Awaitable[bool]]
+        self,
+        websocket: WebSocket,
+        authorized: Callable[[WebSocket], Awaitable[bool]],
+        token_valid: Callable[[str], bool],
     ) -> None:
-        if not await authorized(websocket):
-            await websocket.close(1008)
-            return
+        """``authorized``: reads are open or the handshake carried a good token; otherwise the
+        first frame must carry one that ``token_valid`` accepts."""
+        handshake_ok = await authorized(websocket)
         await websocket.accept()
         remote = websocket.client.host if websocket.client else "?"
+        if not handshake_ok:
+            refusal = await self._authenticate(websocket, token_valid)
+            if refusal is not None:
+                logger.warning("status client %s refused: %s", remote, refusal)
+                with contextlib.suppress(Exception):  # it may be gone already
+                    await websocket.close(CLOSE_POLICY, refusal)
+                return
         client = self.fanout.add(remote)
         client.offer({"type": "hello", "hub": self.hub_id})  # one writer: the sender task
         sender = asyncio.create_task(self._send(websocket, client))
@@ -227,6 +261,23 @@ class LiveStatus:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
+
+    async def _authenticate(
+        self, websocket: WebSocket, token_valid: Callable[[str], bool]
+    ) -> str | None:
+        """Wait for the authentication frame; None when it is good, else the refusal."""
+        try:
+            message = await asyncio.wait_for(websocket.receive(), AUTH_DEADLINE)
+        except TimeoutError:
+            return f"no authentication frame within {AUTH_DEADLINE:.0f} s"
+        if message["type"] == "websocket.disconnect":
+            return "left before authenticating"
+        token = auth_frame_token(message.get("text") or message.get("bytes"))
+        if token is None:
+            return 'the first frame must be {"type": "auth", "token": "<admin token>"}'
+        if not token_valid(token):
+            return "invalid token"
+        return None
 
     async def _send(self, websocket: WebSocket, client: Client) -> None:
         while True:

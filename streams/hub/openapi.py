@@ -78,6 +78,7 @@ _FORCE = _query(
 )
 _CARD = _path("card_id", {"type": "string", "minLength": 1, "maxLength": 128})
 _KEY = _path("key", {"type": "string", "minLength": 1, "maxLength": 128})
+_DETECTOR = _path("detector_id", {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,63}$"})
 _DAY = {"type": "string", "description": "YYYY-MM-DD or an ISO 8601 date-time"}
 _SECURED: list[JsonObj] = [{"bearer": []}]
 
@@ -214,6 +215,13 @@ def _paths() -> JsonObj:
             "Resume a cancelled execution: its cancelled steps run again, nothing that succeeded",
             [_EID],
             m.RetryResult,
+            None,
+        ),
+        "/api/detectors/{detector_id}/revoke": _post(
+            "Revoke a detector's token: new handshakes are refused and its live socket is closed "
+            "(1008 'detector token revoked') on whichever hub replica holds it",
+            [_DETECTOR],
+            m.DetectorRevoked,
             None,
         ),
         "/api/sessions/{key}/assign": _post(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
@@ -37,6 +38,28 @@ async def keep_present(redis: Redis, names: Names, hub_id: str, sock: DetectorSo
         except (RedisError, OSError) as exc:
             logger.warning("presence of detector %s not recorded: %s", sock.detector_id, exc)
         await asyncio.sleep(PRESENCE_TTL / 3)
+
+
+@dataclass(frozen=True)
+class Presence:
+    """Where a detector's socket is, as its hub recorded it."""
+
+    hub: str
+    connection: str
+
+
+async def presence_of(redis: Redis, names: Names, detector_id: str) -> Presence | None:
+    """The detector's presence entry, or None when it is not connected (raises RedisError)."""
+    raw = await redis.get(names.detector_presence_key(detector_id))
+    if raw is None:
+        return None
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(found, dict):
+        return None
+    return Presence(str(found.get("hub") or "?"), str(found.get("connection") or ""))
 
 
 async def forget_presence(redis: Redis, names: Names, sock: DetectorSocket) -> None:

@@ -7,6 +7,7 @@ opens the database engine, Redis, a Kafka producer and the copy-request forwarde
 them on shutdown. Every replica reads copy requests in a consumer group of its own (so each sees
 all of them) starting at the latest offset, and forwards those whose detector is connected to
 it; requests it missed while down are re-sent from PostgreSQL when the detector reconnects.
+The lifespan also runs the revocation listener and token re-check (streams/hub/revocation.py).
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from detector import protocol
+from detector.redact import install_redaction
 from storage.db import make_engine, make_sessionmaker, ping
 from streams import kafka, records
 from streams.hub.api import StatusApi
 from streams.hub.detector_ws import Gateway
+from streams.hub.revocation import follow_revocations, sweep_revoked
 from streams.service_state import (
     SERVICE_STATE_FILE,
     free_space,
@@ -67,6 +70,8 @@ class Runtime:
     redis: Redis | None = None
     producer: AIOKafkaProducer | None = None
     forwarder: asyncio.Task[None] | None = None
+    #: The revocation listener and the periodic token re-check (streams/hub/revocation.py).
+    revocations: list[asyncio.Task[None]] = field(default_factory=list)
     consumer_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -231,6 +236,7 @@ def create_app(settings: Settings) -> Starlette:
     missing = missing_urls(settings)
     if missing:
         raise HubConfigError(f"the hub needs {', '.join(missing)} (`skyreel run` sets them)")
+    install_redaction()  # query tokens (old clients) reach no log line as they are
     names = Names(settings.topic_prefix)
     hub_id = settings.hub_name()
     rt = Runtime()
@@ -251,12 +257,21 @@ def create_app(settings: Settings) -> Starlette:
         rt.forwarder = asyncio.create_task(
             forward_copy_requests(settings, rt.gateway, rt.consumer_ready)
         )
+        rt.revocations = [
+            asyncio.create_task(follow_revocations(rt.redis, names, rt.gateway)),
+            asyncio.create_task(sweep_revoked(rt.gateway)),
+        ]
         status_api.start()
         logger.info("hub %s started (topics prefix %s)", hub_id, names.prefix)
         try:
             yield
         finally:
             await status_api.stop()
+            for task in rt.revocations:
+                task.cancel()
+            for task in rt.revocations:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             rt.forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await rt.forwarder

@@ -300,13 +300,17 @@ async function refresh() {
 function connect() {
   if (state.ws) { state.ws.onclose = null; state.ws.close(); }
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  const t = token();
-  const ws = new WebSocket(`${proto}://${location.host}/ws/status${t ? `?token=${encodeURIComponent(t)}` : ""}`);
+  // Never a token in a URL (URLs end up in logs): it goes in the first frame instead.
+  const ws = new WebSocket(`${proto}://${location.host}/ws/status`);
   state.ws = ws;
-  ws.onopen = () => { state.retryDelay = 500; setLive(true); refresh(); };
+  ws.onopen = () => {
+    const t = token();
+    if (t) ws.send(JSON.stringify({ type: "auth", token: t }));
+  };
   ws.onmessage = (msg) => {
     const data = JSON.parse(msg.data);
-    if (data.type === "resync") refresh();
+    if (data.type === "hello") { state.retryDelay = 500; setLive(true); refresh(); }
+    else if (data.type === "resync") refresh();
     else if (data.type === "event") refreshSoon();
   };
   ws.onclose = () => {
