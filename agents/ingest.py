@@ -11,13 +11,22 @@ by the detector's own retries, when the hub re-sends pending requests, or by the
 
 Handlers are idempotent: a redelivered list inserts nothing twice and asks again only for what is
 still missing; a redelivered result changes nothing.
+
+Copy authority (red-team D6/D7): a result counts only from the detector its file was asked of,
+while the file is requested or copying. Any other (another station's, one for a proxy that is
+``ignored``, one for a file never asked for) is refused: logged, counted in
+``copy_results_refused``, and the file is left exactly as it was — a forged result never marks
+a file failed. The hub refuses these already; the worker checks again because a record on the
+topic could come from anywhere. A file whose card moved to another station is asked of that
+station only when it lists the file: those requests move with it (logged here).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agents.guard import PermanentError
 from detector.protocol import FileEntry, check_relative_path, split_reason
 from storage import imports
-from storage.enums import CopyStatus, FileStatus
+from storage.enums import PENDING_FILE_STATUSES, CopyStatus, FileStatus
 from streams import records
 from streams.kafka import Send
 from streams.settings import Settings
@@ -96,7 +105,15 @@ async def handle_detector_event(deps: IngestDeps, payload: bytes) -> None:
     async with deps.engine.begin() as conn:
         rows = await imports.record_listing(conn, event.card_id, event.detector_id, listed)
         plan = imports.plan_copies(event.card_id, rows)
-        await imports.mark_requested(conn, event.detector_id, [p.file_id for p in plan])
+        moved = await imports.mark_requested(conn, event.detector_id, [p.file_id for p in plan])
+    for previous, n in sorted(moved.items()):
+        logger.warning(
+            "card %s: %d copies asked of detector %s now asked of detector %s, which lists them",
+            event.card_id,
+            n,
+            previous,
+            event.detector_id,
+        )
     new = sum(r.inserted for r in rows)
     logger.info(
         "card %s from detector %s: %d listed, %d new, %d already imported, %d requested",
@@ -145,9 +162,29 @@ async def _waiting_for_space(deps: IngestDeps, file_id: int, detail: str) -> imp
     return imports.CopyOutcome(file_id, "waiting" if changed else "ignored", reason)
 
 
-async def handle_copy_result(deps: IngestDeps, payload: bytes) -> imports.CopyOutcome:
-    import asyncio
+def result_refusal(row: Mapping[str, object], result: records.CopyResult) -> str:
+    """Why a copy result does not count for this ledger row ('' when it does, or when it is a
+    redelivery for a file already imported from that detector): pure."""
+    asked_of = row["detector_id"]
+    if asked_of != result.detector_id:
+        return f"file {result.file_id} was asked of detector {asked_of}, not {result.detector_id}"
+    status = str(row["status"])
+    if status != FileStatus.IMPORTED and status not in PENDING_FILE_STATUSES:
+        return f"file {result.file_id} is {status}, not requested"
+    return ""
 
+
+def _log_refused(result: records.CopyResult, why: str) -> imports.CopyOutcome:
+    logger.warning(
+        "copy result %s from detector %s refused: %s; the file is left as it was",
+        result.request_id,
+        result.detector_id,
+        why,
+    )
+    return imports.CopyOutcome(result.file_id, "ignored", f"refused: {why}")
+
+
+async def handle_copy_result(deps: IngestDeps, payload: bytes) -> imports.CopyOutcome:
     try:
         result = records.decode(records.CopyResult, payload)
     except Exception as exc:
@@ -157,15 +194,17 @@ async def handle_copy_result(deps: IngestDeps, payload: bytes) -> imports.CopyOu
         if row is None:
             logger.warning("copy result for unknown file %s ignored", result.file_id)
             return imports.CopyOutcome(result.file_id, "ignored", "unknown file")
-        if row["status"] == "imported":
-            # A redelivered result (the worker may have died before telling the waiting copy
-            # steps): tell them again; they ignore what they already know.
-            duplicate = imports.CopyOutcome(
-                result.file_id, "imported", stored_path=str(row["stored_path"] or "")
-            )
-        else:
-            duplicate = None
-    if duplicate is not None:
+        refusal = result_refusal(row, result)
+        if refusal:
+            await imports.bump_counter(conn, "copy_results_refused")
+    if refusal:
+        return _log_refused(result, refusal)
+    if row["status"] == FileStatus.IMPORTED:
+        # A redelivered result (the worker may have died before telling the waiting copy
+        # steps): tell them again; they ignore what they already know.
+        duplicate = imports.CopyOutcome(
+            result.file_id, "imported", stored_path=str(row["stored_path"] or "")
+        )
         if deps.on_copy_outcome is not None:
             await deps.on_copy_outcome(duplicate)
         return duplicate
@@ -173,22 +212,27 @@ async def handle_copy_result(deps: IngestDeps, payload: bytes) -> imports.CopyOu
         kind, detail = split_reason(result.reason)  # an older hub's "[kind] " prefix
         if (result.failure or kind) == "no_space":
             return await _waiting_for_space(deps, result.file_id, detail)
+    outcome = await _record_outcome(deps, result)
+    if outcome.status != "ignored" and deps.on_copy_outcome is not None:
+        await deps.on_copy_outcome(outcome)
+    return outcome
+
+
+async def _record_outcome(deps: IngestDeps, result: records.CopyResult) -> imports.CopyOutcome:
+    """Verify a copy and record it imported or failed, with the row locked and checked again
+    (it may have been asked of another station since it was read)."""
     async with deps.engine.begin() as conn:
+        row = await imports.load_file(conn, result.file_id, lock=True)
+        refusal = "the file is gone" if row is None else result_refusal(row, result)
+        if row is None or refusal:
+            await imports.bump_counter(conn, "copy_results_refused")
+            return _log_refused(result, refusal)
+        if row["status"] == FileStatus.IMPORTED:  # by a redelivery of this result meanwhile
+            return imports.CopyOutcome(
+                result.file_id, "imported", stored_path=str(row["stored_path"] or "")
+            )
         expected = imports.destination_for(str(row["card_id"]), result.file_id, str(row["name"]))
-        reason = ""
-        if result.status != CopyStatus.COPIED:
-            reason = split_reason(result.reason)[1] or "copy failed (no reason given)"
-        elif result.destination != expected:
-            reason = f"detector wrote {result.destination!r}, expected {expected!r}"
-        elif result.size != row["size"]:
-            reason = f"size {result.size} reported, {row['size']} listed"
-        elif not result.hash:
-            reason = "copy reported without a content hash"
-        else:
-            check_relative_path(expected)
-            on_disk = await asyncio.to_thread(_stat_size, deps.settings.share_root / expected)
-            if on_disk != row["size"]:
-                reason = f"file at the share has size {on_disk}, expected {row['size']}"
+        reason = await _verify(deps, result, row, expected)
         if reason:
             await imports.record_failed(conn, result.file_id, reason)
             await imports.bump_counter(conn, "copies_failed")
@@ -206,6 +250,24 @@ async def handle_copy_result(deps: IngestDeps, payload: bytes) -> imports.CopyOu
         logger.warning("file %s copy failed: %s", result.file_id, reason)
     else:
         logger.info("file %s imported at %s (%s)", result.file_id, expected, result.hash_algo)
-    if deps.on_copy_outcome is not None:
-        await deps.on_copy_outcome(outcome)
     return outcome
+
+
+async def _verify(
+    deps: IngestDeps, result: records.CopyResult, row: Mapping[str, object], expected: str
+) -> str:
+    """Why the copy does not count as imported ('' when it does): the detector's word is
+    checked against the ledger and the file at the share."""
+    if result.status != CopyStatus.COPIED:
+        return split_reason(result.reason)[1] or "copy failed (no reason given)"
+    if result.destination != expected:
+        return f"detector wrote {result.destination!r}, expected {expected!r}"
+    if result.size != row["size"]:
+        return f"size {result.size} reported, {row['size']} listed"
+    if not result.hash:
+        return "copy reported without a content hash"
+    check_relative_path(expected)
+    on_disk = await asyncio.to_thread(_stat_size, deps.settings.share_root / expected)
+    if on_disk != row["size"]:
+        return f"file at the share has size {on_disk}, expected {row['size']}"
+    return ""

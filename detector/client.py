@@ -13,7 +13,9 @@ drive it against a real socket with a ``stop`` event). It runs, side by side:
   jitter and sends everything again (the hub re-sends pending requests, so both sides converge).
   A 1008 close or a 401/403 handshake means the token was refused: it stops with exit code 2
   rather than hammering the hub forever (also when its token is revoked while it is connected:
-  1008 "detector token revoked"). 4000 (this detector connected again elsewhere) -> 3;
+  1008 "detector token revoked"). 4000 (this detector connected again elsewhere) -> 3.
+  A station over the hub's card-event rate gets an error ``rate_limited`` with ``retry_after``
+  and a 1013 close: it waits that long, reconnects and announces its cards again (nothing lost);
 * copy workers (``detector/requests.py``): requests wait in a priority queue and run in a
   thread, one or two at a time, with throttled ``copy_progress`` and one ``copy_result``;
   results that could not be sent wait in an outbox until the next welcome. Requests that
@@ -148,6 +150,8 @@ class Detector:
         self.last_activity = time.monotonic()
         self._send_lock = asyncio.Lock()
         self._rng = random.Random()
+        # seconds the hub asked this detector to wait before reconnecting (rate_limited)
+        self.retry_after = 0.0
 
     def _touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -287,6 +291,14 @@ class Detector:
             if self.stop.is_set():
                 return
             delay = backoff_delay(attempt, s.reconnect_min, s.reconnect_max, self._rng)
+            if self.retry_after > delay:
+                logger.warning(
+                    "the hub asked this detector to slow down; reconnecting in %.1f s and "
+                    "announcing the cards again",
+                    self.retry_after,
+                )
+                delay = self.retry_after
+            self.retry_after = 0.0
             attempt += 1
             logger.info("reconnecting in %.1f s", delay)
             try:
@@ -355,6 +367,8 @@ class Detector:
                 if not self.plain_lists:
                     logger.warning("the hub is older than card facts; lists go without them")
                 self.plain_lists = True
+            if message.code == "rate_limited" and message.retry_after is not None:
+                self.retry_after = message.retry_after  # the close (1013) follows
             if message.code == "bad_frame" and "failure" in message.message:
                 if not self.copies.plain_results:
                     logger.warning("the hub is older than failure kinds; results go without")

@@ -310,6 +310,13 @@ class ErrorMessage(_Msg):
     code: str
     message: str
     request_id: str | None = None
+    retry_after: float | None = Field(
+        None,
+        ge=0,
+        le=3600,
+        description="rate_limited: seconds to wait before reconnecting (the hub then closes "
+        "with 1013; the detector announces its cards again when it is back)",
+    )
 
 
 class CardStatus(_Msg):

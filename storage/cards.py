@@ -96,6 +96,29 @@ async def set_clock_warning(conn: AsyncConnection, card_id: str, warning: str) -
 # --- the card row (written by the hub) ----------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CardPlacement:
+    """What one card event did to the card row."""
+
+    applied: bool  # False: a removal reported by a station that does not hold the card
+    moved_from: str | None = None  # the station the card was at, when this event moved it
+
+
+_UPSERT_CARD_SQL = text(
+    """
+INSERT INTO card (id, label, detector_id, present) VALUES (:id, :l, :d, :p)
+ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), present = :p, detector_id = :d,
+    label = CASE WHEN :l = '' THEN card.label ELSE :l END,
+    skipped = CASE WHEN :new THEN '[]'::jsonb ELSE card.skipped END,
+    previous_detector_id = CASE WHEN card.detector_id <> :d THEN card.detector_id
+                                ELSE card.previous_detector_id END,
+    moved_at = CASE WHEN card.detector_id <> :d THEN now() ELSE card.moved_at END
+WHERE :p OR card.detector_id IS NULL OR card.detector_id = :d
+RETURNING card.id
+"""
+)
+
+
 async def upsert_card(
     session: AsyncSession | AsyncConnection,
     card_id: str,
@@ -104,18 +127,24 @@ async def upsert_card(
     present: bool,
     *,
     inserted: bool = False,
-) -> None:
+) -> CardPlacement:
     """A card event: the card is (still) at ``detector_id``, or gone. ``inserted`` starts a
-    new listing, so the names skipped at an earlier insertion are forgotten."""
-    await session.execute(
-        text(
-            "INSERT INTO card (id, label, detector_id, present) VALUES (:id, :l, :d, :p) "
-            "ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), present = :p, "
-            "detector_id = :d, label = CASE WHEN :l = '' THEN card.label ELSE :l END, "
-            "skipped = CASE WHEN :new THEN '[]'::jsonb ELSE card.skipped END"
-        ),
+    new listing, so the names skipped at an earlier insertion are forgotten.
+
+    A card seen at another station than before moved there (taken out of one reader, put in
+    another's): the row remembers where it was and when it moved. A removal reported by a
+    station that does not hold the card changes nothing (``applied`` is False)."""
+    previous = await session.scalar(  # locked: the upsert below decides on this station
+        text("SELECT detector_id FROM card WHERE id = :id FOR UPDATE"), {"id": card_id}
+    )
+    rows = await session.execute(
+        _UPSERT_CARD_SQL,
         {"id": card_id, "l": label[:200], "d": detector_id, "p": present, "new": inserted},
     )
+    if rows.first() is None:
+        return CardPlacement(applied=False)
+    moved = previous is not None and previous != detector_id
+    return CardPlacement(applied=True, moved_from=str(previous) if moved else None)
 
 
 def merge_skipped(

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage import enums
 
@@ -207,17 +207,49 @@ async def record_listing(
     ]
 
 
-async def mark_requested(conn: AsyncConnection, detector_id: str, file_ids: Sequence[int]) -> None:
+_MARK_REQUESTED_SQL = text(
+    """
+UPDATE imported_file f SET status = 'requested', requested_at = now(),
+       request_count = f.request_count + 1, detector_id = :detector_id, reason = ''
+FROM (SELECT id, detector_id FROM imported_file
+      WHERE id = ANY(CAST(:ids AS bigint[])) FOR UPDATE) AS old
+WHERE f.id = old.id AND f.status NOT IN ('imported', 'ignored')
+RETURNING old.detector_id
+"""
+)
+
+
+async def mark_requested(
+    conn: AsyncConnection, detector_id: str, file_ids: Sequence[int]
+) -> dict[str, int]:
+    """Ask ``detector_id`` for these files (never an imported or ignored one). A file asked of
+    another station before moves to this one (its card moved, and this station listed it):
+    returns how many moved from which station, so the caller can say so."""
     if not file_ids:
-        return
-    await conn.execute(
-        text(
-            "UPDATE imported_file SET status = 'requested', requested_at = now(), "
-            "request_count = request_count + 1, detector_id = :detector_id, reason = '' "
-            "WHERE id = ANY(CAST(:ids AS bigint[])) AND status NOT IN ('imported', 'ignored')"
-        ),
-        {"ids": list(file_ids), "detector_id": detector_id},
+        return {}
+    rows = await conn.execute(
+        _MARK_REQUESTED_SQL, {"ids": list(file_ids), "detector_id": detector_id}
     )
+    moved: dict[str, int] = {}
+    for (previous,) in rows:
+        if previous is not None and previous != detector_id:
+            moved[str(previous)] = moved.get(str(previous), 0) + 1
+    return moved
+
+
+async def pending_request(
+    conn: AsyncConnection | AsyncSession, detector_id: str, file_id: int
+) -> bool:
+    """Whether ``file_id`` is asked of ``detector_id`` and not delivered yet: the only copy a
+    result (or progress) of that detector may be about. One primary-key lookup."""
+    found = await conn.scalar(
+        text(
+            "SELECT 1 FROM imported_file WHERE id = :id AND detector_id = :d "
+            "AND status IN ('requested', 'copying')"
+        ),
+        {"id": file_id, "d": detector_id},
+    )
+    return found is not None
 
 
 @dataclass(frozen=True)
@@ -231,13 +263,17 @@ class CopyOutcome:
     newly_imported: bool = False
 
 
-async def load_file(conn: AsyncConnection, file_id: int) -> dict[str, object] | None:
+async def load_file(
+    conn: AsyncConnection, file_id: int, *, lock: bool = False
+) -> dict[str, object] | None:
+    """The ledger row of a file (``lock``: FOR UPDATE, until the transaction ends)."""
     row = (
         (
             await conn.execute(
                 text(
                     "SELECT id, card_id, name, path, size, mtime_ms, kind, status, detector_id, "
                     "stored_path FROM imported_file WHERE id = :id"
+                    + (" FOR UPDATE" if lock else "")
                 ),
                 {"id": file_id},
             )

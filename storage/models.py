@@ -66,6 +66,9 @@ class Card(Base):
     )
     # non-empty when the camera's clock disagrees with its own recording order
     clock_warning: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # the station the card was at before it last moved to another one, and when it moved
+    previous_detector_id: Mapped[str | None] = mapped_column(String(64))
+    moved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ImportedFile(Base):

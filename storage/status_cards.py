@@ -28,6 +28,7 @@ LEFT JOIN LATERAL (
 
 _CARD_COLUMNS = (
     "c.id, c.label, c.detector_id, c.present, c.first_seen_at, c.last_seen_at, "
+    "c.previous_detector_id, c.moved_at, "
     "fc.files_total, fc.files_imported, fc.files_failed, fc.files_pending"
 )
 

@@ -94,6 +94,25 @@ class Settings(BaseSettings):
     max_files_per_list: int = Field(
         20_000, ge=1, le=20_000, description="Longest file list a detector may send."
     )
+
+    # detector rate limit (issue 14)
+    detector_card_rate: float = Field(
+        2.0,
+        gt=0,
+        le=1000,
+        description="Card events (card_inserted, file_list, card_removed) per second one "
+        "detector may send on average (a token bucket per detector). Over it the hub answers "
+        "an error 'rate_limited' and closes with 1013; the detector reconnects after a backoff "
+        "and announces its present cards again.",
+    )
+    detector_card_burst: int = Field(
+        40,
+        ge=2,
+        le=10_000,
+        description="Card events one detector may send at once before the rate applies: more "
+        "than a station re-announcing every card in its readers after a reconnect (2 frames a "
+        "card, one more per 20,000 files).",
+    )
     worker_concurrency: int = Field(
         2, ge=1, le=64, description="Executor threads for QR decoding/probing per Faust worker."
     )

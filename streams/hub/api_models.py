@@ -180,6 +180,11 @@ class Card(_Model):
     present: bool
     first_seen_at: datetime
     last_seen_at: datetime
+    previous_detector_id: str | None = Field(
+        description="The station the card was at before it last moved to this one (null: "
+        "never moved); only the files this station listed moved with it."
+    )
+    moved_at: datetime | None = Field(description="When the card last moved to this station.")
     files_total: int
     files_imported: int
     files_failed: int

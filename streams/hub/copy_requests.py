@@ -1,6 +1,7 @@
 """Copy requests out to the detectors: a request from the topic goes to its detector if this
 replica holds the socket; on (re)connect, every copy still pending in PostgreSQL is sent again,
-so nothing depends on a socket having been up when the request went by on the topic.
+so nothing depends on a socket having been up when the request went by on the topic. Each id
+sent is remembered on its socket: progress is taken only for those (red-team D9).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ async def deliver(registry: Registry, req: records.CopyRequest) -> bool:
             exc,
         )
         return False
+    sock.requests.sent(req.request_id)  # before the send: the answer may come at once
     try:
         await sock.send(frame)
     except Exception as exc:  # the socket died under us; the request stays pending in PG
@@ -77,6 +79,7 @@ async def resend_pending(sessions: async_sessionmaker[AsyncSession], sock: Detec
                 exc,
             )
             continue
+        sock.requests.sent(frame.request_id)
         await sock.send(frame)
         sent += 1
     return sent

@@ -28,6 +28,14 @@ logger = logging.getLogger(__name__)
 
 #: At most one progress status event per request per this many seconds (plus the last one).
 PROGRESS_INTERVAL = 1.0
+#: Copies in flight kept per detector for the status API: a station copies one or two at a
+#: time; the least recently updated beyond this are forgotten (red-team D9: made-up request
+#: ids grew the board without bound).
+MAX_PROGRESS_PER_DETECTOR = 16
+#: Request ids one socket may have looked up in PostgreSQL because this hub did not send them
+#: on it (e.g. asked while the detector was connected elsewhere); beyond it an unknown id is
+#: refused without a look, so a flood of made-up ids costs no query per frame.
+MAX_REQUEST_LOOKUPS = 256
 #: Seconds between looks at the ledger while a card's status is pending (and the most, backing
 #: off while nothing moves).
 STATUS_POLL = 0.25
@@ -57,6 +65,41 @@ def remote_address(websocket: WebSocket) -> str:
     return f"{client.host}:{client.port}" if client else "unknown"
 
 
+@dataclass
+class IssuedRequests:
+    """The copy requests one socket may report on: those this hub sent on it (or found pending
+    for its detector in PostgreSQL, at most :data:`MAX_REQUEST_LOOKUPS` looks), and what was
+    refused on it (each kind logged once, the rest counted)."""
+
+    ids: set[str] = field(default_factory=set)
+    not_pending: set[str] = field(default_factory=set)
+    lookups: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+
+    def sent(self, request_id: str) -> None:
+        self.ids.add(request_id)
+        self.not_pending.discard(request_id)
+
+    def may_look_up(self, request_id: str) -> bool:
+        """Whether an id this hub did not send may still be looked up (once, within budget)."""
+        return request_id not in self.not_pending and self.lookups < MAX_REQUEST_LOOKUPS
+
+    def looked_up(self, request_id: str, pending: bool) -> None:
+        self.lookups += 1
+        if pending:
+            self.sent(request_id)
+        elif len(self.not_pending) < MAX_REQUEST_LOOKUPS:
+            self.not_pending.add(request_id)
+
+    def settled(self, request_id: str) -> None:
+        self.ids.discard(request_id)
+
+    def refuse(self, kind: str) -> bool:
+        """Count a refusal of ``kind``; True for the first one (the one to log and answer)."""
+        self.refused[kind] = self.refused.get(kind, 0) + 1
+        return self.refused[kind] == 1
+
+
 @dataclass(eq=False)
 class DetectorSocket:
     """One accepted connection of an authenticated detector."""
@@ -68,6 +111,7 @@ class DetectorSocket:
     closed: bool = False
     connection_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     follower: CardStatusFollower | None = None
+    requests: IssuedRequests = field(default_factory=IssuedRequests)
 
     async def send(self, message: BaseModel) -> None:
         async with self.lock:
@@ -120,27 +164,57 @@ class Progress:
 
 
 class ProgressBoard:
-    """Latest copy progress per request, in memory (the status API reads it)."""
+    """Latest copy progress per (detector, request), in memory (the status API reads it):
+    at most ``per_detector`` entries per detector, dropped when its socket goes."""
 
-    def __init__(self, interval: float = PROGRESS_INTERVAL) -> None:
+    def __init__(
+        self, interval: float = PROGRESS_INTERVAL, per_detector: int = MAX_PROGRESS_PER_DETECTOR
+    ) -> None:
         self.interval = interval
-        self.entries: dict[str, Progress] = {}
+        self.per_detector = per_detector
+        self.entries: dict[tuple[str, str], Progress] = {}
+        self._count: dict[str, int] = {}
 
     def update(self, detector_id: str, request_id: str, done: int, total: int) -> bool:
         """Record progress; True when a status event is due (first, throttled, or complete)."""
         now = time.monotonic()
-        entry = self.entries.get(request_id)
+        key = (detector_id, request_id)
+        entry = self.entries.get(key)
         if entry is None:
+            if self._count.get(detector_id, 0) >= self.per_detector:
+                self._evict_oldest(detector_id)
             entry = Progress(detector_id, request_id, done, total, now)
-            self.entries[request_id] = entry
+            self.entries[key] = entry
+            self._count[detector_id] = self._count.get(detector_id, 0) + 1
         entry.bytes_done, entry.bytes_total, entry.updated = done, total, now
         due = entry.emitted == 0.0 or now - entry.emitted >= self.interval or done >= total
         if due:
             entry.emitted = now
         return due
 
-    def finish(self, request_id: str) -> None:
-        self.entries.pop(request_id, None)
+    def _evict_oldest(self, detector_id: str) -> None:
+        oldest = min(
+            (e for e in self.entries.values() if e.detector_id == detector_id),
+            key=lambda e: e.updated,
+        )
+        self.finish(detector_id, oldest.request_id)
+
+    def finish(self, detector_id: str, request_id: str) -> None:
+        if self.entries.pop((detector_id, request_id), None) is not None:
+            left = self._count[detector_id] - 1
+            if left:
+                self._count[detector_id] = left
+            else:
+                del self._count[detector_id]
+
+    def drop(self, detector_id: str) -> None:
+        """Forget every copy of a detector whose socket went away."""
+        for key in [k for k in self.entries if k[0] == detector_id]:
+            del self.entries[key]
+        self._count.pop(detector_id, None)
+
+    def of(self, detector_id: str) -> list[Progress]:
+        return [e for e in self.entries.values() if e.detector_id == detector_id]
 
 
 class CardStatusFollower:

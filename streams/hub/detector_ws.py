@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -37,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from detector import protocol
-from storage import cards, detectors
+from storage import cards, detectors, imports
 from streams import records
 from streams.hub.copy_requests import deliver, resend_pending
 from streams.hub.detector_sockets import (
@@ -49,6 +50,7 @@ from streams.hub.detector_sockets import (
     remote_address,
 )
 from streams.hub.presence import forget_presence, keep_present
+from streams.hub.rate_limit import DetectorBuckets
 from streams.settings import Settings
 from streams.topics import Names
 
@@ -59,6 +61,11 @@ THREAD_PARSE_BYTES = 64 * 1024
 CLOSE_INTERNAL = 1011
 #: The close reason (with 1008) of a socket whose token was revoked while it was open.
 REVOKED_REASON = "detector token revoked"
+#: "Try again later" (RFC 6455): a detector over its card-event rate reconnects after a backoff
+#: and announces its present cards again, so a real card is not lost.
+CLOSE_TRY_LATER = 1013
+#: The longest wait a rate-limited detector is told (the wire's limit for ``retry_after``).
+MAX_RETRY_AFTER = 3600.0
 #: Refused entries of one frame logged one by one; the rest are counted in one line.
 LOGGED_REFUSALS = 20
 
@@ -78,6 +85,18 @@ class Unavailable(RuntimeError):
         self.for_client = f"the hub's {service} is unavailable; retry in a moment"
 
 
+class RateLimited(Exception):
+    """A detector sent card events faster than its token bucket allows (red-team D22);
+    ``retry_after``: seconds until its bucket is full again."""
+
+    def __init__(self, retry_after: float, rate: float, burst: int) -> None:
+        self.retry_after = round(min(max(retry_after, 0.1), MAX_RETRY_AFTER), 1)
+        super().__init__(
+            f"more than {burst} card events at once (at most {rate:g} a second): closing; "
+            f"reconnect in {self.retry_after:.1f} s and announce the cards again"
+        )
+
+
 @dataclass
 class Gateway:
     """Everything the endpoint needs, built by the hub's lifespan."""
@@ -90,6 +109,7 @@ class Gateway:
     producer: AIOKafkaProducer
     registry: Registry = field(default_factory=Registry)
     progress: ProgressBoard = field(default_factory=ProgressBoard)
+    card_buckets: DetectorBuckets = field(default_factory=DetectorBuckets)
 
     # --- copy requests out ---------------------------------------------------------------
 
@@ -163,6 +183,7 @@ class Gateway:
             presence.cancel()
             following.cancel()
             if self.registry.remove(sock):
+                self.progress.drop(sock.detector_id)
                 await forget_presence(self.redis, self.names, sock)
             self._log_disconnect(sock, code)
 
@@ -217,6 +238,21 @@ class Gateway:
                     )
                 await sock.close(CLOSE_INTERNAL, "hub backend unavailable, retry")
                 return CLOSE_INTERNAL
+            except RateLimited as exc:
+                logger.warning(
+                    "detector %s at %s: card events over the rate limit; closing with %d",
+                    sock.detector_id,
+                    sock.remote,
+                    CLOSE_TRY_LATER,
+                )
+                with contextlib.suppress(Exception):
+                    await sock.send(
+                        protocol.ErrorMessage(
+                            code="rate_limited", message=str(exc), retry_after=exc.retry_after
+                        )
+                    )
+                await sock.close(CLOSE_TRY_LATER, "too many card events; reconnect later")
+                return CLOSE_TRY_LATER
 
     async def _refuse_frame(self, sock: DetectorSocket, exc: protocol.ProtocolError) -> None:
         logger.warning(
@@ -238,6 +274,13 @@ class Gateway:
                 sock.detector_id,
                 sock.remote,
                 protocol.MAX_FRAME_BYTES,
+            )
+        if sock.requests.refused:
+            logger.warning(
+                "detector %s at %s: refused while connected: %s",
+                sock.detector_id,
+                sock.remote,
+                ", ".join(f"{n} {kind}" for kind, n in sorted(sock.requests.refused.items())),
             )
         logger.info(
             "detector %s disconnected from %s (code %s)", sock.detector_id, sock.remote, code
@@ -268,6 +311,7 @@ class Gateway:
         msg: protocol.CardInserted | protocol.FileList | protocol.CardRemoved,
         refused: list[protocol.SkippedFile],
     ) -> None:
+        self._take_card_token(sock)
         files = None
         if isinstance(msg, protocol.FileList):
             files = [f.model_dump() for f in msg.files]
@@ -290,7 +334,7 @@ class Gateway:
         inserted = isinstance(msg, protocol.CardInserted)
         try:
             async with self.sessions() as session, session.begin():
-                await cards.upsert_card(
+                placement = await cards.upsert_card(
                     session, msg.card_id, event.label, sock.detector_id, present, inserted=inserted
                 )
                 if isinstance(msg, protocol.FileList):
@@ -304,10 +348,13 @@ class Gateway:
                     )
                 if present:
                     await detectors.touch(session, sock.detector_id, msg.card_id)
-                else:
+                    if placement.moved_from is not None:
+                        await detectors.clear_card(session, placement.moved_from, msg.card_id)
+                elif placement.applied:
                     await detectors.clear_card(session, sock.detector_id, msg.card_id)
         except Exception as exc:
             raise Unavailable("database", exc) from exc
+        self._log_placement(sock, msg.card_id, placement)
         logger.info(
             "detector %s: %s card %s%s",
             sock.detector_id,
@@ -348,8 +395,38 @@ class Gateway:
                 len(refused) - LOGGED_REFUSALS,
             )
 
+    def _take_card_token(self, sock: DetectorSocket) -> None:
+        """One token of the detector's card-event bucket, or :class:`RateLimited`."""
+        rate, burst = self.settings.detector_card_rate, self.settings.detector_card_burst
+        bucket = self.card_buckets.bucket(sock.detector_id, rate, burst)
+        now = time.monotonic()
+        if not bucket.take(now):
+            raise RateLimited(bucket.full_in(now), rate, burst)
+
+    def _log_placement(
+        self, sock: DetectorSocket, card_id: str, placement: cards.CardPlacement
+    ) -> None:
+        if placement.moved_from is not None:
+            logger.warning(
+                "card %s moved from detector %s to detector %s at %s; only the files %s lists "
+                "move with it",
+                card_id,
+                placement.moved_from,
+                sock.detector_id,
+                sock.remote,
+                sock.detector_id,
+            )
+        elif not placement.applied:
+            logger.warning(
+                "detector %s at %s reported card %s removed, but the card is at another "
+                "station: its row is left as it is",
+                sock.detector_id,
+                sock.remote,
+                card_id,
+            )
+
     async def _progress(self, sock: DetectorSocket, msg: protocol.CopyProgress) -> None:
-        file_id = await self._known_request(sock, msg.request_id)
+        file_id = await self._progress_file(sock, msg.request_id)
         if file_id is None:
             return
         if not self.progress.update(
@@ -373,9 +450,45 @@ class Gateway:
         except Exception as exc:
             logger.warning("progress of %s not published: %s", msg.request_id, exc)
 
+    async def _progress_file(self, sock: DetectorSocket, request_id: str) -> int | None:
+        """The file a progress frame is about, when its copy was asked of this detector.
+
+        An id this hub sent on the socket costs nothing; another is looked up in PostgreSQL
+        once (within a budget per socket), so a flood of made-up ids costs neither memory nor
+        a query per frame (red-team D9). A refusal is answered and logged once per socket."""
+        file_id = parse_copy_request_id(request_id)
+        known = request_id in sock.requests.ids
+        if file_id is not None and not known and sock.requests.may_look_up(request_id):
+            try:
+                known = await self._pending(sock, file_id)
+            except Unavailable as exc:  # progress is advisory: drop this frame, keep serving
+                logger.warning("progress of %s not checked: %s", request_id, exc)
+                return None
+            sock.requests.looked_up(request_id, known)
+        if file_id is None or not known:
+            if sock.requests.refuse("progress frames for requests not theirs"):
+                why = "no copy asked of this detector; progress not taken"
+                await self._refuse_request(sock, "unknown_request", request_id, why, log=True)
+            return None
+        return file_id
+
     async def _result(self, sock: DetectorSocket, msg: protocol.CopyResult) -> None:
-        file_id = await self._known_request(sock, msg.request_id)
+        file_id = parse_copy_request_id(msg.request_id)
         if file_id is None:
+            first = sock.requests.refuse("results for unknown request ids")
+            why = "not a request id this hub issued"
+            await self._refuse_request(sock, "unknown_request", msg.request_id, why, log=first)
+            return
+        # red-team D6/D7: only the detector the copy was asked of, while it is still asked for
+        if not await self._pending(sock, file_id):
+            sock.requests.settled(msg.request_id)
+            self.progress.finish(sock.detector_id, msg.request_id)
+            first = sock.requests.refuse("results for copies not pending for them")
+            why = (
+                f"no copy of file {file_id} is pending for this detector (already settled, "
+                "or asked of another station); result not taken"
+            )
+            await self._refuse_request(sock, "not_pending", msg.request_id, why, log=first)
             return
         result = records.CopyResult(
             request_id=msg.request_id,
@@ -390,28 +503,36 @@ class Gateway:
             failure=(msg.failure or "") if msg.status == "failed" else "",
         )
         await self._produce(self.names.copy_results, sock.detector_id, records.encode(result))
-        self.progress.finish(msg.request_id)
+        self.progress.finish(sock.detector_id, msg.request_id)
+        if msg.status == "copied":  # a failed copy may be tried again under the same id
+            sock.requests.settled(msg.request_id)
         if sock.follower is not None:
             sock.follower.after_result(file_id)
         logger.info("detector %s: copy %s %s", sock.detector_id, msg.request_id, msg.status)
 
-    async def _known_request(self, sock: DetectorSocket, request_id: str) -> int | None:
-        file_id = parse_copy_request_id(request_id)
-        if file_id is None:
+    async def _pending(self, sock: DetectorSocket, file_id: int) -> bool:
+        """Whether the file's copy is asked of this socket's detector and not delivered yet."""
+        try:
+            async with self.sessions() as session:
+                return await imports.pending_request(session, sock.detector_id, file_id)
+        except Exception as exc:
+            raise Unavailable("database", exc) from exc
+
+    async def _refuse_request(
+        self, sock: DetectorSocket, code: str, request_id: str, why: str, *, log: bool
+    ) -> None:
+        """Answer a progress or result frame that is not taken; ``log`` for the first of its
+        kind on the socket (the rest are counted in the disconnect line)."""
+        if log:
             logger.warning(
-                "detector %s at %s: unknown request id %r ignored",
+                "detector %s at %s: request %r refused (%s): %s",
                 sock.detector_id,
                 sock.remote,
                 request_id,
+                code,
+                why,
             )
-            await sock.send(
-                protocol.ErrorMessage(
-                    code="unknown_request",
-                    message="not a request id this hub issued",
-                    request_id=request_id,
-                )
-            )
-        return file_id
+        await sock.send(protocol.ErrorMessage(code=code, message=why, request_id=request_id))
 
     async def _produce(self, topic: str, key: str, payload: bytes) -> None:
         try:

@@ -36,6 +36,10 @@ async def test_copy_is_imported_once_verified_and_redeliveries_tell_again(
     first = await handle_copy_result(deps, _result(file_id, dest, 5))
     assert first.status == "failed" and "size None" in first.reason
     land(settings, file_id)
+    # a failed file counts again only once it is asked for again (red-team D7), as the copy
+    # step does
+    async with clean_db.begin() as conn:
+        await imports.mark_requested(conn, "det-1", [file_id])
     ok = await handle_copy_result(deps, _result(file_id, dest, 5))
     assert (ok.status, ok.newly_imported) == ("imported", True)
     again = await handle_copy_result(deps, _result(file_id, dest, 5))
@@ -55,5 +59,7 @@ async def test_wrong_destination_or_size_is_a_failure_with_a_reason(
     dest = imports.destination_for("card-1", file_id, "GX010001.MP4")
     out = await handle_copy_result(deps, _result(file_id, "cards/elsewhere.MP4", 5))
     assert out.status == "failed" and "expected" in out.reason
+    async with clean_db.begin() as conn:  # asked again, as the copy step does
+        await imports.mark_requested(conn, "det-1", [file_id])
     out = await handle_copy_result(deps, _result(file_id, dest, 6))
     assert out.status == "failed" and "6 reported" in out.reason

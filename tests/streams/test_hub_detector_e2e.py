@@ -1,24 +1,26 @@
 """The real station client (detector.client) against the real hub: list in, copies out.
 
-The test plays the ingest agent's part on the topics (read the list, request its videos), so
-this checks only the hub and the detector and how they meet on the wire and on Kafka.
+The test plays the ingest agent's part on the topics with its real handler (read the list,
+record it, request its videos), so this checks the hub and the detector and how they meet on
+the wire and on Kafka; a copy result counts only for a request pending in the ledger.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 
 from hub_harness import hub_settings, new_detector, produce, running_hub, topic_values
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from support import wait_for
 
+from agents.ingest import IngestDeps, handle_detector_event
 from detector.cards import WatchDirVolumes
 from detector.client import run_detector
 from detector.settings import DetectorSettings
-from streams import records
-from streams.hub.detector_ws import copy_request_id
 from streams.settings import Settings
 from streams.topics import Names
 
@@ -74,26 +76,16 @@ async def test_real_detector_lists_a_card_and_copies_what_is_requested(
             await wait_for(listed, what="the detector's file list")
             [event] = await listed()
             assert event["detector_id"] == "station-1"
-            card_id = str(event["card_id"])
             files = event["files"]
             assert isinstance(files, list)
             videos = [f for f in files if f["kind"] == "video"]
             assert sorted(f["path"] for f in videos) == sorted(p for p in data if p.endswith("MP4"))
-            for file_id, f in enumerate(sorted(videos, key=lambda f: f["path"]), start=1):
-                req = records.CopyRequest(
-                    request_id=copy_request_id(file_id),
-                    detector_id="station-1",
-                    card_id=card_id,
-                    file_id=file_id,
-                    path=f["path"],
-                    size=f["size"],
-                    mtime=f["mtime"],
-                    destination=f"cards/c/{file_id:08d}_{f['path'][-12:]}",
-                    priority=0,
-                )
-                await produce(
-                    hub_settings.kafka_url, names.copy_requests, "station-1", records.encode(req)
-                )
+
+            async def request(key: bytes, value: bytes) -> None:
+                await produce(hub_settings.kafka_url, names.copy_requests, key.decode(), value)
+
+            deps = IngestDeps(hub_settings, clean_db, request)
+            await handle_detector_event(deps, json.dumps(event).encode())
 
             async def two_results() -> bool:
                 got = await topic_values(hub_settings.kafka_url, names.copy_results)
@@ -103,12 +95,15 @@ async def test_real_detector_lists_a_card_and_copies_what_is_requested(
         finally:
             stop.set()
             assert await asyncio.wait_for(station, 30) == 0
+    async with clean_db.connect() as conn:
+        rows = (await conn.execute(text("SELECT path, id FROM imported_file"))).all()
+    ids: dict[str, int] = {str(path): int(file_id) for path, file_id in rows}
     results = {
         r["file_id"]: r for r in await topic_values(hub_settings.kafka_url, names.copy_results)
     }
-    assert set(results) == {1, 2}
-    for file_id, rel in ((1, "DCIM/100GOPRO/GX010001.MP4"), (2, "DCIM/100GOPRO/GX010002.MP4")):
-        result = results[file_id]
+    assert set(results) == {ids["DCIM/100GOPRO/GX010001.MP4"], ids["DCIM/100GOPRO/GX010002.MP4"]}
+    for rel in ("DCIM/100GOPRO/GX010001.MP4", "DCIM/100GOPRO/GX010002.MP4"):
+        result = results[ids[rel]]
         assert (result["status"], result["detector_id"], result["size"]) == (
             "copied",
             "station-1",

@@ -143,10 +143,17 @@ async def test_card_removed_marks_the_card_absent(
 
 
 async def test_copy_result_and_progress_are_published_and_foreign_ids_refused(
-    hub_case: HubCase,
+    hub_case: HubCase, pg: asyncpg.Connection
 ) -> None:
     token = await new_detector(hub_case.sessions, "station-1")
+    await pg.execute(  # file 7 asked of station-1 (the ingest worker's part, done by hand)
+        "INSERT INTO imported_file (id, card_id, name, path, size, mtime_ms, kind, status, "
+        "detector_id) VALUES (7, 'C', 'A.MP4', 'DCIM/A.MP4', 10, 1, 'footage', 'requested', "
+        "'station-1')"
+    )
     async with running_hub(hub_case.settings) as hub, open_detector(hub.ws, token) as ws:
+        sent = await recv_hub(ws)  # pending in PostgreSQL: sent on connect
+        assert isinstance(sent, protocol.CopyRequest) and sent.request_id == "f7"
         progress = {
             "v": 1,
             "type": "copy_progress",
@@ -319,9 +326,9 @@ def test_progress_is_throttled_but_first_and_last_always_published() -> None:
     board = ProgressBoard(interval=3600)
     assert board.update("d", "f1", 0, 100)
     assert not board.update("d", "f1", 50, 100)
-    assert board.entries["f1"].bytes_done == 50  # kept for the status API even when quiet
+    assert board.entries["d", "f1"].bytes_done == 50  # kept for the status API even when quiet
     assert board.update("d", "f1", 100, 100)
-    board.finish("f1")
+    board.finish("d", "f1")
     assert board.entries == {}
 
 
