@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from telemetry_media import video_with_gpmd
 
 from agents.telemetry import gpmf_writer as w
 from agents.telemetry.audio_decode import DECODE_RATE_HZ, decode_mono
@@ -87,3 +88,18 @@ def test_round_trip_phases_match_the_truth(written: list[Path], short_jump: Jump
     assert phases.opening.t == pytest.approx(truth.opening_s, abs=2.0)
     assert phases.landing.t == pytest.approx(truth.landing_s, abs=3.0)
     assert not phases.needs_review, phases.reasons
+
+
+def test_gps9_has_a_fix_per_sample(tmp_path: Path) -> None:
+    """HERO11+ write GPS9 (lat, lon, alt, 2D, 3D, days, secs, DOP, fix): no GPSF per payload."""
+    rows = np.array([[46.1, 7.1, 4000.0, 40.0, 41.0, 9600, 36000.0, 1.5, fix]
+                     for fix in (0, 0, 3, 3, 2, 3, 0, 3, 3, 3)])  # fmt: skip
+    rows[rows[:, 8] == 0, :5] = 0.0  # what a camera writes without a lock
+    scale = (10_000_000, 10_000_000, 1000, 1000, 100, 1, 1000, 100, 1)
+    stream = w.SensorStream(b"GPS9", "GPS", b"deg", rows, scale, "l")
+    data = w.payload("HERO12", [w.sensor_stream(stream, len(rows))])
+    tel = read_clip(video_with_gpmd(tmp_path / "GX010009.MP4", [data]))
+    assert tel.gps is not None
+    assert tel.gps.fix.tolist() == [3, 3, 2, 3, 3, 3, 3]
+    assert tel.dropped_unlocked == 3
+    assert tel.gps.alt == pytest.approx(np.full(7, 4000.0))

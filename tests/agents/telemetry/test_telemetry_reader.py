@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
+from telemetry_media import video_with_gpmd
 
 from agents.telemetry.gpmf_reader import TelemetryReadError, read_clip
 from agents.telemetry.series import (
@@ -66,37 +65,14 @@ def test_max_has_gps5_with_fix_time_and_cori(gopro_media: Path) -> None:
     assert np.allclose(np.linalg.norm(tel.cori.wxyz, axis=1), 1.0, atol=0.01)
 
 
-def _video_only(path: Path, data_packets: list[bytes] | None = None) -> Path:
-    with av.open(str(path), "w", format="mp4") as out:
-        vs = out.add_stream("libx264", rate=5)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
-        ds = None
-        if data_packets is not None:
-            ds = out.add_data_stream("bin_data")
-            ds.codec_tag = "gpmd"
-            ds.time_base = Fraction(1, 1000)
-        for i in range(10):
-            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
-            frame.pts = i
-            out.mux(vs.encode(frame))
-        for k, data in enumerate(data_packets or []):
-            packet = av.Packet(data)
-            packet.stream, packet.time_base = ds, Fraction(1, 1000)
-            packet.pts = packet.dts = k * 1000
-            packet.duration = 1000
-            out.mux(packet)
-        out.mux(vs.encode(None))
-    return path
-
-
 def test_a_file_without_gpmd_is_no_telemetry(tmp_path: Path) -> None:
-    tel = read_clip(_video_only(tmp_path / "DJI_0001.MP4"))
+    tel = read_clip(video_with_gpmd(tmp_path / "DJI_0001.MP4"))
     assert tel.status is TelemetryStatus.NO_TELEMETRY
     assert tel.accl is None and tel.duration_s == pytest.approx(2.0, abs=0.1)
 
 
 def test_a_gpmd_track_of_junk_is_a_clear_error(tmp_path: Path) -> None:
-    path = _video_only(tmp_path / "GX010001.MP4", [b"this is not GPMF" * 8, b"\xff" * 64])
+    path = video_with_gpmd(tmp_path / "GX010001.MP4", [b"this is not GPMF" * 8, b"\xff" * 64])
     with pytest.raises(TelemetryReadError, match="none is valid GPMF"):
         read_clip(path)
 
