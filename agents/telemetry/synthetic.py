@@ -101,6 +101,18 @@ def write_jump(
     return paths
 
 
+def _packet(
+    data: bytes, stream: av.stream.Stream | None, pts_ms: int, duration_ms: int
+) -> av.Packet:
+    packet = av.Packet(data)
+    if stream is not None:
+        packet.stream = stream
+    packet.time_base = GPMD_TIME_BASE
+    packet.pts = packet.dts = pts_ms
+    packet.duration = duration_ms
+    return packet
+
+
 def _write_chapter(
     profile: JumpProfile, path: Path, lo: float, hi: float, video: VideoFormat,
     totals: dict[bytes, int], start_utc: datetime, with_cori: bool, bad_payload: int | None,
@@ -110,9 +122,11 @@ def _write_chapter(
         vs = out.add_stream("libx264", rate=video.fps, options={"preset": "ultrafast"})
         vs.width, vs.height, vs.pix_fmt = video.width, video.height, "yuv420p"
         aus = out.add_stream("aac", rate=AUDIO_RATE_HZ, layout="mono")
-        ds = out.add_data_stream("bin_data")
-        ds.codec_tag = "gpmd"  # FFmpeg's mov muxer: handler "meta", "GoPro MET", sample entry gpmd
-        ds.time_base = GPMD_TIME_BASE
+        ds = None
+        if profile.params.has_telemetry:  # otherwise a camera without GPMF: no gpmd track at all
+            ds = out.add_data_stream("bin_data")
+            ds.codec_tag = "gpmd"  # FFmpeg's mov muxer: handler "meta", "GoPro MET", entry gpmd
+            ds.time_base = GPMD_TIME_BASE
         for i in range(round((hi - lo) * video.fps)):
             t = lo + i / video.fps
             phase = ("plane" if t < tr.exit_s else "freefall" if t < tr.opening_s
@@ -128,15 +142,10 @@ def _write_chapter(
             af = av.AudioFrame.from_ndarray(audio[None, k : k + step], format="flt", layout="mono")
             af.sample_rate, af.pts = AUDIO_RATE_HZ, k
             out.mux(aus.encode(af))
-        for k in range(math.ceil(hi - lo)):
+        for k in range(math.ceil(hi - lo) if ds is not None else 0):
             a, b = lo + k, min(hi, lo + k + 1)
             number = int(lo) + k
             data = _gpmd_payload(profile, a, b, totals, start_utc, with_cori, number == bad_payload)
-            packet = av.Packet(data)
-            packet.stream = ds
-            packet.time_base = GPMD_TIME_BASE
-            packet.pts = packet.dts = round(k * 1000)
-            packet.duration = round((b - a) * 1000)
-            out.mux(packet)
+            out.mux(_packet(data, ds, k * 1000, round((b - a) * 1000)))
         out.mux(vs.encode(None))
         out.mux(aus.encode(None))

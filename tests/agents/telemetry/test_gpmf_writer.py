@@ -3,6 +3,7 @@ written as MP4 chapters and read back by the reader (telemetry, sound and phases
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from agents.telemetry import gpmf_writer as w
 from agents.telemetry.audio_decode import DECODE_RATE_HZ, decode_mono
 from agents.telemetry.gpmf_reader import read_clip, read_recording
 from agents.telemetry.phases import detect
-from agents.telemetry.profile import JumpProfile
+from agents.telemetry.profile import JumpProfile, draw_params, generate
+from agents.telemetry.series import TelemetryStatus
 from agents.telemetry.sound import band_energies
 from agents.telemetry.synthetic import ACCL_SCALE, write_jump
 
@@ -103,3 +105,10 @@ def test_gps9_has_a_fix_per_sample(tmp_path: Path) -> None:
     assert tel.gps.fix.tolist() == [3, 3, 2, 3, 3, 3, 3]
     assert tel.dropped_unlocked == 3
     assert tel.gps.alt == pytest.approx(np.full(7, 4000.0))
+
+
+def test_a_jump_without_telemetry_is_written_without_a_gpmd_track(tmp_path: Path) -> None:
+    profile = generate(dataclasses.replace(draw_params(8, compress=0.1), has_telemetry=False))
+    paths = write_jump(profile, tmp_path)
+    assert read_recording(paths).status is TelemetryStatus.NO_TELEMETRY
+    assert decode_mono(paths[0]) is not None
