@@ -41,6 +41,7 @@ FREEFALL_MIN_DOWN_MS = 25.0  # GPS confirms freefall when the vertical speed pas
 FALL_WITHIN_S = 10.0  # ... within this long of the exit (~3 s at a normal exit)
 CANOPY_MAX_DOWN_MS = 12.0  # ... and the opening when it falls below this
 GROUND_MAX_MS = 1.0  # the altitude is "no longer changing" below this vertical speed
+GPS_STILL_LAG_S = 1.5  # the slope window (±1.5 s) reports stillness this long after touchdown
 REVIEW_BELOW = 0.6  # a mark less sure than this sends the jump to review
 RIVAL_MARGIN = 0.1  # a second exit candidate within this confidence of the best: not sure
 AGREE_S = {"exit": 1.5, "opening": 2.5, "landing": 4.0}  # telemetry and sound agree within
@@ -171,7 +172,8 @@ def vertical_speed(gps: GpsSeries, at: FloatArray, half_window_s: float = 1.5) -
     return np.asarray(np.where((n >= 5) & (den > 0), -slope, np.nan), dtype=np.float64)
 
 
-def _walk_back(series: FloatArray, start: int, ok: np.ndarray, limit: int) -> int:
+def _walk_back(start: int, ok: np.ndarray, limit: int) -> int:
+    """The last index at or before `start` (at most `limit` back) where `ok` holds."""
     i = start
     while i > max(0, start - limit) and not ok[i]:
         i -= 1
@@ -188,7 +190,7 @@ def _exit(grid: _Grid, vz: FloatArray | None) -> tuple[Mark | None, str]:
         before = grid.mean_g[max(0, a - int(15 * GRID_HZ)) : max(0, a - int(2 * GRID_HZ))]
         if len(before) < 3 * GRID_HZ or not STEADY_G[0] <= np.median(before) <= STEADY_G[1]:
             continue
-        onset = _walk_back(grid.mean_g, a, grid.mean_g >= EXIT_ONSET_G, int(4 * GRID_HZ))
+        onset = _walk_back(a, grid.mean_g >= EXIT_ONSET_G, int(4 * GRID_HZ))
         depth = float(np.clip((EXIT_BELOW_G - grid.mean_g[a:b].min()) / 0.3, 0, 1))
         conf = 0.45 + 0.3 * depth + 0.05 * min(1.0, (b - a) / GRID_HZ / 3)
         if vz is not None:
@@ -214,7 +216,7 @@ def _opening(grid: _Grid, vz: FloatArray | None, exit_i: int) -> tuple[Mark | No
     for a, b in _runs(high):
         if (b - a) / GRID_HZ < OPENING_MIN_S:
             continue
-        onset = _walk_back(grid.mean_g, a, grid.mean_g <= OPENING_ONSET_G, int(4 * GRID_HZ))
+        onset = _walk_back(a, grid.mean_g <= OPENING_ONSET_G, int(4 * GRID_HZ))
         peak = float(grid.mean_g[a:b].max())
         conf = 0.45 + 0.3 * float(np.clip((peak - OPENING_ABOVE_G) / 1.2, 0, 1))
         if vz is not None:
@@ -249,11 +251,12 @@ def _landing(grid: _Grid, vz: FloatArray | None, open_i: int) -> tuple[Mark | No
         if len(after) >= 0.6 * window and np.std(after) < STILL_STD_G and near_gps:
             best = int(i)
             break
-    if best is None and gps_t is None:
-        return None, "no impact followed by stillness after the opening"
     if best is None:
-        assert gps_t is not None
-        return Mark(MarkKind.LANDING, float(grid.t[gps_t]) - 1.5, 0.5, Source.TELEMETRY), ""
+        if gps_t is None:
+            return None, "no impact followed by stillness after the opening"
+        # altitude alone: sure enough to show, not to ship
+        t = float(grid.t[gps_t]) - GPS_STILL_LAG_S
+        return Mark(MarkKind.LANDING, t, REVIEW_BELOW - 0.1, Source.TELEMETRY), ""
     conf = 0.6 + 0.15 * float(np.clip((grid.max_g[best] - LANDING_IMPACT_G) / 1.0, 0, 1))
     if gps_t is not None:
         conf += 0.2
@@ -361,8 +364,8 @@ def fuse(telemetry: Detection | None, sound: Detection | None) -> JumpPhases:
         )
     if marks[MarkKind.EXIT] is None or marks[MarkKind.OPENING] is None:
         reasons.append("no freefall found")
-        for det in (telemetry, sound):
-            reasons.extend(f"{det.source}: {note}" for note in det.notes) if det else None
+        for det in (d for d in (telemetry, sound) if d is not None):
+            reasons.extend(f"{det.source}: {note}" for note in det.notes)
     if marks[MarkKind.LANDING] is None:
         reasons.append("no landing found")
     for mark in ordered:
