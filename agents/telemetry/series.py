@@ -244,3 +244,17 @@ def join_chapters(chapters: Sequence[ClipTelemetry]) -> ClipTelemetry:
         dropped_unlocked=sum(c.dropped_unlocked for c in chapters),
         bad_gps_times=sum(c.bad_gps_times for c in chapters),
     )
+
+
+def smooth(x: FloatArray, width: int) -> FloatArray:
+    """Moving average over `width` samples, edges held."""
+    if width <= 1 or len(x) < width:
+        return x
+    padded = np.pad(x, (width // 2, width - 1 - width // 2), mode="edge")
+    return np.asarray(np.convolve(padded, np.ones(width) / width, mode="valid"), dtype=np.float64)
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index ranges where `mask` is true."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
