@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from telemetry_media import video_with_gpmd
 
+from agents.telemetry.audio_decode import clip_sound
 from agents.telemetry.gpmf_reader import TelemetryReadError, read_clip
+from agents.telemetry.phases import detect
 from agents.telemetry.series import (
     STANDARD_GRAVITY,
     ClipTelemetry,
@@ -142,3 +144,11 @@ def test_chapters_are_grouped_in_order_and_joined_on_one_timeline() -> None:
     assert joined.duration_s == 7.0
     assert joined.accl is not None
     assert joined.accl.t.tolist() == [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 6.5]
+
+
+@pytest.mark.parametrize("name", ["karma.mp4", "max-heromode.mp4"])
+def test_real_footage_that_is_no_jump_goes_to_review(gopro_media: Path, name: str) -> None:
+    path = gopro_media / name
+    phases = detect(read_clip(path), clip_sound(path))
+    assert phases.needs_review and not phases.has_freefall
+    assert "no freefall found" in phases.reasons
