@@ -5,8 +5,9 @@ slow-loris clients and idle sockets were never closed. Here:
 
 - :class:`ConnectionGuard` counts open connections per client IP and overall. A peer at
   ``max_per_peer`` is refused; at ``max_total`` the oldest connection that has not sent a
-  complete request yet (idle, slow-loris, idle keep-alive) is closed to make room, and only when
-  every connection is busy is the new one refused. A refusal is a short ``503`` and a close.
+  complete request yet (idle, slow-loris) is closed to make room — failing that, the oldest
+  keep-alive connection between requests — and only when every connection is busy (a request
+  in progress, a WebSocket) is the new one refused. A refusal is a short ``503`` and a close.
   Each limit is logged once when it is reached and once when it is clear again (with what was
   refused meanwhile), never per connection.
 - :class:`GuardedHttp` (uvicorn's httptools protocol) counts itself in at ``connection_made``
@@ -35,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.protocols.utils import get_remote_addr
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 logger = logging.getLogger(__name__)
@@ -126,8 +126,12 @@ class ConnectionGuard:
     limits: ConnectionLimits
     _peer_of: dict[asyncio.BaseTransport, str] = field(default_factory=dict)
     _per_peer: dict[str, int] = field(default_factory=dict)
-    #: connections without a request in progress, oldest first (closed first at the limit)
-    _waiting: OrderedDict[asyncio.BaseTransport, None] = field(default_factory=OrderedDict)
+    #: connections that have not sent a complete request yet, oldest first: closed first to
+    #: make room at the limit (idle and slow-loris sockets are all here)
+    _fresh: OrderedDict[asyncio.BaseTransport, None] = field(default_factory=OrderedDict)
+    #: keep-alive connections between requests: closed to make room only when no fresh one is
+    #: left (a dashboard or a station proved itself with a whole request)
+    _kept: OrderedDict[asyncio.BaseTransport, None] = field(default_factory=OrderedDict)
     #: peers at their limit -> connections refused since it was reached
     _peers_full: dict[str, int] = field(default_factory=dict)
     _full: bool = False
@@ -173,21 +177,23 @@ class ConnectionGuard:
             return False
         self._peer_of[transport] = peer
         self._per_peer[peer] = count + 1
-        self._waiting[transport] = None
+        self._fresh[transport] = None
         return True
 
     def busy(self, transport: asyncio.BaseTransport) -> None:
         """A request (or WebSocket) is in progress: not closed to make room."""
-        self._waiting.pop(transport, None)
+        self._fresh.pop(transport, None)
+        self._kept.pop(transport, None)
 
     def idle(self, transport: asyncio.BaseTransport) -> None:
+        """A keep-alive connection waits for its next request."""
         if transport in self._peer_of:
-            self._waiting[transport] = None
+            self._kept[transport] = None
 
     def release(self, transport: asyncio.BaseTransport) -> None:
         """Count a connection out (idempotent: the HTTP and the WebSocket protocol both may)."""
         peer = self._peer_of.pop(transport, None)
-        self._waiting.pop(transport, None)
+        self.busy(transport)
         if peer is None:
             return
         count = self._per_peer[peer] - 1
@@ -234,8 +240,9 @@ class ConnectionGuard:
                 self.open,
                 peer,
             )
-        if self._waiting:
-            oldest, _ = self._waiting.popitem(last=False)
+        idle = self._fresh or self._kept
+        if idle:
+            oldest, _ = idle.popitem(last=False)
             self.release(oldest)
             oldest.close()
             self.evicted += 1
@@ -275,11 +282,6 @@ class ConnectionGuard:
             )
 
 
-def _peer(transport: asyncio.BaseTransport) -> str:
-    addr = get_remote_addr(transport)  # type: ignore[arg-type]
-    return addr[0] if addr else "unknown"
-
-
 class GuardedHttp(HttpToolsProtocol):
     """uvicorn's httptools protocol, counted by a :class:`ConnectionGuard`, with a header
     timeout."""
@@ -289,7 +291,7 @@ class GuardedHttp(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if not self.guard.admit(transport, _peer(transport)):
+        if not self.guard.admit(transport, self.client[0] if self.client else "unknown"):
             transport.write(REFUSAL)
             transport.close()
             return
@@ -325,7 +327,7 @@ class GuardedHttp(HttpToolsProtocol):
     def _header_timeout(self) -> None:
         self._header_timer = None
         if not self.transport.is_closing():
-            self.guard.timed_out.add(_peer(self.transport))
+            self.guard.timed_out.add(self.client[0] if self.client else "unknown")
             self.transport.close()
 
 
@@ -353,7 +355,7 @@ class GuardedWebSocket(WebSocketsSansIOProtocol):
     def _handshake_timeout(self) -> None:
         self._handshake_timer = None
         if not self.handshake_complete and not self.transport.is_closing():
-            self.guard.timed_out.add(_peer(self.transport))
+            self.guard.timed_out.add(self.client[0] if self.client else "unknown")
             self.transport.close()
 
 

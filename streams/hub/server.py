@@ -64,6 +64,9 @@ DELIVER_TIMEOUT = 10.0
 #: connected for hours; this, not an idle timeout, is what ends a dead one).
 WS_PING_INTERVAL_S = 20.0
 WS_PING_TIMEOUT_S = 20.0
+#: The listen backlog, and so the most connections asyncio accepts in one go: a flood is taken
+#: in a few hundred at a time between requests, not 2,048 (uvicorn's default) in one stall.
+ACCEPT_BACKLOG = 256
 
 
 class HubConfigError(RuntimeError):
@@ -360,6 +363,7 @@ def uvicorn_config(app: Starlette, settings: Settings, *, graceful_s: int = 5) -
         ws_ping_interval=WS_PING_INTERVAL_S,
         ws_ping_timeout=WS_PING_TIMEOUT_S,
         timeout_keep_alive=settings.hub_keepalive_timeout_s,
+        backlog=ACCEPT_BACKLOG,
         lifespan="on",
         log_config=None,
         timeout_graceful_shutdown=graceful_s,

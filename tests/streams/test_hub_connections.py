@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from collections.abc import AsyncIterator
 
@@ -28,7 +29,12 @@ from support import wait_for
 from websockets.asyncio.client import ClientConnection, connect
 
 from detector import protocol
-from streams.hub.guard import FD_HEADROOM, ConnectionLimits, fit_to_fd_limit
+from streams.hub.guard import (
+    ACCEPT_OUT_OF_RESOURCES,
+    FD_HEADROOM,
+    ConnectionLimits,
+    fit_to_fd_limit,
+)
 from streams.settings import Settings
 
 __all__ = ["hub_case", "hub_settings"]
@@ -284,3 +290,22 @@ def test_the_overall_limit_is_fitted_below_the_open_file_limit() -> None:
     assert fit_to_fd_limit(limits, 1_048_576) == limits
     fitted = fit_to_fd_limit(limits, 1024)
     assert fitted.max_total == 1024 - FD_HEADROOM and fitted.max_per_peer == 128
+
+
+# red-team D4: 177k log lines in 30 s: accept() failing for want of descriptors, once a line each
+async def test_accept_failures_are_logged_once_until_accepting_works_again(
+    hub_case: HubCase, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="streams.hub")
+    token = await new_detector(hub_case.sessions, "station-a")
+    async with running_hub(hub_case.settings) as hub, open_detector(hub.ws, token) as station:
+        # What asyncio's accept loop reports on EMFILE, through the loop the hub runs in.
+        loop = asyncio.get_running_loop()
+        emfile = OSError(errno.EMFILE, "Too many open files")
+        for _ in range(1000):
+            loop.call_exception_handler({"message": ACCEPT_OUT_OF_RESOURCES, "exception": emfile})
+        await _rest_answers(hub.http)  # a connection accepted: the failure is over
+        await _station_works(hub_case, station, "CARD-A")
+    failing, again = _guard_lines(caplog)
+    assert failing.startswith("cannot accept connections: [Errno 24] Too many open files")
+    assert again == "accepting connections again (1000 accept attempts failed meanwhile)"
