@@ -11,6 +11,7 @@ import errno
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 from hub_case import HubCase, hub_case
@@ -27,6 +28,7 @@ from hub_harness import (
 )
 from support import wait_for
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake
 
 from detector import protocol
 from streams.hub.guard import (
@@ -309,3 +311,24 @@ async def test_accept_failures_are_logged_once_until_accepting_works_again(
     failing, again = _guard_lines(caplog)
     assert failing.startswith("cannot accept connections: [Errno 24] Too many open files")
     assert again == "accepting connections again (1000 accept attempts failed meanwhile)"
+
+
+# red-team D4: a WebSocket handshake must be authenticated within seconds, not hang for ever
+async def test_a_handshake_that_cannot_finish_is_closed_after_the_timeout(
+    hub_case: HubCase, pg: asyncpg.Connection
+) -> None:
+    settings = _limited(hub_case, hub_header_timeout_s=1.0)
+    token = await new_detector(hub_case.sessions, "station-a")
+    async with running_hub(settings) as hub:
+        async with pg.transaction():
+            # The token lookup waits on this lock, so the handshake cannot finish in time.
+            await pg.execute("LOCK TABLE detector IN ACCESS EXCLUSIVE MODE")
+            headers = {"Authorization": f"Bearer {token}"}
+            # Closed by the hub: InvalidMessage, not the client's own 30 s TimeoutError.
+            with pytest.raises(InvalidHandshake, match="did not receive a valid HTTP response"):
+                async with connect(hub.ws, additional_headers=headers, open_timeout=30):
+                    pass
+        assert (await _connections(hub.http))["timed_out"] >= 1
+        # Once the database answers again the same station connects and works.
+        async with open_detector(hub.ws, token) as station:
+            await _station_works(hub_case, station, "CARD-A")
