@@ -28,6 +28,7 @@ ORDER = (
     "render_throughput",
     "pipeline_overhead",
     "status_api",
+    "hub_abuse",
     "end_to_end",
     "fault_recovery",
 )

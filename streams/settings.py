@@ -71,6 +71,54 @@ class Settings(BaseSettings):
         SecretStr(DEV_TOKEN), description="Bearer token for mutating API calls."
     )
     reads_open: bool = Field(True, description="Allow status reads without a token (LAN).")
+
+    # hub connection limits (issue 14, red-team D4 and failed-auth throttling). Loopback is a
+    # peer like any other: a station holds one socket plus a few REST calls, a dashboard
+    # browser about six plus its live socket, and a handful of stations may share one NAT
+    # address, so 128 per peer never bites a normal site yet bounds one flooding address; the
+    # overall limit stays well below the descriptor limit (the hub raises its soft
+    # RLIMIT_NOFILE to the hard one and keeps 256 spare for the database, Kafka, Redis and
+    # media files). At the overall limit the oldest connection that has not sent a complete
+    # request yet is closed to make room; only when every one is busy is a new one refused.
+    hub_max_connections: int = Field(
+        4096,
+        ge=16,
+        le=1_000_000,
+        description="Connections the hub holds open at most (HTTP and WebSocket together); "
+        "lowered at start to fit the process's file-descriptor limit.",
+    )
+    hub_max_connections_per_peer: int = Field(
+        128,
+        ge=2,
+        le=1_000_000,
+        description="Connections one client IP address may hold open at once; more are "
+        "refused with a 503.",
+    )
+    hub_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="A connection must complete its request headers (and a WebSocket its "
+        "handshake) within this many seconds of connecting or of its previous response, "
+        "else it is closed (slow-loris, idle sockets).",
+    )
+    hub_keepalive_timeout_s: int = Field(
+        5, ge=1, le=300, description="An idle keep-alive HTTP connection is closed after this."
+    )
+    hub_auth_failures_per_peer: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="Failed detector authentications one client IP may have within "
+        "hub_auth_failure_window_s before its handshakes are refused without a token check.",
+    )
+    hub_auth_failure_window_s: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="The sliding window of hub_auth_failures_per_peer, and how long a peer "
+        "that reached it is refused.",
+    )
     qr_candidate_max_bytes: int = Field(
         150_000_000,
         ge=0,
@@ -162,6 +210,15 @@ class Settings(BaseSettings):
                 f"SKYREEL_ADMIN_TOKEN must be a secret of at least {MIN_ADMIN_TOKEN_CHARS} "
                 "random characters in production (e.g. `openssl rand -hex 32`), not the "
                 "development default"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _connection_limits_fit(self) -> Settings:
+        if self.hub_max_connections_per_peer > self.hub_max_connections:
+            raise ValueError(
+                f"SKYREEL_HUB_MAX_CONNECTIONS_PER_PEER ({self.hub_max_connections_per_peer}) "
+                f"cannot exceed SKYREEL_HUB_MAX_CONNECTIONS ({self.hub_max_connections})"
             )
         return self
 

@@ -51,6 +51,7 @@ from streams.hub.detector_sockets import (
 )
 from streams.hub.presence import forget_presence, keep_present
 from streams.hub.rate_limit import DetectorBuckets
+from streams.hub.throttle import FailureThrottle, wait_words
 from streams.settings import Settings
 from streams.topics import Names
 
@@ -110,6 +111,8 @@ class Gateway:
     registry: Registry = field(default_factory=Registry)
     progress: ProgressBoard = field(default_factory=ProgressBoard)
     card_buckets: DetectorBuckets = field(default_factory=DetectorBuckets)
+    #: failed handshakes per client IP (issue 14); built from the settings on first use
+    auth_failures: FailureThrottle | None = None
 
     # --- copy requests out ---------------------------------------------------------------
 
@@ -188,6 +191,20 @@ class Gateway:
             self._log_disconnect(sock, code)
 
     async def _authenticate(self, websocket: WebSocket, remote: str) -> str | None:
+        if self.auth_failures is None:
+            window = self.settings.hub_auth_failure_window_s
+            self.auth_failures = FailureThrottle(
+                self.settings.hub_auth_failures_per_peer, window, window
+            )
+        peer = websocket.client.host if websocket.client else "unknown"
+        wait = self.auth_failures.retry_after(peer, time.monotonic())
+        if wait is not None:  # no token check at all: a blocked peer costs no database lookup
+            await websocket.accept()
+            await websocket.close(
+                protocol.CLOSE_POLICY,
+                f"too many failed authentication attempts from this address; {wait_words(wait)}",
+            )
+            return None
         token = bearer_token(websocket)
         reason = "missing token"
         detector_id: str | None = None
@@ -203,6 +220,16 @@ class Gateway:
             reason = "unknown or revoked token"
         if detector_id is None:
             logger.warning("refused detector connection from %s: %s", remote, reason)
+            burst = self.auth_failures.failed(peer, time.monotonic())
+            if burst is not None:
+                logger.warning(
+                    "throttling detector handshakes from %s: %d failed authentications within "
+                    "%g s; refusing its handshakes for %g s without checking tokens",
+                    peer,
+                    burst.failures,
+                    burst.window_s,
+                    burst.block_s,
+                )
             # Accept-then-close so the client sees the 1008 code and reason, not a bare 403.
             await websocket.accept()
             await websocket.close(protocol.CLOSE_POLICY, reason)

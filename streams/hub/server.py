@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import socket
 from collections.abc import AsyncIterator, Iterable
@@ -38,6 +39,13 @@ from storage.db import make_engine, make_sessionmaker, ping
 from streams import kafka, records
 from streams.hub.api import StatusApi
 from streams.hub.detector_ws import Gateway
+from streams.hub.guard import (
+    ConnectionGuard,
+    ConnectionLimits,
+    fit_to_fd_limit,
+    guarded_protocols,
+    raise_fd_limit,
+)
 from streams.hub.revocation import follow_revocations, sweep_revoked
 from streams.service_state import (
     SERVICE_STATE_FILE,
@@ -55,6 +63,13 @@ HEALTH_TIMEOUT = 2.0
 #: A detector socket that does not take a copy request within this many seconds is skipped
 #: (the request stays pending in PostgreSQL and is re-sent on reconnect).
 DELIVER_TIMEOUT = 10.0
+#: A WebSocket that does not answer a ping within the timeout is closed (detectors stay
+#: connected for hours; this, not an idle timeout, is what ends a dead one).
+WS_PING_INTERVAL_S = 20.0
+WS_PING_TIMEOUT_S = 20.0
+#: The listen backlog, and so the most connections asyncio accepts in one go: a flood is taken
+#: in a few hundred at a time between requests, not 2,048 (uvicorn's default) in one stall.
+ACCEPT_BACKLOG = 256
 
 
 class HubConfigError(RuntimeError):
@@ -241,9 +256,19 @@ def create_app(settings: Settings) -> Starlette:
     hub_id = settings.hub_name()
     rt = Runtime()
     status_api = StatusApi(settings, names, hub_id, rt)  # REST /api, /ws/status, dashboard
+    guard = ConnectionGuard(
+        ConnectionLimits(
+            settings.hub_max_connections,
+            settings.hub_max_connections_per_peer,
+            settings.hub_header_timeout_s,
+        )
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(guard.accept_error_handler(previous_handler))
         await kafka.ensure_topics(
             settings.kafka_url, names.source_topics(), settings.topic_partitions
         )
@@ -278,6 +303,7 @@ def create_app(settings: Settings) -> Starlette:
             await rt.producer.stop()
             await rt.redis.aclose()
             await rt.engine.dispose()
+            loop.set_exception_handler(previous_handler)
             logger.info("hub %s stopped", hub_id)
 
     async def detector_ws(websocket: WebSocket) -> None:
@@ -316,6 +342,7 @@ def create_app(settings: Settings) -> Starlette:
             "kafka": kafka_ok,
             "copy_requests": forwarding,
             "detectors": len(rt.gateway.registry.ids()),
+            "connections": guard.snapshot(),
             "services": services,
             "disk": disk,
             "low_space": any(d["low_space"] for d in disk.values()),
@@ -331,7 +358,31 @@ def create_app(settings: Settings) -> Starlette:
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = rt
+    app.state.guard = guard
     return app
+
+
+def uvicorn_config(app: Starlette, settings: Settings, *, graceful_s: int = 5) -> uvicorn.Config:
+    """uvicorn's settings for the hub app: the guarded httptools and websockets-sansio
+    protocols (connection limits fitted to this process's open-file limit, header timeout),
+    the keep-alive timeout, and WebSocket pings that close dead sockets."""
+    guard: ConnectionGuard = app.state.guard
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    guard.limits = fit_to_fd_limit(guard.limits, soft)
+    http, ws = guarded_protocols(guard)
+    return uvicorn.Config(
+        app,
+        http=http,
+        ws=ws,
+        ws_max_size=protocol.MAX_FRAME_BYTES,
+        ws_ping_interval=WS_PING_INTERVAL_S,
+        ws_ping_timeout=WS_PING_TIMEOUT_S,
+        timeout_keep_alive=settings.hub_keepalive_timeout_s,
+        backlog=ACCEPT_BACKLOG,
+        lifespan="on",
+        log_config=None,
+        timeout_graceful_shutdown=graceful_s,
+    )
 
 
 class _Server(uvicorn.Server):
@@ -370,18 +421,11 @@ def serve(settings: Settings) -> int:
     except HubConfigError as exc:
         logger.error("%s", exc)
         return 2
+    raise_fd_limit()  # a flood of connections must hit our limit, not EMFILE
     sock = _bind(settings.hub_host, settings.hub_port)
     port = int(sock.getsockname()[1])
     host = f"[{settings.hub_host}]" if ":" in settings.hub_host else settings.hub_host
-    config = uvicorn.Config(
-        app,
-        ws="websockets-sansio",
-        ws_max_size=protocol.MAX_FRAME_BYTES,
-        lifespan="on",
-        log_config=None,
-        timeout_graceful_shutdown=5,
-    )
-    server = _Server(config)
+    server = _Server(uvicorn_config(app, settings))
     try:
         started = asyncio.run(_serve(server, sock, f"http://{host}:{port}"))
     finally:

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from detector import protocol
 from storage.detectors import register_detector
-from streams.hub.server import create_app
+from streams.hub.server import create_app, uvicorn_config
 from streams.settings import Settings
 from streams.stack.services import free_port
 from streams.topics import Names
@@ -74,14 +74,7 @@ async def running_hub(settings: Settings, *, healthy: bool = True) -> AsyncItera
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.hub_host, settings.hub_port))
-    config = uvicorn.Config(
-        create_app(settings),
-        ws="websockets-sansio",
-        ws_max_size=protocol.MAX_FRAME_BYTES,
-        lifespan="on",
-        log_config=None,
-        timeout_graceful_shutdown=3,
-    )
+    config = uvicorn_config(create_app(settings), settings, graceful_s=3)  # as `skyreel hub`
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     hub = Hub(
