@@ -40,8 +40,21 @@ MAX_REQUEST_LOOKUPS = 256
 #: off while nothing moves).
 STATUS_POLL = 0.25
 STATUS_POLL_MAX = 5.0
+#: The close code when the hub itself failed (RFC 6455 "internal error").
+CLOSE_INTERNAL = 1011
 #: RFC 6455 limits a close reason to 123 bytes.
 _MAX_CLOSE_REASON = 123
+
+
+class Unavailable(RuntimeError):
+    """A backend service failed while handling a good frame; the detector should retry.
+
+    ``str()`` (for our log) holds the service's own error; a client is told only which
+    service (:attr:`for_client`): never SQL, a stack or a broker's internals."""
+
+    def __init__(self, service: str, exc: BaseException) -> None:
+        super().__init__(f"{service}: {exc}")
+        self.for_client = f"the hub's {service} is unavailable; retry in a moment"
 
 
 def close_reason(reason: str) -> str:

@@ -1,16 +1,18 @@
 """`/ws/detector`: the hub's end of the detector WebSocket.
 
-A detector authenticates at the handshake (``Authorization: Bearer <token>`` or ``?token=``);
+A detector authenticates at the handshake (streams/hub/detector_auth.py: bearer header, a
+``?token=`` from older clients redacted from every log; failed handshakes throttled per address);
 a missing, unknown or revoked token gets close 1008 before any frame is read. Every frame is
 validated by :mod:`detector.protocol`; a bad one gets an ``error`` message with the full reason,
 then a close (1003, or 1009 for an oversized frame) — nothing from it is written anywhere, and
 only that socket is affected. A valid ``file_list`` with some unsafe entries (``..``, absolute,
 control characters, not valid Unicode) passes its good entries on; each refused one is logged
 with the detector id, kept in the card's ``skipped`` and reported back in ``files_refused``.
-Good frames become records: card events on the detector-events
-topic (key card id), copy results on copy-results (key detector id), copy progress as throttled
-status events (and in memory for the status API). The detector id always comes from the token,
-never from a message.
+Card events (card_inserted, file_list, card_removed) go to the detector-events topic (key card
+id), at most a token bucket's worth per detector (red-team D22: over it an ``error``
+``rate_limited`` with ``retry_after``, then 1013, and the detector announces its cards again
+after the wait). Copy progress and results are heard only for copies asked of this detector
+(streams/hub/copy_reports.py). The detector id always comes from the token, never from a message.
 
 The card row (presence, label, free/total bytes, skipped names) is written here, its one
 writer. ``card_status`` frames (safe to remove, nearly full) follow once the ingest worker has
@@ -38,20 +40,22 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from detector import protocol
-from storage import cards, detectors, imports
+from storage import cards, detectors
 from streams import records
+from streams.hub.copy_reports import CopyReports
 from streams.hub.copy_requests import deliver, resend_pending
+from streams.hub.detector_auth import HandshakeAuth
 from streams.hub.detector_sockets import (
+    CLOSE_INTERNAL,
     CardStatusFollower,
     DetectorSocket,
     ProgressBoard,
     Registry,
-    bearer_token,
+    Unavailable,
     remote_address,
 )
 from streams.hub.presence import forget_presence, keep_present
 from streams.hub.rate_limit import DetectorBuckets
-from streams.hub.throttle import FailureThrottle, wait_words
 from streams.settings import Settings
 from streams.topics import Names
 
@@ -59,7 +63,6 @@ logger = logging.getLogger(__name__)
 
 #: Frames above this are parsed in a thread so a 20,000-file list never stalls the loop.
 THREAD_PARSE_BYTES = 64 * 1024
-CLOSE_INTERNAL = 1011
 #: The close reason (with 1008) of a socket whose token was revoked while it was open.
 REVOKED_REASON = "detector token revoked"
 #: "Try again later" (RFC 6455): a detector over its card-event rate reconnects after a backoff
@@ -73,17 +76,6 @@ LOGGED_REFUSALS = 20
 #: Request ids on the wire: the contract's one spelling (streams/records.py).
 copy_request_id = records.copy_request_id
 parse_copy_request_id = records.file_of_request
-
-
-class Unavailable(RuntimeError):
-    """A backend service failed while handling a good frame; the detector should retry.
-
-    ``str()`` (for our log) holds the service's own error; a client is told only which
-    service (:attr:`for_client`): never SQL, a stack or a broker's internals."""
-
-    def __init__(self, service: str, exc: BaseException) -> None:
-        super().__init__(f"{service}: {exc}")
-        self.for_client = f"the hub's {service} is unavailable; retry in a moment"
 
 
 class RateLimited(Exception):
@@ -111,8 +103,14 @@ class Gateway:
     registry: Registry = field(default_factory=Registry)
     progress: ProgressBoard = field(default_factory=ProgressBoard)
     card_buckets: DetectorBuckets = field(default_factory=DetectorBuckets)
-    #: failed handshakes per client IP (issue 14); built from the settings on first use
-    auth_failures: FailureThrottle | None = None
+    auth: HandshakeAuth = field(init=False)
+    copies: CopyReports = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.auth = HandshakeAuth(self.settings, self.sessions)
+        self.copies = CopyReports(
+            self.names, self.sessions, self.producer, self.progress, self._produce
+        )
 
     # --- copy requests out ---------------------------------------------------------------
 
@@ -145,7 +143,7 @@ class Gateway:
 
     async def endpoint(self, websocket: WebSocket) -> None:
         remote = remote_address(websocket)
-        detector_id = await self._authenticate(websocket, remote)
+        detector_id = await self.auth.check(websocket, remote)
         if detector_id is None:
             return
         await websocket.accept()
@@ -189,51 +187,6 @@ class Gateway:
                 self.progress.drop(sock.detector_id)
                 await forget_presence(self.redis, self.names, sock)
             self._log_disconnect(sock, code)
-
-    async def _authenticate(self, websocket: WebSocket, remote: str) -> str | None:
-        if self.auth_failures is None:
-            window = self.settings.hub_auth_failure_window_s
-            self.auth_failures = FailureThrottle(
-                self.settings.hub_auth_failures_per_peer, window, window
-            )
-        peer = websocket.client.host if websocket.client else "unknown"
-        wait = self.auth_failures.retry_after(peer, time.monotonic())
-        if wait is not None:  # no token check at all: a blocked peer costs no database lookup
-            await websocket.accept()
-            await websocket.close(
-                protocol.CLOSE_POLICY,
-                f"too many failed authentication attempts from this address; {wait_words(wait)}",
-            )
-            return None
-        token = bearer_token(websocket)
-        reason = "missing token"
-        detector_id: str | None = None
-        if token:
-            try:
-                async with self.sessions() as session:
-                    detector_id = await detectors.authenticate(session, token)
-            except Exception:
-                logger.exception("cannot check a detector token from %s", remote)
-                await websocket.accept()
-                await websocket.close(CLOSE_INTERNAL, "hub cannot check tokens right now")
-                return None
-            reason = "unknown or revoked token"
-        if detector_id is None:
-            logger.warning("refused detector connection from %s: %s", remote, reason)
-            burst = self.auth_failures.failed(peer, time.monotonic())
-            if burst is not None:
-                logger.warning(
-                    "throttling detector handshakes from %s: %d failed authentications within "
-                    "%g s; refusing its handshakes for %g s without checking tokens",
-                    peer,
-                    burst.failures,
-                    burst.window_s,
-                    burst.block_s,
-                )
-            # Accept-then-close so the client sees the 1008 code and reason, not a bare 403.
-            await websocket.accept()
-            await websocket.close(protocol.CLOSE_POLICY, reason)
-        return detector_id
 
     async def _serve(self, sock: DetectorSocket) -> int | None:
         """Read frames until the socket closes; returns the close code."""
@@ -326,9 +279,9 @@ class Gateway:
         refused: list[protocol.SkippedFile],
     ) -> None:
         if isinstance(msg, protocol.CopyProgress):
-            await self._progress(sock, msg)
+            await self.copies.progress(sock, msg)
         elif isinstance(msg, protocol.CopyResult):
-            await self._result(sock, msg)
+            await self.copies.result(sock, msg)
         else:
             await self._card_event(sock, msg, refused)
 
@@ -451,115 +404,6 @@ class Gateway:
                 sock.remote,
                 card_id,
             )
-
-    async def _progress(self, sock: DetectorSocket, msg: protocol.CopyProgress) -> None:
-        file_id = await self._progress_file(sock, msg.request_id)
-        if file_id is None:
-            return
-        if not self.progress.update(
-            sock.detector_id, msg.request_id, msg.bytes_done, msg.bytes_total
-        ):
-            return
-        status = records.StatusEvent(
-            kind="file",
-            id=str(file_id),
-            data={
-                "detector_id": sock.detector_id,
-                "request_id": msg.request_id,
-                "bytes_done": msg.bytes_done,
-                "bytes_total": msg.bytes_total,
-            },
-        )
-        try:  # progress is advisory: enqueue without waiting for the broker
-            await self.producer.send(
-                self.names.status, records.encode(status), key=sock.detector_id.encode()
-            )
-        except Exception as exc:
-            logger.warning("progress of %s not published: %s", msg.request_id, exc)
-
-    async def _progress_file(self, sock: DetectorSocket, request_id: str) -> int | None:
-        """The file a progress frame is about, when its copy was asked of this detector.
-
-        An id this hub sent on the socket costs nothing; another is looked up in PostgreSQL
-        once (within a budget per socket), so a flood of made-up ids costs neither memory nor
-        a query per frame (red-team D9). A refusal is answered and logged once per socket."""
-        file_id = parse_copy_request_id(request_id)
-        known = request_id in sock.requests.ids
-        if file_id is not None and not known and sock.requests.may_look_up(request_id):
-            try:
-                known = await self._pending(sock, file_id)
-            except Unavailable as exc:  # progress is advisory: drop this frame, keep serving
-                logger.warning("progress of %s not checked: %s", request_id, exc)
-                return None
-            sock.requests.looked_up(request_id, known)
-        if file_id is None or not known:
-            if sock.requests.refuse("progress frames for requests not theirs"):
-                why = "no copy asked of this detector; progress not taken"
-                await self._refuse_request(sock, "unknown_request", request_id, why, log=True)
-            return None
-        return file_id
-
-    async def _result(self, sock: DetectorSocket, msg: protocol.CopyResult) -> None:
-        file_id = parse_copy_request_id(msg.request_id)
-        if file_id is None:
-            first = sock.requests.refuse("results for unknown request ids")
-            why = "not a request id this hub issued"
-            await self._refuse_request(sock, "unknown_request", msg.request_id, why, log=first)
-            return
-        # red-team D6/D7: only the detector the copy was asked of, while it is still asked for
-        if not await self._pending(sock, file_id):
-            sock.requests.settled(msg.request_id)
-            self.progress.finish(sock.detector_id, msg.request_id)
-            first = sock.requests.refuse("results for copies not pending for them")
-            why = (
-                f"no copy of file {file_id} is pending for this detector (already settled, "
-                "or asked of another station); result not taken"
-            )
-            await self._refuse_request(sock, "not_pending", msg.request_id, why, log=first)
-            return
-        result = records.CopyResult(
-            request_id=msg.request_id,
-            detector_id=sock.detector_id,
-            file_id=file_id,
-            status=msg.status,
-            destination=msg.destination,
-            size=msg.size,
-            hash=msg.hash,
-            hash_algo=msg.hash_algo,
-            reason=msg.reason,
-            failure=(msg.failure or "") if msg.status == "failed" else "",
-        )
-        await self._produce(self.names.copy_results, sock.detector_id, records.encode(result))
-        self.progress.finish(sock.detector_id, msg.request_id)
-        if msg.status == "copied":  # a failed copy may be tried again under the same id
-            sock.requests.settled(msg.request_id)
-        if sock.follower is not None:
-            sock.follower.after_result(file_id)
-        logger.info("detector %s: copy %s %s", sock.detector_id, msg.request_id, msg.status)
-
-    async def _pending(self, sock: DetectorSocket, file_id: int) -> bool:
-        """Whether the file's copy is asked of this socket's detector and not delivered yet."""
-        try:
-            async with self.sessions() as session:
-                return await imports.pending_request(session, sock.detector_id, file_id)
-        except Exception as exc:
-            raise Unavailable("database", exc) from exc
-
-    async def _refuse_request(
-        self, sock: DetectorSocket, code: str, request_id: str, why: str, *, log: bool
-    ) -> None:
-        """Answer a progress or result frame that is not taken; ``log`` for the first of its
-        kind on the socket (the rest are counted in the disconnect line)."""
-        if log:
-            logger.warning(
-                "detector %s at %s: request %r refused (%s): %s",
-                sock.detector_id,
-                sock.remote,
-                request_id,
-                code,
-                why,
-            )
-        await sock.send(protocol.ErrorMessage(code=code, message=why, request_id=request_id))
 
     async def _produce(self, topic: str, key: str, payload: bytes) -> None:
         try:

@@ -27,7 +27,8 @@ from streams.settings import Settings
 from streams.stack.services import free_port
 from streams.topics import Names
 
-HUB_LOGGER = "streams.hub.detector_ws"
+#: the loggers of the detector endpoint (its handshake, frames and copy reports)
+HUB_LOGGERS = ("streams.hub.detector_ws", "streams.hub.detector_auth", "streams.hub.copy_reports")
 
 
 @pytest.fixture
@@ -172,4 +173,4 @@ async def produce(bootstrap: str, topic: str, key: str, value: bytes) -> None:
 
 
 def hub_log_lines(records: list[logging.LogRecord]) -> list[str]:
-    return [r.getMessage() for r in records if r.name == HUB_LOGGER]
+    return [r.getMessage() for r in records if r.name in HUB_LOGGERS]

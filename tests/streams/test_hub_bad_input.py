@@ -224,7 +224,7 @@ async def _run_bad_frame(
 async def test_bad_frame_is_refused_and_nothing_else_is_affected(
     name: str, hub_case: HubCase, pg: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streams.hub.detector_ws")
+    caplog.set_level(logging.INFO, logger="streams.hub")
     frame, expected_code, words = BAD_FRAMES[name]
     code, frames = await _run_bad_frame(
         frame, hub_case.settings, hub_case.names, hub_case.sessions, pg
@@ -241,7 +241,7 @@ async def test_bad_frame_is_refused_and_nothing_else_is_affected(
 async def test_oversized_frame_is_refused_with_1009(
     hub_case: HubCase, pg: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streams.hub.detector_ws")
+    caplog.set_level(logging.INFO, logger="streams.hub")
     frame = '{"v": 1, "type": "card_removed", "card_id": "' + "A" * protocol.MAX_FRAME_BYTES
     code, _frames = await _run_bad_frame(
         frame + '"}', hub_case.settings, hub_case.names, hub_case.sessions, pg
@@ -290,7 +290,7 @@ async def test_an_unsafe_entry_is_refused_alone_and_the_rest_of_its_list_passes(
     name: str, hub_case: HubCase, pg: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Regression (issue 11): one unsafe entry got error + 1003 and the whole list was lost."""
-    caplog.set_level(logging.INFO, logger="streams.hub.detector_ws")
+    caplog.set_level(logging.INFO, logger="streams.hub")
     bad_path, words = BAD_ENTRIES[name]
     token = await new_detector(hub_case.sessions, "station-a")
     async with running_hub(hub_case.settings) as hub, open_detector(hub.ws, token) as ws:

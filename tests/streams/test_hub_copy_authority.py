@@ -158,7 +158,7 @@ async def test_a_forged_copy_result_is_refused_at_the_hub_and_the_asked_station_
 ) -> None:
     # red-team D6: a detector reported another detector's file as copied and it was imported;
     # red-team D7: a proxy in status `ignored` became `imported` from a forged result
-    caplog.set_level(logging.INFO, logger="streams.hub.detector_ws")
+    caplog.set_level(logging.INFO, logger="streams.hub")
     token_a = await new_detector(hub_case.sessions, "station-a")
     token_b = await new_detector(hub_case.sessions, "station-b")
     ids_a = await _asked(hub_case, "CARD-A", "station-a", "GL010001.LRV", "GX010002.MP4")
@@ -347,7 +347,7 @@ async def test_a_progress_flood_for_made_up_requests_is_refused_and_leaves_nothi
 ) -> None:
     # red-team D9: 410k progress frames for made-up ids grew /api/detectors to 21.5 MB and
     # stayed after the socket closed
-    caplog.set_level(logging.INFO, logger="streams.hub.detector_ws")
+    caplog.set_level(logging.INFO, logger="streams.hub")
     token_a = await new_detector(hub_case.sessions, "station-a")
     token_b = await new_detector(hub_case.sessions, "station-b")
     own_a = (await _asked(hub_case, "CARD-A", "station-a", "GX010001.MP4"))["GX010001.MP4"]

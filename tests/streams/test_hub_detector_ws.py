@@ -53,7 +53,7 @@ def test_request_ids_round_trip_and_foreign_ids_are_refused() -> None:
 async def test_bad_token_is_refused_with_1008_and_nothing_written(
     how: str, hub_case: HubCase, pg: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streams.hub.detector_ws")
+    caplog.set_level(logging.INFO, logger="streams.hub")
     token = await new_detector(hub_case.sessions, "station-1")
     if how == "revoked":
         async with hub_case.sessions() as session, session.begin():

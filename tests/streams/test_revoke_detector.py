@@ -145,7 +145,7 @@ def test_revocation_messages_say_what_happened_to_the_connection() -> None:
 async def test_revoke_detector_cli_closes_the_live_socket_and_the_station_stops(
     hub_case: HubCase, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streams.hub.detector_ws")
+    caplog.set_level(logging.INFO, logger="streams.hub")
     settings = _with_admin(hub_case.settings)
     (tmp_path / "cards").mkdir()
     token_a = await new_detector(hub_case.sessions, "station-a")
