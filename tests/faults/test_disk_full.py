@@ -78,8 +78,15 @@ async def test_share_full_mid_import_and_mid_render_recovers_once_space_returns(
     )
 
     async with explained(pg, procs):
-        # mid-import: the share fills up after the first copy landed
-        await wait_for(imported, timeout=90, interval=0.02, what="the first copy")
+        # mid-import: the share fills up as soon as the detector writes its first copy. (The
+        # ledger is no trigger: a card's copies can all land before the worker records the
+        # first one, and a share filled after that leaves no copy to find it full.)
+        cards = s.share_root / "cards"
+
+        def copying() -> bool:
+            return cards.is_dir() and any(p.is_file() for p in cards.rglob("*"))
+
+        await wait_for(copying, timeout=90, interval=0.005, what="the first copy on the share")
         filler = fill(small_disk)
         assert shutil.disk_usage(small_disk).free < 64 * 1024
         await wait_for(
