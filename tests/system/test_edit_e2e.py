@@ -5,9 +5,11 @@ from the recording: as long as its EDL, and its first frames are the door."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import asyncpg
 import av
 import numpy as np
 import pytest
-from support import small_system, wait_for
+from support import settings_env, small_system, wait_for
 from system.dropzone import explained, start_system, token_for
 
 from agents.demo_clips import ClipPlan, ClipStyle, write_clip
@@ -51,6 +53,14 @@ def blue_at(path: Path, t: float) -> float:
                 h, w = rgb.shape[:2]
                 return float(np.mean(rgb[h // 4 : h // 2, w // 4 : 3 * w // 4, 2]))
     raise AssertionError(f"{path.name} has no frame at {t} s")
+
+
+async def publishes(pg: asyncpg.Connection) -> int:
+    return int(
+        await pg.fetchval(
+            "SELECT count(*) FROM pipeline_step WHERE name = 'publish' AND status = 'succeeded'"
+        )
+    )
 
 
 async def test_a_card_with_a_telemetry_jump_becomes_its_edited_video(
@@ -111,3 +121,49 @@ async def test_a_card_with_a_telemetry_jump_becomes_its_edited_video(
     # the first frames are the door (still in the plane), freefall follows the exit
     assert blue_at(video, 0.0) < 150
     assert blue_at(video, DOOR_S + 1.5) > 150
+
+
+async def test_a_jump_without_freefall_waits_for_a_person_then_renders_whole(
+    system_settings: Settings, sessions, clean_db, pg: asyncpg.Connection, spawn, tmp_path: Path
+) -> None:
+    s = system_settings
+    cards = tmp_path / "cards"
+    folder = cards / "CARD-R" / "DCIM" / "100GOPRO"
+    payload = json.dumps({"booking_id": "BK-R", "name": "Rui Costa", "product": "video"})
+    ticket = ClipPlan("GX010001.MP4", T0, 1.5, "ticket BK-R", 1, payload)
+    # footage of the ground: no telemetry track, a tone under steady noise, no jump in it
+    ground = ClipPlan("GX010002.MP4", T0 + timedelta(minutes=3), 3.0, "ON THE GROUND", 2)
+    folder.mkdir(parents=True)
+    for plan in (ticket, ground):
+        write_clip(plan, folder / plan.name, STYLE)
+    procs = start_system(spawn, s, await token_for(sessions, "hangar-r"), cards)
+
+    async def render_waits() -> bool:
+        return bool(
+            await pg.fetchval(
+                "SELECT count(*) FROM pipeline_step WHERE name = 'render' "
+                "AND waiting_for LIKE 'waiting for a person:%'"
+            )
+        )
+
+    async with explained(pg, procs):
+        await wait_for(render_waits, timeout=180, interval=1, what="the render waiting")
+        row = await pg.fetchrow("SELECT key, status, review_reason FROM jump_session")
+        assert row["status"] == "needs_review"
+        assert "no freefall found" in row["review_reason"]
+        assert await publishes(pg) == 0 and not list(s.output_dir.glob("*/*.mp4"))
+
+        assign = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "streams.cli", "assign", row["key"], "--booking", "BK-R",
+            "--passenger", "Rui Costa", env=settings_env(s), stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(assign.communicate(), 60)
+        assert assign.returncode == 0, err.decode()
+
+        async def published() -> bool:
+            return await publishes(pg) == 1
+
+        await wait_for(published, timeout=180, interval=1, what="the approved jump published")
+        out = await pg.fetchval("SELECT output FROM pipeline_step WHERE name = 'publish'")
+    video = Path(json.loads(out)["video"])
+    assert duration_of(video) == pytest.approx(3.0, abs=0.3)  # approved: the clip whole
