@@ -11,18 +11,23 @@ from pathlib import Path
 
 import av
 import ledger_rows
+import numpy as np
 import pytest
 from ledger_rows import add_clip, job_settings, render_as_a_worker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agents.edit import EditSettings
 from agents.jobs import phases_step
 from agents.jobs.context import JobContext
+from agents.jobs.edit_record import EditRecord
 from agents.jobs.kinds import jump_steps
 from agents.jobs.render import NO_EDIT_REASON, NeedsReview, render_request
 from agents.pipeline.handlers import StepContext, default_handlers
 from agents.pipeline.orchestrator import Emitter
+from agents.telemetry.marks import JumpPhases, Mark, MarkKind, Source
 from agents.telemetry.profile import draw_params, generate
+from agents.telemetry.sound import SoundSeries
 from agents.telemetry.synthetic import VideoFormat, write_jump
 from storage import media
 from storage import pipeline as repo
@@ -179,3 +184,62 @@ async def test_with_the_edit_on_a_render_without_phases_waits_for_a_person(
     async with jc.engine.begin() as conn:
         await assign_session(conn, f"{CARD}:3", BOOKING, "Zoë Sky", "operator")
     assert (await render_request(jc, f"{CARD}:3", execution_id=None)).cuts is None
+
+
+def _mark(kind: MarkKind, t: float, conf: float = 0.9) -> Mark:
+    return Mark(kind, t, conf, Source.TELEMETRY)
+
+
+CLIPS = [
+    phases_step.FootageClip(7, "GX010001.MP4", Path("/s/a"), 40.0),
+    phases_step.FootageClip(8, "GX020001.MP4", Path("/s/b"), 40.0),
+]
+
+
+def test_a_sure_jump_gets_an_edl_by_file_id_and_round_trips() -> None:
+    phases = JumpPhases(
+        _mark(MarkKind.EXIT, 30.0), _mark(MarkKind.OPENING, 45.0), _mark(MarkKind.LANDING, 70.0),
+        needs_review=False,
+    )  # fmt: skip
+    record = phases_step.record_of(
+        phases, CLIPS, EditSettings(door_s=5, after_landing_s=2), telemetry=True, sound=True,
+        notes=(),
+    )  # fmt: skip
+    assert not record.needs_review
+    assert [(s.file_id, s.start, s.end) for s in record.spans or ()] == [
+        (7, 25.0, 40.0), (8, 0.0, 32.0),
+    ]  # fmt: skip
+    back = EditRecord.from_output(json.loads(json.dumps(record.to_output())))
+    assert back.spans == record.spans and back.total_s == pytest.approx(47.0)
+    assert not back.needs_review
+
+
+def test_an_edit_that_cannot_be_made_goes_to_review_with_the_marks() -> None:
+    # the exit detected past the end of the recording (a bad join): no edit, a person looks
+    phases = JumpPhases(
+        _mark(MarkKind.EXIT, 95.0), _mark(MarkKind.OPENING, 99.0), None, needs_review=True,
+        reasons=("no landing found",),
+    )  # fmt: skip
+    record = phases_step.record_of(
+        phases, CLIPS, EditSettings(), telemetry=True, sound=False, notes=()
+    )
+    assert record.needs_review and record.spans is None
+    reason = record.review_reason()
+    assert "no landing found" in reason and "outside the recording" in reason
+    assert "exit 95.0 s (0.90)" in reason and "landing not found" in reason
+    assert "every clip whole" in reason
+
+
+def test_a_malformed_output_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a phases step output"):
+        EditRecord.from_output({"edl": None})
+    with pytest.raises(ValueError, match="malformed"):
+        EditRecord.from_output({"needs_review": False, "edl": {"spans": [{"file_id": 1}]}})
+
+
+def test_sound_of_clips_is_joined_on_the_recording_timeline() -> None:
+    one = SoundSeries(np.array([0.125, 0.375]), np.zeros(2), np.ones(2), np.zeros(2))
+    joined = phases_step.join_sound([(one, 0.0), (None, 0.5), (one, 10.0)])
+    assert joined is not None
+    assert joined.t.tolist() == [0.125, 0.375, 10.125, 10.375]
+    assert phases_step.join_sound([(None, 0.0)]) is None
