@@ -404,3 +404,23 @@ async def stale_requests(conn: AsyncConnection, after_s: float) -> list[int]:
         {"s": after_s},
     )
     return [int(r[0]) for r in rows]
+
+
+async def review_session(conn: AsyncConnection, key: str, reason: str) -> bool:
+    """Send a session to a person with `reason` (True when the reason is new).
+
+    A decoded or assigned session becomes `needs_review` (an operator's `assign` then approves
+    it); one already waiting for a person keeps its status and gets the reason appended. Once
+    per reason: a redelivered step adds nothing."""
+    result = await conn.execute(
+        text(
+            "UPDATE jump_session SET "
+            "status = CASE WHEN status IN ('decoded', 'assigned') THEN 'needs_review' "
+            "  ELSE status END, "
+            "review_reason = CASE WHEN review_reason = '' THEN :r "
+            "  ELSE review_reason || '; ' || :r END, updated_at = now() "
+            "WHERE key = :k AND strpos(review_reason, :r) = 0"
+        ),
+        {"k": key, "r": reason[:2000]},
+    )
+    return bool(result.rowcount)

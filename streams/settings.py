@@ -200,6 +200,28 @@ class Settings(BaseSettings):
         30, ge=2, description="A render job not heard of for this long is retried elsewhere."
     )
 
+    # --- the edit (issue 15): a jump cut from its telemetry and sound (agents/edit.py) ---
+    edit_jumps: bool = Field(
+        False,
+        description="Cut each jump video to the jump found in the clips' telemetry and sound "
+        "(a `phases` step before the render); a jump the detection is not sure of waits for an "
+        "operator. Off: every clip is rendered whole. Off by default until the demo card's "
+        "jumps carry telemetry.",
+    )
+    edit_door_s: float = Field(10.0, ge=0, le=120, description="Seconds kept before the exit.")
+    edit_after_landing_s: float = Field(
+        8.0, ge=0, le=120, description="Seconds kept after the landing."
+    )
+    edit_interview_s: float = Field(
+        0.0, ge=0, le=120, description="Seconds of pre-jump interview from the first clip."
+    )
+    edit_exit_replay_s: float = Field(
+        0.0, ge=0, le=30, description="Seconds of the exit replayed in slow motion (0: none)."
+    )
+    edit_exit_replay_speed: float = Field(
+        0.5, ge=0.1, le=1.0, description="Playback speed of the exit replay."
+    )
+
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Settings:
         token = self.admin_token.get_secret_value()
@@ -242,6 +264,16 @@ class Settings(BaseSettings):
             if path is not None:
                 out[key] = str(path.resolve())
         return out
+
+    def edit(self) -> dict[str, float]:
+        """The edit's settings (agents.edit.EditSettings fields)."""
+        return {
+            "door_s": self.edit_door_s,
+            "after_landing_s": self.edit_after_landing_s,
+            "interview_s": self.edit_interview_s,
+            "exit_replay_s": self.edit_exit_replay_s,
+            "exit_replay_speed": self.edit_exit_replay_speed,
+        }
 
     @property
     def render_staging(self) -> Path:

@@ -4,6 +4,7 @@ request rendered as a render worker does."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,15 +52,19 @@ async def add_clip(
     junk_size: int = 64,
     facts: bool = True,
     imported_s_ago: float | None = None,
+    made: Path | None = None,
 ) -> int:
     """A file of ``card`` in imported_file (its id), and on the share: really encoded (``seconds``)
     or ``junk_size`` bytes no decoder reads. ``facts``: the row holds a probe's frame size, rate,
     audio and capture time (at ``minute`` past 14:00 on 2026-05-01); ``imported_s_ago``: when it
-    was imported (else never)."""
+    was imported (else never); ``made``: a file already written (moved onto the share, its
+    duration ``seconds``)."""
     stored = f"{card}/{name}"
     path = jc.settings.share_root / stored
     path.parent.mkdir(parents=True, exist_ok=True)
-    if seconds is None:
+    if made is not None:
+        os.replace(made, path)
+    elif seconds is None:
         path.write_bytes(b"\x00" * junk_size)
     else:
         make_clip(path, seconds=seconds, width=320, height=180)
@@ -132,4 +137,5 @@ async def render_as_a_worker(
         passenger_name=job.passenger_name,
         output_root=staging,
         published_root=published_root,
+        cuts=job.cuts,
     )

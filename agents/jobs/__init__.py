@@ -9,7 +9,9 @@ card import (one execution per listing that brings new files, key ``import:<card
 jump (one execution per session, key ``jump:<session>``):
     copy:<file> for each footage file ──> spawns probe:<file>
     booking        (waits until the session has a booking: decoded QR or assigned by hand)
-    render         (depends on probe:* and booking; runs on the Redis render queue)
+    phases         (with edit_jumps; depends on probe:*): the jump found in the clips' telemetry
+                   and sound, its edit decision list; not sure -> the session needs review
+    render         (depends on probe:*, booking and phases; runs on the Redis render queue)
     publish        (moves the finished video and poster into the output folder)
 
 Copies themselves are requested by ingest as soon as a listing arrives (QR candidates first), so

@@ -16,10 +16,12 @@ PROBE = StepKind("probe", max_attempts=3, backoff_base_s=1, backoff_cap_s=30, ti
 QR = StepKind("qr", max_attempts=2, backoff_base_s=1, backoff_cap_s=10, timeout_s=30)
 GROUP = StepKind("group", max_attempts=5, backoff_base_s=1, backoff_cap_s=30, timeout_s=60)
 BOOKING = StepKind("booking", max_attempts=1, timeout_s=60)
+# reads every clip's telemetry track and decodes its audio: a few seconds per 15-minute clip
+PHASES = StepKind("phases", max_attempts=2, backoff_base_s=1, backoff_cap_s=30, timeout_s=900)
 RENDER = StepKind("render", runs_on="render_queue", max_attempts=2, timeout_s=4 * 3600)
 PUBLISH = StepKind("publish", max_attempts=5, backoff_base_s=1, backoff_cap_s=60, timeout_s=600)
 
-ALL = (COPY, PROBE, QR, GROUP, BOOKING, RENDER, PUBLISH)
+ALL = (COPY, PROBE, QR, GROUP, BOOKING, PHASES, RENDER, PUBLISH)
 
 
 def copy_step(file_id: int, *, qr: bool) -> StepDef:
@@ -58,17 +60,27 @@ def card_import_steps(
     return [*steps, group]
 
 
-def jump_steps(session_key: str, footage_ids: Sequence[int]) -> list[StepDef]:
+def jump_steps(
+    session_key: str, footage_ids: Sequence[int], *, edit: bool = False
+) -> list[StepDef]:
+    """A session's jump pipeline; with `edit`, a `phases` step finds the jump in the clips'
+    telemetry and sound and the render cuts the video to it."""
     copies = [copy_step(f, qr=False) for f in footage_ids]
+    phases = (
+        [StepDef("phases", PHASES.name, depends_on=("?probe:*",), input={"session": session_key})]
+        if edit
+        else []
+    )
     return [
         *copies,
         StepDef("booking", BOOKING.name, input={"session": session_key}),
+        *phases,
         # '?probe:*': an unreadable clip is left out with a warning; retrying its probe renders
         # again with it
         StepDef(
             "render",
             RENDER.name,
-            depends_on=("?probe:*", "booking"),
+            depends_on=("?probe:*", "booking", *(["phases"] if edit else [])),
             input={"session": session_key},
         ),
         StepDef("publish", PUBLISH.name, depends_on=("render",), input={"session": session_key}),

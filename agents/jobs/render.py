@@ -6,7 +6,10 @@ order with its probed facts and identity (id, size, content hash), the booking, 
 output name (stored on first render, agents/render/identity.py), the dropzone's branding — never
 from free text of a message. Failures stay local: a clip whose probe failed (or that never
 arrived or was never probed) is left out with a warning on the session; only a session with no
-clip left fails. The saq job key is ``<execution>:<step>:<attempt>``: a redelivered request enqueues
+clip left fails. With the edit on (`edit_jumps`), the job carries the `phases` step's edit
+decision list as cuts; a session the detection was not sure of waits (`NeedsReview`) until an
+operator assigns it, which approves the detected edit (or whole clips when there is none). The
+saq job key is ``<execution>:<step>:<attempt>``: a redelivered request enqueues
 nothing twice, and a new attempt (retry) is a new job.
 """
 
@@ -25,16 +28,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.jobs import kinds
 from agents.jobs.context import JobContext
+from agents.jobs.edit_record import EditRecord
 from agents.pipeline import operations as ops
 from agents.pipeline.errors import PermanentStepError
 from agents.pipeline.orchestrator import send_requests
 from agents.pipeline.runner import Claim
-from agents.render.contract import RenderClip, RenderJob
+from agents.render.contract import RenderClip, RenderCut, RenderJob
 from agents.render.identity import output_name
 from agents.render.queue import RENDER_FUNCTION, job_key, recovered_output
 from storage import media
 from storage import pipeline as repo
-from storage.enums import FileStatus, ResultStatus
+from storage.enums import FileStatus, ResultStatus, SessionStatus
 from streams import records
 from streams.topics import Names
 
@@ -52,6 +56,11 @@ class ClipsPending(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class NeedsReview(ClipsPending):
+    """The automatic edit is not sure (or there is none): the render waits for a person, like a
+    render waiting for clips (the reconciler requeues it once the session is assigned)."""
 
 
 def choose_footage(
@@ -97,6 +106,59 @@ class _Built:
     payload: RenderJob | None
     error: str = ""
     pending: str = ""
+    review: str = ""
+
+
+#: why a session of an execution without a `phases` step waits when the edit is on
+NO_EDIT_REASON = (
+    "no automatic edit: this jump's pipeline was started without the edit (or before it "
+    "existed); assign the session to approve rendering every clip whole"
+)
+
+
+async def _cuts(
+    jc: JobContext,
+    conn: AsyncConnection,
+    session: media.SessionRow,
+    kept: Sequence[media.FileRow],
+    execution_id: int | None,
+) -> tuple[list[RenderCut] | None, str, str]:
+    """The render's cuts from the `phases` step (None: every clip whole), why it must wait for
+    a person, or why it cannot render."""
+    output = (
+        await repo.succeeded_output(conn, execution_id, "phases")
+        if execution_id is not None
+        else None
+    )
+    approved = session.status == SessionStatus.ASSIGNED
+    if output is None:
+        if not jc.settings.edit_jumps or approved:
+            return None, "", ""  # the behaviour before the edit: configured, or approved
+        await media.review_session(conn, session.key, NO_EDIT_REASON)
+        return None, NO_EDIT_REASON, ""
+    try:
+        record = EditRecord.from_output(output)
+    except ValueError as exc:
+        return None, "", f"session {session.key}: {exc}; retry the phases step"
+    if record.needs_review and not approved:
+        reason = session.review_reason or "the automatic edit needs review"
+        return None, f"waiting for a person: {reason}", ""
+    if record.spans is None:
+        return None, "", ""  # approved without an edit: every clip whole
+    index = {r.id: n for n, r in enumerate(kept)}
+    missing = sorted({s.file_id for s in record.spans} - set(index))
+    if missing:
+        return (
+            None,
+            "",
+            (
+                f"session {session.key}: the edit names clips {missing} the render leaves out; "
+                "retry the phases step"
+            ),
+        )
+    cuts = [RenderCut(clip=index[s.file_id], start=s.start, end=s.end, speed=s.speed)
+            for s in record.spans]  # fmt: skip
+    return cuts, "", ""
 
 
 async def render_request(
@@ -107,6 +169,8 @@ async def render_request(
     async with jc.engine.begin() as conn:
         built = await _build(jc, conn, session_key, execution_id)
     # raised after the commit: the warnings of a session that cannot render are kept
+    if built.review:
+        raise NeedsReview(built.review)
     if built.pending:
         raise ClipsPending(built.pending)
     if built.payload is None:
@@ -139,6 +203,11 @@ async def _build(
         name = session.output_name or session_output_name(session, list(rows.values()))
     except PermanentStepError as exc:
         return _Built(None, exc.reason)
+    cuts, review, error = await _cuts(jc, conn, session, kept, execution_id)
+    if review:
+        return _Built(None, review=review)
+    if error:
+        return _Built(None, error)
     stored = await media.claim_output_name(conn, session_key, name) or name
     clips = [
         RenderClip(
@@ -161,6 +230,7 @@ async def _build(
         booking_id=session.booking_id,
         passenger_name=session.passenger or "",
         clips=clips,
+        cuts=cuts,
         branding=jc.settings.branding(),
     )
     return _Built(job)

@@ -160,7 +160,7 @@ async def group_and_start(jc: JobContext, card_id: str, file_ids: Sequence[int])
             pipeline="jump",
             subject_type="session",
             subject_id=s.key,
-            steps=jump_steps(s.key, row.file_ids),
+            steps=jump_steps(s.key, row.file_ids, edit=jc.settings.edit_jumps),
             context={
                 "card_id": card_id,
                 "booking_id": row.booking_id,

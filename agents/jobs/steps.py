@@ -15,6 +15,7 @@ from agents.jobs import (
     copy_step,
     group_step,
     landing,
+    phases_step,
     probe_step,
     publish,
     qr_step,
@@ -32,6 +33,7 @@ def make_handlers(jc: JobContext, handlers: Handlers) -> None:
     handlers.add(qr_step.KIND, qr_step.handler(jc))
     handlers.add(group_step.KIND, group_step.handler(jc))
     handlers.add(booking_step.KIND, booking_step.handler(jc))
+    handlers.add(phases_step.KIND, phases_step.handler(jc))
     handlers.add(render.KIND)
     handlers.add(publish.KIND, publish.handler(jc))
 

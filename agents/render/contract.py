@@ -27,6 +27,17 @@ class RenderClip(BaseModel):
     sha256: str | None = None
 
 
+class RenderCut(BaseModel):
+    """One span of the edit decision list: `clips[clip]` from `start` to `end` s at `speed`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    clip: int = Field(ge=0)
+    start: float = Field(ge=0)
+    end: float = Field(gt=0)
+    speed: float = Field(1.0, ge=0.1, le=1.0)
+
+
 class RenderJob(BaseModel):
     """A jump session's render: its clips, output name, passenger and branding."""
 
@@ -38,5 +49,7 @@ class RenderJob(BaseModel):
     booking_id: str | None = None
     passenger_name: str = ""
     clips: list[RenderClip]
+    # the edit (the `phases` step's EDL), in output order; None renders every clip whole
+    cuts: list[RenderCut] | None = None
     # agents.render.branding.Branding fields, validated there (unknown keys are an error)
     branding: dict[str, object] = Field(default_factory=dict)

@@ -42,7 +42,7 @@ from agents.render.identity import (
     read_manifest,
     write_manifest,
 )
-from agents.render.plan import Clip, PlanError, RenderTargets, build_plan
+from agents.render.plan import Clip, Cut, PlanError, RenderTargets, build_plan
 
 logger = logging.getLogger(__name__)
 
@@ -174,14 +174,20 @@ def _fsync(path: Path) -> None:
 
 
 def render_inputs(
-    clips: Sequence[Clip], branding: Branding, passenger_name: str, output: SessionOutput
+    clips: Sequence[Clip],
+    branding: Branding,
+    passenger_name: str,
+    output: SessionOutput,
+    cuts: Sequence[Cut] | None = None,
 ) -> dict[str, object]:
-    """Everything that decides the rendered bytes (hashed into the manifest's fingerprint)."""
+    """Everything that decides the rendered bytes (hashed into the manifest's fingerprint).
+
+    The edit is in it only when there is one, so a whole-clips render keeps its fingerprint."""
     if output.clip_inputs:
         clip_inputs: list[object] = [dict(c) for c in output.clip_inputs]
     else:
         clip_inputs = [{"name": c.path.name, "size": file_stamp(c.path)} for c in clips]
-    return {
+    inputs: dict[str, object] = {
         "plan": PLAN_VERSION,
         "clips": clip_inputs,
         "branding": branding.to_mapping(),
@@ -192,6 +198,9 @@ def render_inputs(
         },
         "title": passenger_name if branding.title_enabled else "",
     }
+    if cuts is not None:
+        inputs["cuts"] = [[c.clip, c.start, c.end, c.speed] for c in cuts]
+    return inputs
 
 
 def owned_manifest(folder: Path, name: str, session_key: str) -> Manifest | None:
@@ -241,6 +250,7 @@ async def render_session(
     stall_timeout: float = 60.0,
     stale_partial_s: float = 600.0,
     ffmpeg: str | None = None,
+    cuts: Sequence[Cut] | None = None,
 ) -> RenderOutput:
     """Render into `output_root/<name>/<name>.mp4` (+ `.jpg` poster, `.json` manifest).
 
@@ -265,13 +275,15 @@ async def render_session(
         title_file=Path(tempfile.gettempdir()) / f"skyreel-title-{token}.txt",
     )
     try:
-        plan = build_plan(clips, branding, passenger_name, targets, intro=intro, font=font)
+        plan = build_plan(
+            clips, branding, passenger_name, targets, intro=intro, font=font, cuts=cuts
+        )
     except PlanError as exc:
         raise RenderError(str(exc)) from exc
     for warning in plan.warnings:
         logger.warning("render %s: %s", name, warning)
     size = {"width": plan.width, "height": plan.height}
-    inputs = render_inputs(clips, branding, passenger_name, output)
+    inputs = render_inputs(clips, branding, passenger_name, output, cuts)
     mine = Manifest(output.session_key, name, fingerprint(inputs), output.execution_id, {}, inputs)
 
     for root in (output_root, published_root):

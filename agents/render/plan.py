@@ -5,6 +5,12 @@ in the filter graph (resolution with aspect-preserving pad, frame rate, yuv420p,
 the branding's sample rate, silence for clips without audio), the footage is concatenated,
 watermarked and titled, then joined to the intro. A second output of the same command writes the
 poster JPEG. Nothing here touches the disk: the caller writes the title text file the plan names.
+
+With an edit decision list (`cuts`, from agents/edit.py through the render job), each kept span is
+its own input, seeked with `-ss`/`-t` before `-i`: FFmpeg jumps to the keyframe before the span and
+decodes only the span, so an edited video of a 15-minute recording costs about its own length.
+A span played slower (the exit replay) is stretched with setpts/atempo and resampled to the
+output frame rate. Without cuts every clip is rendered whole, in order (the behaviour before edits).
 """
 
 from __future__ import annotations
@@ -45,6 +51,34 @@ class Clip:
         if self.rotation % 180 == 90:
             return self.height, self.width
         return self.width, self.height
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Keep clips[clip] from `start` to `end` (seconds in that clip), played at `speed`."""
+
+    clip: int
+    start: float
+    end: float
+    speed: float = 1.0
+
+    @property
+    def output_s(self) -> float:
+        return (self.end - self.start) / self.speed
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """One input of the footage: a whole clip (`start` None) or a span of it."""
+
+    clip: Clip
+    start: float | None
+    duration: float  # seconds read from the input
+    speed: float = 1.0
+
+    @property
+    def output_s(self) -> float:
+        return self.duration / self.speed
 
 
 @dataclass(frozen=True)
@@ -94,31 +128,45 @@ def _num(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
 
 
-def _video_chain(clip: Clip, index: int, b: Branding, label: str) -> str:
-    steps = [f"trim=duration={_num(clip.duration)}", "setpts=PTS-STARTPTS"]
+def _atempo(speed: float) -> list[str]:
+    """atempo steps for `speed` (each atempo takes 0.5..2, so slower speeds are chained)."""
+    steps = []
+    while speed < 0.5:
+        steps.append("atempo=0.5")
+        speed /= 0.5
+    return [*steps, f"atempo={_num(speed)}"]
+
+
+def _video_chain(seg: Clip | _Segment, index: int, b: Branding, label: str) -> str:
+    if isinstance(seg, Clip):
+        seg = _Segment(seg, None, seg.duration)
+    clip = seg.clip
+    pts = "PTS-STARTPTS" if seg.speed == 1.0 else f"(PTS-STARTPTS)/{_num(seg.speed)}"
+    steps = [f"trim=duration={_num(seg.duration)}", f"setpts={pts}"]
     if clip.display_size != (b.width, b.height):
         steps.append(
             f"scale={b.width}:{b.height}:force_original_aspect_ratio=decrease:flags={b.scale_flags}"
         )
         steps.append(f"pad={b.width}:{b.height}:(ow-iw)/2:(oh-ih)/2:color=black")
-    if abs(clip.fps - b.fps) > 0.01:
+    if abs(clip.fps - b.fps) > 0.01 or seg.speed != 1.0:
         steps.append(f"fps={b.fps}")
     steps += ["setsar=1", "format=yuv420p"]
     return f"[{index}:v:0]" + ",".join(steps) + f"[{label}]"
 
 
-def _audio_chain(clip: Clip, index: int, b: Branding, label: str) -> str:
-    dur = _num(clip.duration)
+def _audio_chain(seg: Clip | _Segment, index: int, b: Branding, label: str) -> str:
+    if isinstance(seg, Clip):
+        seg = _Segment(seg, None, seg.duration)
+    dur = _num(seg.output_s)
     fmt = f"aformat=sample_fmts=fltp:sample_rates={b.audio_rate}:channel_layouts=stereo"
-    if clip.has_audio:
+    if seg.clip.has_audio:
         # Trim then pad to exactly the video's length, so audio never drifts at clip joins.
-        steps = [
-            f"atrim=duration={dur}",
-            "asetpts=PTS-STARTPTS",
-            f"aresample={b.audio_rate}",
-            fmt,
-            f"apad=whole_dur={dur}",
-        ]
+        steps = [f"atrim=duration={_num(seg.duration)}", "asetpts=PTS-STARTPTS"]
+        if seg.speed != 1.0:
+            steps += _atempo(seg.speed)
+        steps += [f"aresample={b.audio_rate}", fmt, f"apad=whole_dur={dur}"]
+        if seg.speed != 1.0:
+            steps.append(f"atrim=duration={dur}")  # atempo may overshoot by a frame
         return f"[{index}:a:0]" + ",".join(steps) + f"[{label}]"
     silence = f"anullsrc=channel_layout=stereo:sample_rate={b.audio_rate}"
     return f"{silence},atrim=duration={dur},{fmt}[{label}]"
@@ -159,13 +207,18 @@ def build_plan(
     intro: Clip | None = None,
     font: Path | None = None,
     threads: int = 0,
+    cuts: Sequence[Cut] | None = None,
 ) -> RenderPlan:
-    """One FFmpeg argument list rendering intro + clips (in order) + watermark + title + poster."""
+    """One FFmpeg argument list rendering intro + footage + watermark + title + poster.
+
+    The footage is every clip whole, in order, or (with `cuts`, an edit decision list) only the
+    cut spans, in the cuts' order, each input seeked to its span."""
     if not clips:
         raise PlanError("a render needs at least one footage clip")
     for clip in (*clips, *([intro] if intro else [])):
         if not clip.duration > 0 or clip.width <= 0 or clip.height <= 0:
             raise PlanError(f"clip {clip.path.name} has no usable duration/size")
+    segments = _segments(clips, cuts)
 
     b = branding
     args: list[str] = []
@@ -178,8 +231,12 @@ def build_plan(
         args += ["-i", input_url(intro.path)]
         intro_index, index = index, index + 1
     clip_indexes = []
-    for clip in clips:
-        args += ["-i", input_url(clip.path)]
+    for seg in segments:
+        if seg.start is not None:
+            # input options: seek (to the keyframe before, then decode to the exact start) and
+            # read only the span
+            args += ["-ss", _num(seg.start), "-t", _num(seg.duration)]
+        args += ["-i", input_url(seg.clip.path)]
         clip_indexes.append(index)
         index += 1
     logo_index = None
@@ -187,11 +244,11 @@ def build_plan(
         args += ["-i", input_url(b.logo_path)]
         logo_index = index
 
-    for n, (clip, i) in enumerate(zip(clips, clip_indexes, strict=True)):
-        filters.append(_video_chain(clip, i, b, f"v{n}"))
-        filters.append(_audio_chain(clip, i, b, f"a{n}"))
-    pairs = "".join(f"[v{n}][a{n}]" for n in range(len(clips)))
-    filters.append(f"{pairs}concat=n={len(clips)}:v=1:a=1[fv0][fa]")
+    for n, (seg, i) in enumerate(zip(segments, clip_indexes, strict=True)):
+        filters.append(_video_chain(seg, i, b, f"v{n}"))
+        filters.append(_audio_chain(seg, i, b, f"a{n}"))
+    pairs = "".join(f"[v{n}][a{n}]" for n in range(len(segments)))
+    filters.append(f"{pairs}concat=n={len(segments)}:v=1:a=1[fv0][fa]")
 
     # Watermark and title only on the footage, not on the dropzone's own intro.
     current = "fv0"
@@ -215,7 +272,7 @@ def build_plan(
         filters.append(f"[{current}]{_drawtext(b, font, title_file)}[fv2]")
         current = "fv2"
 
-    footage_total = sum(c.duration for c in clips)
+    footage_total = sum(seg.output_s for seg in segments)
     poster_at = min(b.poster_at_s, footage_total / 2)
     filters.append(f"[{current}]split=2[fvm][pv]")
     filters.append(f"[pv]trim=start={_num(poster_at)},setpts=PTS-STARTPTS[poster]")
@@ -247,3 +304,27 @@ def build_plan(
         title_file=title_file,
         warnings=tuple(warnings),
     )
+
+
+def _segments(clips: Sequence[Clip], cuts: Sequence[Cut] | None) -> list[_Segment]:
+    """The footage inputs: every clip whole, or each cut as a span of its clip (checked)."""
+    if cuts is None:
+        return [_Segment(c, None, c.duration) for c in clips]
+    if not cuts:
+        raise PlanError("the edit decision list keeps nothing: the session needs review")
+    segments = []
+    for cut in cuts:
+        if not 0 <= cut.clip < len(clips):
+            raise PlanError(f"a cut names clip {cut.clip}, but the render has {len(clips)} clips")
+        clip = clips[cut.clip]
+        if not 0.1 <= cut.speed <= 1.0:
+            raise PlanError(f"a cut of {clip.path.name} has speed {cut.speed}, not in [0.1, 1]")
+        # a span may end a few milliseconds past a clip's probed duration (rounding): clamped
+        end = min(cut.end, clip.duration)
+        if not 0 <= cut.start < end:
+            raise PlanError(
+                f"a cut of {clip.path.name} ({cut.start:.3f}..{cut.end:.3f} s) is outside "
+                f"the clip ({clip.duration:.3f} s)"
+            )
+        segments.append(_Segment(clip, cut.start, end - cut.start, cut.speed))
+    return segments

@@ -31,7 +31,7 @@ from agents.render.contract import RenderJob
 from agents.render.errors import RenderError
 from agents.render.identity import ManifestError, fingerprint, manifest_path, read_manifest
 from agents.render.job import SessionOutput, render_inputs, render_session
-from agents.render.plan import Clip
+from agents.render.plan import Clip, Cut
 
 if TYPE_CHECKING:
     from saq.job import Job
@@ -76,6 +76,7 @@ class RenderRequest:
     branding: Branding
     passenger_name: str
     output: SessionOutput
+    cuts: list[Cut] | None = None
 
 
 def decode_request(
@@ -99,6 +100,9 @@ def decode_request(
         identities = tuple(
             {"id": c.id, "size": c.size, "sha256": c.sha256} for c in job.clips if c.id is not None
         )
+        cuts = (
+            None if job.cuts is None else [Cut(c.clip, c.start, c.end, c.speed) for c in job.cuts]
+        )
         branding = Branding.from_mapping(job.branding)
         passenger = job.passenger_name
         output = SessionOutput(
@@ -116,7 +120,7 @@ def decode_request(
         outside = [p.name for p in files if not _inside(p, config.media_roots)]
         if outside:
             raise RenderError(f"render request names files outside the media roots: {outside}")
-    return RenderRequest(clips, branding, passenger, output)
+    return RenderRequest(clips, branding, passenger, output, cuts)
 
 
 def _job(ctx: Context) -> Job:
@@ -157,6 +161,7 @@ async def render_job(ctx: Context, *, request: dict[str, object]) -> dict[str, o
             stall_timeout=config.stall_timeout_s,
             stale_partial_s=config.stale_partial_s,
             ffmpeg=config.ffmpeg,
+            cuts=job_request.cuts,
         )
     except RenderError as exc:
         logger.warning("render job %s failed (%s): %s", job.key, type(exc).__name__, exc.message)
@@ -200,7 +205,7 @@ def recovered_output(
     except RenderError:
         return None
     out = job.output
-    fp = fingerprint(render_inputs(job.clips, job.branding, job.passenger_name, out))
+    fp = fingerprint(render_inputs(job.clips, job.branding, job.passenger_name, out, job.cuts))
     for root in roots:
         folder = root / out.name
         path = manifest_path(folder, out.name)

@@ -86,8 +86,12 @@ def write_jump(
     with_cori: bool = False,
     bad_gps_time_payload: int | None = None,
     start_utc: datetime = datetime(2026, 6, 1, 10, 0, tzinfo=UTC),
+    creation_time: datetime | None = None,
 ) -> list[Path]:
-    """The jump as one MP4 per chapter (GX01nnnn.MP4 ...); returns their paths in order."""
+    """The jump as one MP4 per chapter (GX01nnnn.MP4 ...); returns their paths in order.
+
+    `creation_time`: when the recording started, written into each chapter's container (as a
+    camera does, each chapter at its own start); None writes none."""
     total = profile.truth.duration_s
     span = chapter_s or total
     paths = []
@@ -95,8 +99,9 @@ def write_jump(
     for index in range(math.ceil(total / span)):
         lo, hi = index * span, min(total, (index + 1) * span)
         path = directory / f"GX{index + 1:02d}{recording:04d}.MP4"
+        created = None if creation_time is None else creation_time + timedelta(seconds=lo)
         _write_chapter(profile, path, lo, hi, video, totals, start_utc, with_cori,
-                       bad_gps_time_payload)  # fmt: skip
+                       bad_gps_time_payload, created)  # fmt: skip
         paths.append(path)
     return paths
 
@@ -116,9 +121,14 @@ def _packet(
 def _write_chapter(
     profile: JumpProfile, path: Path, lo: float, hi: float, video: VideoFormat,
     totals: dict[bytes, int], start_utc: datetime, with_cori: bool, bad_payload: int | None,
+    created: datetime | None = None,
 ) -> None:  # fmt: skip
     tr = profile.truth
     with av.open(str(path), "w", format="mp4") as out:
+        if created is not None:
+            out.metadata["creation_time"] = created.astimezone(UTC).strftime(
+                "%Y-%m-%dT%H:%M:%S.%fZ"
+            )
         vs = out.add_stream("libx264", rate=video.fps, options={"preset": "ultrafast"})
         vs.width, vs.height, vs.pix_fmt = video.width, video.height, "yuv420p"
         aus = out.add_stream("aac", rate=AUDIO_RATE_HZ, layout="mono")
