@@ -26,6 +26,7 @@ ORDER = (
     "copy_throughput",
     "qr_decode",
     "render_throughput",
+    "auto_edit",
     "pipeline_overhead",
     "status_api",
     "hub_abuse",
