@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Self
 
 import numpy as np
 import numpy.typing as npt
@@ -40,10 +41,28 @@ class TelemetryStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class Vector3Series:
-    """Samples of a three-axis sensor: `t` (n,), `xyz` (n, 3) in the camera's axis order."""
+class TimedSeries:
+    """What every series has: sample times `t` (n,) in seconds, their count and rate."""
 
     t: FloatArray
+
+    @property
+    def count(self) -> int:
+        return len(self.t)
+
+    @property
+    def rate_hz(self) -> float:
+        return sample_rate(self.t)
+
+    def shifted(self, offset_s: float) -> Self:
+        """The same samples, `offset_s` later (a chapter placed on the joined timeline)."""
+        return dataclasses.replace(self, t=self.t + offset_s)
+
+
+@dataclass(frozen=True)
+class Vector3Series(TimedSeries):
+    """Samples of a three-axis sensor: `t` (n,), `xyz` (n, 3) in the camera's axis order."""
+
     xyz: FloatArray
 
     def __post_init__(self) -> None:
@@ -51,62 +70,27 @@ class Vector3Series:
             raise ValueError(f"xyz must be ({len(self.t)}, 3), got {self.xyz.shape}")
 
     @property
-    def count(self) -> int:
-        return len(self.t)
-
-    @property
-    def rate_hz(self) -> float:
-        return sample_rate(self.t)
-
-    @property
     def magnitude(self) -> FloatArray:
         return np.asarray(np.linalg.norm(self.xyz, axis=1), dtype=np.float64)
 
-    def shifted(self, offset_s: float) -> Vector3Series:
-        return Vector3Series(self.t + offset_s, self.xyz)
-
 
 @dataclass(frozen=True)
-class QuaternionSeries:
+class QuaternionSeries(TimedSeries):
     """CORI camera orientation, `wxyz` (n, 4) unit quaternions."""
 
-    t: FloatArray
     wxyz: FloatArray
-
-    @property
-    def count(self) -> int:
-        return len(self.t)
-
-    @property
-    def rate_hz(self) -> float:
-        return sample_rate(self.t)
-
-    def shifted(self, offset_s: float) -> QuaternionSeries:
-        return QuaternionSeries(self.t + offset_s, self.wxyz)
 
 
 @dataclass(frozen=True)
-class GpsSeries:
+class GpsSeries(TimedSeries):
     """GPS5/GPS9 samples with a lock; `fix` per sample (GPSF is per payload on GPS5 cameras)."""
 
-    t: FloatArray
     lat: FloatArray
     lon: FloatArray
     alt: FloatArray
     speed_2d: FloatArray
     speed_3d: FloatArray
     fix: npt.NDArray[np.int64]
-
-    @property
-    def count(self) -> int:
-        return len(self.t)
-
-    @property
-    def rate_hz(self) -> float:
-        return sample_rate(self.t)
-
-    def shifted(self, offset_s: float) -> GpsSeries:
-        return dataclasses.replace(self, t=self.t + offset_s)
 
     def select(self, keep: npt.NDArray[np.bool_]) -> GpsSeries:
         return GpsSeries(
