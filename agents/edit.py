@@ -43,6 +43,15 @@ class MusicBed:
     fade_in_s: float = 2.0
     fade_out_s: float = 3.0
 
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise EditError("the music bed needs a file path")
+        if not -60 <= self.level_db <= 0:
+            raise EditError(f"the music level must be in [-60, 0] dB, got {self.level_db}")
+        for name in ("fade_in_s", "fade_out_s"):
+            if not 0 <= getattr(self, name) <= 60:
+                raise EditError(f"the music {name} must be in [0, 60] s, got {getattr(self, name)}")
+
 
 @dataclass(frozen=True)
 class EditSettings:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_TOKEN = "skyreel-dev-admin-token"
@@ -221,6 +221,36 @@ class Settings(BaseSettings):
     edit_exit_replay_speed: float = Field(
         0.5, ge=0.1, le=1.0, description="Playback speed of the exit replay."
     )
+
+    # --- the music bed (issue 15): an audio file mixed under an edited jump's sound ---
+    edit_music_path: Path | None = Field(
+        None,
+        description="Audio file (mp3, m4a, wav, ...) mixed under the original sound of every "
+        "edited jump video, looped when shorter; none: the original sound alone. Whole-clip "
+        "renders (no edit) get no music.",
+    )
+    edit_music_level_db: float = Field(
+        -18.0, ge=-60, le=0, description="The music's gain in dB; the original sound stays at 0."
+    )
+    edit_music_fade_in_s: float = Field(
+        2.0, ge=0, le=60, description="Seconds the music fades in at the video's start."
+    )
+    edit_music_fade_out_s: float = Field(
+        3.0, ge=0, le=60, description="Seconds the music fades out before the video's end."
+    )
+
+    @field_validator("edit_music_path")
+    @classmethod
+    def _music_is_a_file(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            what = "is not a file" if path.exists() else "does not exist"
+            raise ValueError(
+                f"SKYREEL_EDIT_MUSIC_PATH {str(path)!r} {what}: point it at an audio file "
+                "the render workers can read, or unset it to render without music"
+            )
+        return path
+
+    # --- end of the music bed ---
 
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Settings:

@@ -138,4 +138,5 @@ async def render_as_a_worker(
         output_root=staging,
         published_root=published_root,
         cuts=job.cuts,
+        music=job.music,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from agents.edit import MusicBed
 from agents.telemetry.marks import Mark
 
 
@@ -34,6 +35,7 @@ class EditRecord:
     notes: tuple[str, ...]  # clips whose telemetry or audio could not be read, and why
     spans: tuple[EditSpan, ...] | None  # None: no edit (no freefall)
     total_s: float
+    music: MusicBed | None = None  # the edit's music bed (issue 15), in the output's `edl`
 
     def review_reason(self) -> str:
         """The reason a person reads: what is wrong, and what was detected."""
@@ -63,6 +65,7 @@ class EditRecord:
             if self.spans is None
             else {
                 "total_s": self.total_s,
+                "music": music_output(self.music),
                 "spans": [
                     {
                         "file_id": s.file_id,
@@ -106,6 +109,33 @@ class EditRecord:
                 notes=tuple(str(n) for n in output.get("notes", [])),
                 spans=spans,
                 total_s=float(edl["total_s"]) if edl is not None else 0.0,
+                music=music_from_output(edl),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"a malformed phases step output ({exc!r})") from exc
+
+
+# --- the music bed (issue 15) ---
+
+
+def music_output(music: MusicBed | None) -> dict[str, object] | None:
+    """The music bed as stored in the output's `edl` (None: no music)."""
+    if music is None:
+        return None
+    return {
+        "path": music.path,
+        "level_db": music.level_db,
+        "fade_in_s": music.fade_in_s,
+        "fade_out_s": music.fade_out_s,
+    }
+
+
+def music_from_output(edl: object) -> MusicBed | None:
+    """The music bed back from a stored `edl` (absent or null: none); ValueError when malformed
+    (agents.edit.EditError is one)."""
+    if not isinstance(edl, dict) or edl.get("music") is None:
+        return None
+    m = edl["music"]
+    if not isinstance(m, dict) or not isinstance(m.get("path"), str):
+        raise ValueError(f"a malformed music bed {m!r:.200}")
+    return MusicBed(m["path"], float(m["level_db"]), float(m["fade_in_s"]), float(m["fade_out_s"]))

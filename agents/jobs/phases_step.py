@@ -25,7 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.edit import ClipSpan, EditDecisionList, EditError, EditSettings, build_edl
+from agents.edit import (
+    ClipSpan,
+    EditDecisionList,
+    EditError,
+    EditSettings,
+    MusicBed,
+    build_edl,
+)
 from agents.jobs import kinds
 from agents.jobs.context import JobContext
 from agents.jobs.edit_record import EditRecord, EditSpan
@@ -41,6 +48,7 @@ from agents.telemetry.series import ClipTelemetry, TelemetryStatus, join_chapter
 from agents.telemetry.sound import SoundSeries
 from storage import media
 from streams import records
+from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +134,7 @@ def record_of(
         notes=tuple(notes),
         spans=spans,
         total_s=edl.total_s if edl is not None else 0.0,
+        music=edl.music if edl is not None else None,
     )
 
 
@@ -142,6 +151,18 @@ def analyse(clips: Sequence[FootageClip], settings: EditSettings) -> EditRecord:
     phases = detect(tel, sound)
     return record_of(
         phases, clips, settings, telemetry=has_tel, sound=sound is not None, notes=notes
+    )
+
+
+def music_bed(settings: Settings) -> MusicBed | None:
+    """The configured music bed (issue 15; the settings' `edit_music_*`), or None."""
+    if settings.edit_music_path is None:
+        return None
+    return MusicBed(
+        str(settings.edit_music_path.resolve()),
+        settings.edit_music_level_db,
+        settings.edit_music_fade_in_s,
+        settings.edit_music_fade_out_s,
     )
 
 
@@ -172,6 +193,7 @@ def handler(jc: JobContext) -> Handler:
                 exit_replay_s=e["exit_replay_s"],
                 exit_replay_speed=e["exit_replay_speed"],
             )
+            settings = replace(settings, music=music_bed(jc.settings))
         except EditError as exc:
             raise PermanentStepError(f"the edit settings are wrong: {exc.reason}") from exc
         record = await ctx.run_blocking(analyse, clips, settings)

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from saq import Queue
@@ -33,7 +33,7 @@ from agents.pipeline import operations as ops
 from agents.pipeline.errors import PermanentStepError
 from agents.pipeline.orchestrator import send_requests
 from agents.pipeline.runner import Claim
-from agents.render.contract import RenderClip, RenderCut, RenderJob
+from agents.render.contract import RenderClip, RenderCut, RenderJob, RenderMusic
 from agents.render.identity import output_name
 from agents.render.queue import RENDER_FUNCTION, job_key, recovered_output
 from storage import media
@@ -161,6 +161,20 @@ async def _cuts(
     return cuts, "", ""
 
 
+def render_music(record: EditRecord) -> RenderMusic | None:
+    """The render's music bed: the edit's (issue 15), None without an edit or music."""
+    m = record.music if record.spans is not None else None
+    return None if m is None else RenderMusic(**asdict(m))
+
+
+async def _music(conn: AsyncConnection, eid: int | None, cuts: object) -> RenderMusic | None:
+    """The music of an edited render (the `phases` output, read again); None: none."""
+    if cuts is None or eid is None:
+        return None
+    output = await repo.succeeded_output(conn, eid, "phases")
+    return None if output is None else render_music(EditRecord.from_output(output))
+
+
 async def render_request(
     jc: JobContext, session_key: str, execution_id: int | None = None
 ) -> RenderJob:
@@ -231,6 +245,7 @@ async def _build(
         passenger_name=session.passenger or "",
         clips=clips,
         cuts=cuts,
+        music=await _music(conn, execution_id, cuts),
         branding=jc.settings.branding(),
     )
     return _Built(job)

@@ -38,6 +38,17 @@ class RenderCut(BaseModel):
     speed: float = Field(1.0, ge=0.1, le=1.0)
 
 
+class RenderMusic(BaseModel):
+    """The edit's music bed (agents/render/music.py): an audio file mixed under the sound."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str = Field(min_length=1)
+    level_db: float = Field(-18.0, ge=-60, le=0)
+    fade_in_s: float = Field(2.0, ge=0, le=60)
+    fade_out_s: float = Field(3.0, ge=0, le=60)
+
+
 class RenderJob(BaseModel):
     """A jump session's render: its clips, output name, passenger and branding."""
 
@@ -51,5 +62,6 @@ class RenderJob(BaseModel):
     clips: list[RenderClip]
     # the edit (the `phases` step's EDL), in output order; None renders every clip whole
     cuts: list[RenderCut] | None = None
+    music: RenderMusic | None = None  # the edit's music bed; None: the original sound alone
     # agents.render.branding.Branding fields, validated there (unknown keys are an error)
     branding: dict[str, object] = Field(default_factory=dict)

@@ -42,6 +42,8 @@ from agents.render.identity import (
     read_manifest,
     write_manifest,
 )
+from agents.render.music import SETTING as MUSIC_SETTING
+from agents.render.music import Music
 from agents.render.plan import Clip, Cut, PlanError, RenderTargets, build_plan
 
 logger = logging.getLogger(__name__)
@@ -104,6 +106,29 @@ def probe_clip(path: Path) -> Clip:
         raise RenderError(f"{path.name}: file not found") from exc
     except av.FFmpegError as exc:
         raise RenderError(f"{path.name}: cannot read media: {exc}") from exc
+
+
+def _unreadable_music(path: Path, why: str) -> RenderError:
+    return RenderError(
+        f"the music bed {path} cannot be read ({why}): replace it or unset {MUSIC_SETTING}"
+    )
+
+
+def check_music(path: Path) -> None:
+    """Raise a permanent RenderError unless `path` is an audio file FFmpeg can decode (reads it)."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise _unreadable_music(path, "it has no audio stream")
+            stream = container.streams.audio[0]
+            for frame in container.decode(stream):
+                if frame.samples > 0:
+                    return
+            raise _unreadable_music(path, "it holds no sound")
+    except FileNotFoundError as exc:
+        raise _unreadable_music(path, "no such file") from exc
+    except (av.FFmpegError, OSError) as exc:
+        raise _unreadable_music(path, str(exc)) from exc
 
 
 def check_output(path: Path, *, duration: float, width: int, height: int) -> list[str]:
@@ -179,10 +204,12 @@ def render_inputs(
     passenger_name: str,
     output: SessionOutput,
     cuts: Sequence[Cut] | None = None,
+    music: Music | None = None,
 ) -> dict[str, object]:
     """Everything that decides the rendered bytes (hashed into the manifest's fingerprint).
 
-    The edit is in it only when there is one, so a whole-clips render keeps its fingerprint."""
+    The edit (and its music bed) is in it only when there is one, so a whole-clips render keeps
+    its fingerprint."""
     if output.clip_inputs:
         clip_inputs: list[object] = [dict(c) for c in output.clip_inputs]
     else:
@@ -200,6 +227,13 @@ def render_inputs(
     }
     if cuts is not None:
         inputs["cuts"] = [[c.clip, c.start, c.end, c.speed] for c in cuts]
+    if music is not None:
+        inputs["music"] = {
+            "name": music.path.name,
+            "file": file_stamp(music.path),
+            "level_db": music.level_db,
+            "fade": [music.fade_in_s, music.fade_out_s],
+        }
     return inputs
 
 
@@ -251,6 +285,7 @@ async def render_session(
     stale_partial_s: float = 600.0,
     ffmpeg: str | None = None,
     cuts: Sequence[Cut] | None = None,
+    music: Music | None = None,
 ) -> RenderOutput:
     """Render into `output_root/<name>/<name>.mp4` (+ `.jpg` poster, `.json` manifest).
 
@@ -267,6 +302,8 @@ async def render_session(
     if branding.logo_path is not None and not branding.logo_path.is_file():
         raise RenderError(f"logo {branding.logo_path.name} not found")
     font = find_font(branding.title_font) if branding.title_enabled else None
+    if music is not None:  # an unreadable music bed fails the render, never renders silently
+        await asyncio.to_thread(check_music, music.path)
 
     token = uuid.uuid4().hex
     targets = RenderTargets(
@@ -276,14 +313,15 @@ async def render_session(
     )
     try:
         plan = build_plan(
-            clips, branding, passenger_name, targets, intro=intro, font=font, cuts=cuts
-        )
+            clips, branding, passenger_name, targets, intro=intro, font=font, cuts=cuts,
+            music=music,
+        )  # fmt: skip
     except PlanError as exc:
         raise RenderError(str(exc)) from exc
     for warning in plan.warnings:
         logger.warning("render %s: %s", name, warning)
     size = {"width": plan.width, "height": plan.height}
-    inputs = render_inputs(clips, branding, passenger_name, output, cuts)
+    inputs = render_inputs(clips, branding, passenger_name, output, cuts, music)
     mine = Manifest(output.session_key, name, fingerprint(inputs), output.execution_id, {}, inputs)
 
     for root in (output_root, published_root):

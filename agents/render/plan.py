@@ -11,6 +11,7 @@ its own input, seeked with `-ss`/`-t` before `-i`: FFmpeg jumps to the keyframe 
 decodes only the span, so an edited video of a 15-minute recording costs about its own length.
 A span played slower (the exit replay) is stretched with setpts/atempo and resampled to the
 output frame rate. Without cuts every clip is rendered whole, in order (the behaviour before edits).
+An optional music bed (agents/render/music.py) is one more input, mixed under the footage's sound.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents.render.branding import Branding
+from agents.render.music import Music, mix_filters
+from agents.render.music import input_args as music_input
 
 MAX_TITLE_CHARS = 80
 # Characters that must be escaped inside a filter option value ("'" ":" "\\") and then again
@@ -208,11 +211,13 @@ def build_plan(
     font: Path | None = None,
     threads: int = 0,
     cuts: Sequence[Cut] | None = None,
+    music: Music | None = None,
 ) -> RenderPlan:
     """One FFmpeg argument list rendering intro + footage + watermark + title + poster.
 
     The footage is every clip whole, in order, or (with `cuts`, an edit decision list) only the
-    cut spans, in the cuts' order, each input seeked to its span."""
+    cut spans, in the cuts' order, each input seeked to its span. With `music`, the music bed is
+    mixed under the footage's sound (agents/render/music.py)."""
     if not clips:
         raise PlanError("a render needs at least one footage clip")
     for clip in (*clips, *([intro] if intro else [])):
@@ -242,13 +247,22 @@ def build_plan(
     logo_index = None
     if b.logo_path is not None:
         args += ["-i", input_url(b.logo_path)]
-        logo_index = index
+        logo_index, index = index, index + 1
+    music_index = None
+    if music is not None:
+        args += music_input(music, input_url(music.path))
+        music_index = index
 
     for n, (seg, i) in enumerate(zip(segments, clip_indexes, strict=True)):
         filters.append(_video_chain(seg, i, b, f"v{n}"))
         filters.append(_audio_chain(seg, i, b, f"a{n}"))
     pairs = "".join(f"[v{n}][a{n}]" for n in range(len(segments)))
     filters.append(f"{pairs}concat=n={len(segments)}:v=1:a=1[fv0][fa]")
+    footage_total = sum(seg.output_s for seg in segments)
+    footage_audio = "fa"
+    if music is not None and music_index is not None:
+        filters += mix_filters(music, music_index, "fa", "fam", footage_total, b.audio_rate)
+        footage_audio = "fam"
 
     # Watermark and title only on the footage, not on the dropzone's own intro.
     current = "fv0"
@@ -272,7 +286,6 @@ def build_plan(
         filters.append(f"[{current}]{_drawtext(b, font, title_file)}[fv2]")
         current = "fv2"
 
-    footage_total = sum(seg.output_s for seg in segments)
     poster_at = min(b.poster_at_s, footage_total / 2)
     filters.append(f"[{current}]split=2[fvm][pv]")
     filters.append(f"[pv]trim=start={_num(poster_at)},setpts=PTS-STARTPTS[poster]")
@@ -281,11 +294,11 @@ def build_plan(
     if intro_index is not None and intro is not None:
         filters.append(_video_chain(intro, intro_index, b, "iv"))
         filters.append(_audio_chain(intro, intro_index, b, "ia"))
-        filters.append("[iv][ia][fvm][fa]concat=n=2:v=1:a=1[vout][aout]")
+        filters.append(f"[iv][ia][fvm][{footage_audio}]concat=n=2:v=1:a=1[vout][aout]")
         total += intro.duration
     else:
         filters.append("[fvm]null[vout]")
-        filters.append("[fa]anull[aout]")
+        filters.append(f"[{footage_audio}]anull[aout]")
 
     args += ["-filter_complex", ";".join(filters)]
     args += ["-map", "[vout]", "-map", "[aout]"]

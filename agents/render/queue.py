@@ -31,6 +31,7 @@ from agents.render.contract import RenderJob
 from agents.render.errors import RenderError
 from agents.render.identity import ManifestError, fingerprint, manifest_path, read_manifest
 from agents.render.job import SessionOutput, render_inputs, render_session
+from agents.render.music import Music
 from agents.render.plan import Clip, Cut
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class RenderRequest:
     passenger_name: str
     output: SessionOutput
     cuts: list[Cut] | None = None
+    music: Music | None = None
 
 
 def decode_request(
@@ -103,6 +105,12 @@ def decode_request(
         cuts = (
             None if job.cuts is None else [Cut(c.clip, c.start, c.end, c.speed) for c in job.cuts]
         )
+        music = (
+            None
+            if job.music is None
+            else Music(Path(job.music.path), job.music.level_db, job.music.fade_in_s,
+                       job.music.fade_out_s)
+        )  # fmt: skip
         branding = Branding.from_mapping(job.branding)
         passenger = job.passenger_name
         output = SessionOutput(
@@ -114,13 +122,15 @@ def decode_request(
     except (KeyError, TypeError, ValueError, BrandingError) as exc:
         raise RenderError(f"bad render request: {exc!r}") from exc
     if config.media_roots:
-        files = [c.path for c in clips] + [
-            p for p in (branding.intro_path, branding.logo_path, branding.title_font) if p
-        ]
+        files = (
+            [c.path for c in clips]
+            + [p for p in (branding.intro_path, branding.logo_path, branding.title_font) if p]
+            + ([music.path] if music is not None else [])
+        )
         outside = [p.name for p in files if not _inside(p, config.media_roots)]
         if outside:
             raise RenderError(f"render request names files outside the media roots: {outside}")
-    return RenderRequest(clips, branding, passenger, output, cuts)
+    return RenderRequest(clips, branding, passenger, output, cuts, music)
 
 
 def _job(ctx: Context) -> Job:
@@ -162,6 +172,7 @@ async def render_job(ctx: Context, *, request: dict[str, object]) -> dict[str, o
             stale_partial_s=config.stale_partial_s,
             ffmpeg=config.ffmpeg,
             cuts=job_request.cuts,
+            music=job_request.music,
         )
     except RenderError as exc:
         logger.warning("render job %s failed (%s): %s", job.key, type(exc).__name__, exc.message)
@@ -205,7 +216,9 @@ def recovered_output(
     except RenderError:
         return None
     out = job.output
-    fp = fingerprint(render_inputs(job.clips, job.branding, job.passenger_name, out, job.cuts))
+    fp = fingerprint(
+        render_inputs(job.clips, job.branding, job.passenger_name, out, job.cuts, job.music)
+    )
     for root in roots:
         folder = root / out.name
         path = manifest_path(folder, out.name)

@@ -56,7 +56,12 @@ def config_from(settings: Settings) -> RenderWorkerConfig:
     roots = [settings.share_root]
     roots += [
         p.parent
-        for p in (settings.branding_intro, settings.branding_logo, settings.branding_font)
+        for p in (
+            settings.branding_intro,
+            settings.branding_logo,
+            settings.branding_font,
+            settings.edit_music_path,
+        )
         if p is not None
     ]
     return RenderWorkerConfig(
