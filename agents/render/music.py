@@ -56,7 +56,7 @@ def _num(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
 
 
-def input_args(music: Music, url: str) -> list[str]:
+def input_args(url: str) -> list[str]:
     """The music's input: looped without end (the mix is cut to the footage)."""
     return ["-stream_loop", "-1", "-i", url]
 

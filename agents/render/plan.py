@@ -250,7 +250,7 @@ def build_plan(
         logo_index, index = index, index + 1
     music_index = None
     if music is not None:
-        args += music_input(music, input_url(music.path))
+        args += music_input(input_url(music.path))
         music_index = index
 
     for n, (seg, i) in enumerate(zip(segments, clip_indexes, strict=True)):
