@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 from saq import Queue
@@ -28,21 +28,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.jobs import kinds
 from agents.jobs.context import JobContext
-from agents.jobs.edit_record import EditRecord
+from agents.jobs.render_edit import NO_EDIT_REASON, edit_cuts, render_music
 from agents.pipeline import operations as ops
 from agents.pipeline.errors import PermanentStepError
 from agents.pipeline.orchestrator import send_requests
 from agents.pipeline.runner import Claim
-from agents.render.contract import RenderClip, RenderCut, RenderJob, RenderMusic
+from agents.render.contract import RenderClip, RenderJob
 from agents.render.identity import output_name
 from agents.render.queue import RENDER_FUNCTION, job_key, recovered_output
 from storage import media
 from storage import pipeline as repo
-from storage.enums import FileStatus, ResultStatus, SessionStatus
+from storage.enums import FileStatus, ResultStatus
 from streams import records
 from streams.topics import Names
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["NO_EDIT_REASON", "ClipsPending", "NeedsReview", "RenderDispatcher", "render_music",
+           "render_request"]  # fmt: skip
 
 #: Runs on the render queue (no agent handler): `RenderDispatcher` enqueues its job.
 KIND = kinds.RENDER
@@ -109,72 +112,6 @@ class _Built:
     review: str = ""
 
 
-#: why a session of an execution without a `phases` step waits when the edit is on
-NO_EDIT_REASON = (
-    "no automatic edit: this jump's pipeline was started without the edit (or before it "
-    "existed); assign the session to approve rendering every clip whole"
-)
-
-
-async def _cuts(
-    jc: JobContext,
-    conn: AsyncConnection,
-    session: media.SessionRow,
-    kept: Sequence[media.FileRow],
-    execution_id: int | None,
-) -> tuple[list[RenderCut] | None, str, str]:
-    """The render's cuts from the `phases` step (None: every clip whole), why it must wait for
-    a person, or why it cannot render."""
-    output = (
-        await repo.succeeded_output(conn, execution_id, "phases")
-        if execution_id is not None
-        else None
-    )
-    approved = session.status == SessionStatus.ASSIGNED
-    if output is None:
-        if not jc.settings.edit_jumps or approved:
-            return None, "", ""  # the behaviour before the edit: configured, or approved
-        await media.review_session(conn, session.key, NO_EDIT_REASON)
-        return None, NO_EDIT_REASON, ""
-    try:
-        record = EditRecord.from_output(output)
-    except ValueError as exc:
-        return None, "", f"session {session.key}: {exc}; retry the phases step"
-    if record.needs_review and not approved:
-        reason = session.review_reason or "the automatic edit needs review"
-        return None, f"waiting for a person: {reason}", ""
-    if record.spans is None:
-        return None, "", ""  # approved without an edit: every clip whole
-    index = {r.id: n for n, r in enumerate(kept)}
-    missing = sorted({s.file_id for s in record.spans} - set(index))
-    if missing:
-        return (
-            None,
-            "",
-            (
-                f"session {session.key}: the edit names clips {missing} the render leaves out; "
-                "retry the phases step"
-            ),
-        )
-    cuts = [RenderCut(clip=index[s.file_id], start=s.start, end=s.end, speed=s.speed)
-            for s in record.spans]  # fmt: skip
-    return cuts, "", ""
-
-
-def render_music(record: EditRecord) -> RenderMusic | None:
-    """The render's music bed: the edit's (issue 15), None without an edit or music."""
-    m = record.music if record.spans is not None else None
-    return None if m is None else RenderMusic(**asdict(m))
-
-
-async def _music(conn: AsyncConnection, eid: int | None, cuts: object) -> RenderMusic | None:
-    """The music of an edited render (the `phases` output, read again); None: none."""
-    if cuts is None or eid is None:
-        return None
-    output = await repo.succeeded_output(conn, eid, "phases")
-    return None if output is None else render_music(EditRecord.from_output(output))
-
-
 async def render_request(
     jc: JobContext, session_key: str, execution_id: int | None = None
 ) -> RenderJob:
@@ -217,11 +154,11 @@ async def _build(
         name = session.output_name or session_output_name(session, list(rows.values()))
     except PermanentStepError as exc:
         return _Built(None, exc.reason)
-    cuts, review, error = await _cuts(jc, conn, session, kept, execution_id)
-    if review:
-        return _Built(None, review=review)
-    if error:
-        return _Built(None, error)
+    edit = await edit_cuts(conn, session, kept, execution_id, edit_on=jc.settings.edit_jumps)
+    if edit.review:
+        return _Built(None, review=edit.review)
+    if edit.error:
+        return _Built(None, edit.error)
     stored = await media.claim_output_name(conn, session_key, name) or name
     clips = [
         RenderClip(
@@ -244,8 +181,8 @@ async def _build(
         booking_id=session.booking_id,
         passenger_name=session.passenger or "",
         clips=clips,
-        cuts=cuts,
-        music=await _music(conn, execution_id, cuts),
+        cuts=edit.cuts,
+        music=edit.music,
         branding=jc.settings.branding(),
     )
     return _Built(job)
