@@ -29,6 +29,10 @@ Attempts and redelivery: see `agents/pipeline/step.py`.
 
 Failure. A failed (or cancelled) step blocks only what depends on it, transitively; blocked steps
 stay PENDING so that `retry_execution`, which never touches what succeeded, lets them run later.
+
+Rerun. `rerun_from(steps, name)` is the one operation that runs what succeeded again: `name` and
+everything depending on it, transitively, go back to PENDING whatever their status (an operator
+changed what `name` reads); promotion then opens their new attempts in dependency order.
 """
 
 from __future__ import annotations

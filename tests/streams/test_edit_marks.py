@@ -50,6 +50,8 @@ async def _nowhere(key: bytes, value: bytes) -> object:
         ({"exit": "12", "opening": 70}, "exit: must be a number of seconds"),
         ({"exit": True, "opening": 70}, "exit: must be a number of seconds"),
         ({"exit": 1, "opening": [70]}, "opening: must be a number of seconds"),
+        ({"exit": float("nan"), "opening": 70}, "exit: Input should be a finite number"),
+        ({"exit": 1, "opening": 2, "landing": float("inf")}, "landing: Input should be a finite"),
         ({"exit": 1, "opening": 70, "music": 1}, "music: Extra inputs are not permitted"),
         ([1, 2, 3], "must be a JSON object"),
         (None, "must be a JSON object"),
@@ -207,6 +209,23 @@ async def test_the_engine_stores_marks_approves_and_reruns_once_per_command(
                             cmd.command_id)  # fmt: skip
     assert again.applied_before and again.rerun == []
     assert len(sent) == 1 and (await steps(pg, s.jump))["phases"] == ("ready", 2)
+
+
+async def test_marks_do_not_approve_a_session_still_waiting_for_its_booking(
+    clean_db: AsyncEngine, pg: asyncpg.Connection
+) -> None:
+    s = await seed(clean_db)
+    # the ticket next to it could not be read: the booking itself waits for a person
+    await pg.execute(
+        "UPDATE pipeline_step SET status = 'running', waiting_for = 'needs a booking: confirm' "
+        "WHERE execution_id = $1 AND name = 'booking'",
+        s.jump,
+    )
+    done = await set_marks(clean_db, Emitter(_nowhere, _nowhere), SESSION,
+                           records.EditMarks(exit=1, opening=2), "ops", "c-1")  # fmt: skip
+    assert done.approved is False and done.rerun == ["phases"]
+    status = await pg.fetchval("SELECT status FROM jump_session WHERE key = $1", SESSION)
+    assert status == "needs_review"  # an assign still decides the booking
 
 
 async def test_the_engine_refuses_what_it_cannot_apply(clean_db: AsyncEngine) -> None:
