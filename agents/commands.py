@@ -1,8 +1,9 @@
-"""The engine side of operator commands: retry, resume, cancel and assign, sent by the API and
-the CLI as ``OperatorCommand`` records on the commands topic (they never import agents).
+"""The engine side of operator commands: retry, resume, cancel, assign and edit, sent by the API
+and the CLI as ``OperatorCommand`` records on the commands topic (they never import agents).
 
 Each command is applied with the engine's own functions (``agents.pipeline.orchestrator.retry``
-/ ``resume`` / ``cancel``, ``agents.jobs.assign.assign_booking``) and its outcome is stored in
+/ ``resume`` / ``cancel``, ``agents.jobs.assign.assign_booking``,
+``agents.jobs.edit_marks.set_marks``) and its outcome is stored in
 ``operator_command`` (storage/commands.py) before the message is acked. A command whose
 outcome is stored already is skipped, so redelivery and replay apply nothing twice. (A worker
 killed between applying and storing applies the command again on redelivery; the second time
@@ -19,6 +20,7 @@ import faust
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agents.jobs.assign import assign_booking
+from agents.jobs.edit_marks import EditRefused, set_marks
 from agents.pipeline import orchestrator
 from agents.pipeline.errors import InvalidDag, InvalidTransition
 from storage import commands as store
@@ -115,6 +117,8 @@ class Commands:
     async def _dispatch(self, cmd: records.OperatorCommand) -> dict[str, Any]:
         if cmd.action is CommandAction.ASSIGN:
             return await self._assign(cmd)
+        if cmd.action is CommandAction.EDIT:
+            return await self._edit(cmd)
         if cmd.execution_id is None:
             raise _not_found("execution")
         eid = cmd.execution_id
@@ -179,6 +183,36 @@ class Commands:
             "booking_id": booking_id,
             "passenger": passenger,
             "execution_id": execution_id,
+            "actor": cmd.actor,
+        }
+
+    async def _edit(self, cmd: records.OperatorCommand) -> dict[str, Any]:
+        """Operator marks: stored, then the session's phases step and what follows run again."""
+        key = cmd.session_key or ""
+        if cmd.marks is None:
+            raise _conflict("an edit command needs marks (exit, opening, landing)")
+        try:
+            done = await set_marks(
+                self.engine, self.emitter, key, cmd.marks, cmd.actor, cmd.command_id
+            )
+        except EditRefused as exc:
+            if exc.not_found:
+                raise _not_found(f"session {key!r}") from None
+            raise _conflict(exc.message) from None
+        except (InvalidDag, ExecutionNotFound):
+            raise _conflict(f"session {key}: its pipeline has no phases step to run") from None
+        async with self.engine.connect() as conn:
+            state = await store.session_state(conn, key)
+        status = state.status if state is not None else ""
+        await self._status(StatusKind.SESSION, key, {"status": status, "edit": "marks set"})
+        return {
+            "key": key,
+            "status": status,
+            "execution_id": done.execution_id,
+            "marks": done.marks,
+            "rerun": done.rerun,
+            "approved": done.approved,
+            "applied_before": done.applied_before,
             "actor": cmd.actor,
         }
 

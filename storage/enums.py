@@ -133,6 +133,7 @@ class CommandAction(StrEnum):
     RESUME = "resume"
     CANCEL = "cancel"
     ASSIGN = "assign"
+    EDIT = "edit"  # issue 15: operator marks on a jump's recording, then a re-edit
 
 
 class CommandErrorKind(StrEnum):

@@ -302,3 +302,20 @@ class OperatorCommandRow(Base):
     error_kind: Mapped[str] = mapped_column(String(16), default="", server_default="")
     message: Mapped[str] = mapped_column(Text, default="", server_default="")
     applied_at: Mapped[datetime] = _now()
+
+
+# --- issue 15: operator marks (migration 0007) ---------------------------------------------------
+
+
+class SessionEditRow(Base):
+    """The exit, opening and landing an operator set by hand on a jump's recording (seconds);
+    the `phases` step builds the edit from them instead of detecting (storage/session_edit.py)."""
+
+    __tablename__ = "session_edit"
+    session_key: Mapped[str] = mapped_column(
+        String(128), ForeignKey("jump_session.key"), primary_key=True
+    )
+    marks: Mapped[dict[str, Any]] = mapped_column()
+    set_by: Mapped[str] = mapped_column(String(200))
+    set_at: Mapped[datetime] = _now()
+    command_id: Mapped[str] = mapped_column(String(64), default="", server_default="")

@@ -14,7 +14,7 @@ import re
 from datetime import datetime
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from storage.enums import CommandAction, CopyStatus, DetectorEventKind, ResultStatus, StatusKind
 from storage.imports import PlannedCopy
@@ -203,11 +203,54 @@ def as_dict(record: _Base) -> dict[str, Any]:
 # --- operator commands (issue 13) ---------------------------------------------------------------
 
 
+class EditMarks(BaseModel):
+    """Marks an operator sets on a jump's recording (seconds on the recording's timeline, the
+    clips end to end): ``exit < opening < landing``, none negative; ``landing`` may be None (the
+    edit then runs to the end). Whether they lie within the recording is checked against it
+    (:meth:`beyond`) by the API and by the engine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exit: float = Field(ge=0, allow_inf_nan=False)
+    opening: float = Field(ge=0, allow_inf_nan=False)
+    landing: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    @field_validator("exit", "opening", "landing", mode="before")
+    @classmethod
+    def _number(cls, value: object) -> object:
+        # a JSON number only: "12.5" or true would otherwise be coerced
+        if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+            return value
+        raise ValueError("must be a number of seconds")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EditMarks:
+        if not self.exit < self.opening:
+            raise ValueError(f"exit ({self.exit} s) must come before opening ({self.opening} s)")
+        if self.landing is not None and not self.opening < self.landing:
+            raise ValueError(
+                f"opening ({self.opening} s) must come before landing ({self.landing} s)"
+            )
+        return self
+
+    def beyond(self, recording_s: float) -> str:
+        """Why the marks do not fit a recording of `recording_s` seconds ('' when they do)."""
+        last = self.landing if self.landing is not None else self.opening
+        name = "landing" if self.landing is not None else "opening"
+        if last > recording_s:
+            return f"{name} at {last} s is beyond the end of the recording ({recording_s:.1f} s)"
+        return ""
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {"exit": self.exit, "opening": self.opening, "landing": self.landing}
+
+
 class OperatorCommand(_Base):
     """An operator action for the engine to apply (key: execution id, or the session key).
 
     retry: ``execution_id``, ``step`` (None: every failed step), ``force``; resume and cancel:
-    ``execution_id``; assign: ``session_key``, ``booking_id``, ``passenger``. The engine
+    ``execution_id``; assign: ``session_key``, ``booking_id``, ``passenger``; edit:
+    ``session_key``, ``marks``. The engine
     stores the outcome once per ``command_id`` (storage/commands.py).
     """
 
@@ -221,6 +264,7 @@ class OperatorCommand(_Base):
     session_key: str | None = None
     booking_id: str | None = None
     passenger: str | None = None
+    marks: EditMarks | None = None  # edit: the operator's marks (issue 15)
 
     @property
     def key(self) -> bytes:

@@ -14,6 +14,12 @@ a person decides: the session goes to `needs_review` with the reason and the det
 way a session with an unreadable ticket does (storage/media.review_session), and its render waits
 until an operator assigns it (`skyreel assign` / the dashboard), which approves the detected edit,
 or the whole clips when no freefall was found. A video with no freefall is never rendered unseen.
+
+An operator can set the marks by hand (`skyreel edit`, the dashboard; storage/session_edit.py):
+the step then builds the EDL from them (source "operator", confidence 1, nothing to review, a note
+saying who set them when) instead of detecting. Either way the output also carries the
+recording's length, its clips and a timeline of altitude, acceleration and sound
+(agents/telemetry/timeline.py) for the dashboard's chart.
 """
 
 from __future__ import annotations
@@ -42,11 +48,13 @@ from agents.pipeline.errors import PermanentStepError, RetryableStepError
 from agents.pipeline.handlers import Handler, StepContext, StepOutput
 from agents.telemetry.audio_decode import AudioDecodeError, clip_sound
 from agents.telemetry.gpmf_reader import TelemetryReadError, read_clip
-from agents.telemetry.marks import JumpPhases
+from agents.telemetry.marks import JumpPhases, Mark, MarkKind, Source
 from agents.telemetry.phases import detect
 from agents.telemetry.series import ClipTelemetry, TelemetryStatus, join_chapters
 from agents.telemetry.sound import SoundSeries
-from storage import media
+from agents.telemetry.timeline import timeline
+from storage import media, session_edit
+from storage.session_edit import StoredMarks
 from streams import records
 from streams.settings import Settings
 
@@ -138,8 +146,23 @@ def record_of(
     )
 
 
-def analyse(clips: Sequence[FootageClip], settings: EditSettings) -> EditRecord:
-    """Read the clips' telemetry and sound, detect the phases, decide the edit (blocking I/O)."""
+@dataclass(frozen=True)
+class Recording:
+    """A session's clips read as one timeline: joined telemetry (None when no clip has any),
+    joined sound (None when no clip has audio), and what could not be read."""
+
+    clips: tuple[FootageClip, ...]
+    tel: ClipTelemetry | None
+    sound: SoundSeries | None
+    notes: tuple[str, ...]
+
+    @property
+    def recording_s(self) -> float:
+        return float(sum(c.duration_s for c in self.clips))
+
+
+def read_recording(clips: Sequence[FootageClip]) -> Recording:
+    """Read the clips' telemetry and sound onto one timeline (blocking I/O)."""
     notes: list[str] = []
     tels = [_clip_telemetry(c, notes) for c in clips]
     has_tel = any(t.status is TelemetryStatus.OK and t.accl is not None for t in tels)
@@ -148,9 +171,50 @@ def analyse(clips: Sequence[FootageClip], settings: EditSettings) -> EditRecord:
     sound = join_sound(
         [(_clip_sound(c, notes), float(o)) for c, o in zip(clips, offsets, strict=True)]
     )
-    phases = detect(tel, sound)
+    return Recording(tuple(clips), tel, sound, tuple(notes))
+
+
+def analyse(clips: Sequence[FootageClip], settings: EditSettings) -> EditRecord:
+    """Read the clips' telemetry and sound, detect the phases, decide the edit (blocking I/O)."""
+    return detected(read_recording(clips), settings)
+
+
+def detected(rec: Recording, settings: EditSettings) -> EditRecord:
+    """The edit of the detected phases of a recording (pure)."""
+    phases = detect(rec.tel, rec.sound)
     return record_of(
-        phases, clips, settings, telemetry=has_tel, sound=sound is not None, notes=notes
+        phases, rec.clips, settings, telemetry=rec.tel is not None, sound=rec.sound is not None,
+        notes=rec.notes,
+    )  # fmt: skip
+
+
+# --- the chart and the operator's marks (issue 15, item 7) ------------------------------------
+
+
+def recording_output(rec: Recording) -> dict[str, object]:
+    """What the phases step's output adds for the dashboard's chart (pure): the recording's
+    length, its clips on the timeline, and the timeline of altitude, acceleration and sound."""
+    clips: list[dict[str, object]] = []
+    start = 0.0
+    for c in rec.clips:
+        clips.append({"file_id": c.file_id, "name": c.name, "start_s": round(start, 3),
+                      "duration_s": round(c.duration_s, 3)})  # fmt: skip
+        start += c.duration_s
+    chart = timeline(rec.tel, rec.sound, rec.recording_s)
+    return {"recording_s": rec.recording_s, "clips": clips, "timeline": chart.to_output()}
+
+
+def operator_phases(marks: StoredMarks) -> JumpPhases:
+    """The phases an operator set by hand: sure (confidence 1), nothing to review."""
+
+    def mark(kind: MarkKind, t: float | None) -> Mark | None:
+        return None if t is None else Mark(kind, t, 1.0, Source.OPERATOR)
+
+    return JumpPhases(
+        exit=mark(MarkKind.EXIT, marks.exit),
+        opening=mark(MarkKind.OPENING, marks.opening),
+        landing=mark(MarkKind.LANDING, marks.landing),
+        needs_review=False,
     )
 
 
@@ -164,6 +228,25 @@ def music_bed(settings: Settings) -> MusicBed | None:
         settings.edit_music_fade_in_s,
         settings.edit_music_fade_out_s,
     )
+
+
+def from_marks(rec: Recording, marks: StoredMarks, settings: EditSettings) -> EditRecord:
+    """The edit of the operator's marks (pure); review only if no edit can be made of them."""
+    note = f"marks set by {marks.set_by} at {marks.set_at.isoformat(timespec='seconds')}"
+    return record_of(
+        operator_phases(marks), rec.clips, settings, telemetry=rec.tel is not None,
+        sound=rec.sound is not None, notes=(*rec.notes, note),
+    )  # fmt: skip
+
+
+def decide(
+    clips: Sequence[FootageClip], settings: EditSettings, marks: StoredMarks | None
+) -> tuple[EditRecord, dict[str, object]]:
+    """The edit (the operator's marks when set, else detected) and the phases step's output
+    with the chart (blocking I/O)."""
+    rec = read_recording(clips)
+    record = detected(rec, settings) if marks is None else from_marks(rec, marks, settings)
+    return record, {**record.to_output(), **recording_output(rec)}
 
 
 def handler(jc: JobContext) -> Handler:
@@ -196,7 +279,9 @@ def handler(jc: JobContext) -> Handler:
             settings = replace(settings, music=music_bed(jc.settings))
         except EditError as exc:
             raise PermanentStepError(f"the edit settings are wrong: {exc.reason}") from exc
-        record = await ctx.run_blocking(analyse, clips, settings)
+        async with jc.engine.connect() as conn:
+            marks = await session_edit.load_marks(conn, key)
+        record, output = await ctx.run_blocking(decide, clips, settings, marks)
         for note in record.notes:
             ctx.log(note, "warning")
         if record.needs_review:
@@ -208,6 +293,6 @@ def handler(jc: JobContext) -> Handler:
             ctx.log(reason, "warning")
         else:
             ctx.log(f"edit: {len(record.spans or ())} spans, {record.total_s:.1f} s")
-        return StepOutput(record.to_output())
+        return StepOutput(output)
 
     return phases_step

@@ -29,6 +29,10 @@ Attempts and redelivery: see `agents/pipeline/step.py`.
 
 Failure. A failed (or cancelled) step blocks only what depends on it, transitively; blocked steps
 stay PENDING so that `retry_execution`, which never touches what succeeded, lets them run later.
+
+Rerun. `rerun_from(steps, name)` is the one operation that runs what succeeded again: `name` and
+everything depending on it, transitively, go back to PENDING whatever their status (an operator
+changed what `name` reads); promotion then opens their new attempts in dependency order.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from agents.pipeline.step import (
     operator_retry,
     redo,
     requeue,
+    rerun,
     resume,
     retry,
     retry_running,
@@ -96,7 +101,9 @@ __all__ = [
     "ready_steps",
     "redo",
     "requeue",
+    "rerun",
     "rerun_after_retry",
+    "rerun_from",
     "resume",
     "resume_execution",
     "retry",
@@ -333,6 +340,26 @@ def rerun_after_retry(steps: Iterable[StepState], retried: Iterable[str]) -> lis
             rerun.add(name)
             again.add(name)
     return [redo(graph.by_name[n]) for n in sorted(rerun)]
+
+
+def rerun_from(steps: Iterable[StepState], name: str) -> list[StepState]:
+    """New (PENDING) states of step `name` and of every step depending on it, transitively (in
+    any way: an exact name, a pattern, a settled `?` dependency), whatever their status: what an
+    operator asks for when they changed what `name` reads (the marks of a jump's edit). Steps
+    already PENDING are left out; promotion then runs `name` again (a new attempt) and the rest
+    after it. Raises InvalidDag for an unknown step."""
+    graph = _Graph(steps)
+    if name not in graph.by_name:
+        raise InvalidDag(name, "no such step in this execution")
+    again = {name}
+    for n in graph.topo_order():
+        if n not in again and any(u in again for u in graph.upstream(graph.by_name[n])):
+            again.add(n)
+    return [
+        rerun(graph.by_name[n])
+        for n in sorted(again)
+        if graph.by_name[n].status is not StepStatus.PENDING
+    ]
 
 
 def cancel_execution(steps: Iterable[StepState]) -> list[StepState]:

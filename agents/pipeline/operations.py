@@ -240,6 +240,40 @@ async def cancel_execution(conn: AsyncConnection, execution_id: int, actor: str)
     return len(changes)
 
 
+async def rerun_step(
+    conn: AsyncConnection, execution_id: int, name: str, actor: str, reason: str
+) -> list[Saved]:
+    """Run step `name` and everything depending on it again (`dag.rerun_from`), whatever their
+    status: running attempts are closed as `cancelled`. Returns what became READY (`name`, when
+    its dependencies are done). Raises InvalidDag for an unknown step."""
+    await repo.lock_execution(conn, execution_id)
+    olds = await load_states(conn, execution_id)
+    changes = [
+        Change(
+            olds[s.name],
+            s,
+            attempt_status="cancelled"
+            if olds[s.name].status in (StepStatus.RUNNING, StepStatus.READY)
+            else "",
+            log=f"runs again: {reason}" if s.name == name else f"runs again after {name}: {reason}",
+            actor=actor,
+        )
+        for s in dag.rerun_from(olds.values(), name)
+    ]
+    await repo.save_changes(conn, execution_id, changes)
+    ready = await promote_all(conn, execution_id)
+    await refresh_execution_status(conn, execution_id)
+    logger.info(
+        "execution %d: %s and %d dependant(s) run again (%s, by %s)",
+        execution_id,
+        name,
+        max(len(changes) - 1, 0),
+        reason,
+        actor,
+    )
+    return ready
+
+
 # --- reconciliation ----------------------------------------------------------------------------
 
 

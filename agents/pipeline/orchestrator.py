@@ -223,6 +223,19 @@ async def resume(
     return [s.name for s in ready]
 
 
+async def rerun(
+    engine: AsyncEngine, emitter: Emitter, execution_id: int, *, step: str, actor: str, reason: str
+) -> list[str]:
+    """Run `step` and every step depending on it again (a new attempt each), whatever their
+    status (`operations.rerun_step`); returns what was dispatched. Raises InvalidDag for an
+    unknown step, ExecutionNotFound for an unknown execution."""
+    async with engine.begin() as conn:
+        ready = await ops.rerun_step(conn, execution_id, step, actor, reason)
+    await send_requests(emitter, ready, None)
+    await _status_event(emitter, "execution", str(execution_id), {"status": "running"})
+    return [s.name for s in ready]
+
+
 async def cancel(engine: AsyncEngine, emitter: Emitter, execution_id: int, *, actor: str) -> int:
     async with engine.begin() as conn:
         n = await ops.cancel_execution(conn, execution_id, actor)

@@ -243,6 +243,17 @@ def redo(step: StepState) -> StepState:
     return dataclasses.replace(step, status=StepStatus.PENDING, waiting_for="", backoff_s=0.0)
 
 
+def rerun(step: StepState) -> StepState:
+    """Any step -> PENDING, to run again (a new attempt, by promotion, once its dependencies are
+    done): an operator changed what it reads (`dag.rerun`). A RUNNING or READY attempt is
+    abandoned: its request and result are then stale. PENDING is returned unchanged."""
+    if step.status is StepStatus.PENDING:
+        return step
+    return dataclasses.replace(
+        step, status=StepStatus.PENDING, waiting_for="", backoff_s=0.0, error=""
+    )
+
+
 def retry_running(step: StepState) -> StepState:
     """A RUNNING step -> READY with a new attempt, because an operator asked: its worker is gone
     (or they forced it). The running attempt's result, if it ever comes, is then stale."""

@@ -26,6 +26,7 @@ class Source(enum.StrEnum):
     TELEMETRY = "telemetry"
     SOUND = "sound"
     FUSED = "fused"
+    OPERATOR = "operator"  # set by hand (storage/session_edit.py), confidence 1
 
 
 @dataclass(frozen=True)

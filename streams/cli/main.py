@@ -9,6 +9,7 @@
     skyreel revoke-detector N    refuse its token from now on; its live connection is closed
     skyreel status               counters, recent executions, sessions needing a booking
     skyreel assign KEY --booking B --passenger NAME   assign a booking by hand
+    skyreel edit KEY --exit S --opening S [--landing S]   move a jump's marks; rendered again
     skyreel replay TOPIC         rewind a consumer group on a topic (--offset N | --since TIME)
     skyreel retry EXECUTION      retry the failed steps of an execution (--step NAME: one step;
                                  --force: also steps still running on a live worker)
@@ -149,6 +150,12 @@ def _assign(settings: Settings, args: argparse.Namespace) -> int:
     return assign_cli(settings, args)
 
 
+def _edit(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.cli.edit import edit_cli
+
+    return edit_cli(settings, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skyreel",
@@ -266,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--booking", required=True, help="booking id")
     p.add_argument("--passenger", required=True, help="passenger name")
     p.set_defaults(handler=_assign)
+
+    from streams.cli.edit import add_parser as add_edit  # issue 15, item 7
+
+    add_edit(sub).set_defaults(handler=_edit)
     return parser
 
 

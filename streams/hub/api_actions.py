@@ -1,5 +1,5 @@
-"""Operator actions of the status API: retry, resume, cancel, assign a booking, revoke a
-detector (bearer token required).
+"""Operator actions of the status API: retry, resume, cancel, assign a booking, set a jump's
+marks (edit), revoke a detector (bearer token required).
 
 The hub changes no pipeline state itself: it checks what it can from storage (404 for an
 unknown execution or session, 409 for an obvious conflict), sends an ``OperatorCommand`` on
@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 from storage.commands import execution_status, session_state
 from storage.detectors import DetectorError
 from storage.enums import CommandAction, CommandErrorKind, ExecutionStatus
-from streams import commands, records
+from streams import commands, edit_request, records
 from streams.hub import api_models as m
 from streams.hub.api_support import (
     ApiContext,
@@ -63,7 +63,9 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
             raise not_found(f"execution {eid}")
         return status
 
-    async def _issue(cmd: records.OperatorCommand, answer: type[BaseModel]) -> Response:
+    async def _issue(
+        cmd: records.OperatorCommand, answer: type[BaseModel], ok_status: int = 200
+    ) -> Response:
         producer = ctx.runtime.producer
         if producer is None:
             raise ApiError(503, "starting", "the hub is still starting")
@@ -81,7 +83,7 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
             raise ApiError(404, "not_found", found.message)
         if not found.ok:
             raise ApiError(409, "conflict", found.message)
-        return model_response(answer.model_validate(found.result))
+        return model_response(answer.model_validate(found.result), ok_status)
 
     async def _retry(request: Request, step: str | None) -> Response:
         ctx.require_token(request)
@@ -148,6 +150,27 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
         return await _issue(cmd, m.AssignResult)
 
     @json_errors
+    async def edit_route(request: Request) -> Response:
+        """Operator marks (issue 15): stored by the engine, then the session is edited again."""
+        ctx.require_token(request)
+        key = path_text(request, "key", "session")
+        try:
+            marks = edit_request.parse_marks(await _json_body(request))
+            async with ctx.engine().connect() as conn:
+                await edit_request.precheck(conn, key, marks)
+        except edit_request.EditRejected as exc:
+            logger.info("session %s: edit refused: %s", key, exc.message)
+            if exc.kind is edit_request.Rejection.NOT_FOUND:
+                raise ApiError(404, "not_found", exc.message) from None
+            if exc.kind is edit_request.Rejection.CONFLICT:
+                raise ApiError(409, "conflict", exc.message) from None
+            raise invalid(exc.message) from None
+        cmd = commands.new_command(CommandAction.EDIT, actor(request), session_key=key, marks=marks)
+        logger.info("session %s: marks %s by %s", key, marks.as_dict(), cmd.actor)
+        # 202 either way: the re-edit, render and publish follow
+        return await _issue(cmd, m.EditResult, 202)
+
+    @json_errors
     async def revoke(request: Request) -> Response:
         ctx.require_token(request)
         detector_id = str(request.path_params["detector_id"])
@@ -183,4 +206,5 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
         Route("/api/executions/{execution_id}/cancel", cancel, methods=["POST"]),
         Route("/api/executions/{execution_id}/resume", resume, methods=["POST"]),
         Route("/api/sessions/{key}/assign", assign_route, methods=["POST"]),
+        Route("/api/sessions/{key}/edit", edit_route, methods=["POST"]),
     ]

@@ -452,6 +452,34 @@ class CommandQueued(_Model):
     status: str = Field(description="'queued: applies when the worker runs'.")
 
 
+# --- issue 15, item 7: operator marks (POST /api/sessions/{key}/edit) ---------------------------
+
+
+class EditRequest(_Model):
+    """Marks set by hand, in seconds on the recording's timeline (the clips end to end):
+    exit < opening < landing, within the recording; landing null: the edit runs to the end."""
+
+    exit: float = Field(ge=0)
+    opening: float = Field(ge=0)
+    landing: float | None = Field(default=None, ge=0)
+
+
+class EditResult(_Model):
+    """202: the marks are stored and the session's phases step, render and publish run again."""
+
+    key: str
+    status: str = Field(description="The session's status (assigned when the marks approved it).")
+    execution_id: int
+    marks: dict[str, float | None]
+    rerun: list[str] = Field(description="Steps dispatched now; render and publish follow.")
+    approved: bool = Field(description="The session waited for a person because of its edit.")
+    applied_before: bool = Field(description="This command was applied already: nothing redone.")
+    actor: str
+
+
+# --- end issue 15, item 7 -------------------------------------------------------------------------
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ErrorResponse,
     ExecutionList,
@@ -475,4 +503,6 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     AssignResult,
     DetectorRevoked,
     CommandQueued,
+    EditRequest,  # issue 15, item 7
+    EditResult,
 )

@@ -112,6 +112,22 @@ def _post(
     return {"post": op}
 
 
+def _accepted(summary: str, params: list[JsonObj], ok: type[object], body: type[object]) -> JsonObj:
+    """A POST answered 202 whether the engine applied it (`ok`) or it is queued (issue 15)."""
+    post = _post(summary, params, ok, body, 413, 422)
+    op = post["post"]
+    assert isinstance(op, dict)
+    responses = op["responses"]
+    assert isinstance(responses, dict)
+    del responses["200"]
+    schema = {"oneOf": [_ref(ok), _ref(m.CommandQueued)]}
+    responses["202"] = {
+        "description": "Applied (the re-edit follows), or queued until the engine runs.",
+        "content": {"application/json": {"schema": schema}},
+    }
+    return post
+
+
 def _paths() -> JsonObj:
     return {
         "/api/health": _get("Database, broker and Redis up or down", [], m.Health),
@@ -231,6 +247,14 @@ def _paths() -> JsonObj:
             m.AssignRequest,
             413,
             422,
+        ),
+        # issue 15, item 7
+        "/api/sessions/{key}/edit": _accepted(
+            "Set a jump's exit, opening and landing by hand (seconds on the recording); its "
+            "phases step, render and publish run again (202)",
+            [_KEY],
+            m.EditResult,
+            m.EditRequest,
         ),
     }
 
