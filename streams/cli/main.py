@@ -15,6 +15,7 @@
     skyreel resume EXECUTION     resume a cancelled execution (nothing that succeeded runs again)
     skyreel cancel EXECUTION     cancel an execution's unfinished steps
     skyreel executions           list recent pipeline executions and their steps' states
+    skyreel link BOOKING         issue a passenger link and print its URL (--revoke ID: revoke)
 
 Settings come from SKYREEL_* environment variables (see streams/settings.py or `--help` of each
 command); each subcommand builds them once and passes them down.
@@ -149,6 +150,12 @@ def _assign(settings: Settings, args: argparse.Namespace) -> int:
     return assign_cli(settings, args)
 
 
+def _link(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.cli.links import link_cli
+
+    return link_cli(settings, args.booking, args.days, args.revoke)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skyreel",
@@ -266,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--booking", required=True, help="booking id")
     p.add_argument("--passenger", required=True, help="passenger name")
     p.set_defaults(handler=_assign)
+
+    p = sub.add_parser("link", help="issue a passenger link to a booking's page (or revoke one)")
+    p.add_argument("booking", nargs="?", help="booking id")
+    p.add_argument("--days", type=int, default=None, help="valid for (default: the setting)")
+    p.add_argument("--revoke", type=int, default=None, metavar="ID", help="revoke link ID")
+    p.set_defaults(handler=_link)
     return parser
 
 
