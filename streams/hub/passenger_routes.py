@@ -233,30 +233,35 @@ class PassengerPages:
             raise PageRefused(404, Message("missing", "Not found", "There is no such file here."))
         return n - 1
 
-    def _file(self, request: Request, path: Path, download: str | None = None) -> Response:
+    async def _file(self, request: Request, path: Path, download: str | None = None) -> Response:
+        try:  # stat here: a file gone since the lookup is a 404 page, not FileResponse's error
+            found = await asyncio.to_thread(path.stat)
+        except OSError:
+            raise PageRefused(404, Message("missing", "Not found", "This file is gone.")) from None
         media_type = MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
-        if download is not None and request.query_params.get("download"):
-            return FileResponse(
-                path, media_type=media_type, headers=MEDIA_HEADERS, filename=download
-            )
-        return FileResponse(path, media_type=media_type, headers=MEDIA_HEADERS)
+        filename = (
+            download if download is not None and request.query_params.get("download") else None
+        )
+        return FileResponse(
+            path, media_type=media_type, headers=MEDIA_HEADERS, filename=filename, stat_result=found
+        )
 
     async def video(self, request: Request) -> Response:
         opened = await self._open(request)
         video = opened.view.videos[self._nth(request, len(opened.view.videos))]
-        return self._file(request, video.video, video.download_name)
+        return await self._file(request, video.video, video.download_name)
 
     async def poster(self, request: Request) -> Response:
         opened = await self._open(request)
         video = opened.view.videos[self._nth(request, len(opened.view.videos))]
         if video.poster is None:
             raise PageRefused(404, Message("missing", "Not found", "This video has no poster."))
-        return self._file(request, video.poster)
+        return await self._file(request, video.poster)
 
     async def photo(self, request: Request) -> Response:
         opened = await self._open(request)
         photo = opened.view.photos[self._nth(request, len(opened.view.photos))]
-        return self._file(request, photo.path, photo.download_name)
+        return await self._file(request, photo.path, photo.download_name)
 
     async def photos_zip(self, request: Request) -> Response:
         opened = await self._open(request)
@@ -283,7 +288,7 @@ class PassengerPages:
         await self._open(request)
         if self.logo_path is None:
             raise PageRefused(404, Message("missing", "Not found", "No logo is configured."))
-        return self._file(request, self.logo_path)
+        return await self._file(request, self.logo_path)
 
     def routes(self) -> list[BaseRoute]:
         both = ["GET", "HEAD"]

@@ -48,6 +48,11 @@ def make_jpeg(path: Path, size: tuple[int, int] = PHOTO_SIZE, hue: int = 0) -> N
     )  # fmt: skip
 
 
+def make_logo(path: Path) -> None:
+    """A small PNG (the dropzone's watermark logo)."""
+    _ffmpeg("-f", "lavfi", "-i", "color=c=red:s=64x32", "-frames:v", "1", str(path))
+
+
 @dataclass(frozen=True)
 class Jump:
     session: str

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-from passenger_harness import BOOKING, PASSENGER, Jump, issue, seed_jump
+from passenger_harness import BOOKING, PASSENGER, Jump, issue, make_logo, seed_jump
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from status_harness import AUTH, Served, api_settings, serve_hub
@@ -403,3 +403,21 @@ async def test_cli_issues_and_revokes(
     assert "revoked" in capsys.readouterr().out
     assert await asyncio.to_thread(link_cli, local, "BK-NONE", None, None) == 1
     assert await asyncio.to_thread(link_cli, local, None, None, 99_999_999) == 1
+
+
+async def test_the_dropzone_logo_is_shown_and_served(
+    settings: Settings, db: AsyncEngine, jump: Jump
+) -> None:
+    import subprocess
+
+    logo = settings.data_dir.parent / "logo.png"
+    make_logo(logo)
+    branded = api_settings(settings, branding_logo=logo)
+    link = await issue(db, settings)
+    async with serve_hub(branded) as served, httpx.AsyncClient(base_url=served.url) as client:
+        page = await client.get(link.path)
+        assert f'<img src="{link.path}/logo"' in page.text
+        got = await client.get(f"{link.path}/logo")
+        assert got.status_code == 200 and got.content == logo.read_bytes()
+        assert got.headers["content-type"] == "image/png"
+        assert str(logo) not in page.text
