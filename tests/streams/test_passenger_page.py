@@ -408,7 +408,6 @@ async def test_cli_issues_and_revokes(
 async def test_the_dropzone_logo_is_shown_and_served(
     settings: Settings, db: AsyncEngine, jump: Jump
 ) -> None:
-    import subprocess
 
     logo = settings.data_dir.parent / "logo.png"
     make_logo(logo)
