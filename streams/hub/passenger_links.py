@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage import passenger_links as links
 from storage.passenger_links import LinkRow
@@ -203,11 +203,9 @@ async def revoke_link(engine: AsyncEngine, link_id: int, actor: str) -> LinkRow 
         return await links.revoke_link(conn, link_id, actor)
 
 
-async def open_link(engine: AsyncEngine, signer: LinkSigner, token: str, now: datetime) -> LinkRow:
-    """The link row a token opens; raises LinkRefused (invalid, expired or revoked)."""
-    claim = signer.verify(token, now)
-    async with engine.connect() as conn:
-        row = await links.get_link(conn, claim.link_id)
+async def open_link(conn: AsyncConnection, claim: LinkClaim) -> LinkRow:
+    """The link row a verified token's claim opens; raises LinkRefused (no such link, revoked)."""
+    row = await links.get_link(conn, claim.link_id)
     if row is None or row.booking_id != claim.booking_id:
         raise LinkRefused(Refusal.INVALID, "no such link", claim.link_id)
     if row.revoked_at is not None:

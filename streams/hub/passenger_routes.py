@@ -168,11 +168,12 @@ class PassengerPages:
             raise _unavailable()
         token = str(request.path_params["token"])
         try:
-            link = await open_link(engine, self.signer, token, datetime.now(UTC))
+            claim = self.signer.verify(token, datetime.now(UTC))  # no database for a bad one
+            async with engine.connect() as conn:  # one connection: the link, then its files
+                link = await open_link(conn, claim)
+                sessions = await link_queries.booking_deliverables(conn, link.booking_id)
         except LinkRefused as exc:
             raise self._refuse(exc, peer) from None
-        async with engine.connect() as conn:
-            sessions = await link_queries.booking_deliverables(conn, link.booking_id)
         view = await asyncio.to_thread(
             build_view, sessions, self.settings.output_dir, link.booking_id
         )
