@@ -239,6 +239,13 @@ async def test_video_answers_range_requests(
         assert past_end.headers["content-range"] == f"bytes */{size}"
         clipped = await client.get(url, headers={"Range": f"bytes={size - 10}-{size + 1000}"})
         assert clipped.status_code == 206 and clipped.content == data[-10:]
+        several = await client.get(url, headers={"Range": "bytes=0-9,100-109"})
+        assert several.status_code == 206
+        assert several.headers["content-type"].startswith("multipart/byteranges; boundary=")
+        assert data[:10] in several.content and data[100:110] in several.content
+        for malformed in ("bytes=abc", "items=0-9", "bytes=9-0"):
+            refused = await client.get(url, headers={"Range": malformed})
+            assert refused.status_code == 400, malformed
         stale = await client.get(url, headers={"Range": "bytes=0-9", "If-Range": '"other"'})
         assert stale.status_code == 200 and stale.content == data  # changed since: whole file
         head = await client.head(url)
@@ -420,3 +427,35 @@ async def test_the_dropzone_logo_is_shown_and_served(
         assert got.status_code == 200 and got.content == logo.read_bytes()
         assert got.headers["content-type"] == "image/png"
         assert str(logo) not in page.text
+
+
+async def test_a_database_that_does_not_answer_gets_a_clear_page_not_a_500(
+    settings: Settings, db: AsyncEngine, jump: Jump, caplog: pytest.LogCaptureFixture
+) -> None:
+    link = await issue(db, settings)  # a good link, signed with this data dir's secret
+    head, _, _ = settings.database_url.rpartition("/")
+    broken = api_settings(settings, database_url=f"{head}/skyreel_no_such_database")
+    async with serve_hub(broken) as served, httpx.AsyncClient(base_url=served.url) as client:
+        for path in ("", "/video", "/photos.zip"):
+            got = await client.get(link.path + path)
+            assert got.status_code == 503, (path, got.text)
+            assert 'data-state="unavailable"' in got.text and got.headers["retry-after"]
+    assert link.token not in caplog.text
+
+
+async def test_two_jumps_of_a_booking_are_two_videos(
+    hub: Served, db: AsyncEngine, settings: Settings
+) -> None:
+    first = await seed_jump(db, settings, session="card-P:1", photos=None)
+    second = await seed_jump(db, settings, session="card-P:2", n_photos=2)
+    link = await issue(db, settings)
+    async with httpx.AsyncClient(base_url=hub.url) as client:
+        page = await client.get(link.path)
+        assert f'src="{link.path}/video/2"' in page.text and "Download video 2" in page.text
+        assert (await client.get(f"{link.path}/video")).content == first.video.read_bytes()
+        got = await client.get(f"{link.path}/video/2?download=1")
+        assert got.content == second.video.read_bytes()
+        assert got.headers["content-disposition"] == 'attachment; filename="Anna_b_Berg_b-2.mp4"'
+        assert (await client.get(f"{link.path}/poster/2")).content == second.poster.read_bytes()
+        assert (await client.get(f"{link.path}/photos/2")).content == second.photos[1].read_bytes()
+        assert (await client.get(f"{link.path}/video/3")).status_code == 404
