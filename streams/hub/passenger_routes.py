@@ -270,6 +270,12 @@ class PassengerPages:
         if not photos:
             raise PageRefused(404, Message("missing", "No photos", "There are no photos here."))
         stem = photos[0].download_name.rsplit("-", 1)[0]
+        headers = {
+            **MEDIA_HEADERS,
+            "Content-Disposition": f'attachment; filename="{stem}-photos.zip"',
+        }
+        if request.method == "HEAD":  # no archive written for nobody to read
+            return Response(media_type="application/zip", headers=headers)
         logger.info(
             "passenger link %d: photos ZIP (%d photos) for %s",
             opened.link.id,
@@ -279,10 +285,7 @@ class PassengerPages:
         return StreamingResponse(
             zip_chunks([(p.path, p.download_name) for p in photos]),
             media_type="application/zip",
-            headers={
-                **MEDIA_HEADERS,
-                "Content-Disposition": f'attachment; filename="{stem}-photos.zip"',
-            },
+            headers=headers,
         )
 
     async def logo(self, request: Request) -> Response:

@@ -271,6 +271,8 @@ async def test_photos_and_their_zip(
             gone = await client.get(f"{link.path}/photos/{missing}")
             assert gone.status_code == 404 and "text/html" in gone.headers["content-type"]
         got_zip = await client.get(f"{link.path}/photos.zip")
+        head = await client.head(f"{link.path}/photos.zip")
+        assert head.status_code == 200 and head.headers["content-type"] == "application/zip"
     assert got_zip.status_code == 200
     assert got_zip.headers["content-type"] == "application/zip"
     assert (
