@@ -1,4 +1,5 @@
-"""Secrets out of log lines: tokens in query strings, bearer headers and token fields.
+"""Secrets out of log lines: tokens in query strings, bearer headers, token fields and the
+passenger page's ``/p/<token>`` paths.
 
 Clients should send tokens in an ``Authorization: Bearer`` header (or, for ``/ws/status``, in a
 first authentication frame), but a query token is still accepted for old clients, and the HTTP
@@ -39,6 +40,9 @@ _AUTHORIZATION = re.compile(
 # A bare "Bearer value" elsewhere; the value at least 12 token characters, so prose such as
 # "a valid bearer token is required" stays as it is.
 _BEARER = re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9._~+/=-]{12,}")
+# The passenger page's address holds its key: `/p/<token>` (and `/p/<token>/video`, …) in a
+# request line or a URL; the token is at least 20 URL-safe characters (a real one is ~100).
+_PASSENGER_PATH = re.compile(r"(/p/)[A-Za-z0-9._~%-]{20,}")
 
 #: The loggers that write request lines or URLs themselves (a filter on a logger sees only the
 #: records logged on that very logger, so each is named).
@@ -61,6 +65,7 @@ def redact(text: str) -> str:
     text = _ASSIGNED.sub(rf"\1={MASK}", text)
     text = _FIELD.sub(rf"\1\2{MASK}\2", text)
     text = _AUTHORIZATION.sub(rf"\1\2{MASK}", text)
+    text = _PASSENGER_PATH.sub(rf"\1{MASK}", text)
     return _BEARER.sub(rf"\1\2{MASK}", text)
 
 

@@ -319,3 +319,21 @@ class SessionEditRow(Base):
     set_by: Mapped[str] = mapped_column(String(200))
     set_at: Mapped[datetime] = _now()
     command_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
+
+
+# --- passenger links (issue 16: the passenger page /p/<token>) ---------------------------------
+
+
+class PassengerLink(Base):
+    """A link issued to a booking's passenger page: the signed token names this row, which says
+    whether it was revoked (the expiry is signed into the token as well)."""
+
+    __tablename__ = "passenger_link"
+    __table_args__ = (Index("ix_passenger_link_booking", "booking_id"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    booking_id: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_by: Mapped[str | None] = mapped_column(String(200))

@@ -252,6 +252,42 @@ class Settings(BaseSettings):
 
     # --- end of the music bed ---
 
+    # --- the passenger page (issue 16, item 2): /p/<token> links (streams/hub/passenger_*.py) ---
+    dropzone_name: str = Field(
+        "skyreel",
+        min_length=1,
+        max_length=100,
+        description="The dropzone's name: the title of the passenger page and its downloads.",
+    )
+    passenger_link_secret: SecretStr = Field(
+        SecretStr(""),
+        description="Key that signs passenger links (at least 32 characters). Empty: one is "
+        "generated once and kept in <data_dir>/passenger_link_secret, so links survive "
+        "restarts; hub replicas on other machines need the same value set here.",
+    )
+    passenger_link_days: int = Field(
+        30, ge=1, le=365, description="Days a new passenger link stays valid."
+    )
+    passenger_link_base_url: str = Field(
+        "",
+        pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$",
+        description="Public address passenger links are handed out with (e.g. "
+        "https://videos.example-dropzone.com); empty: the address the API call came to, or "
+        "http://<hub_host>:<hub_port> from the CLI.",
+    )
+
+    @model_validator(mode="after")
+    def _link_secret_long_enough(self) -> Settings:
+        secret = self.passenger_link_secret.get_secret_value()
+        if secret and len(secret.strip()) < MIN_ADMIN_TOKEN_CHARS:
+            raise InsecureSettings(
+                f"SKYREEL_PASSENGER_LINK_SECRET must be at least {MIN_ADMIN_TOKEN_CHARS} random "
+                "characters (e.g. `openssl rand -hex 32`), or empty to have one generated"
+            )
+        return self
+
+    # --- end of the passenger page block ---
+
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Settings:
         token = self.admin_token.get_secret_value()

@@ -16,6 +16,7 @@
     skyreel resume EXECUTION     resume a cancelled execution (nothing that succeeded runs again)
     skyreel cancel EXECUTION     cancel an execution's unfinished steps
     skyreel executions           list recent pipeline executions and their steps' states
+    skyreel link BOOKING         issue a passenger link and print its URL (--revoke ID: revoke)
 
 Settings come from SKYREEL_* environment variables (see streams/settings.py or `--help` of each
 command); each subcommand builds them once and passes them down.
@@ -156,6 +157,12 @@ def _edit(settings: Settings, args: argparse.Namespace) -> int:
     return edit_cli(settings, args)
 
 
+def _link(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.cli.links import link_cli
+
+    return link_cli(settings, args.booking, args.days, args.revoke)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skyreel",
@@ -277,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     from streams.cli.edit import add_parser as add_edit  # issue 15, item 7
 
     add_edit(sub).set_defaults(handler=_edit)
+
+    p = sub.add_parser("link", help="issue a passenger link to a booking's page (or revoke one)")
+    p.add_argument("booking", nargs="?", help="booking id")
+    p.add_argument("--days", type=int, default=None, help="valid for (default: the setting)")
+    p.add_argument("--revoke", type=int, default=None, metavar="ID", help="revoke link ID")
+    p.set_defaults(handler=_link)
     return parser
 
 

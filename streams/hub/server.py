@@ -38,6 +38,7 @@ from detector.redact import install_redaction
 from storage.db import make_engine, make_sessionmaker, ping
 from streams import kafka, records
 from streams.hub.api import StatusApi
+from streams.hub.api_support import ApiContext
 from streams.hub.detector_ws import Gateway
 from streams.hub.guard import (
     ConnectionGuard,
@@ -46,6 +47,8 @@ from streams.hub.guard import (
     guarded_protocols,
     raise_fd_limit,
 )
+from streams.hub.passenger_api import passenger_link_routes
+from streams.hub.passenger_routes import PassengerPages
 from streams.hub.revocation import follow_revocations, sweep_revoked
 from streams.service_state import (
     SERVICE_STATE_FILE,
@@ -354,6 +357,10 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [
         WebSocketRoute("/ws/detector", detector_ws),
         Route("/api/health", health, methods=["GET"]),
+        # passenger links (issue 16): the public /p/<token> page and the operator's actions;
+        # before the status API, whose /api/{rest} answers every unknown /api path
+        *PassengerPages(settings, rt).routes(),
+        *passenger_link_routes(ApiContext(settings, names, hub_id, rt)),
         *status_api.routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
