@@ -66,7 +66,9 @@ window.skyreelEdit = (() => {
     svg("title", { id: titleId }, `Jump timeline over ${secs(end)} of recording`),
     svg("desc", { id: descId }, `${describe.join("; ")}. ${marks.join("; ") || "no marks"}.`));
 
-    // kept spans of the EDL, shaded behind everything (placed by their clip's start)
+    const bandTop = (i) => top + i * (band + gap);
+    BANDS.forEach((b, i) => root.append(svg("rect", { class: "band", x: left, y: bandTop(i), width: W - left - right, height: band })));
+    // kept spans of the EDL, shaded behind the series (placed by their clip's start)
     const starts = clipStarts(edit);
     for (const s of (edit.edl && edit.edl.spans) || []) {
       const clip = starts.get(s.file_id);
@@ -78,8 +80,7 @@ window.skyreelEdit = (() => {
     }
 
     BANDS.forEach((b, i) => {
-      const y0 = top + i * (band + gap);
-      root.append(svg("rect", { class: "band", x: left, y: y0, width: W - left - right, height: band }));
+      const y0 = bandTop(i);
       root.append(svg("text", { class: "band-label", x: left + 4, y: y0 + 12 }, `${b.label} (${b.unit})`));
       const range = ranges[i];
       if (!range) {
@@ -118,7 +119,7 @@ window.skyreelEdit = (() => {
       const hit = svg("line", { class: "mark-hit", y1: 0, y2: plotBottom });
       const label = svg("text", { class: `mark-label ${kind}`, y: 12 + row * 12 });
       const title = svg("title");
-      const g = svg("g", { class: "mark", "data-mark": kind }, title, hit, line, label);
+      const g = svg("g", { class: "mark", "data-mark": kind }, title, line, label, hit);
       groups[kind] = { g, line, hit, label, title };
       root.append(g);
       hit.addEventListener("pointerdown", (ev) => {
@@ -167,10 +168,10 @@ window.skyreelEdit = (() => {
     if (!edl) return el("p", { class: "hint", "data-edl-none": "" }, "no edit: every clip is rendered whole");
     const rows = edl.spans.map((s, i) => el("tr", { "data-span": i },
       el("td", {}, s.role), el("td", {}, s.name || `file ${s.file_id}`),
-      el("td", { class: "num" }, `${num(s.start)}–${num(s.end)} s`),
+      el("td", { class: "num" }, `${num(s.start)}–${num(s.end)}`),
       el("td", { class: "num" }, `${s.speed}×`), el("td", { class: "num" }, num(s.output_s))));
     return el("div", { class: "scroll" }, el("table", { class: "edl", "aria-label": "edit decision list" },
-      el("thead", {}, el("tr", {}, ...["role", "clip", "from–to", "speed", "output s"].map((h) => el("th", { scope: "col" }, h)))),
+      el("thead", {}, el("tr", {}, ...["role", "clip", "from–to (s)", "speed", "output (s)"].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, ...rows),
       el("tfoot", {}, el("tr", {}, el("td", { colspan: "4" }, "video length"), el("td", { class: "num" }, num(edl.total_s))))));
   }
