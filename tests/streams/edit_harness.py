@@ -61,13 +61,15 @@ def spans(first: int, second: int) -> list[dict[str, object]]:
     ]
 
 
-def output(first: int, second: int, *, with_timeline: bool = True) -> dict[str, object]:
+def output(
+    first: int, second: int, *, with_timeline: bool = True, marks: object = None
+) -> dict[str, object]:
     kept = spans(first, second)
     total = round(sum((float(s["end"]) - float(s["start"])) / float(s["speed"]) for s in kept), 3)  # type: ignore[arg-type]
     out: dict[str, object] = {
         "needs_review": True,
         "reasons": ["the landing mark is not sure (0.66 < 0.70)"],
-        "marks": MARKS,
+        "marks": MARKS if marks is None else marks,
         "sources": {"telemetry": True, "sound": True},
         "notes": ["GX020002.MP4: no telemetry track"],
         "edl": {"total_s": total, "spans": kept},
@@ -94,6 +96,7 @@ async def seed_edit(
     with_timeline: bool = True,
     status: str = "succeeded",
     error: str = "",
+    marks: object = None,
 ) -> EditSeed:
     """On top of `status_harness.seed`: clip two of the session, and a `phases` step of its
     jump execution storing `stored` (default: the output above) as its output."""
@@ -115,7 +118,11 @@ async def seed_edit(
         jump = await conn.scalar(
             text("SELECT execution_id FROM jump_session WHERE key = :k"), {"k": SESSION}
         )
-        value = output(first, second, with_timeline=with_timeline) if stored is None else stored
+        value = (
+            output(first, second, with_timeline=with_timeline, marks=marks)
+            if stored is None
+            else stored
+        )
         await conn.execute(
             text(
                 "INSERT INTO pipeline_step (execution_id, name, kind, depends_on, status, "

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edit_harness import SESSION, seed_edit
+from edit_harness import MARKS, SESSION, seed_edit
 from sqlalchemy.ext.asyncio import AsyncEngine
 from status_harness import TOKEN, Served, api_settings, seed, serve_hub
 from support import wait_for
@@ -78,7 +78,7 @@ async def test_the_chart_the_edl_dragging_and_rerender(
     sound = await chart.locator('path[data-series="sound_db"]').get_attribute("d") or ""
     assert sound.count("M") == 2  # the stretch without sound is a gap, not a line
     lines = chart.locator("g.mark:not([display]) line.mark-line")
-    await expect(lines).to_have_count(3)
+    await expect(lines).to_have_count(3, timeout=15_000)
     await expect(chart.locator("text.mark-label.exit")).to_have_text("exit 60.2 s · 0.93")
     await expect(chart.locator("text.mark-label.landing")).to_have_text("landing 281.0 s · 0.66")
     await expect(chart.locator('g[data-mark="opening"] title')).to_have_text(
@@ -168,10 +168,16 @@ async def test_phone_width_nothing_overflows(
     from playwright.async_api import expect
 
     await seed(clean_db)
-    await seed_edit(clean_db)
+    moved = {**MARKS, "exit": {"t": 58.0, "confidence": 1.0, "source": "operator"}}
+    await seed_edit(clean_db, marks=moved)
     page = await open_session(browser, hub, 390, 844)
     chart = page.locator("#detail svg.edit-chart")
-    await expect(chart.locator("g.mark:not([display]) line.mark-line")).to_have_count(3)
+    await expect(chart.locator("text.mark-label.exit")).to_have_text(
+        "exit 58.0 s · set by operator", timeout=15_000
+    )
+    await expect(chart.locator("g.mark:not([display]) line.mark-line")).to_have_count(
+        3, timeout=15_000
+    )
     await page.locator("#rerender").scroll_into_view_if_needed()
     widths = await page.evaluate(
         "() => ({doc: document.documentElement.scrollWidth, body: document.body.scrollWidth,"
@@ -206,3 +212,17 @@ async def test_an_older_edit_without_timeline_still_shows_marks_and_edl(
         "exit at 60.2 s, confidence 0.93, source telemetry"
     )
     assert await page.input_value("#mark-opening") == "110.5"
+
+
+async def test_an_edit_not_run_yet_says_so_and_offers_no_form(
+    hub: Served, clean_db: AsyncEngine, browser: Any
+) -> None:
+    from playwright.async_api import expect
+
+    await seed(clean_db)
+    await seed_edit(clean_db, stored=..., status="pending")
+    page = await open_session(browser, hub, 1000, 800)
+    await expect(page.locator("#detail [data-edit-waiting]")).to_have_text(
+        "the automatic edit is pending: its marks and edit show here when it is done"
+    )
+    assert await page.locator("#edit-form").count() == 0

@@ -154,7 +154,8 @@ window.skyreelEdit = (() => {
       m.label.setAttribute("text-anchor", rightHalf ? "end" : "start");
       const detected = mark || m.mark;
       const moved = !detected || Math.abs(detected.t - t) > 0.05;
-      const how = !detected ? " (set)" : moved ? " (moved)" : ` · ${num(detected.confidence, 2)}`;
+      const how = !detected ? " (set)" : moved ? " (moved)"
+        : detected.source === "operator" ? " · set by operator" : ` · ${num(detected.confidence, 2)}`;
       m.label.textContent = `${kind} ${secs(t)}${how}`;
       m.title.textContent = moved ? `${kind} set to ${secs(t)}` : markText(kind, detected);
       if (mark) m.mark = mark;
@@ -165,7 +166,7 @@ window.skyreelEdit = (() => {
   // --- the EDL, the reasons, the form ------------------------------------------------------------
 
   function edlTable(edl) {
-    if (!edl) return el("p", { class: "hint", "data-edl-none": "" }, "no edit: every clip is rendered whole");
+    if (!edl) return el("p", { class: "hint", "data-edl-none": "" }, "no edit decided: unless marks are set here, every clip is rendered whole");
     const rows = edl.spans.map((s, i) => el("tr", { "data-span": i },
       el("td", {}, s.role), el("td", {}, s.name || `file ${s.file_id}`),
       el("td", { class: "num" }, `${num(s.start)}–${num(s.end)}`),
@@ -220,6 +221,7 @@ window.skyreelEdit = (() => {
         drafts.delete(key);
         const what = res.status ? `${res.status}${res.command_id ? ` (command ${res.command_id})` : ""}` : JSON.stringify(res);
         answer(out, key, `re-render asked: ${what}`, false);
+        if (typeof refresh === "function") refresh();
       } catch (err) {
         answer(out, key, `re-render failed — ${err.message}`, true);
       }
@@ -233,6 +235,12 @@ window.skyreelEdit = (() => {
       el("h3", { id: "edit-heading" }, "Automatic edit ", el("span", { class: `badge ${edit.status}` }, edit.status),
         edit.needs_review ? el("span", { class: "badge needs_review" }, "needs review") : ""));
     if (edit.error) box.append(el("p", { class: "error", "data-edit-error": "" }, edit.error));
+    const done = ["succeeded", "failed"].includes(edit.status);
+    if (!done && edit.needs_review === null) {
+      box.append(el("p", { class: "hint", "data-edit-waiting": "" },
+        `the automatic edit is ${edit.status}: its marks and edit show here when it is done`));
+      return box;
+    }
     if (edit.reasons.length) {
       box.append(el("ul", { class: "edit-reasons", "aria-label": "why a person must look" },
         ...edit.reasons.map((r) => el("li", { class: "why action" }, r))));
