@@ -177,10 +177,13 @@ window.skyreelEdit = (() => {
       el("tfoot", {}, el("tr", {}, el("td", { colspan: "4" }, "video length"), el("td", { class: "num" }, num(edl.total_s))))));
   }
 
+  // Show the answer in the form on screen (a refresh may have redrawn it since the click).
   function answer(out, key, text, bad) {
     answers.set(key, { text, bad });
-    out.textContent = text;
-    out.className = `result ${bad ? "error" : "sent"}`;
+    const shown = document.getElementById("edit-form");
+    const target = shown && shown.dataset.session === key ? shown.querySelector("output") : out;
+    target.textContent = text;
+    target.className = `result ${bad ? "error" : "sent"}`;
   }
 
   function form(edit, key, plot) {
@@ -189,6 +192,7 @@ window.skyreelEdit = (() => {
     const fields = KINDS.map((kind) => {
       const m = edit.marks[kind];
       const input = el("input", { type: "number", id: `mark-${kind}`, name: kind, step: "0.1", min: "0",
+        max: finite(edit.recording_s) ? String(edit.recording_s) : null,
         inputmode: "decimal", required: kind === "landing" ? null : "",
         placeholder: kind === "landing" ? "none" : null });
       input.value = draft[kind] ?? (m ? num(m.t) : "");
@@ -202,7 +206,7 @@ window.skyreelEdit = (() => {
     const out = el("output", { class: "result", "aria-live": "polite", for: KINDS.map((k) => `mark-${k}`).join(" ") });
     const last = answers.get(key);
     if (last) { out.textContent = last.text; out.className = `result ${last.bad ? "error" : "sent"}`; }
-    const f = el("form", { id: "edit-form", class: "edit-marks", "aria-label": "adjust marks" },
+    const f = el("form", { id: "edit-form", class: "edit-marks", "aria-label": "adjust marks", "data-session": key },
       el("fieldset", {}, el("legend", {}, "Adjust marks"), ...fields,
         el("button", { type: "submit", id: "rerender" }, "Re-render with these marks"), out));
     f.addEventListener("submit", async (ev) => {
@@ -274,9 +278,11 @@ window.skyreelEdit = (() => {
     return box;
   }
 
-  // True while an operator drags a mark or types in the form: a refresh must wait.
+  // True while an operator drags a mark or types a time: a refresh must wait (what was typed is
+  // kept in `drafts` anyway; the button's focus does not hold the view back).
   function busy() {
-    return dragging || Boolean(document.activeElement && document.activeElement.closest && document.activeElement.closest("#edit-form"));
+    const focused = document.activeElement;
+    return dragging || Boolean(focused && focused.matches && focused.matches("#edit-form input"));
   }
 
   return { section, busy };
