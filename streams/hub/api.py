@@ -24,8 +24,10 @@ from starlette.websockets import WebSocket
 
 from storage import status as queries
 from storage import status_cards as card_queries
+from storage import status_edit as edit_queries
 from streams.hub import api_models as m
 from streams.hub.api_actions import action_routes
+from streams.hub.api_edit_models import file_names, session_edit
 from streams.hub.api_media import media_routes
 from streams.hub.api_support import (
     MAX_LIMIT,
@@ -326,11 +328,12 @@ class _ReadEndpoints:
             if row is None:
                 raise not_found(f"session {key!r}")
             files = await card_queries.session_files(conn, key, list(row.get("file_ids") or []))  # type: ignore[call-overload]
-            outputs = (
-                await queries.execution_outputs(conn, int(row["execution_id"]))  # type: ignore[call-overload]
-                if row.get("execution_id") is not None
-                else []
-            )
+            eid = row.get("execution_id")
+            outputs: list[dict[str, object]] = []
+            phases: dict[str, object] | None = None
+            if eid is not None:
+                outputs = await queries.execution_outputs(conn, int(eid))  # type: ignore[call-overload]
+                phases = await edit_queries.phases_step(conn, int(eid))  # type: ignore[call-overload]
         infos = await file_infos(self.ctx, files)
         qr = next((f for f in infos if f.id == row.get("qr_file_id")), None)
         summary = {k: row[k] for k in m.SessionSummary.model_fields}
@@ -341,6 +344,7 @@ class _ReadEndpoints:
                 "qr_file": qr,
                 "frame_url": qr.frame_url if qr is not None else None,
                 "media": await media_links(self.ctx, queries.output_files(outputs)),
+                "edit": session_edit(phases, file_names(files)),
             }
         )
         return model_response(detail)

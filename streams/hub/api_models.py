@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from streams.hub.api_edit_models import SessionEdit  # issue 15: the session's automatic edit
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -284,6 +286,10 @@ class SessionDetail(SessionSummary):
     qr_file: FileInfo | None
     frame_url: str | None = Field(description="Still frame of the QR clip for the review form.")
     media: list[MediaLink]
+    # issue 15 (the automatic edit): the phases step's marks, EDL and timeline
+    edit: SessionEdit | None = Field(
+        default=None, description="The automatic edit; None: the session's pipeline has none."
+    )
 
 
 class CopyProgress(_Model):

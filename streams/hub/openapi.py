@@ -206,7 +206,12 @@ def _paths() -> JsonObj:
             m.SessionList,
             422,
         ),
-        "/api/sessions/{key}": _get("One session with its footage", [_KEY], m.SessionDetail, 404),
+        "/api/sessions/{key}": _get(
+            "One session with its footage and its automatic edit (marks, EDL, timeline)",
+            [_KEY],
+            m.SessionDetail,
+            404,
+        ),
         "/api/detectors": _get("Detectors: online, last seen, copies", [], m.DetectorList),
         "/api/counters": _get("Counters and render queue depth", [], m.Counters),
         "/api/dead-letters": _get(

@@ -234,6 +234,8 @@ async function renderReview(key, standalone, seq) {
       el("ul", { class: "footage" }, ...s.footage.map((f) => el("li", { "data-footage": f.id },
         f.url ? el("a", { href: f.url, target: "_blank", rel: "noopener" }, f.name) : f.name))));
   }
+  // issue 15: the automatic edit (timeline, marks, EDL, "re-render with these marks")
+  if (s.edit && window.skyreelEdit) detail.append(window.skyreelEdit.section(s.edit, key, detail.clientWidth - 32));
   if (!["needs_review", "unassigned"].includes(s.status)) return;
   const form = $("#review-form").content.firstElementChild.cloneNode(true);
   const img = $("img.still", form);
@@ -290,6 +292,7 @@ async function refresh() {
     await Promise.all([loadAttention(), loadExecutions(), loadCards(), loadDetectors(), loadCounters(), loadHealth()]);
     // Do not re-render under someone typing in the review form.
     if (document.activeElement?.closest?.("#assign-form")) return;
+    if (window.skyreelEdit?.busy()) return; // nor under someone moving a mark
     if (state.selected !== null) await renderExecution();
     else if (state.session !== null) await review(state.session);
   } catch (err) {
