@@ -223,7 +223,9 @@ window.skyreelEdit = (() => {
           method: "POST", headers: { "Content-Type": "application/json", "X-Actor": "dashboard" },
           body: JSON.stringify(body) });
         drafts.delete(key);
-        const what = res.status ? `${res.status}${res.command_id ? ` (command ${res.command_id})` : ""}` : JSON.stringify(res);
+        const what = Array.isArray(res.rerun)
+          ? `marks stored; ${res.rerun.length ? res.rerun.join(", ") : "nothing"} running again, render and publish follow${res.applied_before ? " (this change was applied before)" : ""}`
+          : res.status ? `${res.status}${res.command_id ? ` (command ${res.command_id})` : ""}` : JSON.stringify(res);
         answer(out, key, `re-render asked: ${what}`, false);
         if (typeof refresh === "function") refresh();
       } catch (err) {
