@@ -3,13 +3,14 @@
 The session's clips are one recording timeline, end to end in session order by their probed
 durations (as the `phases` step counts). `sample` decodes the part of each clip inside a window
 of that timeline and measures a few frames a second on a small copy (agents/photos/select.py,
-faces by agents/photos/faces.py); `grab` decodes one frame at full resolution.
+faces by agents/photos/faces.py) — only the keyframes when they come often enough; `frames_at`
+decodes the picked frames at full resolution.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 SMALL_WIDTH = 480  # the measured copy
 MAX_SAMPLES = 900  # a long window is sampled more sparsely
+SEEK_GAP_S = 3.0  # the next frame wanted further than this: seek rather than decode on
 
 
 class FrameReadError(Exception):
@@ -84,7 +86,8 @@ def _decode_from(
     container: av.container.InputContainer, start: float
 ) -> tuple[av.video.stream.VideoStream, float]:
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    if not stream.codec_context.is_open:
+        stream.thread_type = "AUTO"
     base = (
         float(stream.start_time * stream.time_base)
         if stream.start_time and stream.time_base
@@ -92,6 +95,8 @@ def _decode_from(
     )
     if start > 0 and stream.time_base is not None:
         container.seek(int((start + base) / stream.time_base), stream=stream, backward=True)
+        if stream.codec_context.is_open:
+            stream.codec_context.flush_buffers()
     return stream, base
 
 
@@ -134,8 +139,13 @@ def _sample_clip(
     out: list[Features] = []
     # samples every `step` seconds of the clip's own time, from the window's start in it
     k = int(np.ceil((lo - clip.offset_s) / step - 1e-9)) if step > 0 else 0
+    spacing = key_spacing(clip, lo - clip.offset_s)
     with _open(clip) as container:
         stream, base = _decode_from(container, lo - clip.offset_s)
+        if spacing is not None and spacing <= step * 1.05:
+            # keyframes come as often as the samples are wanted: decode only those (GoPro
+            # footage, a keyframe every half second or second: several times faster)
+            stream.codec_context.skip_frame = "NONKEY"
         for frame in container.decode(stream):
             if frame.time is None:
                 continue
@@ -153,18 +163,54 @@ def _sample_clip(
     return out
 
 
-def grab(clip: TimelineClip, local_t: float) -> np.ndarray:
-    """The frame of `clip` at `local_t` seconds (the first at or after it), full resolution BGR."""
+def frames_at(clips: Sequence[TimelineClip], times: Sequence[float]) -> Iterator[np.ndarray]:
+    """The frames at timeline `times` (ascending), each at full resolution (BGR), one at a time
+    (a 4K frame is 25 MB): each clip is opened once and decoded forward, seeking only across a
+    gap."""
+    k = 0
+    while k < len(times):
+        clip, _ = locate(clips, times[k])
+        run = [times[k]]
+        while k + len(run) < len(times) and locate(clips, times[k + len(run)])[0] is clip:
+            run.append(times[k + len(run)])
+        k += len(run)
+        yield from _frames_of(clip, [locate(clips, t)[1] for t in run])
+
+
+def _frames_of(clip: TimelineClip, local_times: Sequence[float]) -> Iterator[np.ndarray]:
     with _open(clip) as container:
-        stream, base = _decode_from(container, local_t)
+        stream = container.streams.video[0]
         rate = float(stream.average_rate or 30)
-        last: av.video.frame.VideoFrame | None = None
-        for frame in container.decode(stream):
-            if frame.time is None:
-                continue
-            last = frame
-            if float(frame.time) - base >= local_t - 0.5 / rate:
+        decoded: Iterator[av.video.frame.VideoFrame] | None = None
+        at = -1.0  # the time of the last frame decoded
+        base = 0.0
+        for target in local_times:
+            if decoded is None or target < at or target > at + SEEK_GAP_S:
+                stream, base = _decode_from(container, target)
+                decoded = iter(container.decode(stream))
+            last: av.video.frame.VideoFrame | None = None
+            for frame in decoded:
+                if frame.time is None:
+                    continue
+                last, at = frame, float(frame.time) - base
+                if at >= target - 0.5 / rate:
+                    break
+            if last is None:
+                raise FrameReadError(f"{clip.name}: no frame at {target:.2f} s")
+            yield last.to_ndarray(format="bgr24")
+
+
+def key_spacing(clip: TimelineClip, start: float) -> float | None:
+    """The median seconds between keyframes from `start` on (packets only, nothing decoded);
+    None when too few are found to say."""
+    with _open(clip) as container:
+        stream, base = _decode_from(container, start)
+        keys: list[float] = []
+        for n, packet in enumerate(container.demux(stream)):
+            if n >= 400 or len(keys) >= 12:
                 break
-        if last is None:
-            raise FrameReadError(f"{clip.name}: no frame at {local_t:.2f} s")
-        return last.to_ndarray(format="bgr24")
+            if packet.is_keyframe and packet.pts is not None and stream.time_base is not None:
+                keys.append(float(packet.pts * stream.time_base) - base)
+    if len(keys) < 3:
+        return None
+    return float(np.median(np.diff(sorted(keys))))

@@ -94,9 +94,8 @@ def make_photos(
     photos.claim()
     thumbs = []
     try:
-        for n, pick in enumerate(chosen.picked, start=1):
-            clip, local = extract.locate(job.clips, pick.t)
-            img = extract.grab(clip, local)
+        frames = extract.frames_at(job.clips, [p.t for p in chosen.picked])
+        for n, (pick, img) in enumerate(zip(chosen.picked, frames, strict=True), start=1):
             if job.watermark is not None:
                 img = job.watermark.apply(img)
             photos.stage(photo_name(job.output_name, n), img)

@@ -263,3 +263,64 @@ def test_the_window_is_freefall_and_canopy_when_there_are_marks() -> None:
     assert window({"exit": 30.0, "landing": None}, 400.0).end == 400.0
     assert window({}, 400.0).picked_from == "all footage"
     assert window({"exit": 500.0}, 400.0).picked_from == "all footage"  # outside: not trusted
+
+
+def counter_clip(path: Path, *, seconds: float, fps: int, gop: int) -> None:
+    """A clip whose frame n is grey level 8 (n mod 30) + 8 on its left half, a sharp pattern on
+    its right: its frames tell their own index (mod 30)."""
+    import av
+
+    rng = np.random.default_rng(5)
+    pattern = (rng.random((180, 320)) > 0.5).astype(np.int16) * 60
+    pattern[:, :160] = 0
+    with av.open(str(path), "w", format="mp4") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = 320, 180, "yuv420p"
+        vs.options = {"preset": "ultrafast", "crf": "0", "g": str(gop), "keyint_min": str(gop)}
+        for n in range(round(seconds * fps)):
+            grey = np.clip(8 * (n % 30) + 8 + pattern, 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(np.dstack([grey] * 3), format="bgr24")
+            frame.pts = n
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode())
+
+
+def frame_index(img: np.ndarray) -> int:
+    return round((float(np.median(img[:, :150, 1])) - 8) / 8)
+
+
+def test_frames_at_decodes_the_frames_asked_for_across_clips(tmp_path: Path) -> None:
+    from agents.photos.extract import frames_at, timeline
+
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    counter_clip(a, seconds=4.0, fps=25, gop=25)
+    counter_clip(b, seconds=4.0, fps=25, gop=25)
+    clips = timeline([(1, "a", a, 4.0), (2, "b", b, 4.0)])
+    times = [0.0, 0.4, 0.44, 3.2, 4.0, 5.12, 7.96]  # near (decoded on) and far (a seek)
+    got = [frame_index(img) for img in frames_at(clips, times)]
+    assert got == [n % 30 for n in (0, 10, 11, 80, 0, 28, 99)]
+
+
+def test_frequent_keyframes_are_sampled_alone(tmp_path: Path) -> None:
+    from agents.photos.extract import key_spacing, sample, timeline
+    from agents.photos.faces import FaceDetector
+
+    dense, sparse = tmp_path / "dense.mp4", tmp_path / "sparse.mp4"
+    counter_clip(dense, seconds=6.0, fps=25, gop=10)  # a keyframe every 0.4 s
+    counter_clip(sparse, seconds=6.0, fps=25, gop=50)
+    for path, gop in ((dense, 10), (sparse, 50)):
+        clips = timeline([(1, path.name, path, 6.0)])
+        assert key_spacing(clips[0], 0.0) == pytest.approx(gop / 25)
+        notes: list[str] = []
+        got = sample(clips, 1.0, 5.0, fps=2.0, faces=FaceDetector(), notes=notes)
+        assert not notes
+        times = [f.t for f in got]
+        assert all(1.0 <= t <= 5.0 for t in times) and all(
+            b - a >= 0.39 for a, b in itertools.pairwise(times)
+        )
+        if gop == 10:  # keyframes only: every sample on a keyframe
+            assert all(round(t * 25) % 10 == 0 for t in times), times
+            # the first keyframe at or after each half second
+            assert times == pytest.approx([1.2, 1.6, 2.0, 2.8, 3.2, 3.6, 4.0, 4.8], abs=0.001)
+        else:  # every frame decoded: a sample each half second
+            assert times == pytest.approx([1.0 + 0.5 * k for k in range(9)], abs=0.041)
