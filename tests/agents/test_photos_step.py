@@ -32,6 +32,8 @@ from agents.render.identity import Manifest, write_manifest
 from storage import media
 from storage import pipeline as repo
 from streams import records
+from streams.settings import Settings
+from streams.topics import Names
 
 CARD = "card-P"
 KEY = f"{CARD}:1"
@@ -324,3 +326,54 @@ def test_frequent_keyframes_are_sampled_alone(tmp_path: Path) -> None:
             assert times == pytest.approx([1.2, 1.6, 2.0, 2.8, 3.2, 3.6, 4.0, 4.8], abs=0.001)
         else:  # every frame decoded: a sample each half second
             assert times == pytest.approx([1.0 + 0.5 * k for k in range(9)], abs=0.041)
+
+
+async def test_the_grouping_starts_each_jump_with_the_steps_its_product_bought(
+    tmp_path: Path, settings: Settings, names: Names, clean_db: AsyncEngine
+) -> None:
+    from pipeline_harness import emitter
+
+    from agents.jobs import kinds
+    from agents.jobs.sessions import group_and_start
+    from agents.pipeline import operations as ops
+    from agents.pipeline.registry import Registry
+
+    settings.share_root.mkdir(parents=True, exist_ok=True)
+    async with emitter(settings, names) as em:
+        jc = JobContext(
+            settings=settings, engine=clean_db, registry=Registry(kinds.ALL), emitter=em,
+            send_result=must_not_send, send_copy_request=must_not_send,
+        )  # fmt: skip
+        ids = []
+        for n, (kind, product) in enumerate(
+            [("qr_candidate", "Video + Photos"), ("footage", None),
+             ("qr_candidate", "tandem deluxe"), ("footage", None)]
+        ):  # fmt: skip
+            fid = await add_clip(
+                jc, "card-G", f"GX01000{n + 1}.MP4", seconds=None, minute=n * 3, kind=kind
+            )
+            if product is not None:
+                async with clean_db.begin() as conn:
+                    await media.save_qr(
+                        conn, fid,
+                        media.QrScan("decoded", "x", f"BK-G{n}", "Ana", product, 0.5, "t", "", 1.0),
+                    )  # fmt: skip
+            ids.append(fid)
+        started = await group_and_start(jc, "card-G", ids)
+    by_booking = {s["booking_id"]: s for s in started.summary}
+    assert set(by_booking) == {"BK-G0", "BK-G2"}
+    async with clean_db.connect() as conn:
+        both = await ops.load_states(conn, int(by_booking["BK-G0"]["execution_id"]))  # type: ignore[call-overload]
+        unknown = await ops.load_states(conn, int(by_booking["BK-G2"]["execution_id"]))  # type: ignore[call-overload]
+        sessions = {
+            s["booking_id"]: await media.load_session(conn, str(s["key"])) for s in started.summary
+        }
+    assert {"render", "publish", "photos"} <= set(both)
+    # 'tandem deluxe' names neither: the default (video), and a warning saying so
+    assert {"render", "publish"} <= set(unknown) and "photos" not in unknown
+    warned = sessions["BK-G2"]
+    assert warned is not None and any(
+        "'tandem deluxe' not understood: delivering the default (video)" in w
+        for w in warned.warnings
+    ), warned.warnings
+    assert sessions["BK-G0"] is not None and not sessions["BK-G0"].warnings
