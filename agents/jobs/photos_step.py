@@ -46,7 +46,7 @@ KIND = kinds.PHOTOS
 def marks_of(output: object) -> tuple[dict[str, float | None], list[str]]:
     """The exit/opening/landing times of a `phases` output, and what to say about them."""
     if not isinstance(output, Mapping):
-        return {}, ["no jump phases (the phases step did not succeed): photos from all footage"]
+        return {}, ["no jump phases (no phases step succeeded): photos picked from all footage"]
     raw = output.get("marks")
     marks: dict[str, float | None] = {}
     if isinstance(raw, Mapping):
@@ -83,12 +83,13 @@ async def _job(
         raise PermanentStepError(f"session {key}: no readable clip to take photos from")
     name = session.output_name or session_output_name(session, list(rows.values()))
     name = await media.claim_output_name(conn, key, name) or name
+    # the phases when the pipeline has them (the edit on), else the whole footage
     output = (
         await repo.succeeded_output(conn, execution_id, "phases")
-        if execution_id is not None and jc.settings.edit_jumps
+        if execution_id is not None
         else None
     )
-    marks, notes = marks_of(output) if jc.settings.edit_jumps else ({}, [])
+    marks, notes = marks_of(output) if output is not None or jc.settings.edit_jumps else ({}, [])
     try:
         branding = Branding.from_mapping(jc.settings.branding())
         watermark = load(branding)

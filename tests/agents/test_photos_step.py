@@ -377,3 +377,14 @@ async def test_the_grouping_starts_each_jump_with_the_steps_its_product_bought(
         for w in warned.warnings
     ), warned.warnings
     assert sessions["BK-G0"] is not None and not sessions["BK-G0"].warnings
+
+
+def test_the_phases_output_gives_the_marks_and_what_to_say() -> None:
+    marks, notes = photos_step.marks_of(
+        {"needs_review": True, "marks": {"exit": {"t": 31.5}, "opening": None, "landing": {}}}
+    )
+    assert marks == {"exit": 31.5, "opening": None, "landing": None}
+    assert notes and "need review" in notes[0]
+    assert photos_step.marks_of({"needs_review": False, "marks": {"exit": {"t": 3}}})[1] == []
+    none, why = photos_step.marks_of(None)
+    assert none == {} and "all footage" in why[0]
