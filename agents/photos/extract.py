@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 SMALL_WIDTH = 480  # the measured copy
 MAX_SAMPLES = 900  # a long window is sampled more sparsely
-SEEK_GAP_S = 3.0  # the next frame wanted further than this: seek rather than decode on
+SEEK_GAP_S = 1.0  # the next frame wanted further than this: seek rather than decode on
 
 
 class FrameReadError(Exception):
