@@ -288,6 +288,19 @@ class Settings(BaseSettings):
 
     # --- end of the passenger page block ---
 
+    # --- photos (issue 16): what a booking bought, and the stills of a jump (agents/photos) ---
+    default_product: Literal["video", "photos", "both"] = Field(
+        "video",
+        description="What a jump delivers when its booking names no product (a ticket without "
+        "one, a booking assigned by hand): video, photos or both (agents/deliverables.py).",
+    )
+    photos_count: int = Field(
+        30, ge=1, le=200, description="Stills picked per jump when photos were bought."
+    )
+    photos_min_spacing_s: float = Field(
+        2.0, ge=0.0, le=60.0, description="Seconds at least between two picked stills."
+    )
+
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Settings:
         token = self.admin_token.get_secret_value()

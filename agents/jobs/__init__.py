@@ -13,6 +13,9 @@ jump (one execution per session, key ``jump:<session>``):
                    and sound, its edit decision list; not sure -> the session needs review
     render         (depends on probe:*, booking and phases; runs on the Redis render queue)
     publish        (moves the finished video and poster into the output folder)
+                   render and publish only when the booking bought the video (agents/deliverables)
+    photos         (when it bought photos; depends on probe:*, booking, ?phases): the best stills,
+                   watermarked, and a contact sheet
 
 Copies themselves are requested by ingest as soon as a listing arrives (QR candidates first), so
 footage copies run while QR clips are decoded; a ``copy`` step only waits for its file to land.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from agents.deliverables import Deliverable
 from agents.pipeline.orchestrator import StepDef
 from agents.pipeline.registry import StepKind
 
@@ -20,8 +21,11 @@ BOOKING = StepKind("booking", max_attempts=1, timeout_s=60)
 PHASES = StepKind("phases", max_attempts=2, backoff_base_s=1, backoff_cap_s=30, timeout_s=900)
 RENDER = StepKind("render", runs_on="render_queue", max_attempts=2, timeout_s=4 * 3600)
 PUBLISH = StepKind("publish", max_attempts=5, backoff_base_s=1, backoff_cap_s=60, timeout_s=600)
+# photos (issue 16): decodes the jump's footage at a few frames a second, then ~30 stills at full
+# resolution; a 4K jump of a few minutes takes minutes on a small machine
+PHOTOS = StepKind("photos", max_attempts=2, backoff_base_s=5, backoff_cap_s=60, timeout_s=1800)
 
-ALL = (COPY, PROBE, QR, GROUP, BOOKING, PHASES, RENDER, PUBLISH)
+ALL = (COPY, PROBE, QR, GROUP, BOOKING, PHASES, RENDER, PUBLISH, PHOTOS)
 
 
 def copy_step(file_id: int, *, qr: bool) -> StepDef:
@@ -61,27 +65,55 @@ def card_import_steps(
 
 
 def jump_steps(
-    session_key: str, footage_ids: Sequence[int], *, edit: bool = False
+    session_key: str,
+    footage_ids: Sequence[int],
+    *,
+    edit: bool = False,
+    deliverables: frozenset[Deliverable] = frozenset({Deliverable.VIDEO}),
 ) -> list[StepDef]:
     """A session's jump pipeline; with `edit`, a `phases` step finds the jump in the clips'
-    telemetry and sound and the render cuts the video to it."""
+    telemetry and sound and the render cuts the video to it.
+
+    `deliverables` (what the booking bought, agents/deliverables.py): `render` and `publish`
+    only when the video was bought, a `photos` step only when photos were; each is its own step,
+    so one is retried without the others."""
     copies = [copy_step(f, qr=False) for f in footage_ids]
     phases = (
         [StepDef("phases", PHASES.name, depends_on=("?probe:*",), input={"session": session_key})]
         if edit
         else []
     )
+    video: list[StepDef] = []
+    if Deliverable.VIDEO in deliverables:
+        video = [
+            # '?probe:*': an unreadable clip is left out with a warning; retrying its probe
+            # renders again with it
+            StepDef(
+                "render",
+                RENDER.name,
+                depends_on=("?probe:*", "booking", *(["phases"] if edit else [])),
+                input={"session": session_key},
+            ),
+            StepDef(
+                "publish", PUBLISH.name, depends_on=("render",), input={"session": session_key}
+            ),
+        ]
+    photos: list[StepDef] = []
+    if Deliverable.PHOTOS in deliverables:
+        # '?phases': the photos need the booking (their names), not the edit; a failed phases
+        # step leaves them picked from the whole footage (with a warning)
+        photos = [
+            StepDef(
+                "photos",
+                PHOTOS.name,
+                depends_on=("?probe:*", "booking", *(["?phases"] if edit else [])),
+                input={"session": session_key},
+            )
+        ]
     return [
         *copies,
         StepDef("booking", BOOKING.name, input={"session": session_key}),
         *phases,
-        # '?probe:*': an unreadable clip is left out with a warning; retrying its probe renders
-        # again with it
-        StepDef(
-            "render",
-            RENDER.name,
-            depends_on=("?probe:*", "booking", *(["phases"] if edit else [])),
-            input={"session": session_key},
-        ),
-        StepDef("publish", PUBLISH.name, depends_on=("render",), input={"session": session_key}),
+        *video,
+        *photos,
     ]

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agents.deliverables import deliverables_of
 from agents.jobs import kinds
 from agents.jobs.context import JobContext
 from agents.jobs.kinds import jump_steps
@@ -152,6 +153,15 @@ async def group_and_start(jc: JobContext, card_id: str, file_ids: Sequence[int])
             out.log.append(f"session {s.key}: QR clip without footage, nothing to render")
             out.summary.append({"key": s.key, "status": row.status, "footage": 0})
             continue
+        # what the booking bought decides the steps (issue 16); a product not understood is
+        # delivered as read (or as the default) with a warning on the session, never guessed
+        # silently. Assigning by hand carries no product: the one known now is final.
+        bought = deliverables_of(row.product, jc.settings.default_product)
+        if bought.warning:
+            async with jc.engine.begin() as conn:
+                if await media.add_session_warning(conn, s.key, bought.warning):
+                    logger.warning("session %s: %s", s.key, bought.warning)
+            out.log.append(f"session {s.key}: {bought.warning}")
         eid = await start_execution(
             jc.engine,
             jc.emitter,
@@ -160,12 +170,15 @@ async def group_and_start(jc: JobContext, card_id: str, file_ids: Sequence[int])
             pipeline="jump",
             subject_type="session",
             subject_id=s.key,
-            steps=jump_steps(s.key, row.file_ids, edit=jc.settings.edit_jumps),
+            steps=jump_steps(
+                s.key, row.file_ids, edit=jc.settings.edit_jumps, deliverables=bought.deliverables
+            ),
             context={
                 "card_id": card_id,
                 "booking_id": row.booking_id,
                 "passenger": row.passenger,
                 "status": row.status,
+                "deliverables": sorted(str(d) for d in bought.deliverables),
             },
         )
         async with jc.engine.begin() as conn:

@@ -16,6 +16,7 @@ from agents.jobs import (
     group_step,
     landing,
     phases_step,
+    photos_step,
     probe_step,
     publish,
     qr_step,
@@ -36,6 +37,7 @@ def make_handlers(jc: JobContext, handlers: Handlers) -> None:
     handlers.add(phases_step.KIND, phases_step.handler(jc))
     handlers.add(render.KIND)
     handlers.add(publish.KIND, publish.handler(jc))
+    handlers.add(photos_step.KIND, photos_step.handler(jc))  # issue 16
 
     # what the reconciler re-derives from PostgreSQL for these pipelines (lost messages)
 
