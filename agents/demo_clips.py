@@ -139,11 +139,11 @@ def _backdrops(w: int, h: int, seed: int) -> dict[str, np.ndarray]:
     """A jump's backdrop per phase: the cabin, the sky, a lighter sky, the ground (BGR)."""
     ramp = np.linspace(0.0, 1.0, h)[:, None, None]
     field_ = np.array([60.0, 150.0, 90.0]) * (0.7 + 0.3 * ramp)  # green, lighter near the camera
+    sky = _sky(w, h, seed)
     return {
         "plane": (_hangar(w, h, seed) * 0.6).astype(np.uint8),
-        "freefall": _sky(w, h, seed),
-        "canopy": cv2.addWeighted(_sky(w, h, seed + 1), 0.7, np.full((h, w, 3), 255, np.uint8),
-                                  0.3, 0.0),  # fmt: skip
+        "freefall": sky,
+        "canopy": cv2.addWeighted(_sky(w, h, seed + 1), 0.7, np.full_like(sky, 255), 0.3, 0.0),
         "ground": np.broadcast_to(field_, (h, w, 3)).astype(np.uint8).copy(),
     }
 

@@ -109,7 +109,7 @@ def write_jump(
 
 
 def phase_at(truth: JumpTruth, t: float) -> str:
-    """"plane", "freefall", "canopy" or "ground" at `t` s into the recording."""
+    """The phase at `t` s into the recording: plane, freefall, canopy or ground."""
     if t < truth.exit_s:
         return "plane"
     if t < truth.opening_s:

@@ -40,9 +40,7 @@ def _clips(card: DemoCard, jump: DemoJump) -> list[FootageClip]:
     return clips
 
 
-def test_jump_params_are_seeded_by_card_and_ordinal_and_every_fourth_from_the_third_has_no_gpmf() -> (
-    None
-):
+def test_jump_params_are_seeded_by_card_and_ordinal_and_every_fourth_has_no_gpmf() -> None:
     assert jump_params(7, 1) == jump_params(7, 1)
     assert jump_params(7, 1) != jump_params(7, 2) != jump_params(8, 2)
     assert [jump_params(7, o).has_telemetry for o in range(1, 9)] == [
