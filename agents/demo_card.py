@@ -308,6 +308,8 @@ def write_demo_card(
 
     ``unreadable_jump``: 1-based position of the unreadable jump in the card's order (clamped to
     ``jumps + 1``; None: no unreadable jump). Ordinals count every jump, the unreadable one too.
+    ``footage_seconds``: the camera check before the first ticket; a jump's recording lasts its
+    synthetic jump (~70 s, at most :data:`JUMP_FPS` frames a second).
     """
     if jumps < 0:
         raise DemoCardError(str(root), "jumps must be >= 0")

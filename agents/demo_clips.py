@@ -71,7 +71,7 @@ class ClipStyle:
     """Rendering settings of a whole card (kept in its manifest so added jumps match)."""
 
     seed: int = 7
-    footage_seconds: float = 3.0
+    footage_seconds: float = 3.0  # generic footage (the camera check); jumps last their profile
     qr_seconds: float = 2.0
     width: int = 640
     height: int = 360

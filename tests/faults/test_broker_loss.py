@@ -190,7 +190,7 @@ async def test_broker_killed_mid_render_the_render_is_published_not_redone(
     tmp_path: Path,
 ) -> None:
     s = larger_frames(fault_settings, "fast")  # the broker dies while a render is running
-    card = site.card("CARD-R", JUMPS, footage_seconds=4.0)
+    card = site.card("CARD-R", JUMPS)  # each jump's recording is a minute long
     procs = await start_stack(site, s)
 
     rendering = (

@@ -71,7 +71,8 @@ class Site:
     procs: dict[str, Proc] = field(default_factory=dict)
 
     def card(self, name: str, jumps: int, footage_seconds: float = 1.5) -> DemoCard:
-        """A demo card of small frames in the watched folder."""
+        """A demo card of small frames in the watched folder (``footage_seconds``: the camera
+        check before the first ticket; each jump's recording is its synthetic jump's length)."""
         return write_demo_card(
             self.cards / name,
             jumps,
