@@ -189,7 +189,8 @@ async def test_broker_killed_mid_render_the_render_is_published_not_redone(
     pg: asyncpg.Connection,
     tmp_path: Path,
 ) -> None:
-    s = larger_frames(fault_settings, "fast")  # the broker dies while a render is running
+    # the broker dies while a render is running (an edited jump is most of a minute of video)
+    s = larger_frames(fault_settings, "veryfast")
     card = site.card("CARD-R", JUMPS)  # each jump's recording is a minute long
     procs = await start_stack(site, s)
 

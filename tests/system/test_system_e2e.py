@@ -130,7 +130,9 @@ async def test_a_card_becomes_finished_videos_and_nothing_twice(
 async def test_killed_workers_reach_the_same_final_state(
     system_settings: Settings, site: Site, pg: asyncpg.Connection
 ) -> None:
-    s = larger_frames(system_settings, "medium")  # a render still runs when its worker dies
+    # a render still runs when its worker dies: each edited jump is most of a minute of video,
+    # so a fast preset leaves plenty of render to interrupt
+    s = larger_frames(system_settings, "veryfast")
     card = site.card("CARD-K", 3)  # each jump's recording is a minute long
     procs = await site.start(s, "hangar-9")
     env = settings_env(s)
