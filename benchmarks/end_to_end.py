@@ -72,13 +72,14 @@ async def progress(url: str) -> tuple[int, float, int]:
 
 
 async def edited_jumps(url: str) -> int:
-    """How many jumps the `phases` step edited without a person."""
+    """How many published jumps the `phases` step edited without a person."""
     conn = await asyncpg.connect(plain_url(url))
     try:
         return int(
             await conn.fetchval(
-                "SELECT count(*) FROM pipeline_step WHERE name = 'phases' "
-                "AND status = 'succeeded' AND (output::json->>'needs_review') = 'false'"
+                "SELECT count(*) FROM pipeline_step s JOIN pipeline_execution e "
+                "ON e.id = s.execution_id WHERE s.name = 'phases' AND s.status = 'succeeded' "
+                "AND e.status = 'succeeded' AND (s.output->>'needs_review') = 'false'"
             )
         )
     finally:

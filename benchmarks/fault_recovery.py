@@ -197,8 +197,9 @@ async def one_fault(fault: str, jumps: int, timeout: float) -> Outcome:
             or 0
         )
         edited = await run.scalar(
-            "SELECT count(*) FROM pipeline_step WHERE name = 'phases' AND status = 'succeeded' "
-            "AND (output::json->>'needs_review') = 'false'"
+            "SELECT count(*) FROM pipeline_step s JOIN pipeline_execution e "
+            "ON e.id = s.execution_id WHERE s.name = 'phases' AND s.status = 'succeeded' "
+            "AND e.status = 'succeeded' AND (s.output->>'needs_review') = 'false'"
         )
         videos = len(list((data / "output").glob("*/*.mp4")))
         lost = max(0, len(run.card.readable_jumps) - done)
