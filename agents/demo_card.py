@@ -2,9 +2,18 @@
 
 :func:`write_demo_card` writes ``DCIM/100GOPRO/`` the way a tandem instructor's camera leaves it:
 footage before the first ticket (unassigned), then per jump a short clip of the passenger's
-booking QR followed by 1-3 footage recordings (one chaptered: ``GX01nnnn.MP4`` + ``GX02nnnn.MP4``),
-each with a ``GLccnnnn.LRV`` low-res proxy and a ``GXccnnnn.THM`` thumbnail. One extra jump has an
-unreadable QR (a thumb over the data area, finder patterns in view). Capture times increase
+booking QR followed by the jump's recording (the first jump's in two chapters: ``GX01nnnn.MP4`` +
+``GX02nnnn.MP4``), each file with a ``GLccnnnn.LRV`` low-res proxy and a ``GXccnnnn.THM``
+thumbnail. One extra jump has an unreadable QR (a thumb over the data area, finder patterns in
+view).
+
+Each jump's recording is a synthetic tandem jump (agents/telemetry/profile.py, seeded from the
+card's seed and the jump's ordinal, its dull phases compressed by :data:`JUMP_COMPRESS` so a
+recording lasts about a minute) with the jump's sound and its GoPro telemetry (a ``gpmd`` track);
+every fourth jump from the third on is filmed by a camera without telemetry (sound only). The
+traps of the generator (an air pocket in the plane, a muffled housing) are left out: the demo's
+readable jumps are ones the edit is sure of. The manifest records each jump's true exit, opening
+and landing (seconds from the start of its recording). Capture times increase
 through the day in both the container ``creation_time`` and the file mtime. :func:`add_jump`
 appends one more jump to an existing demo card (new files only), as if the camera went up again.
 
@@ -31,6 +40,7 @@ import numpy as np
 
 from agents.demo_clips import ClipPlan, ClipStyle, Degrade, gopro_name, proxy_names, write_clip
 from agents.sessions import parse_gopro_name
+from agents.telemetry.profile import JumpParams, JumpTruth, draw_params, truth_of
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +74,9 @@ _PASSENGERS = (
     "Mei Chen",
 )
 _PRODUCTS = ("video", "photos", "both")
+JUMP_COMPRESS = 0.12  # ~70 s recordings; the detection is sure of these (benchmarks/auto_edit)
+JUMP_FPS = 10  # at most: a minute of picture per jump costs what a few seconds did at 30 fps
+SOUND_ONLY_EVERY = 4  # jumps 3, 7, 11 ... come from a camera without telemetry
 
 
 class DemoCardError(Exception):
@@ -91,6 +104,8 @@ class DemoJump:
     footage_files: tuple[str, ...]
     unreadable: bool
     proxy_files: tuple[str, ...] = ()  # .LRV/.THM of the QR clip and footage
+    telemetry: bool = True  # the recording has a gpmd track (False: the edit has only sound)
+    truth: JumpTruth | None = None  # where the marks are, from the start of the recording
 
 
 @dataclass(frozen=True)
@@ -146,6 +161,16 @@ def _degrade(rng: np.random.Generator, ordinal: int, enabled: bool) -> Degrade:
     return kinds[ordinal % len(kinds)]
 
 
+def jump_params(seed: int, ordinal: int) -> JumpParams:
+    """The synthetic jump behind jump ``ordinal`` of a card seeded ``seed`` (pure)."""
+    params = draw_params(
+        seed * 1000 + ordinal,
+        compress=JUMP_COMPRESS,
+        has_telemetry=ordinal % SOUND_ONLY_EVERY != SOUND_ONLY_EVERY - 1,
+    )
+    return replace(params, air_pocket_s=None, muffled=False)
+
+
 def plan_jump(
     ordinal: int,
     start: datetime,
@@ -155,7 +180,7 @@ def plan_jump(
     unreadable: bool = False,
     chaptered: bool = False,
 ) -> tuple[DemoJump, list[ClipPlan]]:
-    """The QR clip and 1-3 footage recordings of one jump, starting at ``start``."""
+    """The QR clip and the jump's recording (two chapters when ``chaptered``) from ``start``."""
     rng = np.random.default_rng([style.seed, ordinal, 2])
     booking_id, passenger, product, payload = _booking(style.seed, ordinal)
     qr = ClipPlan(
@@ -169,24 +194,28 @@ def plan_jump(
         degrade=_degrade(rng, ordinal, style.degrade),
     )
     clips = [qr]
-    recordings = int(rng.integers(1, 4))
     at = start + timedelta(seconds=int(rng.integers(120, 300)))
-    for r in range(recordings):
-        number = first_number + 1 + r
-        chapters = 2 if chaptered and r == recordings - 1 else 1
-        for chapter in range(1, chapters + 1):
-            clips.append(
-                ClipPlan(
-                    name=gopro_name(number, chapter),
-                    start=at,
-                    seconds=style.footage_seconds,
-                    label=f"JUMP {ordinal} CLIP {r + 1}"
-                    + (f" CH {chapter}" if chapters > 1 else ""),
-                    seed=style.seed * 1000 + ordinal * 10 + r + chapter * 100,
-                )
+    params = jump_params(style.seed, ordinal)
+    truth = truth_of(params)
+    # chapters split on a whole second, as the gpmd payloads are a second each
+    span = float(math.ceil(truth.duration_s / 2)) if chaptered else truth.duration_s
+    chapters = math.ceil(truth.duration_s / span)
+    for chapter in range(1, chapters + 1):
+        lo = (chapter - 1) * span
+        seconds = min(truth.duration_s, lo + span) - lo
+        clips.append(
+            ClipPlan(
+                name=gopro_name(first_number + 1, chapter),
+                start=at,
+                seconds=seconds,
+                label=f"JUMP {ordinal}" + (f" CH {chapter}" if chapters > 1 else ""),
+                seed=style.seed * 1000 + ordinal * 10 + chapter * 100,
+                jump=params,
+                jump_from_s=lo,
+                fps=min(style.fps, JUMP_FPS),
             )
-            at += timedelta(seconds=style.footage_seconds)
-        at += timedelta(seconds=int(rng.integers(60, 360)))
+        )
+        at += timedelta(seconds=seconds)
     jump = DemoJump(
         ordinal=ordinal,
         booking_id=booking_id,
@@ -197,6 +226,8 @@ def plan_jump(
         footage_files=tuple(f"{FOLDER}/{c.name}" for c in clips[1:]),
         unreadable=unreadable,
         proxy_files=tuple(f"{FOLDER}/{p}" for c in clips for p in proxy_names(c.name)),
+        telemetry=params.has_telemetry,
+        truth=truth,
     )
     return jump, clips
 
@@ -224,7 +255,7 @@ def _render(root: Path, clips: list[ClipPlan], style: ClipStyle) -> None:
 
 def _write_manifest(card: DemoCard, style: ClipStyle) -> None:
     data = {
-        "version": 1,
+        "version": 2,
         "style": asdict(style),
         "jumps": [asdict(j) for j in card.jumps],
         "unassigned_files": list(card.unassigned_files),
@@ -247,6 +278,7 @@ def load_demo_card(root: Path) -> DemoCard:
                 **j,
                 "footage_files": tuple(j["footage_files"]),
                 "proxy_files": tuple(j["proxy_files"]),
+                "truth": JumpTruth(**j["truth"]) if j.get("truth") else None,
             }
         )
         for j in data["jumps"]
@@ -276,6 +308,8 @@ def write_demo_card(
 
     ``unreadable_jump``: 1-based position of the unreadable jump in the card's order (clamped to
     ``jumps + 1``; None: no unreadable jump). Ordinals count every jump, the unreadable one too.
+    ``footage_seconds``: the camera check before the first ticket; a jump's recording lasts its
+    synthetic jump (~70 s, at most :data:`JUMP_FPS` frames a second).
     """
     if jumps < 0:
         raise DemoCardError(str(root), "jumps must be >= 0")
@@ -347,7 +381,8 @@ def summary_table(card: DemoCard) -> str:
         rows.append(("-", "-", "-", "-", names, "unassigned"))
     for j in card.jumps:
         footage = ", ".join(Path(f).name for f in j.footage_files)
-        expect = "needs review (QR unreadable)" if j.unreadable else "video"
+        kind = "edited video" + ("" if j.telemetry else " (sound only)")
+        expect = "needs review (QR unreadable)" if j.unreadable else kind
         rows.append(
             (str(j.ordinal), j.booking_id, j.passenger, Path(j.qr_file).name, footage, expect)
         )

@@ -3,7 +3,11 @@
 Footage clips show a sky gradient with drifting clouds, a jumper crossing the frame and the jump
 and clip number drawn on it; QR clips show a printed ticket (segno) held in front of the camera,
 with the plan's blur / tilt / noise, or a thumb over the data area. Audio is a tone under wind
-noise (AAC). One pass over the frames feeds both the MP4 and its low-resolution ``.LRV`` proxy.
+noise (AAC). A jump's recording (a plan with ``jump`` params, agents/telemetry/profile.py) shows
+the same picture over a backdrop of its phase (cabin, sky, canopy sky, ground) with the phase
+named, and carries the jump's sound and, unless the camera has none, its GPMF telemetry in a
+``gpmd`` track (agents/telemetry/synthetic.py), one chapter of it per plan.
+One pass over the frames feeds both the MP4 and its low-resolution ``.LRV`` proxy.
 Files are written under a ``.part`` name with their final mtime, then renamed, so a detector
 watching the card never lists a half-written file or one stamped with the current time.
 """
@@ -24,6 +28,8 @@ import numpy as np
 import segno
 
 from agents.sessions import parse_gopro_name
+from agents.telemetry.profile import AUDIO_RATE_HZ, JumpParams, JumpProfile, generate
+from agents.telemetry.synthetic import add_gpmd_stream, mux_gpmd, phase_at, totals_before
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +61,9 @@ class ClipPlan:
     payload: str | None = None  # a QR clip when set
     occluded: bool = False  # a thumb over the QR data area
     degrade: Degrade = field(default_factory=Degrade)
+    jump: JumpParams | None = None  # a jump's recording: its profile's sound and telemetry
+    jump_from_s: float = 0.0  # where in the recording this chapter starts
+    fps: int | None = None  # None: the card's (ClipStyle.fps)
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,7 @@ class ClipStyle:
     """Rendering settings of a whole card (kept in its manifest so added jumps match)."""
 
     seed: int = 7
-    footage_seconds: float = 3.0
+    footage_seconds: float = 3.0  # generic footage (the camera check); jumps last their profile
     qr_seconds: float = 2.0
     width: int = 640
     height: int = 360
@@ -92,7 +101,20 @@ def _sky(w: int, h: int, seed: int) -> np.ndarray:
     return np.broadcast_to(sky[:, :, ::-1], (h, w, 3)).astype(np.uint8).copy()
 
 
-def _footage_frame(sky: np.ndarray, plan: ClipPlan, t: float) -> np.ndarray:
+def _mux_jump(
+    out: av.container.OutputContainer, aus: av.AudioStream, gpmd: av.stream.Stream | None,
+    profile: JumpProfile, plan: ClipPlan,
+) -> None:  # fmt: skip
+    """The chapter's slice of the jump's sound (mono) and of its telemetry (when it has any)."""
+    lo, hi = plan.jump_from_s, plan.jump_from_s + plan.seconds
+    sound = profile.audio[int(lo * AUDIO_RATE_HZ) : int(hi * AUDIO_RATE_HZ)]
+    _mux_audio(out, aus, sound[None, :])
+    if gpmd is not None:
+        recording_start = plan.start - timedelta(seconds=lo)
+        mux_gpmd(out, gpmd, profile, lo, hi, totals_before(profile, lo), recording_start)
+
+
+def _footage_frame(sky: np.ndarray, plan: ClipPlan, t: float, caption: str = "") -> np.ndarray:
     h, w = sky.shape[:2]
     frame = sky.copy()
     phase = plan.seed % 11
@@ -105,10 +127,25 @@ def _footage_frame(sky: np.ndarray, plan: ClipPlan, t: float) -> np.ndarray:
     cv2.circle(frame, (jx, jy), 18, (30, 80, 230), -1)
     cv2.rectangle(frame, (jx - 6, jy + 16), (jx + 6, jy + 40), (40, 40, 40), -1)
     cv2.putText(frame, plan.label, (16, 36), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 2)
+    if caption:  # a jump's phase
+        cv2.putText(frame, caption, (16, 70), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
     cv2.putText(
         frame, f"{t:05.2f}s", (16, h - 16), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1
     )
     return frame
+
+
+def _backdrops(w: int, h: int, seed: int) -> dict[str, np.ndarray]:
+    """A jump's backdrop per phase: the cabin, the sky, a lighter sky, the ground (BGR)."""
+    ramp = np.linspace(0.0, 1.0, h)[:, None, None]
+    field_ = np.array([60.0, 150.0, 90.0]) * (0.7 + 0.3 * ramp)  # green, lighter near the camera
+    sky = _sky(w, h, seed)
+    return {
+        "plane": (_hangar(w, h, seed) * 0.6).astype(np.uint8),
+        "freefall": sky,
+        "canopy": cv2.addWeighted(_sky(w, h, seed + 1), 0.7, np.full_like(sky, 255), 0.3, 0.0),
+        "ground": np.broadcast_to(field_, (h, w, 3)).astype(np.uint8).copy(),
+    }
 
 
 def _ticket(plan: ClipPlan) -> np.ndarray:
@@ -181,9 +218,27 @@ def _audio(plan: ClipPlan) -> np.ndarray:
     return np.stack([mono, np.roll(mono, 37)])
 
 
+def _audio_stream(out: av.container.OutputContainer, rate: int, layout: str) -> av.AudioStream:
+    aus = out.add_stream("aac", rate=rate, layout=layout)
+    aus.options = {"aac_coder": "fast"}  # the default coder costs more than the video
+    return aus
+
+
+def _mux_audio(out: av.container.OutputContainer, aus: av.AudioStream, samples: np.ndarray) -> None:
+    rate, layout = aus.rate, aus.layout.name
+    for s in range(0, samples.shape[1], _AAC_FRAME):
+        af = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(samples[:, s : s + _AAC_FRAME]), format="fltp", layout=layout
+        )
+        af.sample_rate, af.pts = rate, s
+        out.mux(aus.encode(af))
+    out.mux(aus.encode())
+
+
 def write_clip(plan: ClipPlan, path: Path, style: ClipStyle) -> None:
-    """MP4 (H.264 + AAC) and its LRV proxy in one pass over the frames; THM from frame 0."""
-    w, h, fps = style.width, style.height, style.fps
+    """MP4 (H.264 + AAC, + gpmd for a jump) and its LRV proxy in one pass over the frames; THM
+    from frame 0."""
+    w, h, fps = style.width, style.height, plan.fps or style.fps
     lw, lh = max(2, w // 4 // 2 * 2), max(2, h // 4 // 2 * 2)
     stamp = plan.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
     lrv_name, thm_name = proxy_names(plan.name)
@@ -193,8 +248,12 @@ def write_clip(plan: ClipPlan, path: Path, style: ClipStyle) -> None:
         noise_rng.normal(0, plan.degrade.noise, (h, w, 1)).astype(np.int16)
         for _ in range(5 if plan.degrade.noise > 0 else 0)
     ]
+    profile: JumpProfile | None = None
     if plan.payload is not None:
         bg, ticket = _hangar(w, h, plan.seed), _ticket(plan)
+    elif plan.jump is not None:
+        profile = generate(plan.jump)
+        backdrops = _backdrops(w, h, plan.seed)
     else:
         bg = _sky(w, h, plan.seed)
     with (
@@ -209,12 +268,18 @@ def write_clip(plan: ClipPlan, path: Path, style: ClipStyle) -> None:
             vs.time_base = Fraction(1, fps)
             vs.options = {"preset": "ultrafast", "crf": "26", "g": str(fps)}
             streams.append(vs)
-        aus = out.add_stream("aac", rate=_SAMPLE_RATE, layout="stereo")
-        aus.options = {"aac_coder": "fast"}  # the default coder costs more than the video
+        if profile is None:
+            aus, gpmd = _audio_stream(out, _SAMPLE_RATE, "stereo"), None
+        else:
+            aus = _audio_stream(out, AUDIO_RATE_HZ, "mono")
+            gpmd = add_gpmd_stream(out) if profile.params.has_telemetry else None
         for i in range(round(plan.seconds * fps)):
             t = i / fps
             if plan.payload is not None:
                 frame = _qr_frame(bg, ticket, plan, t)
+            elif profile is not None:
+                phase = phase_at(profile.truth, plan.jump_from_s + t)
+                frame = _footage_frame(backdrops[phase], plan, t, phase.upper())
             else:
                 frame = _footage_frame(bg, plan, t)
             if bank:
@@ -227,14 +292,10 @@ def write_clip(plan: ClipPlan, path: Path, style: ClipStyle) -> None:
                 vf = av.VideoFrame.from_ndarray(img, format="bgr24")
                 vf.pts = i
                 container.mux(vs.encode(vf))
-        samples = _audio(plan)
-        for s in range(0, samples.shape[1], _AAC_FRAME):
-            af = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(samples[:, s : s + _AAC_FRAME]), format="fltp", layout="stereo"
-            )
-            af.sample_rate, af.pts = _SAMPLE_RATE, s
-            out.mux(aus.encode(af))
-        out.mux(aus.encode())
+        if profile is None:
+            _mux_audio(out, aus, _audio(plan))
+        else:
+            _mux_jump(out, aus, gpmd, profile, plan)
         for container, vs in ((out, streams[0]), (lrv, streams[1])):
             container.mux(vs.encode())
     mtime = (plan.start + timedelta(seconds=plan.seconds)).timestamp()

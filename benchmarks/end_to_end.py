@@ -2,14 +2,16 @@
 
 Runs the real system — hub, Faust worker, N render workers and a detector watching a folder —
 on the configured services, else embedded ones (streams.stack.local.Stack). The card (agents/
-demo_card.py, 10 readable jumps + an unreadable one + pre-QR footage) is written first, then
-"inserted" by moving it into the watched folder; the clock runs until the last readable jump is
-published. In the same run it measures an ideal: the time ``cp`` takes to copy the card (with
-``sync``) plus the render jobs' own FFmpeg seconds divided by the number of render workers.
+demo_card.py, 10 readable jumps + an unreadable one + pre-QR footage; each jump a ~70 s synthetic
+tandem jump with its telemetry) is written first, then "inserted" by moving it into the watched
+folder; the clock runs until the last readable jump is published, edited (the `phases` step: the
+edit is on by default). In the same run it measures an ideal: the time ``cp`` takes to copy the
+card (with ``sync``) plus the render jobs' own FFmpeg seconds divided by the number of render
+workers (the phase detection counts as overhead).
 
     python -m benchmarks.end_to_end [--jumps 10] [--workers 2]
 
-Last line: end_to_end: jumps=<n> workers=<w> wall_s=<w> ideal_s=<i> ratio=<w/i>
+Last line: end_to_end: jumps=<n> workers=<w> edited=<e> wall_s=<w> ideal_s=<i> ratio=<w/i>
 """
 
 from __future__ import annotations
@@ -67,6 +69,21 @@ async def progress(url: str) -> tuple[int, float, int]:
         out = json.loads(out) if isinstance(out, str) else out
         ffmpeg_s += float(out.get("elapsed_s", 0.0))
     return int(done), ffmpeg_s, int(imported)
+
+
+async def edited_jumps(url: str) -> int:
+    """How many published jumps the `phases` step edited without a person."""
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pipeline_step s JOIN pipeline_execution e "
+                "ON e.id = s.execution_id WHERE s.name = 'phases' AND s.status = 'succeeded' "
+                "AND e.status = 'succeeded' AND (s.output->>'needs_review') = 'false'"
+            )
+        )
+    finally:
+        await conn.close()
 
 
 async def breakdown(url: str) -> None:
@@ -182,6 +199,7 @@ def run(jumps: int, workers: int) -> str:
             time.sleep(0.25)
         wall = time.perf_counter() - t0
         asyncio.run(breakdown(effective.database_url))
+        edited = asyncio.run(edited_jumps(effective.database_url))
     finally:
         if sup is not None:
             sup.stop_all()
@@ -193,7 +211,7 @@ def run(jumps: int, workers: int) -> str:
     )
     shutil.rmtree(work, ignore_errors=True)
     return (
-        f"end_to_end: jumps={jumps} workers={workers} wall_s={wall:.1f} "
+        f"end_to_end: jumps={jumps} workers={workers} edited={edited} wall_s={wall:.1f} "
         f"ideal_s={ideal:.1f} ratio={wall / ideal:.2f}"
     )
 

@@ -4,7 +4,8 @@ For each fault it starts ``skyreel run --jumps N`` on a fresh embedded stack (it
 ports), waits for the fault's point, SIGKILLs the service, and measures the seconds from the
 service being back (the supervisor's "is back" line: the fault's end) to the last video. Then it
 counts what a fault must never cause: a readable jump that was not rendered (lost) and a jump
-with more than one output or a render that succeeded twice (duplicated).
+with more than one output or a render that succeeded twice (duplicated). The demo card's jumps
+carry telemetry and the edit is on by default: each line also says how many were edited.
 
     python -m benchmarks.fault_recovery [--jumps 2] [--faults database,broker,redis]
 
@@ -195,13 +196,18 @@ async def one_fault(fault: str, jumps: int, timeout: float) -> Outcome:
             )
             or 0
         )
+        edited = await run.scalar(
+            "SELECT count(*) FROM pipeline_step s JOIN pipeline_execution e "
+            "ON e.id = s.execution_id WHERE s.name = 'phases' AND s.status = 'succeeded' "
+            "AND e.status = 'succeeded' AND (s.output->>'needs_review') = 'false'"
+        )
         videos = len(list((data / "output").glob("*/*.mp4")))
         lost = max(0, len(run.card.readable_jumps) - done)
         duplicated = twice + max(0, videos - len(run.card.readable_jumps))
         print(
             f"fault {fault}: back_after_kill_s={back_line.findall(run.output())[-1]} "
             f"recover_s={recover_s:.1f} rendered={done}/{len(run.card.readable_jumps)} "
-            f"duplicated={duplicated}",
+            f"edited={edited} duplicated={duplicated}",
             flush=True,
         )
         return Outcome(fault, recovered, recover_s, lost, duplicated)

@@ -202,11 +202,10 @@ class Settings(BaseSettings):
 
     # --- the edit (issue 15): a jump cut from its telemetry and sound (agents/edit.py) ---
     edit_jumps: bool = Field(
-        False,
+        True,
         description="Cut each jump video to the jump found in the clips' telemetry and sound "
-        "(a `phases` step before the render); a jump the detection is not sure of waits for an "
-        "operator. Off: every clip is rendered whole. Off by default until the demo card's "
-        "jumps carry telemetry.",
+        "(a `phases` step before the render); a jump the detection is not sure of (no freefall "
+        "found, sources disagreeing) waits for an operator. Off: every clip is rendered whole.",
     )
     edit_door_s: float = Field(10.0, ge=0, le=120, description="Seconds kept before the exit.")
     edit_after_landing_s: float = Field(

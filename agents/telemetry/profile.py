@@ -113,13 +113,20 @@ def draw_params(
     )  # fmt: skip
 
 
+def truth_of(p: JumpParams) -> JumpTruth:
+    """Where the marks of a jump drawn with `p` are, without generating its series."""
+    exit_s = p.climb_s + p.door_s
+    open_s = exit_s + p.freefall_s
+    land_s = open_s + p.canopy_s
+    return JumpTruth(exit_s, open_s, land_s, land_s + p.ground_s)
+
+
 def _kinematics(
     p: JumpParams, t: FloatArray, rng: np.random.Generator
 ) -> tuple[FloatArray, FloatArray, FloatArray, JumpTruth]:
     """Vertical speed (down +), horizontal airspeed and specific force (g) at times `t`."""
-    exit_s = p.climb_s + p.door_s
-    open_s = exit_s + p.freefall_s
-    land_s = open_s + p.canopy_s
+    truth = truth_of(p)
+    exit_s, open_s, land_s = truth.exit_s, truth.opening_s, truth.landing_s
     vd = np.zeros_like(t)
     vh = np.zeros_like(t)
     force = np.ones_like(t)
@@ -160,7 +167,6 @@ def _kinematics(
     if p.air_pocket_s is not None:  # a fraction of the way through the climb
         start = p.air_pocket_s * p.climb_s
         force -= 0.5 * ((t >= start) & (t < start + 1.5))
-    truth = JumpTruth(exit_s, open_s, land_s, land_s + p.ground_s)
     return vd, vh, force, truth
 
 

@@ -5,6 +5,8 @@ data stream, which FFmpeg's MP4 muxer writes as the "GoPro MET" metadata track c
 One gpmd payload per second, as cameras do: ACCL and GYRO (200 Hz), GPS5 with GPSF, GPSU and
 GPSP (18 Hz; fix 0 and zeros before the lock and in dropouts), optionally CORI. `chapter_s`
 splits the recording into GX01nnnn, GX02nnnn ... files whose times each restart at 0.
+The demo card (agents/demo_clips.py) muxes the same gpmd track and sound under its own picture
+(`add_gpmd_stream`, `mux_gpmd`, `totals_before`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import av
 import numpy as np
 
 from agents.telemetry import gpmf_writer as w
-from agents.telemetry.profile import AUDIO_RATE_HZ, JumpProfile
+from agents.telemetry.profile import AUDIO_RATE_HZ, JumpProfile, JumpTruth
 from agents.telemetry.series import GpsFix
 
 ACCL_SCALE = 418  # LSB per m/s², what a HERO writes (int16: +-78 m/s², 8 g)
@@ -106,6 +108,45 @@ def write_jump(
     return paths
 
 
+def phase_at(truth: JumpTruth, t: float) -> str:
+    """The phase at `t` s into the recording: plane, freefall, canopy or ground."""
+    if t < truth.exit_s:
+        return "plane"
+    if t < truth.opening_s:
+        return "freefall"
+    return "canopy" if t < truth.landing_s else "ground"
+
+
+def add_gpmd_stream(out: av.container.OutputContainer) -> av.stream.Stream:
+    """The container's `gpmd` data track (FFmpeg's mov muxer: handler "meta", "GoPro MET")."""
+    ds = out.add_data_stream("bin_data")
+    ds.codec_tag = "gpmd"
+    ds.time_base = GPMD_TIME_BASE
+    return ds
+
+
+def totals_before(profile: JumpProfile, lo: float) -> dict[bytes, int]:
+    """The sample counts (TSMP) a chapter starting at `lo` continues from."""
+    totals = {b"ACCL": int((profile.accl.t < lo).sum()), b"GYRO": int((profile.gyro.t < lo).sum())}
+    if profile.params.has_gps:
+        totals[b"GPS5"] = int((profile.gps.t < lo).sum())
+    return {k: v for k, v in totals.items() if v}
+
+
+def mux_gpmd(
+    out: av.container.OutputContainer, ds: av.stream.Stream, profile: JumpProfile, lo: float,
+    hi: float, totals: dict[bytes, int], start_utc: datetime, with_cori: bool = False,
+    bad_payload: int | None = None,
+) -> None:  # fmt: skip
+    """The chapter [lo, hi) of the profile's telemetry: one GPMF payload a second into `ds`;
+    `totals` (the TSMP counts so far) is updated."""
+    for k in range(math.ceil(hi - lo)):
+        a, b = lo + k, min(hi, lo + k + 1)
+        number = int(lo) + k
+        data = _gpmd_payload(profile, a, b, totals, start_utc, with_cori, number == bad_payload)
+        out.mux(_packet(data, ds, k * 1000, round((b - a) * 1000)))
+
+
 def _packet(
     data: bytes, stream: av.stream.Stream | None, pts_ms: int, duration_ms: int
 ) -> av.Packet:
@@ -132,17 +173,11 @@ def _write_chapter(
         vs = out.add_stream("libx264", rate=video.fps, options={"preset": "ultrafast"})
         vs.width, vs.height, vs.pix_fmt = video.width, video.height, "yuv420p"
         aus = out.add_stream("aac", rate=AUDIO_RATE_HZ, layout="mono")
-        ds = None
-        if profile.params.has_telemetry:  # otherwise a camera without GPMF: no gpmd track at all
-            ds = out.add_data_stream("bin_data")
-            ds.codec_tag = "gpmd"  # FFmpeg's mov muxer: handler "meta", "GoPro MET", entry gpmd
-            ds.time_base = GPMD_TIME_BASE
+        ds = add_gpmd_stream(out) if profile.params.has_telemetry else None
         for i in range(round((hi - lo) * video.fps)):
             t = lo + i / video.fps
-            phase = ("plane" if t < tr.exit_s else "freefall" if t < tr.opening_s
-                     else "canopy" if t < tr.landing_s else "ground")  # fmt: skip
             frame = np.empty((video.height, video.width, 3), np.uint8)
-            frame[:] = _PHASE_COLOURS[phase]
+            frame[:] = _PHASE_COLOURS[phase_at(tr, t)]
             vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
             vf.pts = i
             out.mux(vs.encode(vf))
@@ -152,10 +187,7 @@ def _write_chapter(
             af = av.AudioFrame.from_ndarray(audio[None, k : k + step], format="flt", layout="mono")
             af.sample_rate, af.pts = AUDIO_RATE_HZ, k
             out.mux(aus.encode(af))
-        for k in range(math.ceil(hi - lo) if ds is not None else 0):
-            a, b = lo + k, min(hi, lo + k + 1)
-            number = int(lo) + k
-            data = _gpmd_payload(profile, a, b, totals, start_utc, with_cori, number == bad_payload)
-            out.mux(_packet(data, ds, k * 1000, round((b - a) * 1000)))
+        if ds is not None:
+            mux_gpmd(out, ds, profile, lo, hi, totals, start_utc, with_cori, bad_payload)
         out.mux(vs.encode(None))
         out.mux(aus.encode(None))

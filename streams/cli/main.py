@@ -260,7 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="readable jumps (plus one with an unreadable QR); with --add: jumps to add",
     )
     p.add_argument("--seed", type=int, default=7, help="same seed, same card")
-    p.add_argument("--footage-seconds", type=float, default=3.0, help="length of footage clips")
+    p.add_argument(
+        "--footage-seconds",
+        type=float,
+        default=3.0,
+        help="length of the camera-check clip before the first ticket (each jump lasts its jump)",
+    )
     p.add_argument("--resolution", default="640x360", help="WxH of the clips")
     p.add_argument(
         "--add", action="store_true", help="append jumps to an existing demo card (new files only)"

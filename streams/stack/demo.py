@@ -134,7 +134,10 @@ def prepare(settings: Settings, jumps: int) -> Demo:
         expected = len(load_demo_card(card).readable_jumps)
         print(f"demo card {card} exists: reusing it", flush=True)
     else:
-        print(f"writing a demo SD card with {jumps} jumps to {card} ...", flush=True)
+        print(
+            f"writing a demo SD card with {jumps} jumps (each with its telemetry) to {card} ...",
+            flush=True,
+        )
         expected = len(write_demo_card(card, jumps).readable_jumps)
     token = asyncio.run(_detector_token(settings.database_url))
     host = "127.0.0.1" if settings.hub_host in ("0.0.0.0", "::", "") else settings.hub_host

@@ -169,8 +169,13 @@ def test_footage_clips_have_h264_video_and_aac_audio(card: DemoCard) -> None:
         info = probe(card.path(rel))
         assert info.video_codec == "h264" and info.has_audio, rel
         assert {s.codec for s in info.streams if s.kind == "audio"} == {"aac"}
-        assert info.duration_s == pytest.approx(FOOTAGE_S, abs=0.1)
         assert (info.width, info.height) == (640, 360)
+    for rel in card.unassigned_files:  # the camera check; the jumps' length is their profile's
+        assert probe(card.path(rel)).duration_s == pytest.approx(FOOTAGE_S, abs=0.1)
+    for jump in card.jumps:
+        assert jump.truth is not None
+        recorded = sum(probe(card.path(f)).duration_s or 0 for f in jump.footage_files)
+        assert recorded == pytest.approx(jump.truth.duration_s, abs=0.5)
 
 
 def test_readable_qr_clips_decode_to_their_booking_and_the_covered_one_is_unreadable(

@@ -35,7 +35,9 @@ async def must_not_send(key: bytes, value: bytes) -> object:
 @pytest.fixture
 def jc(tmp_path: Path, engine: AsyncEngine, clean_db: AsyncEngine, database_url: str) -> JobContext:
     return JobContext(
-        settings=job_settings(tmp_path, database_url),
+        # generic ledger clips with no jump in them and no `phases` step: the render as it is
+        # without the edit (the edit's dispatch is tests/agents/test_phases_step.py's)
+        settings=job_settings(tmp_path, database_url, edit_jumps=False),
         engine=engine,
         registry=default_handlers().registry,
         emitter=Emitter(must_not_send),

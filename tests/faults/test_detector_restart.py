@@ -5,9 +5,10 @@ PostgreSQL, Redis, broker, files and FFmpeg).
 The hub re-sends the pending requests the moment the new detector connects, usually before it
 has scanned its card again: they wait for the scan instead of failing "card not present". The
 killed copy's partial is replaced by the new attempt (the same station, the same temp name) and
-the clip is re-copied and verified. End state: every readable jump rendered exactly once with all
-its clips (video duration = the sum of its clips), every file imported once with the card's
-bytes, no copy counted as failed, no partial left, no dead letter.
+the clip is re-copied and verified. End state: every readable jump edited without a person (its
+exit where the card's manifest says) and rendered exactly once (video duration = its edit's),
+every file imported once with the card's bytes, no copy counted as failed, no partial left, no
+dead letter.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import av
 import pytest
 import xxhash
 from support import small_system, wait_for
-from system.dropzone import Site, detector, explained, settled, start_system
+from system.dropzone import Site, assert_edited, detector, edits, explained, settled, start_system
 
 from agents.demo_card import DemoCard
+from agents.media.probe import probe
 from agents.render.ffmpeg import locate_ffmpeg
 from storage.imports import destination_for
 from streams.settings import Settings
@@ -37,17 +39,26 @@ def fault_settings(settings: Settings) -> Settings:
     return small_system(settings)
 
 
+LARGE_PIXELS = 41_000_000  # ~70 MB of lossless noise, whatever the clip's length
+
+
 def make_large(card: DemoCard, relative: str) -> None:
     """Re-encode one footage clip as ~70 MB of lossless noise (same duration, capture time and
-    mtime), so that copying it takes long enough to be interrupted."""
+    mtime, its sound and gpmd telemetry copied), so that copying it takes long enough to be
+    interrupted; the frame is sized so the whole clip has about LARGE_PIXELS pixels."""
     path = card.path(relative)
     st = path.stat()
+    info = probe(path)
+    frames = max(1.0, (info.duration_s or 1.0) * (info.fps or 30.0))
+    unit = (LARGE_PIXELS / frames / (16 * 9)) ** 0.5
+    width, height = min(1280, int(16 * unit) // 2 * 2), min(720, int(9 * unit) // 2 * 2)
     big = path.with_name(path.name + ".big.mp4")
     subprocess.run(
         [locate_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(path),
-         "-map", "0:v", "-map", "0:a?", "-map_metadata", "0",
-         "-vf", "scale=1280:720,noise=alls=80:allf=t+u",
-         "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-c:a", "copy", str(big)],
+         "-map", "0:v", "-map", "0:a?", "-map", "0:d?", "-map_metadata", "0",
+         "-vf", f"scale={width}:{height},noise=alls=80:allf=t+u",
+         "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-c:a", "copy", "-c:d", "copy",
+         str(big)],
         check=True,
     )  # fmt: skip
     os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -85,11 +96,13 @@ async def assert_end_state(pg: asyncpg.Connection, s: Settings, card: DemoCard) 
     assert counters.get("copies_failed", 0) == 0, counters
     videos = sorted(s.output_dir.glob("*/*.mp4"))
     assert len(videos) == len(card.readable_jumps), videos
+    found = await edits(pg)
+    assert_edited(card, found)  # the faults changed nothing in the edit
     for jump in card.readable_jumps:
         mine = [v for v in videos if v.parent.name.startswith(jump.booking_id)]
         assert len(mine) == 1, (jump.booking_id, videos)
-        clips = sum(duration(card.path(f)) for f in jump.footage_files)
-        assert abs(duration(mine[0]) - clips) < 0.5, (mine[0].name, duration(mine[0]), clips)
+        edl = found[jump.booking_id]["edl"]["total_s"]
+        assert abs(duration(mine[0]) - edl) < 0.6, (mine[0].name, duration(mine[0]), edl)
     twice = await pg.fetchval(
         "SELECT count(*) FROM (SELECT step_id FROM pipeline_step_attempt "
         "WHERE status = 'succeeded' GROUP BY step_id HAVING count(*) > 1) d"

@@ -5,7 +5,7 @@ the renders; then the space is freed. Real stack, real files, real FFmpeg.
 A full disk is a state, not a failure: the detector's copies find the share full (before or
 while writing), remove their partials and try again with backoff; renders that hit ENOSPC remove
 their partials and are retried by the render queue with backoff. Nobody intervenes. End state:
-every readable jump rendered exactly once with all its clips (duration = the sum of its clips),
+every readable jump edited without a person and rendered exactly once (duration = its edit's),
 every file imported once with the card's bytes, no copy counted as failed, no partial left, no
 dead letter.
 """

@@ -75,7 +75,10 @@ def jc(
     names: Names,
     sent: Sent,
 ) -> JobContext:
-    settings = job_settings(tmp_path, database_url, redis_url=redis_url, topic_prefix=names.prefix)
+    # generic ledger clips and no `phases` step: the rules of the render without the edit
+    settings = job_settings(
+        tmp_path, database_url, redis_url=redis_url, topic_prefix=names.prefix, edit_jumps=False
+    )
     settings.output_dir.mkdir()
     handlers = default_handlers()
     ctx = JobContext(

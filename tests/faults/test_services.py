@@ -2,8 +2,8 @@
 one service is SIGKILLed at a defined point, and the run must bring it back by itself (same data
 dir, same port) and end exactly where a run without the fault ends:
 
-- every readable jump of the card rendered exactly once, all its clips in it (video duration =
-  intro + the jump's footage);
+- every readable jump of the card edited without a person (the edit is on by default) and
+  rendered exactly once (video duration = intro + the jump's edit);
 - every listed footage file imported;
 - no execution left running or waiting, except the demo's deliberate review sessions (the
   unreadable ticket and the camera check before the first ticket);
@@ -15,6 +15,7 @@ On a failure the test prints what is stuck (steps not succeeded, their logs, the
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -32,6 +33,7 @@ import httpx
 import psutil
 import pytest
 from support import wait_for
+from system.dropzone import assert_edited
 
 from agents.demo_card import DemoCard, write_demo_card
 from streams.stack.services import free_port
@@ -255,7 +257,7 @@ async def assert_end_state(run: DemoRun) -> None:
     assert others == [], f"executions not finished: {others}"
     assert len(review) == REVIEW_SESSIONS, [dict(r) for r in unfinished]
 
-    # Every readable jump rendered exactly once, with all its clips.
+    # Every readable jump edited without a person, rendered exactly once, as long as its edit.
     assert (
         await scalar(
             run,
@@ -268,13 +270,21 @@ async def assert_end_state(run: DemoRun) -> None:
     videos = sorted(output.glob("*/*.mp4"))
     assert len(videos) == len(card.readable_jumps), videos
     intro = duration(run.data_dir / "demo" / "branding" / "intro.mp4")
+    rows = await query(
+        run,
+        "SELECT js.booking_id, s.output FROM pipeline_step s JOIN jump_session js "
+        "ON js.execution_id = s.execution_id WHERE s.name = 'phases' AND s.status = 'succeeded' "
+        "AND js.booking_id IS NOT NULL",
+    )
+    found = {r["booking_id"]: json.loads(r["output"]) for r in rows}
+    assert_edited(card, found)
     for jump in card.readable_jumps:
         mine = [v for v in videos if v.parent.name.startswith(jump.booking_id)]
         assert len(mine) == 1, (jump.booking_id, videos)
-        clips = sum(duration(card.path(f)) for f in jump.footage_files)
-        assert abs(duration(mine[0]) - (intro + clips)) < 0.5, (
+        edl = found[jump.booking_id]["edl"]["total_s"]
+        assert abs(duration(mine[0]) - (intro + edl)) < 0.6, (
             f"{mine[0].name}: {duration(mine[0]):.2f}s, expected intro {intro:.2f}s + "
-            f"{len(jump.footage_files)} clips {clips:.2f}s"
+            f"the edit {edl:.2f}s"
         )
 
     # Nothing half-done left behind, nothing dead-lettered.

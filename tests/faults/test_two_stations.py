@@ -6,7 +6,7 @@ imported yet, so both copy the same files side by side. Each writes its own temp
 (``.<name>.<station>.skyreel-partial``), so neither unlinks the other's partial; whichever
 finishes first imports the file, the other's result is a duplicate. End state: every file
 imported once with the card's bytes, no copy failed, no partial left, every readable jump
-rendered exactly once with all its clips, no dead letter.
+edited without a person and rendered exactly once (as long as its edit), no dead letter.
 """
 
 from __future__ import annotations

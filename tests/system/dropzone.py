@@ -5,9 +5,11 @@ pipeline looks like once it has settled."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -69,7 +71,8 @@ class Site:
     procs: dict[str, Proc] = field(default_factory=dict)
 
     def card(self, name: str, jumps: int, footage_seconds: float = 1.5) -> DemoCard:
-        """A demo card of small frames in the watched folder."""
+        """A demo card of small frames in the watched folder (``footage_seconds``: the camera
+        check before the first ticket; each jump's recording is its synthetic jump's length)."""
         return write_demo_card(
             self.cards / name,
             jumps,
@@ -167,3 +170,23 @@ def larger_frames(s: Settings, preset: str) -> Settings:
             "render_preset": preset,
         }
     )
+
+
+async def edits(pg: asyncpg.Connection) -> dict[str, dict[str, Any]]:
+    """The `phases` step's output (the edit) of each session with a booking, by booking id."""
+    rows = await pg.fetch(
+        "SELECT js.booking_id, s.output FROM pipeline_step s "
+        "JOIN jump_session js ON js.execution_id = s.execution_id "
+        "WHERE s.name = 'phases' AND s.status = 'succeeded' AND js.booking_id IS NOT NULL"
+    )
+    return {r["booking_id"]: json.loads(r["output"]) for r in rows}
+
+
+def assert_edited(card: DemoCard, found: dict[str, dict[str, Any]]) -> None:
+    """Every readable demo jump was edited without a person: its exit within 1 s of the truth."""
+    for jump in card.readable_jumps:
+        edit = found.get(jump.booking_id)
+        assert edit is not None, (jump.booking_id, sorted(found))
+        assert edit["needs_review"] is False, (jump.booking_id, edit["reasons"])
+        assert jump.truth is not None and edit["edl"]["spans"], jump.booking_id
+        assert abs(edit["marks"]["exit"]["t"] - jump.truth.exit_s) <= 1.0, jump.booking_id

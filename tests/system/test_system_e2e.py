@@ -1,5 +1,6 @@
 """The whole system, as a dropzone runs it: hub, Faust worker, render worker and a detector
-watching a demo SD card — real PostgreSQL, Redis, broker, files and FFmpeg."""
+watching a demo SD card — real PostgreSQL, Redis, broker, files and FFmpeg. The edit is on (the
+default): each readable jump's video is cut to the jump its telemetry and sound show."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from support import settings_env, small_system, wait_for
 from system.dropzone import (
     Site,
     any_row,
+    assert_edited,
+    edits,
     explained,
     jump_states,
     larger_frames,
@@ -20,7 +23,7 @@ from system.dropzone import (
     settled,
 )
 
-from agents.demo_card import add_jump
+from agents.demo_card import add_jump, load_demo_card
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -43,7 +46,7 @@ async def test_a_card_becomes_finished_videos_and_nothing_twice(
         return await settled(pg, 3)
 
     try:
-        await wait_for(ready, timeout=120, interval=1, what="3 jumps rendered, 2 waiting")
+        await wait_for(ready, timeout=240, interval=1, what="3 jumps rendered, 2 waiting")
     except AssertionError:
         for name, p in procs.items():
             print(f"----- {name}\n{p.output()[-6000:]}")
@@ -52,12 +55,16 @@ async def test_a_card_becomes_finished_videos_and_nothing_twice(
 
     videos = outputs(s)
     assert len(videos) == 3
+    found = await edits(pg)
+    assert_edited(card, found)
     for jump in card.readable_jumps:
         folder = [v for v in videos if v.parent.name.startswith(jump.booking_id)]
         assert len(folder) == 1, (jump.booking_id, videos)
         with av.open(str(folder[0])) as c:
             assert c.streams.video[0].codec_context.width == 320
             assert c.streams.audio, "no audio stream"
+            got = (c.duration or 0) / 1e6
+        assert got == pytest.approx(found[jump.booking_id]["edl"]["total_s"], abs=0.6)
         assert folder[0].with_suffix(".jpg").exists()
     # the QR agent recorded every ticket: booking and passenger, or why it could not
     scans = {
@@ -105,6 +112,7 @@ async def test_a_card_becomes_finished_videos_and_nothing_twice(
         return await settled(pg, 4)
 
     await wait_for(four, timeout=300, interval=1, what="the new jump rendered")
+    assert_edited(load_demo_card(cards / "CARD-A"), await edits(pg))  # the added jump too
     assert requests_before == await pg.fetchval(
         "SELECT sum(request_count) FROM imported_file WHERE first_listed_at < "
         "(SELECT min(first_listed_at) FROM imported_file WHERE path = $1)",
@@ -122,8 +130,10 @@ async def test_a_card_becomes_finished_videos_and_nothing_twice(
 async def test_killed_workers_reach_the_same_final_state(
     system_settings: Settings, site: Site, pg: asyncpg.Connection
 ) -> None:
-    s = larger_frames(system_settings, "medium")  # a render still runs when its worker dies
-    card = site.card("CARD-K", 3, footage_seconds=4.0)
+    # a render still runs when its worker dies: each edited jump is most of a minute of video,
+    # so a fast preset leaves plenty of render to interrupt
+    s = larger_frames(system_settings, "veryfast")
+    card = site.card("CARD-K", 3)  # each jump's recording is a minute long
     procs = await site.start(s, "hangar-9")
     env = settings_env(s)
 
@@ -156,6 +166,7 @@ async def test_killed_workers_reach_the_same_final_state(
     leftovers = [p for p in s.output_dir.rglob("*") if ".partial" in p.name]
     leftovers += [p for p in s.render_staging.rglob("*") if p.is_file()]
     assert leftovers == []
+    assert_edited(card, await edits(pg))
     states = sorted((await jump_states(pg)).values())
     assert states.count("needs_review/waiting") == 1
     assert states.count("unassigned/waiting") == 1

@@ -121,7 +121,9 @@ def digest(path: Path) -> str:
 
 @pytest.fixture
 def system_settings(settings: Settings) -> Settings:
-    return small_system(settings)
+    # The footage here is deliberately generic (no jump in it): this test is about who each clip
+    # reaches, so the edit (which would send jumpless footage to review) is off.
+    return small_system(settings, edit_jumps=False)
 
 
 async def test_six_jumps_each_reach_their_passenger_or_a_person(
