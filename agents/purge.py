@@ -1,0 +1,411 @@
+"""A booking's purge (issue 16, item 5): its files deleted, its name and email forgotten.
+
+:func:`purge_booking` runs a list of purgers, each a small function over the booking
+(:class:`PurgeJob`) adding to one :class:`Tally` (counts and errors): the media purgers (the
+published video, poster, manifest, photos and contact sheet, render staging, the session's own
+output folder, the share copies of its clips) for every purge; for a personal purge (retention of
+personal data, or a request) also the personal purgers (the outbox messages naming it, every
+row's copy of the name and email, the passenger links). Email delivery adds its purger to
+``PERSONAL_PURGERS``.
+
+A file is deleted only when it resolves inside ``output_dir`` or ``share_root``; one that cannot
+be deleted is an error (path, what happened, what to do) and the rest goes on. The copies' ledger
+rows stay, marked purged: a card inserted again finds its files imported and copies nothing.
+The purge is recorded in ``purge_record`` in the same transaction as the rows it changed; a
+second purge of the same booking finds nothing left and records that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from agents import retention
+from agents.render.identity import is_safe_name
+from agents.retention import PurgeReason, PurgeScope
+from storage import purge as store
+from storage.commands import execution_status
+from storage.enums import ExecutionStatus
+from streams.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_OUTBOX_READ = 64 * 1024  # an outbox message's headers are in its first bytes
+
+
+@dataclass
+class Tally:
+    """What the purgers did (counts) and could not do (errors)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, what: str, n: int = 1) -> None:
+        if n:
+            self.counts[what] = self.counts.get(what, 0) + n
+
+    def error(self, path: Path | str, error: str, action: str) -> None:
+        self.errors.append({"path": str(path), "error": error, "action": action})
+
+
+@dataclass(frozen=True)
+class PurgeJob:
+    """One booking's purge, with what it is known by (read before anything is changed)."""
+
+    booking_id: str
+    reason: PurgeReason
+    actor: str
+    settings: Settings
+    sessions: list[store.BookingSession]
+    eids: list[int]
+    outputs: list[dict[str, Any]]
+    names: list[str]
+    emails: list[str]
+
+    @property
+    def scope(self) -> PurgeScope:
+        return retention.scope_of(self.reason)
+
+    @property
+    def again(self) -> str:
+        return f"then run `skyreel purge --booking {self.booking_id} --yes` again"
+
+
+#: A purger: the booking, a connection in the purge's transaction, the tally.
+Purger = Callable[[PurgeJob, AsyncConnection, Tally], Awaitable[None]]
+
+
+def _inside(path: Path, roots: Iterable[Path]) -> bool:
+    real = path.resolve()
+    return any(real != r and real.is_relative_to(r) for r in (x.resolve() for x in roots))
+
+
+def _paths_named(value: object) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for v in value:
+            yield from _paths_named(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _paths_named(v)
+
+
+def _candidates(job: PurgeJob) -> tuple[list[Path], list[Path]]:
+    """(files, folders): every file the booking's steps name (absolute, or relative to the output
+    folder), and the sessions' own output folders (the only folders deleted whole)."""
+    s = job.settings
+    files: dict[str, Path] = {}
+    for out in job.outputs:
+        for text in _paths_named(out):
+            if ("/" not in text and "." not in text) or len(text) > 4096 or "\x00" in text:
+                continue
+            p = Path(text)
+            p = p if p.is_absolute() else s.output_dir / p
+            files.setdefault(str(p), p)
+    folders = sorted(
+        {
+            s.output_dir / x.output_name
+            for x in job.sessions
+            if x.output_name and is_safe_name(x.output_name)
+        }
+    )
+    return list(files.values()), folders
+
+
+def _unlink(path: Path, tally: Tally, what: str, again: str) -> None:
+    try:
+        size = path.stat().st_size
+        path.unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        tally.error(
+            path, f"{type(exc).__name__}: {exc.strerror or exc}", f"delete it by hand, {again}"
+        )
+        return
+    tally.add(what)
+    tally.add("bytes_deleted", size)
+
+
+def _delete_files(
+    paths: list[Path],
+    roots: list[Path],
+    tally: Tally,
+    again: str,
+    folders: Sequence[Path] = (),
+) -> None:
+    """Blocking: delete the files, then the folders (their files, then themselves); only what
+    resolves inside the roots. A folder among `paths` is never walked: only `folders` are."""
+    for p in paths:
+        if not _inside(p, roots):
+            if p.exists():
+                tally.add("outside_roots_kept")
+            continue
+        if p.is_file() or p.is_symlink():
+            _unlink(p, tally, "files_deleted", again)
+            parent = p.parent
+            with contextlib.suppress(OSError):  # a staging folder left empty
+                if _inside(parent, roots) and parent not in folders and not any(parent.iterdir()):
+                    parent.rmdir()
+                    tally.add("folders_deleted")
+    for folder in folders:
+        if not _inside(folder, roots) or not folder.is_dir() or folder.is_symlink():
+            continue
+        for sub, _dirs, names in os.walk(folder, topdown=False):
+            for f in names:
+                _unlink(Path(sub) / f, tally, "files_deleted", again)
+            try:
+                Path(sub).rmdir()
+                tally.add("folders_deleted")
+            except OSError as exc:
+                if Path(sub).exists():
+                    tally.error(sub, str(exc), f"delete the folder by hand, {again}")
+
+
+async def purge_outputs(job: PurgeJob, conn: AsyncConnection, tally: Tally) -> None:
+    """The published video, poster and manifest, the photos and contact sheet, render staging."""
+    s = job.settings
+    roots = [s.output_dir, s.share_root]
+    files, folders = _candidates(job)
+    await asyncio.to_thread(_delete_files, files, roots, tally, job.again, folders)
+
+
+async def purge_share_copies(job: PurgeJob, conn: AsyncConnection, tally: Tally) -> None:
+    """The clips' copies on the share; their ledger rows stay, marked purged."""
+    ids = sorted({i for sess in job.sessions for i in sess.file_ids})
+    rows = await store.copies(conn, ids)
+    paths = [job.settings.share_root / r.stored_path for r in rows if r.stored_path]
+    before = len(tally.errors)
+    await asyncio.to_thread(_delete_files, paths, [job.settings.share_root], tally, job.again)
+    failed = {e["path"] for e in tally.errors[before:]}
+    done = [
+        r.file_id
+        for r in rows
+        if not r.stored_path or str(job.settings.share_root / r.stored_path) not in failed
+    ]
+    tally.add("copies_marked_purged", await store.mark_copies_purged(conn, done))
+
+
+def _outbox_names(path: Path, marks: list[str]) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(_OUTBOX_READ).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return any(m in head for m in marks)
+
+
+def _purge_outbox(outbox: Path, marks: list[str], token: str, tally: Tally, again: str) -> None:
+    if not outbox.is_dir():
+        return
+    for p in sorted(outbox.iterdir()):
+        if p.is_file() and ((token and token in p.name) or _outbox_names(p, marks)):
+            _unlink(p, tally, "outbox_deleted", again)
+
+
+async def purge_outbox(job: PurgeJob, conn: AsyncConnection, tally: Tally) -> None:
+    """Messages in <data_dir>/outbox/ whose name or text names the booking, its name or email."""
+    token = retention.booking_token(job.booking_id)
+    marks = [m for m in (job.booking_id, *job.names, *job.emails) if len(m) >= 3]
+    outbox = job.settings.data_dir / "outbox"
+    await asyncio.to_thread(_purge_outbox, outbox, marks, token, tally, job.again)
+
+
+async def anonymise_rows(job: PurgeJob, conn: AsyncConnection, tally: Tally) -> None:
+    """Every copy of the name and email in the booking's rows, the decoded ticket text."""
+    scope = store.Scope(
+        booking_id=job.booking_id,
+        keys=[s.key for s in job.sessions],
+        eids=job.eids,
+        cards=sorted({s.card_id for s in job.sessions}),
+    )
+    found = retention.needles(job.names, job.emails)
+    counts = await store.anonymise(conn, scope, found, retention.REDACTED)
+    tally.add("rows_anonymised", sum(counts.values()))
+    for table, n in counts.items():
+        tally.add(f"anonymised.{table}", n)
+
+
+async def revoke_links(job: PurgeJob, conn: AsyncConnection, tally: Tally) -> None:
+    tally.add("links_revoked", await store.revoke_links(conn, job.booking_id, "purge"))
+
+
+MEDIA_PURGERS: list[Purger] = [purge_outputs, purge_share_copies]
+PERSONAL_PURGERS: list[Purger] = [purge_outbox, anonymise_rows, revoke_links]
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    record_id: int
+    booking_id: str
+    reason: PurgeReason
+    what: dict[str, Any]
+    errors: list[dict[str, str]]
+
+    @property
+    def nothing_left(self) -> bool:
+        return bool(self.what.get("nothing_left"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "record_id": self.record_id,
+            "booking_id": self.booking_id,
+            "reason": str(self.reason),
+            "what": self.what,
+            "errors": self.errors,
+        }
+
+
+class BookingNotFound(Exception):
+    pass
+
+
+async def _job(
+    conn: AsyncConnection, settings: Settings, booking_id: str, reason: PurgeReason, actor: str
+) -> PurgeJob:
+    sessions = await store.booking_sessions(conn, booking_id)
+    keys = [s.key for s in sessions]
+    eids = await store.execution_ids(conn, keys)
+    return PurgeJob(
+        booking_id=booking_id,
+        reason=reason,
+        actor=actor,
+        settings=settings,
+        sessions=sessions,
+        eids=eids,
+        outputs=await store.step_outputs(conn, eids),
+        names=await store.known_names(conn, booking_id, keys, eids),
+        emails=await store.booking_emails(conn, booking_id),
+    )
+
+
+Cancel = Callable[[int], Awaitable[object]]
+
+
+async def _cancel(engine: AsyncEngine, job: PurgeJob, cancel: Cancel, tally: Tally) -> None:
+    """Nothing may render the booking again while it is forgotten: its unfinished executions
+    are cancelled first (a finished one has nothing to cancel)."""
+    for sess in job.sessions:
+        if sess.execution_id is None:
+            continue
+        async with engine.connect() as conn:
+            status = await execution_status(conn, sess.execution_id)
+        if status in (None, ExecutionStatus.SUCCEEDED, ExecutionStatus.CANCELLED):
+            continue
+        try:
+            tally.add("executions_cancelled", int(bool(await cancel(sess.execution_id))))
+        except Exception as exc:
+            logger.debug("execution %s not cancelled: %s", sess.execution_id, exc)
+
+
+async def purge_booking(
+    engine: AsyncEngine,
+    settings: Settings,
+    booking_id: str,
+    reason: PurgeReason,
+    actor: str,
+    *,
+    cancel: Cancel | None = None,
+    now: datetime | None = None,
+) -> PurgeResult:
+    """Purge one booking and record it. Raises BookingNotFound for a booking no session has and
+    no purge recorded; everything else that goes wrong is an error in the record."""
+    async with engine.connect() as conn:
+        first = await _job(conn, settings, booking_id, reason, actor)
+    if not first.sessions:
+        raise BookingNotFound(f"booking {booking_id!r} has no jump session")
+    tally = Tally()
+    if cancel is not None and first.scope is PurgeScope.ALL:
+        await _cancel(engine, first, cancel, tally)
+    async with engine.begin() as conn:
+        job = await _job(conn, settings, booking_id, reason, actor)
+        purgers = MEDIA_PURGERS + (PERSONAL_PURGERS if job.scope is PurgeScope.ALL else [])
+        for purger in purgers:
+            try:
+                await purger(job, conn, tally)
+            except OSError as exc:
+                tally.error(
+                    getattr(exc, "filename", "") or purger.__name__,
+                    str(exc),
+                    f"fix it, {job.again}",
+                )
+        when = (now or datetime.now(UTC)).date().isoformat()
+        note = f"purged on {when} ({reason}): footage deleted" + (
+            ", personal data removed" if job.scope is PurgeScope.ALL else ""
+        )
+        tally.add(
+            "sessions_marked",
+            await store.mark_sessions_purged(
+                conn, booking_id, personal=job.scope is PurgeScope.ALL, note=note
+            ),
+        )
+        changed = {k: v for k, v in tally.counts.items() if k != "sessions_marked"}
+        what: dict[str, Any] = {
+            "scope": str(job.scope),
+            "sessions": len(job.sessions),
+            **tally.counts,
+            "nothing_left": not changed and not tally.errors,
+        }
+        record_id = await store.record_purge(conn, booking_id, reason, actor, what, tally.errors)
+    level = logging.WARNING if tally.errors else logging.INFO
+    logger.log(
+        level,
+        "booking %s purged (%s, by %s): %s%s",
+        booking_id,
+        reason,
+        actor,
+        "nothing left" if what["nothing_left"] else tally.counts,
+        f"; {len(tally.errors)} errors, first: {tally.errors[0]}" if tally.errors else "",
+    )
+    return PurgeResult(record_id, booking_id, reason, what, tally.errors)
+
+
+async def scheduled_purge(
+    engine: AsyncEngine,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    cancel: Cancel | None = None,
+) -> list[PurgeResult]:
+    """Apply the retention rules once: every booking due is purged and recorded."""
+    at = now or datetime.now(UTC)
+    media, personal = settings.retention_media_days, settings.retention_personal_days
+    if media <= 0 and personal <= 0:
+        return []
+    async with engine.connect() as conn:
+        rows = await store.retention_sessions(conn)
+    times = [
+        retention.SessionTimes(
+            r.booking_id, r.created_at, r.delivered_at, r.media_purged_at, r.personal_purged_at
+        )
+        for r in rows
+    ]
+    done: list[PurgeResult] = []
+    for due in retention.due_purges(times, at, media_days=media, personal_days=personal):
+        try:
+            done.append(
+                await purge_booking(
+                    engine, settings, due.booking_id, due.reason, "retention", cancel=cancel, now=at
+                )
+            )
+        except Exception:
+            logger.exception(
+                "booking %s: scheduled purge failed; tried again next pass", due.booking_id
+            )
+    return done
+
+
+async def purged_message(conn: AsyncConnection, execution_id: int) -> str:
+    """'' unless this jump's footage was purged: then what a render says instead."""
+    when = await store.execution_purged_at(conn, execution_id)
+    return f"purged: footage deleted on {when.date().isoformat()}" if when else ""
