@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from urllib.parse import quote, quote_plus
 
 
 class PurgeReason(StrEnum):
@@ -106,11 +107,18 @@ _MIN_NEEDLE = 2  # a one-letter "name" would rewrite every word
 
 def needles(names: Iterable[str], emails: Iterable[str]) -> list[tuple[str, str]]:
     """(text to find, what it becomes) for every form of the booking's personal data: the name,
-    its output-name slug, the email; longest first."""
+    its output-name slug and URL-encoded forms, the email; longest first."""
     out: dict[str, str] = {}
     for name in names:
         n = " ".join(name.split())
-        for form, by in ((name.strip(), REDACTED), (n, REDACTED), (name_slug(n), REDACTED_SLUG)):
+        forms = (
+            (name.strip(), REDACTED),
+            (n, REDACTED),
+            (name_slug(n), REDACTED_SLUG),
+            (quote_plus(n), REDACTED_SLUG),  # in a ticket's URL, a query string
+            (quote(n), REDACTED_SLUG),
+        )
+        for form, by in forms:
             if len(form) >= _MIN_NEEDLE and form not in (REDACTED, REDACTED_SLUG):
                 out.setdefault(form, by)
     for email in emails:
