@@ -70,6 +70,8 @@ class PurgeJob:
     outputs: list[dict[str, Any]]
     names: list[str]
     emails: list[str]
+    # earlier purges of the booking that left something: (record id, errors)
+    earlier: list[tuple[int, list[dict[str, str]]]] = field(default_factory=list)
 
     @property
     def scope(self) -> PurgeScope:
@@ -112,6 +114,10 @@ def _candidates(job: PurgeJob) -> tuple[list[Path], list[Path]]:
             p = Path(text)
             p = p if p.is_absolute() else s.output_dir / p
             files.setdefault(str(p), p)
+    for _rid, errors in job.earlier:  # what an earlier purge could not delete: again
+        for e in errors:
+            if not e.get("resolved_by") and e.get("path", "").startswith("/"):
+                files.setdefault(e["path"], Path(e["path"]))
     folders = sorted(
         {
             s.output_dir / x.output_name
@@ -123,6 +129,8 @@ def _candidates(job: PurgeJob) -> tuple[list[Path], list[Path]]:
 
 
 def _unlink(path: Path, tally: Tally, what: str, again: str) -> None:
+    if any(e["path"] == str(path) for e in tally.errors):
+        return  # said already (a file named by a step and found in its folder too)
     try:
         size = path.stat().st_size
         path.unlink()
@@ -168,7 +176,8 @@ def _delete_files(
                 Path(sub).rmdir()
                 tally.add("folders_deleted")
             except OSError as exc:
-                if Path(sub).exists():
+                inside = any(e["path"].startswith(f"{sub}{os.sep}") for e in tally.errors)
+                if Path(sub).exists() and not inside:  # a file in it said why already
                     tally.error(sub, str(exc), f"delete the folder by hand, {again}")
 
 
@@ -240,6 +249,16 @@ async def revoke_links(job: PurgeJob, conn: AsyncConnection, tally: Tally) -> No
     tally.add("links_revoked", await store.revoke_links(conn, job.booking_id, "purge"))
 
 
+#: Counts every purge record says, 0 when nothing of the kind was done.
+_ALWAYS_SAID = (
+    "files_deleted",
+    "bytes_deleted",
+    "copies_marked_purged",
+    "outbox_deleted",
+    "rows_anonymised",
+    "links_revoked",
+)
+
 MEDIA_PURGERS: list[Purger] = [purge_outputs, purge_share_copies]
 PERSONAL_PURGERS: list[Purger] = [purge_outbox, anonymise_rows, revoke_links]
 
@@ -286,10 +305,34 @@ async def _job(
         outputs=await store.step_outputs(conn, eids),
         names=await store.known_names(conn, booking_id, keys, eids),
         emails=await store.booking_emails(conn, booking_id),
+        earlier=await store.open_errors(conn, booking_id),
     )
 
 
 Cancel = Callable[[int], Awaitable[object]]
+
+
+async def _resolve_earlier(
+    conn: AsyncConnection, job: PurgeJob, tally: Tally, record_id: int
+) -> int:
+    """An earlier record's error whose path is gone now is marked resolved by this purge (its
+    path, which may hold the passenger's name, is dropped). Returns how many."""
+    failing = {e["path"] for e in tally.errors}
+    named = [e.get("path", "") for _rid, errors in job.earlier for e in errors]
+    still = await asyncio.to_thread(lambda: {p for p in named if p and Path(p).exists()})
+    resolved = 0
+    for rid, errors in job.earlier:
+        changed = False
+        for e in errors:
+            path = e.get("path", "")
+            if e.get("resolved_by") or path in failing or path in still:
+                continue
+            e["path"], e["resolved_by"] = retention.REDACTED, str(record_id)
+            changed = True
+            resolved += 1
+        if changed:
+            await store.set_errors(conn, rid, errors)
+    return resolved
 
 
 async def _cancel(engine: AsyncEngine, job: PurgeJob, cancel: Cancel, tally: Tally) -> None:
@@ -349,14 +392,20 @@ async def purge_booking(
                 conn, booking_id, personal=job.scope is PurgeScope.ALL, note=note
             ),
         )
-        changed = {k: v for k, v in tally.counts.items() if k != "sessions_marked"}
+        changed = {k for k in tally.counts if k not in ("sessions_marked", "outside_roots_kept")}
         what: dict[str, Any] = {
             "scope": str(job.scope),
             "sessions": len(job.sessions),
+            **dict.fromkeys(_ALWAYS_SAID, 0),
             **tally.counts,
             "nothing_left": not changed and not tally.errors,
         }
         record_id = await store.record_purge(conn, booking_id, reason, actor, what, tally.errors)
+        resolved = await _resolve_earlier(conn, job, tally, record_id)
+        if resolved:
+            what["earlier_errors_resolved"] = resolved
+            what["nothing_left"] = False
+            await store.set_what(conn, record_id, what)
     level = logging.WARNING if tally.errors else logging.INFO
     logger.log(
         level,

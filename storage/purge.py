@@ -439,3 +439,34 @@ async def live_links(conn: AsyncConnection, booking_id: str) -> int:
         {"b": booking_id},
     )
     return int(found or 0)
+
+
+async def open_errors(
+    conn: AsyncConnection, booking_id: str
+) -> list[tuple[int, list[dict[str, str]]]]:
+    """(record id, errors) of the booking's earlier purges that could not do everything."""
+    rows = await conn.execute(
+        text(
+            "SELECT id, errors FROM purge_record WHERE booking_id = :b "
+            "AND jsonb_array_length(errors) > 0 ORDER BY id"
+        ),
+        {"b": booking_id},
+    )
+    return [(int(r[0]), list(r[1])) for r in rows]
+
+
+async def set_errors(
+    conn: AsyncConnection, record_id: int, errors: Sequence[dict[str, str]]
+) -> None:
+    """An earlier record's errors, rewritten once a later purge did what they said."""
+    await conn.execute(
+        text("UPDATE purge_record SET errors = CAST(:e AS jsonb) WHERE id = :i"),
+        {"i": record_id, "e": json.dumps(list(errors))},
+    )
+
+
+async def set_what(conn: AsyncConnection, record_id: int, what: dict[str, Any]) -> None:
+    await conn.execute(
+        text("UPDATE purge_record SET what = CAST(:w AS jsonb) WHERE id = :i"),
+        {"i": record_id, "w": json.dumps(what)},
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from agents.render.identity import output_name
 from agents.retention import (
     REDACTED,
     REDACTED_SLUG,
@@ -15,7 +16,6 @@ from agents.retention import (
     needles,
     scope_of,
 )
-from agents.render.identity import output_name
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
