@@ -18,10 +18,8 @@ second purge of the same booking finds nothing left and records that.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,32 +27,18 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from agents import purge_files as pf
 from agents import retention
+from agents.purge_files import Tally
 from agents.render.identity import is_safe_name
 from agents.retention import PurgeReason, PurgeScope
 from storage import purge as store
+from storage import purge_rows
 from storage.commands import execution_status
 from storage.enums import ExecutionStatus
 from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-_OUTBOX_READ = 64 * 1024  # an outbox message's headers are in its first bytes
-
-
-@dataclass
-class Tally:
-    """What the purgers did (counts) and could not do (errors)."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    errors: list[dict[str, str]] = field(default_factory=list)
-
-    def add(self, what: str, n: int = 1) -> None:
-        if n:
-            self.counts[what] = self.counts.get(what, 0) + n
-
-    def error(self, path: Path | str, error: str, action: str) -> None:
-        self.errors.append({"path": str(path), "error": error, "action": action})
 
 
 @dataclass(frozen=True)
@@ -86,29 +70,13 @@ class PurgeJob:
 Purger = Callable[[PurgeJob, AsyncConnection, Tally], Awaitable[None]]
 
 
-def _inside(path: Path, roots: Iterable[Path]) -> bool:
-    real = path.resolve()
-    return any(real != r and real.is_relative_to(r) for r in (x.resolve() for x in roots))
-
-
-def _paths_named(value: object) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, list):
-        for v in value:
-            yield from _paths_named(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _paths_named(v)
-
-
 def _candidates(job: PurgeJob) -> tuple[list[Path], list[Path]]:
     """(files, folders): every file the booking's steps name (absolute, or relative to the output
     folder), and the sessions' own output folders (the only folders deleted whole)."""
     s = job.settings
     files: dict[str, Path] = {}
     for out in job.outputs:
-        for text in _paths_named(out):
+        for text in pf.paths_named(out):
             if ("/" not in text and "." not in text) or len(text) > 4096 or "\x00" in text:
                 continue
             p = Path(text)
@@ -128,65 +96,12 @@ def _candidates(job: PurgeJob) -> tuple[list[Path], list[Path]]:
     return list(files.values()), folders
 
 
-def _unlink(path: Path, tally: Tally, what: str, again: str) -> None:
-    if any(e["path"] == str(path) for e in tally.errors):
-        return  # said already (a file named by a step and found in its folder too)
-    try:
-        size = path.stat().st_size
-        path.unlink()
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        tally.error(
-            path, f"{type(exc).__name__}: {exc.strerror or exc}", f"delete it by hand, {again}"
-        )
-        return
-    tally.add(what)
-    tally.add("bytes_deleted", size)
-
-
-def _delete_files(
-    paths: list[Path],
-    roots: list[Path],
-    tally: Tally,
-    again: str,
-    folders: Sequence[Path] = (),
-) -> None:
-    """Blocking: delete the files, then the folders (their files, then themselves); only what
-    resolves inside the roots. A folder among `paths` is never walked: only `folders` are."""
-    for p in paths:
-        if not _inside(p, roots):
-            if p.exists():
-                tally.add("outside_roots_kept")
-            continue
-        if p.is_file() or p.is_symlink():
-            _unlink(p, tally, "files_deleted", again)
-            parent = p.parent
-            with contextlib.suppress(OSError):  # a staging folder left empty
-                if _inside(parent, roots) and parent not in folders and not any(parent.iterdir()):
-                    parent.rmdir()
-                    tally.add("folders_deleted")
-    for folder in folders:
-        if not _inside(folder, roots) or not folder.is_dir() or folder.is_symlink():
-            continue
-        for sub, _dirs, names in os.walk(folder, topdown=False):
-            for f in names:
-                _unlink(Path(sub) / f, tally, "files_deleted", again)
-            try:
-                Path(sub).rmdir()
-                tally.add("folders_deleted")
-            except OSError as exc:
-                inside = any(e["path"].startswith(f"{sub}{os.sep}") for e in tally.errors)
-                if Path(sub).exists() and not inside:  # a file in it said why already
-                    tally.error(sub, str(exc), f"delete the folder by hand, {again}")
-
-
 async def purge_outputs(job: PurgeJob, conn: AsyncConnection, tally: Tally) -> None:
     """The published video, poster and manifest, the photos and contact sheet, render staging."""
     s = job.settings
     roots = [s.output_dir, s.share_root]
     files, folders = _candidates(job)
-    await asyncio.to_thread(_delete_files, files, roots, tally, job.again, folders)
+    await asyncio.to_thread(pf.delete_files, files, roots, tally, job.again, folders)
 
 
 async def purge_share_copies(job: PurgeJob, conn: AsyncConnection, tally: Tally) -> None:
@@ -195,7 +110,7 @@ async def purge_share_copies(job: PurgeJob, conn: AsyncConnection, tally: Tally)
     rows = await store.copies(conn, ids)
     paths = [job.settings.share_root / r.stored_path for r in rows if r.stored_path]
     before = len(tally.errors)
-    await asyncio.to_thread(_delete_files, paths, [job.settings.share_root], tally, job.again)
+    await asyncio.to_thread(pf.delete_files, paths, [job.settings.share_root], tally, job.again)
     failed = {e["path"] for e in tally.errors[before:]}
     done = [
         r.file_id
@@ -205,41 +120,24 @@ async def purge_share_copies(job: PurgeJob, conn: AsyncConnection, tally: Tally)
     tally.add("copies_marked_purged", await store.mark_copies_purged(conn, done))
 
 
-def _outbox_names(path: Path, marks: list[str]) -> bool:
-    try:
-        with path.open("rb") as f:
-            head = f.read(_OUTBOX_READ).decode("utf-8", "replace")
-    except OSError:
-        return False
-    return any(m in head for m in marks)
-
-
-def _purge_outbox(outbox: Path, marks: list[str], token: str, tally: Tally, again: str) -> None:
-    if not outbox.is_dir():
-        return
-    for p in sorted(outbox.iterdir()):
-        if p.is_file() and ((token and token in p.name) or _outbox_names(p, marks)):
-            _unlink(p, tally, "outbox_deleted", again)
-
-
 async def purge_outbox(job: PurgeJob, conn: AsyncConnection, tally: Tally) -> None:
     """Messages in <data_dir>/outbox/ whose name or text names the booking, its name or email."""
     token = retention.booking_token(job.booking_id)
     marks = [m for m in (job.booking_id, *job.names, *job.emails) if len(m) >= 3]
     outbox = job.settings.data_dir / "outbox"
-    await asyncio.to_thread(_purge_outbox, outbox, marks, token, tally, job.again)
+    await asyncio.to_thread(pf.purge_outbox, outbox, marks, token, tally, job.again)
 
 
 async def anonymise_rows(job: PurgeJob, conn: AsyncConnection, tally: Tally) -> None:
     """Every copy of the name and email in the booking's rows, the decoded ticket text."""
-    scope = store.Scope(
+    scope = purge_rows.Scope(
         booking_id=job.booking_id,
         keys=[s.key for s in job.sessions],
         eids=job.eids,
         cards=sorted({s.card_id for s in job.sessions}),
     )
     found = retention.needles(job.names, job.emails)
-    counts = await store.anonymise(conn, scope, found, retention.REDACTED)
+    counts = await purge_rows.anonymise(conn, scope, found, retention.REDACTED)
     tally.add("rows_anonymised", sum(counts.values()))
     for table, n in counts.items():
         tally.add(f"anonymised.{table}", n)
@@ -304,7 +202,7 @@ async def _job(
         eids=eids,
         outputs=await store.step_outputs(conn, eids),
         names=await store.known_names(conn, booking_id, keys, eids),
-        emails=await store.booking_emails(conn, booking_id),
+        emails=await purge_rows.booking_emails(conn, booking_id),
         earlier=await store.open_errors(conn, booking_id),
     )
 
@@ -371,6 +269,7 @@ async def purge_booking(
     if cancel is not None and first.scope is PurgeScope.ALL:
         await _cancel(engine, first, cancel, tally)
     async with engine.begin() as conn:
+        await store.lock_booking(conn, booking_id)  # then read again: what is left now
         job = await _job(conn, settings, booking_id, reason, actor)
         purgers = MEDIA_PURGERS + (PERSONAL_PURGERS if job.scope is PurgeScope.ALL else [])
         for purger in purgers:
@@ -431,6 +330,21 @@ async def scheduled_purge(
     media, personal = settings.retention_media_days, settings.retention_personal_days
     if media <= 0 and personal <= 0:
         return []
+    async with engine.connect() as lock:
+        if not await store.try_lock_pass(lock):
+            logger.info("retention: another worker is applying the rules; skipped")
+            return []
+        try:
+            return await _retention_pass(engine, settings, at, cancel)
+        finally:
+            await store.unlock_pass(lock)
+            await lock.commit()
+
+
+async def _retention_pass(
+    engine: AsyncEngine, settings: Settings, at: datetime, cancel: Cancel | None
+) -> list[PurgeResult]:
+    media, personal = settings.retention_media_days, settings.retention_personal_days
     async with engine.connect() as conn:
         rows = await store.retention_sessions(conn)
     times = [
@@ -451,6 +365,8 @@ async def scheduled_purge(
             logger.exception(
                 "booking %s: scheduled purge failed; tried again next pass", due.booking_id
             )
+    if done:
+        logger.info("retention: %d booking(s) purged", len(done))
     return done
 
 
