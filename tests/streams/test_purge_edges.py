@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support import Proc, settings_env, wait_for
 
 from agents.purge import BookingNotFound, purge_booking
 from agents.retention import PurgeReason
@@ -176,3 +177,51 @@ async def test_a_purged_copy_still_counts_as_imported(
 async def test_an_unknown_booking_is_refused(settings: Settings, clean_db: AsyncEngine) -> None:
     with pytest.raises(BookingNotFound):
         await purge_booking(clean_db, settings, "NOPE", PurgeReason.REQUEST, "test")
+
+
+@pytest.mark.slow
+async def test_the_worker_applies_the_retention_rules_on_its_own(
+    settings: Settings,
+    clean_db: AsyncEngine,
+    pg: asyncpg.Connection,
+    tmp_path: Path,
+    spawn: Callable[..., Proc],
+) -> None:
+    """The scheduled purge is a worker task: a booking delivered 31 days ago loses its media (not
+    its name); one recorded 91 days ago loses everything; one delivered yesterday keeps all."""
+    made = await a_booking(clean_db, settings, tmp_path / "none")
+    await pg.execute("UPDATE pipeline_step SET finished_at = now() - interval '31 days'")
+    # a second booking, delivered yesterday: nothing of it is due
+    await pg.execute(
+        "INSERT INTO jump_session (key, card_id, status, booking_id, passenger, created_at) "
+        "VALUES ('s2', $1, 'assigned', 'BK-NEW', 'Kept Person', now() - interval '1 day')",
+        CARD,
+    )
+    s = settings.model_copy(update={"retention_check_interval_s": 1.0})
+    worker = spawn("streams.cli", "worker", env=settings_env(s), name="worker")
+
+    async def recorded(reason: str) -> bool:
+        return bool(
+            await pg.fetchval(
+                "SELECT count(*) FROM purge_record WHERE booking_id = $1 AND reason = $2",
+                BOOKING,
+                reason,
+            )
+        )
+
+    try:
+        await wait_for(lambda: recorded("retention-media"), timeout=90, what="media purged")
+        assert not made["video"].exists()  # type: ignore[attr-defined]
+        assert await pg.fetchval("SELECT passenger FROM jump_session WHERE key = 's1'") == NAME
+        await pg.execute(
+            "UPDATE jump_session SET created_at = now() - interval '91 days' WHERE key = 's1'"
+        )
+        await wait_for(lambda: recorded("retention-personal"), timeout=30, what="name purged")
+    except AssertionError:
+        print(worker.output()[-4000:])
+        raise
+    assert await pg.fetchval("SELECT passenger FROM jump_session WHERE key = 's1'") is None
+    assert await pg.fetchval("SELECT passenger FROM jump_session WHERE key = 's2'") == "Kept Person"
+    assert await pg.fetchval("SELECT count(*) FROM purge_record WHERE booking_id = 'BK-NEW'") == 0
+    who = await pg.fetch("SELECT DISTINCT requested_by FROM purge_record")
+    assert [r["requested_by"] for r in who] == ["retention"]

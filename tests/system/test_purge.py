@@ -70,6 +70,7 @@ def cli(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "streams.cli", *args],
         env=settings_env(s),
         capture_output=True,
+        stdin=subprocess.DEVNULL,
         text=True,
         timeout=90,
         check=False,
@@ -180,7 +181,11 @@ async def purge_and_check(
         assert any(h.startswith("jump_session.passenger") for h in before), before
         assert any(h.startswith("qr_scan.payload") for h in before), before
 
-        # --- the purge on request, from the CLI ---
+        # --- the purge on request, from the CLI: it asks first (no terminal: --yes) ---
+        asked = await asyncio.to_thread(cli, s, "purge", "--booking", booking)
+        assert asked.returncode == 2 and "confirm with --yes" in asked.stderr, asked
+        assert f"booking {booking}: 1 jump(s)" in asked.stdout and folder.exists()
+        assert await pg.fetchval("SELECT count(*) FROM purge_record") == 0
         done = await asyncio.to_thread(cli, s, "purge", "--booking", booking, "--yes")
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"booking {booking}: 1 jump(s)" in done.stdout
