@@ -247,7 +247,8 @@ class Commands:
             )
         except BookingNotFound:
             raise _not_found(f"booking {booking_id!r}") from None
-        await self._status(StatusKind.SESSION, booking_id, {"action": "purge"})
+        for key in done.keys:
+            await self._status(StatusKind.SESSION, key, {"status": "purged", "action": "purge"})
         return done.as_dict()
 
     async def _status(self, kind: StatusKind, id_: str, data: dict[str, object]) -> None:

@@ -168,6 +168,7 @@ class PurgeResult:
     reason: PurgeReason
     what: dict[str, Any]
     errors: list[dict[str, str]]
+    keys: tuple[str, ...] = ()  # the booking's jump sessions
 
     @property
     def nothing_left(self) -> bool:
@@ -315,7 +316,8 @@ async def purge_booking(
         "nothing left" if what["nothing_left"] else tally.counts,
         f"; {len(tally.errors)} errors, first: {tally.errors[0]}" if tally.errors else "",
     )
-    return PurgeResult(record_id, booking_id, reason, what, tally.errors)
+    keys = tuple(x.key for x in job.sessions)
+    return PurgeResult(record_id, booking_id, reason, what, tally.errors, keys)
 
 
 async def scheduled_purge(

@@ -24,7 +24,7 @@ from agents.pipeline import orchestrator, reconcile, runner
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.host import AgentHost
 from storage.db import make_engine
-from storage.enums import FileStatus
+from storage.enums import FileStatus, StatusKind
 from storage.imports import CopyOutcome, DiffRow, PlannedCopy
 from streams import records
 from streams.settings import Settings
@@ -164,6 +164,20 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
     _attach_retention(wa, emitter, settings)  # issue 16, item 5
 
 
+async def _tell_purged(emitter: orchestrator.Emitter, done: purge.PurgeResult) -> None:
+    """The dashboards show the sessions purged; advisory, so a broker hiccup only logs."""
+    if emitter.send_status is None:
+        return
+    for key in done.keys:
+        event = records.StatusEvent(
+            kind=StatusKind.SESSION, id=key, data={"status": "purged", "reason": str(done.reason)}
+        )
+        try:
+            await emitter.send_status(key.encode(), records.encode(event))
+        except Exception as exc:
+            logger.warning("status event for purged session %s not published: %s", key, exc)
+
+
 def _attach_retention(wa: AgentHost, emitter: orchestrator.Emitter, settings: Settings) -> None:
     """The scheduled purge (issue 16, item 5): the retention rules applied every
     ``retention_check_interval_s``; every purge is recorded (agents/purge.py)."""
@@ -174,7 +188,8 @@ def _attach_retention(wa: AgentHost, emitter: orchestrator.Emitter, settings: Se
     async def loop() -> None:
         while True:
             try:
-                await purge.scheduled_purge(wa.engine, settings, cancel=cancel)
+                for done in await purge.scheduled_purge(wa.engine, settings, cancel=cancel):
+                    await _tell_purged(emitter, done)
             except asyncio.CancelledError:
                 raise
             except Exception:
