@@ -283,10 +283,15 @@ async def purge_and_check(
     assert await scheduled_purge(clean_db, s, now=now + timedelta(days=1)) == []
     never = s.model_copy(update={"retention_media_days": 0, "retention_personal_days": 0})
     assert await scheduled_purge(clean_db, never, now=now + timedelta(days=400)) == []
+    other_link = await issue_link(clean_db, signer_for(s), others[0].booking_id, days=7, actor="t")
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        assert (await http.get(other_link.path)).status_code == 200
     media = await scheduled_purge(clean_db, s, now=now + timedelta(days=31))
     assert sorted(r.booking_id for r in media) == sorted(o.booking_id for o in others)
     assert {r.reason for r in media} == {PurgeReason.RETENTION_MEDIA}
     assert not [p for p in other_videos if p.exists()]
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:  # the files are gone
+        assert (await http.get(other_link.path)).status_code == 410
     for other in others:  # media only: the name is kept until the personal period ends
         assert await pg.fetchval(
             "SELECT count(*) FROM jump_session WHERE passenger = $1", other.passenger
