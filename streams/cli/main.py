@@ -17,6 +17,7 @@
     skyreel cancel EXECUTION     cancel an execution's unfinished steps
     skyreel executions           list recent pipeline executions and their steps' states
     skyreel link BOOKING         issue a passenger link and print its URL (--revoke ID: revoke)
+    skyreel purge --booking B    delete a booking's files and personal data (asks; --yes)
 
 Settings come from SKYREEL_* environment variables (see streams/settings.py or `--help` of each
 command); each subcommand builds them once and passes them down.
