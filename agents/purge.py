@@ -97,9 +97,10 @@ def _candidates(job: PurgeJob) -> tuple[list[Path], list[Path]]:
 
 
 async def purge_outputs(job: PurgeJob, conn: AsyncConnection, tally: Tally) -> None:
-    """The published video, poster and manifest, the photos and contact sheet, render staging."""
+    """The published video, poster and manifest, the photos and contact sheet, render staging
+    (the clips' copies on the share go by their ledger rows only, never by a step's word)."""
     s = job.settings
-    roots = [s.output_dir, s.share_root]
+    roots = [s.output_dir, s.render_staging]
     files, folders = _candidates(job)
     await asyncio.to_thread(pf.delete_files, files, roots, tally, job.again, folders)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,18 +102,27 @@ def delete_files(
                     tally.error(sub, str(exc), f"delete the folder by hand, {again}")
 
 
-def _outbox_names(path: Path, marks: list[str]) -> bool:
+def _whole(mark: str) -> re.Pattern[str]:
+    """`mark` as a whole word: booking B1 is not in B12's message."""
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(mark)}(?![A-Za-z0-9])")
+
+
+def _outbox_names(path: Path, marks: list[re.Pattern[str]]) -> bool:
     try:
         with path.open("rb") as f:
             head = f.read(_OUTBOX_READ).decode("utf-8", "replace")
     except OSError:
         return False
-    return any(m in head for m in marks)
+    return any(m.search(head) for m in marks)
 
 
 def purge_outbox(outbox: Path, marks: list[str], token: str, tally: Tally, again: str) -> None:
+    """Delete the messages in `outbox` whose file name holds `token` or whose first bytes hold
+    one of `marks` (each as a whole word)."""
     if not outbox.is_dir():
         return
+    named = _whole(token) if token else None
+    found = [_whole(m) for m in marks if m]
     for p in sorted(outbox.iterdir()):
-        if p.is_file() and ((token and token in p.name) or _outbox_names(p, marks)):
+        if p.is_file() and ((named and named.search(p.name)) or _outbox_names(p, found)):
             unlink(p, tally, "outbox_deleted", again)

@@ -122,6 +122,11 @@ async def test_an_undeletable_file_is_an_error_and_the_rest_goes_on(
     video, poster = made["video"], made["poster"]
     assert isinstance(video, Path) and isinstance(poster, Path)
     hold(immutable, video)
+    outbox = settings.data_dir / "outbox"
+    outbox.mkdir(parents=True, exist_ok=True)
+    ours, theirs = outbox / f"{BOOKING}-1.eml", outbox / f"{BOOKING}7-1.eml"
+    ours.write_text("Subject: your video\n")
+    theirs.write_text(f"Subject: booking {BOOKING}7\n")  # BK-777 is another booking
 
     first = await purge_booking(clean_db, settings, BOOKING, PurgeReason.REQUEST, "test")
     assert [e["path"] for e in first.errors] == [str(video)], first.errors
@@ -130,6 +135,7 @@ async def test_an_undeletable_file_is_an_error_and_the_rest_goes_on(
     assert video.exists() and not poster.exists()
     assert not [p for p in made["copies"] if p.exists()]  # type: ignore[attr-defined]
     assert outside.read_text() == "keep me" and first.what["outside_roots_kept"] == 1
+    assert not ours.exists() and theirs.exists() and first.what["outbox_deleted"] == 1
     assert first.what["links_revoked"] == 0 and first.what["rows_anonymised"] > 0
     stored = await pg.fetchrow("SELECT errors FROM purge_record WHERE id = $1", first.record_id)
     assert json.loads(stored["errors"])[0]["path"] == str(video)
