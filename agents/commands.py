@@ -23,12 +23,15 @@ from agents.jobs.assign import assign_booking
 from agents.jobs.edit_marks import EditRefused, set_marks
 from agents.pipeline import orchestrator
 from agents.pipeline.errors import InvalidDag, InvalidTransition
+from agents.purge import BookingNotFound, purge_booking, purged_message
+from agents.retention import PurgeReason
 from storage import commands as store
 from storage.enums import CommandAction, CommandErrorKind, ExecutionStatus, StatusKind
 from storage.pipeline import ExecutionNotFound
 from storage.sessions import SessionNotAssignable, SessionNotFound
 from streams import records
 from streams.kafka import Send
+from streams.settings import Settings
 from streams.topics import Names
 
 logger = logging.getLogger(__name__)
@@ -89,6 +92,7 @@ class Commands:
     engine: AsyncEngine
     emitter: orchestrator.Emitter
     send_result: Send
+    settings: Settings | None = None  # a purge needs the folders (issue 16)
 
     async def handle(self, payload: bytes) -> None:
         await self.apply(records.decode(records.OperatorCommand, payload))
@@ -119,6 +123,8 @@ class Commands:
             return await self._assign(cmd)
         if cmd.action is CommandAction.EDIT:
             return await self._edit(cmd)
+        if cmd.action is CommandAction.PURGE:
+            return await self._purge(cmd)
         if cmd.execution_id is None:
             raise _not_found("execution")
         eid = cmd.execution_id
@@ -136,6 +142,10 @@ class Commands:
             raise _not_found(f"execution {eid}") from None
 
     async def _retry(self, cmd: records.OperatorCommand, eid: int) -> dict[str, Any]:
+        async with self.engine.connect() as conn:
+            purged = await purged_message(conn, eid)
+        if purged:  # its footage is gone: nothing can render it again
+            raise _conflict(f"execution {eid}: {purged}")
         try:
             retried = await orchestrator.retry(
                 self.engine, self.emitter, eid, step=cmd.step, actor=cmd.actor, force=cmd.force
@@ -215,6 +225,31 @@ class Commands:
             "applied_before": done.applied_before,
             "actor": cmd.actor,
         }
+
+    async def _purge(self, cmd: records.OperatorCommand) -> dict[str, Any]:
+        """A booking's files and personal data, on request (issue 16, item 5); recorded in
+        ``purge_record`` before this command's outcome is."""
+        if self.settings is None:
+            raise _conflict("this worker was started without settings: it cannot purge")
+        booking_id = (cmd.booking_id or "").strip()
+
+        async def cancel(eid: int) -> int:
+            return await orchestrator.cancel(self.engine, self.emitter, eid, actor=cmd.actor)
+
+        try:
+            done = await purge_booking(
+                self.engine,
+                self.settings,
+                booking_id,
+                PurgeReason.REQUEST,
+                cmd.actor,
+                cancel=cancel,
+            )
+        except BookingNotFound:
+            raise _not_found(f"booking {booking_id!r}") from None
+        for key in done.keys:
+            await self._status(StatusKind.SESSION, key, {"status": "purged", "action": "purge"})
+        return done.as_dict()
 
     async def _status(self, kind: StatusKind, id_: str, data: dict[str, object]) -> None:
         """Tell every hub's dashboards; advisory, so a broker hiccup only logs."""

@@ -7,13 +7,14 @@ them). Each agent body only decodes, calls a handler, and never lets an exceptio
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import faust
 
-from agents import commands, ingest
+from agents import commands, ingest, purge
 from agents.app import create_app, declare_topics
 from agents.guard import guarded
 from agents.jobs import card_import, landing, steps
@@ -23,7 +24,7 @@ from agents.pipeline import orchestrator, reconcile, runner
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.host import AgentHost
 from storage.db import make_engine
-from storage.enums import FileStatus
+from storage.enums import FileStatus, StatusKind
 from storage.imports import CopyOutcome, DiffRow, PlannedCopy
 from streams import records
 from streams.settings import Settings
@@ -137,7 +138,7 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
     _consume(wa, topics.copy_results, "copy_results", on_copy_result)
 
     # operator commands (retry, resume, cancel, assign) from the API and the CLI
-    ops = commands.Commands(wa.engine, emitter, send_result_acked)
+    ops = commands.Commands(wa.engine, emitter, send_result_acked, settings)
     command_topic = commands.declare_topic(wa.app, wa.names, settings.topic_partitions)
     _consume(wa, command_topic, "commands", ops.handle)
 
@@ -160,6 +161,44 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
         worker=step_runner.worker,
         interval_s=settings.reconcile_interval_s,
     )
+    _attach_retention(wa, emitter, settings)  # issue 16, item 5
+
+
+async def _tell_purged(emitter: orchestrator.Emitter, done: purge.PurgeResult) -> None:
+    """The dashboards show the sessions purged; advisory, so a broker hiccup only logs."""
+    if emitter.send_status is None:
+        return
+    for key in done.keys:
+        event = records.StatusEvent(
+            kind=StatusKind.SESSION, id=key, data={"status": "purged", "reason": str(done.reason)}
+        )
+        try:
+            await emitter.send_status(key.encode(), records.encode(event))
+        except Exception as exc:
+            logger.warning("status event for purged session %s not published: %s", key, exc)
+
+
+def _attach_retention(wa: AgentHost, emitter: orchestrator.Emitter, settings: Settings) -> None:
+    """The scheduled purge (issue 16, item 5): the retention rules applied every
+    ``retention_check_interval_s``; every purge is recorded (agents/purge.py)."""
+
+    async def cancel(eid: int) -> int:
+        return await orchestrator.cancel(wa.engine, emitter, eid, actor="retention")
+
+    async def loop() -> None:
+        while True:
+            try:
+                for done in await purge.scheduled_purge(wa.engine, settings, cancel=cancel):
+                    await _tell_purged(emitter, done)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception(
+                    "retention pass failed; next in %.0fs", settings.retention_check_interval_s
+                )
+            await asyncio.sleep(settings.retention_check_interval_s)
+
+    wa.app.task(loop)
 
 
 def run_worker(settings: Settings) -> int:

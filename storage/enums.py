@@ -134,6 +134,7 @@ class CommandAction(StrEnum):
     CANCEL = "cancel"
     ASSIGN = "assign"
     EDIT = "edit"  # issue 15: operator marks on a jump's recording, then a re-edit
+    PURGE = "purge"  # issue 16: a booking's files and personal data deleted (agents/purge.py)
 
 
 class CommandErrorKind(StrEnum):

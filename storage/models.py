@@ -337,3 +337,31 @@ class PassengerLink(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_by: Mapped[str | None] = mapped_column(String(200))
+
+
+# --- retention and deletion (issue 16, item 5; migration 0010) --------------------------------
+# Columns a purge sets on rows it keeps (the ledger row stays: a card inserted again copies
+# nothing): jump_session.media_purged_at / personal_purged_at, imported_file.purged_at.
+JumpSession.media_purged_at = mapped_column(DateTime(timezone=True))  # type: ignore[attr-defined]
+JumpSession.personal_purged_at = mapped_column(DateTime(timezone=True))  # type: ignore[attr-defined]
+ImportedFile.purged_at = mapped_column(DateTime(timezone=True))  # type: ignore[attr-defined]
+
+
+class PurgeRecord(Base):
+    """One purge of a booking: why, who, when, what it did and what it could not do."""
+
+    __tablename__ = "purge_record"
+    __table_args__ = (Index("ix_purge_record_booking", "booking_id", "at"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    booking_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(
+        String(32)
+    )  # retention-media | retention-personal | request
+    requested_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    at: Mapped[datetime] = _now()
+    what: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'::jsonb")
+    )

@@ -81,7 +81,7 @@ js.key, js.card_id, js.status, js.booking_id, js.passenger, js.product, js.qr_fi
 js.execution_id, js.assigned_by, js.created_at, js.updated_at,
 cardinality(js.file_ids) AS files, e.status AS execution_status,
 CASE WHEN jsonb_typeof(js.warnings) = 'array' THEN js.warnings ELSE '[]'::jsonb END AS warnings,
-js.review_reason
+js.review_reason, js.media_purged_at AS purged_at
 """
 _SESSIONS_FROM = "FROM jump_session js LEFT JOIN pipeline_execution e ON e.id = js.execution_id"
 

@@ -250,7 +250,7 @@ class OperatorCommand(_Base):
 
     retry: ``execution_id``, ``step`` (None: every failed step), ``force``; resume and cancel:
     ``execution_id``; assign: ``session_key``, ``booking_id``, ``passenger``; edit:
-    ``session_key``, ``marks``. The engine
+    ``session_key``, ``marks``; purge: ``booking_id``. The engine
     stores the outcome once per ``command_id`` (storage/commands.py).
     """
 
@@ -268,4 +268,4 @@ class OperatorCommand(_Base):
 
     @property
     def key(self) -> bytes:
-        return (self.session_key or str(self.execution_id)).encode()
+        return (self.session_key or self.booking_id or str(self.execution_id)).encode()

@@ -300,6 +300,30 @@ class Settings(BaseSettings):
         2.0, ge=0.0, le=60.0, description="Seconds at least between two picked stills."
     )
 
+    # --- retention (issue 16, item 5): how long media and personal data are kept (agents/purge.py)
+    retention_media_days: int = Field(
+        default=30,
+        ge=0,
+        le=36500,
+        description="Days a booking's videos, photos and share copies are kept after its last "
+        "jump was delivered (published); then the scheduled purge deletes them. 0: never "
+        "automatically (`skyreel purge` still works).",
+    )
+    retention_personal_days: int = Field(
+        default=90,
+        ge=0,
+        le=36500,
+        description="Days a booking's personal data (passenger name, email, ticket text) is kept "
+        "after its newest jump was recorded; then the scheduled purge removes it with every "
+        "file and revokes its links. 0: never automatically.",
+    )
+    retention_check_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often the worker applies the retention rules (seconds).",
+    )
+    # --- end of the retention block ---
+
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Settings:
         token = self.admin_token.get_secret_value()

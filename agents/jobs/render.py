@@ -38,6 +38,7 @@ from agents.render.identity import output_name
 from agents.render.queue import RENDER_FUNCTION, job_key, recovered_output
 from storage import media
 from storage import pipeline as repo
+from storage import purge as purge_store
 from storage.enums import FileStatus, ResultStatus
 from streams import records
 from streams.topics import Names
@@ -137,6 +138,8 @@ async def _build(
         return _Built(None, f"no jump session {session_key!r}")
     if not session.booking_id:
         return _Built(None, f"session {session_key} has no booking")
+    if purged := await purge_store.session_purged_at(conn, session_key):  # issue 16, item 5
+        return _Built(None, f"purged: footage deleted on {purged.date().isoformat()}")
     rows = {r.id: r for r in await media.load_files(conn, session.file_ids)}
     kept, left_out, pending = choose_footage(session.file_ids, rows)
     for warning in left_out:

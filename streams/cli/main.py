@@ -17,6 +17,7 @@
     skyreel cancel EXECUTION     cancel an execution's unfinished steps
     skyreel executions           list recent pipeline executions and their steps' states
     skyreel link BOOKING         issue a passenger link and print its URL (--revoke ID: revoke)
+    skyreel purge --booking B    delete a booking's files and personal data (asks; --yes)
 
 Settings come from SKYREEL_* environment variables (see streams/settings.py or `--help` of each
 command); each subcommand builds them once and passes them down.
@@ -163,6 +164,12 @@ def _link(settings: Settings, args: argparse.Namespace) -> int:
     return link_cli(settings, args.booking, args.days, args.revoke)
 
 
+def _purge(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.cli.purge import purge_cli
+
+    return purge_cli(settings, args.booking, args.yes)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skyreel",
@@ -295,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=None, help="valid for (default: the setting)")
     p.add_argument("--revoke", type=int, default=None, metavar="ID", help="revoke link ID")
     p.set_defaults(handler=_link)
+
+    from streams.cli.purge import add_parser as add_purge  # issue 16, item 5
+
+    add_purge(sub).set_defaults(handler=_purge)
     return parser
 
 

@@ -1,5 +1,5 @@
 """Operator actions of the status API: retry, resume, cancel, assign a booking, set a jump's
-marks (edit), revoke a detector (bearer token required).
+marks (edit), purge a booking, revoke a detector (bearer token required).
 
 The hub changes no pipeline state itself: it checks what it can from storage (404 for an
 unknown execution or session, 409 for an obvious conflict), sends an ``OperatorCommand`` on
@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from storage.commands import execution_status, session_state
 from storage.detectors import DetectorError
 from storage.enums import CommandAction, CommandErrorKind, ExecutionStatus
+from storage.passenger_links import booking_known
 from streams import commands, edit_request, records
 from streams.hub import api_models as m
 from streams.hub.api_support import (
@@ -171,6 +172,19 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
         return await _issue(cmd, m.EditResult, 202)
 
     @json_errors
+    async def purge_route(request: Request) -> Response:
+        """A booking's files and personal data deleted on request (issue 16, item 5): applied
+        and recorded by the engine (agents/purge.py), answered as it recorded it."""
+        ctx.require_token(request)
+        booking_id = path_text(request, "booking_id", "booking")
+        async with ctx.engine().connect() as conn:
+            if not await booking_known(conn, booking_id):
+                raise not_found(f"booking {booking_id!r}")
+        cmd = commands.new_command(CommandAction.PURGE, actor(request), booking_id=booking_id)
+        logger.info("booking %s: purge requested by %s", booking_id, cmd.actor)
+        return await _issue(cmd, m.PurgeResult)
+
+    @json_errors
     async def revoke(request: Request) -> Response:
         ctx.require_token(request)
         detector_id = str(request.path_params["detector_id"])
@@ -207,4 +221,5 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
         Route("/api/executions/{execution_id}/resume", resume, methods=["POST"]),
         Route("/api/sessions/{key}/assign", assign_route, methods=["POST"]),
         Route("/api/sessions/{key}/edit", edit_route, methods=["POST"]),
+        Route("/api/bookings/{booking_id}/purge", purge_route, methods=["POST"]),  # issue 16
     ]

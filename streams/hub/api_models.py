@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -273,6 +273,9 @@ class SessionSummary(_Model):
     files: int
     warnings: Texts = Field(description="What an operator must know: clips left out, clock.")
     review_reason: str = Field(description="Why it waits for a person; '' when it does not.")
+    purged_at: datetime | None = Field(
+        None, description="When its footage was deleted (issue 16: retention or request)."
+    )
 
 
 class SessionList(_Model):
@@ -451,6 +454,21 @@ class DetectorRevoked(_Model):
     message: str
 
 
+class PurgeResult(_Model):
+    """A booking purged (issue 16, item 5): what the purge record says it did."""
+
+    record_id: int
+    booking_id: str
+    reason: str = Field(description="request | retention-media | retention-personal.")
+    what: dict[str, Any] = Field(
+        description="Counts: files_deleted, bytes_deleted, copies_marked_purged, "
+        "rows_anonymised, links_revoked, ...; nothing_left: true when there was nothing to do."
+    )
+    errors: list[dict[str, str]] = Field(
+        description="What could not be done: {path, error, action}; the rest was done."
+    )
+
+
 class CommandQueued(_Model):
     """202: the engine did not answer in time; the command applies when a worker runs."""
 
@@ -511,4 +529,5 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     CommandQueued,
     EditRequest,  # issue 15, item 7
     EditResult,
+    PurgeResult,  # issue 16, item 5
 )

@@ -79,6 +79,7 @@ _FORCE = _query(
 _CARD = _path("card_id", {"type": "string", "minLength": 1, "maxLength": 128})
 _KEY = _path("key", {"type": "string", "minLength": 1, "maxLength": 128})
 _DETECTOR = _path("detector_id", {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,63}$"})
+_BOOKING = _path("booking_id", {"type": "string", "minLength": 1, "maxLength": 64})  # issue 16
 _DAY = {"type": "string", "description": "YYYY-MM-DD or an ISO 8601 date-time"}
 _SECURED: list[JsonObj] = [{"bearer": []}]
 
@@ -252,6 +253,14 @@ def _paths() -> JsonObj:
             m.AssignRequest,
             413,
             422,
+        ),
+        # issue 16, item 5
+        "/api/bookings/{booking_id}/purge": _post(
+            "Purge a booking: its videos, photos and share copies deleted, its name and email "
+            "removed from every row, its links revoked; recorded (what, when, who)",
+            [_BOOKING],
+            m.PurgeResult,
+            None,
         ),
         # issue 15, item 7
         "/api/sessions/{key}/edit": _accepted(
