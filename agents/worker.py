@@ -22,6 +22,7 @@ from agents.jobs.render import RenderDispatcher
 from agents.pipeline import orchestrator, reconcile, runner
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.host import AgentHost
+from agents.render.default_branding import log_branding
 from storage.db import make_engine
 from storage.enums import FileStatus
 from storage.imports import CopyOutcome, DiffRow, PlannedCopy
@@ -163,6 +164,7 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
 
 
 def run_worker(settings: Settings) -> int:
+    log_branding(settings)  # makes the default cards (once) before any render is dispatched
     wa = build_worker(settings)
     worker = faust.Worker(wa.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()  # returns only via SystemExit

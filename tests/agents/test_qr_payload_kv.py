@@ -21,10 +21,14 @@ from agents.qr.payload import Booking, NotABooking, parse_booking
             "https://book.example.com/t?b=BK1&booking=BK1&n=x&name=Ana%20M%C3%BCller",
             Booking("BK1", "Ana Müller"),
         ),
-        ("https://book.example.com/t?booking=BK1&name=Jos%C3%A9+Garc%C3%ADa",
-         Booking("BK1", "José García")),  # fmt: skip
-        ("https://book.example.com/t?booking=BK1&name=Tom%20%26%20Jerry",
-         Booking("BK1", "Tom & Jerry")),  # fmt: skip
+        (
+            "https://book.example.com/t?booking=BK1&name=Jos%C3%A9+Garc%C3%ADa",
+            Booking("BK1", "José García"),
+        ),
+        (
+            "https://book.example.com/t?booking=BK1&name=Tom%20%26%20Jerry",
+            Booking("BK1", "Tom & Jerry"),
+        ),
         # colon forms
         ("BOOKING:BK1;NAME:Smith, John", Booking("BK1", "Smith, John")),
         ("BOOKING: BK1\nNAME: Ana Müller\nPRODUCT: video", Booking("BK1", "Ana Müller", "video")),
