@@ -49,7 +49,7 @@ CACHE_FOLDER = "branding"
 #: the text watermark's height as a fraction of the output height
 WATERMARK_TEXT_FRAC = 0.05
 _WATERMARK_FONT_PX = 96
-_FFMPEG_TIMEOUT_S = 180.0
+_FFMPEG_TIMEOUT_S = 60.0
 #: a failed generation is tried again after this long (the cause may be fixed meanwhile)
 RETRY_AFTER_S = 300.0
 _BACKGROUND = ("0x0b1a33", "0x1b3f73", "0x0d2747")
@@ -208,6 +208,14 @@ def _crop_to_ink(path: Path, margin: int) -> tuple[int, int]:
     return int(cropped.shape[1]), int(cropped.shape[0])
 
 
+def _check_picture(path: Path) -> None:
+    """FFmpeg loops over an unreadable still instead of failing: look at the logo first."""
+    import cv2
+
+    if cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is None:
+        raise CardError(f"the logo {path} is not a picture OpenCV can read (PNG, JPEG)")
+
+
 def make_card(card: CardInputs, cache: Path) -> Path:
     """The card's file in `cache`, made first if it is not there (blocking; seconds at 1080p)."""
     final = card.path(cache)
@@ -221,6 +229,8 @@ def make_card(card: CardInputs, cache: Path) -> Path:
         text_file = Path(fh.name)
     try:
         if card.kind == "intro":
+            if card.logo is not None:
+                _check_picture(card.logo)
             _run_ffmpeg(intro_args(card, text_file, tmp), "intro card")
         else:
             _run_ffmpeg(watermark_args(card, text_file, tmp), "watermark")
@@ -297,6 +307,10 @@ def prepare_branding(settings: Settings) -> Prepared:
     frac: float | None = None
     if logo is not None:
         watermark, watermark_how = logo, f"file {logo}"
+        try:
+            _check_picture(logo)
+        except CardError as exc:  # kept: renders say so too, the operator fixes the setting
+            watermark_how, failed = f"file {logo}, which renders will fail on: {exc}", True
     elif settings.branding_logo is False:
         watermark_how = "off"
     elif font is None:
@@ -346,7 +360,12 @@ def prepared_for(settings: Settings) -> Prepared:
     key = _settings_key(settings)
     now = time.monotonic()
     found = _prepared.get(key)
-    if found is not None and (not found[1].failed or now - found[0] < RETRY_AFTER_S):
+    # a card removed from the share since (a clean-up) is made again, not sent to a render
+    if (
+        found is not None
+        and (not found[1].failed or now - found[0] < RETRY_AFTER_S)
+        and all(p.is_file() for p in (found[1].intro, found[1].logo) if p is not None)
+    ):
         return found[1]
     prepared = prepare_branding(settings)
     if prepared.failed:
@@ -376,9 +395,6 @@ def branding_mapping(settings: Settings, prepared: Prepared) -> dict[str, object
 
 
 async def job_branding(settings: Settings) -> dict[str, object]:
-    """`branding_mapping` for a render job; cards are made off the event loop on first use."""
-    found = _prepared.get(_settings_key(settings))
-    if found is not None and not found[1].failed:
-        return branding_mapping(settings, found[1])
+    """`branding_mapping` for a render job; cards are checked (and made) off the event loop."""
     prepared = await asyncio.to_thread(prepared_for, settings)
     return branding_mapping(settings, prepared)

@@ -242,3 +242,34 @@ async def test_a_default_render_opens_on_the_intro_card_and_carries_the_watermar
     corner = changed[int(H * 0.8) :, int(W * 0.6) :]
     assert corner.sum() > 40  # the letters of the name
     assert changed.sum() - corner.sum() < 10  # and nothing else (x264 noise aside)
+
+
+@pytest.mark.slow
+async def test_a_card_removed_from_the_share_is_made_again(tmp_path: Path) -> None:
+    s = branded(tmp_path)
+    first = Branding.from_mapping(await job_branding(s))
+    assert first.intro_path is not None and first.logo_path is not None
+    first.intro_path.unlink()
+    first.logo_path.unlink()
+    again = Branding.from_mapping(await job_branding(s))
+    assert again.intro_path == first.intro_path and again.intro_path.is_file()
+    assert again.logo_path == first.logo_path and again.logo_path.is_file()
+
+
+@pytest.mark.slow
+async def test_a_card_that_cannot_be_made_is_left_off_saying_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    junk = tmp_path / "logo.png"
+    junk.write_bytes(b"this is not a picture")
+    s = branded(tmp_path, branding_logo=junk, dropzone_name="Broken Logo DZ")
+    with caplog.at_level(logging.INFO, logger="agents.render.default_branding"):
+        prepared = log_branding(s)
+        mapping = await job_branding(s)  # remembered: not tried again on every render
+    assert prepared.failed and prepared.intro is None
+    assert prepared.intro_how.startswith("off (could not generate it: the logo ")
+    assert "is not a picture" in prepared.intro_how
+    warned = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and warned[0].getMessage().startswith("branding: intro off (")
+    assert f"watermark file {junk}, which renders will fail on: " in warned[0].getMessage()
+    assert "intro_path" not in mapping  # renders go on without it
