@@ -277,7 +277,7 @@ def prepare_branding(settings: Settings) -> Prepared:
 
     A card that cannot be made leaves that part off with a warning saying why and what to do;
     it never stops renders."""
-    name = settings.dropzone_name.strip() or "skyreel"
+    name = " ".join(settings.dropzone_name.split()) or "skyreel"  # no line breaks on a card
     logo = settings.branding_logo if isinstance(settings.branding_logo, Path) else None
     font = _font(settings)
     cache = cache_dir(settings)
