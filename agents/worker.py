@@ -23,6 +23,7 @@ from agents.jobs.render import RenderDispatcher
 from agents.pipeline import orchestrator, reconcile, runner
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.host import AgentHost
+from agents.render.default_branding import log_branding
 from storage.db import make_engine
 from storage.enums import FileStatus, StatusKind
 from storage.imports import CopyOutcome, DiffRow, PlannedCopy
@@ -202,6 +203,7 @@ def _attach_retention(wa: AgentHost, emitter: orchestrator.Emitter, settings: Se
 
 
 def run_worker(settings: Settings) -> int:
+    log_branding(settings)  # makes the default cards (once) before any render is dispatched
     wa = build_worker(settings)
     worker = faust.Worker(wa.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()  # returns only via SystemExit

@@ -289,18 +289,43 @@ class ExecutionLine:
     status: str
     created_at: datetime
     steps: str | None  # "status=n ..." over its steps
+    # whose it is: a jump's booking, passenger and capture time, and the card (None: unknown)
+    booking_id: str | None = None
+    passenger: str | None = None
+    capture_start: datetime | None = None
+    card_id: str | None = None
 
 
 async def executions_overview(conn: AsyncConnection, limit: int) -> list[ExecutionLine]:
-    """The latest executions, newest first, with their step counts by status."""
+    """The latest executions, newest first, with their step counts by status and whose they are."""
     rows = await conn.execute(
         text(
             "SELECT e.id, e.key, e.pipeline, e.status, e.created_at, "
             "(SELECT string_agg(status || '=' || n, ' ' ORDER BY status) FROM "
             " (SELECT status, count(*) n FROM pipeline_step s WHERE s.execution_id = e.id "
-            "  GROUP BY status) c) AS steps "
-            "FROM pipeline_execution e ORDER BY e.id DESC LIMIT :n"
+            "  GROUP BY status) c) AS steps, "
+            "coalesce(js.booking_id, e.context ->> 'booking_id') AS booking_id, "
+            "coalesce(js.passenger, e.context ->> 'passenger') AS passenger, "
+            "js.capture_start, "
+            "CASE WHEN e.subject_type = 'card' THEN e.subject_id ELSE js.card_id END AS card_id "
+            "FROM pipeline_execution e LEFT JOIN jump_session js "
+            "ON e.subject_type = 'session' AND js.key = e.subject_id "
+            "ORDER BY e.id DESC LIMIT :n"
         ),
         {"n": limit},
     )
-    return [ExecutionLine(r.id, r.key, r.pipeline, r.status, r.created_at, r.steps) for r in rows]
+    return [
+        ExecutionLine(
+            r.id,
+            r.key,
+            r.pipeline,
+            r.status,
+            r.created_at,
+            r.steps,
+            booking_id=r.booking_id,
+            passenger=r.passenger,
+            capture_start=r.capture_start,
+            card_id=r.card_id,
+        )
+        for r in rows
+    ]

@@ -175,15 +175,58 @@ class Settings(BaseSettings):
         4, ge=1, le=64, description="Step-runner actors per Faust worker."
     )
 
-    # --- rendering and branding (per dropzone) ---
-    branding_intro: Path | None = Field(None, description="Intro clip played before the jump.")
-    branding_logo: Path | None = Field(None, description="Watermark image (PNG with alpha).")
+    # --- rendering and branding (per dropzone; issue 17: a default that looks like a product) ---
+    # Unset, the intro and the watermark are generated from `dropzone_name` (and the logo) by
+    # agents/render/default_branding.py; "false" turns one off.
+    branding_intro: Path | Literal[False] | None = Field(
+        None,
+        description="Intro clip played before the jump. Unset: a 2.5 s card generated from "
+        "SKYREEL_DROPZONE_NAME (and the logo); 'false': no intro.",
+    )
+    branding_logo: Path | Literal[False] | None = Field(
+        None,
+        description="Watermark image (PNG with alpha), also shown on the generated intro card. "
+        "Unset: the dropzone name as a text watermark; 'false': no watermark.",
+    )
     branding_corner: Literal["tl", "tr", "bl", "br"] = Field(
         "br", description="Watermark corner: tl, tr, bl or br."
     )
     branding_opacity: float = Field(0.8, ge=0.0, le=1.0, description="Watermark opacity.")
     branding_title: bool = Field(True, description="Draw the passenger's name as a title.")
-    branding_font: Path | None = Field(None, description="TrueType font for the title.")
+    branding_font: Path | None = Field(
+        None, description="TrueType font for the title and the generated intro and watermark."
+    )
+    branding_intro_seconds: float = Field(
+        2.5, ge=1.0, le=10.0, description="Length of the generated intro card."
+    )
+
+    @field_validator("branding_intro", "branding_logo", mode="before")
+    @classmethod
+    def _off_words(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().lower() in ("false", "off", "no", "0"):
+                return False
+            if not value.strip():
+                return None
+        return value
+
+    def branding_summary(self) -> str:
+        """The start-up line: which branding renders get (before anything is generated)."""
+
+        def what(value: Path | Literal[False] | None, default: str) -> str:
+            if value is False:
+                return "off"
+            return f"file {value}" if value is not None else default
+
+        name = f"generated from dropzone name {self.dropzone_name!r}"
+        logo = f" and logo {self.branding_logo}" if isinstance(self.branding_logo, Path) else ""
+        return (
+            f"branding: intro {what(self.branding_intro, name + logo)}, "
+            f"watermark {what(self.branding_logo, name)}, "
+            f"title {'on' if self.branding_title else 'off'}"
+        )
+
+    # --- end of rendering and branding ---
     render_width: int = Field(1920, ge=160, le=7680, description="Output width in pixels.")
     render_height: int = Field(1080, ge=90, le=4320, description="Output height in pixels.")
     render_fps: int = Field(30, ge=10, le=120, description="Output frame rate.")
@@ -347,7 +390,8 @@ class Settings(BaseSettings):
         return self
 
     def branding(self) -> dict[str, object]:
-        """The render job's branding mapping (agents.render.branding.Branding fields)."""
+        """The render job's branding mapping (agents.render.branding.Branding fields): the
+        configured files only; agents/render/default_branding.py adds the generated ones."""
         out: dict[str, object] = {
             "logo_corner": self.branding_corner,
             "logo_opacity": self.branding_opacity,
@@ -363,7 +407,7 @@ class Settings(BaseSettings):
             ("logo_path", self.branding_logo),
             ("title_font", self.branding_font),
         ):
-            if path is not None:
+            if isinstance(path, Path):
                 out[key] = str(path.resolve())
         return out
 

@@ -33,6 +33,14 @@ if TYPE_CHECKING:
     from system.dropzone import Site
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# --- issue 17: renders get a generated intro and watermark unless told otherwise; the suite's
+# renders (and the children it starts, whose environment is built from Settings) stay unbranded
+# so their durations and pixels are the footage's. tests/agents/test_default_branding.py passes
+# branding_intro=None / branding_logo=None to get the defaults.
+os.environ.setdefault("SKYREEL_BRANDING_INTRO", "false")
+os.environ.setdefault("SKYREEL_BRANDING_LOGO", "false")
+# --- end of issue 17 ---
 PG_HOST_URL = os.environ.get("SKYREEL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

@@ -34,7 +34,9 @@ from agents.pipeline.errors import PermanentStepError
 from agents.pipeline.orchestrator import send_requests
 from agents.pipeline.runner import Claim
 from agents.render.contract import RenderClip, RenderJob
-from agents.render.identity import output_name
+from agents.render.default_branding import job_branding
+from agents.render.identity import name_note, output_name
+from agents.render.plan import sanitize_title
 from agents.render.queue import RENDER_FUNCTION, job_key, recovered_output
 from storage import media
 from storage import pipeline as repo
@@ -100,9 +102,13 @@ def session_output_name(session: media.SessionRow, rows: Sequence[media.FileRow]
     if start is None:  # not filled in by the grouping: the earliest clip of the session
         start = min(r.capture_time for r in rows)
     try:
-        return output_name(session.booking_id, session.passenger or "", start, session.key)
+        name = output_name(session.booking_id, session.passenger or "", start, session.key)
     except ValueError as exc:
         raise PermanentStepError(f"session {session.key}: {exc}") from exc
+    note = name_note(session.booking_id, session.passenger or "")
+    if note:  # once: the name is stored on this first render and kept
+        logger.info("session %s: %s (%s)", session.key, note, name)
+    return name
 
 
 @dataclass(frozen=True)
@@ -186,9 +192,18 @@ async def _build(
         clips=clips,
         cuts=edit.cuts,
         music=edit.music,
-        branding=jc.settings.branding(),
+        branding=await _branding(jc, session.passenger or ""),
     )
     return _Built(job)
+
+
+async def _branding(jc: JobContext, passenger: str) -> dict[str, object]:
+    """The dropzone's branding (generated cards included); no title when there is no name to
+    show (the output name and its log line say the booking has none)."""
+    branding = await job_branding(jc.settings)
+    if not sanitize_title(passenger):
+        branding["title_enabled"] = False
+    return branding
 
 
 class _UsesRenderQueue:

@@ -4,6 +4,19 @@ Booking systems print different things into the QR: a JSON object, a URL with qu
 a ``key=value`` list, or just the booking id. :func:`parse_booking` turns any of those into a
 :class:`Booking` or raises :class:`NotABooking` with a human-readable ``reason``.
 
+The ``key=value`` (and ``Key: value``) rule, so names with commas and ampersands survive:
+
+- pairs are separated by ``;``, ``|`` or a line break, always;
+- ``&`` separates only when the text after it looks like the next pair: a known field name
+  (booking, name, product ... below; spaces allowed around it) or ``[A-Za-z_][A-Za-z0-9_ .-]*``
+  directly followed by ``=`` — so ``name=Tom & Jerry&booking=BK1`` keeps "Tom & Jerry";
+- ``,`` separates only before a *known* field name and ``=`` (``bid=TX555,passenger=Li Wei``),
+  never otherwise — so ``name=Smith, John;booking=BK1`` keeps "Smith, John";
+- a pair's key ends at its first ``=`` or ``:``; surrounding quotes (``"..."``/``'...'``) and
+  spaces are stripped from the value, then it is percent-decoded as UTF-8 (``%C3%BC`` -> ü);
+  ``+`` stays a plus (it means a space only in URL queries); an invalid escape (``100%``,
+  ``%FF`` alone) is kept literally and noted (:attr:`Booking.notes`, a warning in the log).
+
 The payload is untrusted (anyone can print a QR): the booking id ends up in file names and the
 passenger name in FFmpeg filter text, so the id is restricted to a small ASCII charset and names
 are normalised, length-limited and stripped of control and bidi-override characters. Escaping
@@ -13,13 +26,16 @@ for FFmpeg is the renderer's job; this module only guarantees what the fields ca
 from __future__ import annotations
 
 import json
+import logging
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = ["Booking", "NotABooking", "PayloadSettings", "parse_booking", "try_parse_booking"]
+
+logger = logging.getLogger(__name__)
 
 # Bidi overrides/isolates can make a file name or a title render as something else; legitimate
 # right-to-left names do not need them (the letters carry their own direction).
@@ -27,8 +43,13 @@ _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u20
 # Separators a raw key=value / JSON payload may contain; every other control char is refused.
 _ALLOWED_RAW_CONTROLS = frozenset("\n\r\t")
 _BOOKING_ID_CHARSET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-_KV_SPLIT = re.compile(r"[;,&\n\r]+")
+_KV_HARD_SPLIT = re.compile(r"[;|\n\r]+")
+_KV_SOFT_SEPARATOR = re.compile(r"[&,]")
+# what may follow a soft separator for it to separate: a key, then '='
+_KV_NEXT_KEY = re.compile(r"(\s*)([A-Za-z_][A-Za-z0-9_ .-]{0,63}?)\s*=")
 _KV_PAIR = re.compile(r"^\s*([^=:]{1,64}?)\s*[=:]\s*(.*?)\s*$", re.DOTALL)
+_PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+_QUOTES = (('"', '"'), ("'", "'"), ("\u201c", "\u201d"), ("\u00ab", "\u00bb"))
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,8 @@ class Booking:
     booking_id: str
     passenger: str | None = None
     product: str | None = None
+    # what parsing had to guess or keep as it was (an invalid percent escape); not compared
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
 
 class NotABooking(ValueError):
@@ -108,22 +131,23 @@ def parse_booking(text: str, settings: PayloadSettings | None = None) -> Booking
     if bad is not None:
         raise NotABooking(f"payload contains a control character (U+{ord(bad):04X})")
 
-    fields = _fields_of(stripped, cfg)
+    notes: list[str] = []
+    fields = _fields_of(stripped, cfg, notes)
     if fields is None:
         if re.fullmatch(cfg.bare_id_pattern, stripped):
             return Booking(booking_id=_clean_booking_id(stripped, cfg))
         raise NotABooking("payload is neither JSON, URL, key=value list nor a booking id")
-    return _booking_from_fields(fields, cfg)
+    return _booking_from_fields(fields, cfg, tuple(notes))
 
 
-def _fields_of(text: str, cfg: PayloadSettings) -> dict[str, str] | None:
+def _fields_of(text: str, cfg: PayloadSettings, notes: list[str]) -> dict[str, str] | None:
     """Key -> value for structured payloads, None when the text has no structure."""
     if text.startswith("{"):
         return _json_fields(text)
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
         return _url_fields(text, cfg)
-    if "=" in text or (":" in text and "\n" in text):
-        return _kv_fields(text)
+    if "=" in text or (":" in text and _KV_HARD_SPLIT.search(text)):
+        return _kv_fields(text, cfg, notes)
     return None
 
 
@@ -183,23 +207,74 @@ def _url_fields(text: str, cfg: PayloadSettings) -> dict[str, str]:
     return fields
 
 
-def _kv_fields(text: str) -> dict[str, str]:
+def _kv_fields(text: str, cfg: PayloadSettings, notes: list[str]) -> dict[str, str]:
+    """Key -> value of a ``key=value`` list, by the rule in the module docstring."""
+    known = frozenset(cfg.booking_id_keys + cfg.passenger_keys + cfg.product_keys)
     fields: dict[str, str] = {}
-    for part in _KV_SPLIT.split(text):
-        if not part.strip():
-            continue
-        match = _KV_PAIR.match(part)
-        if match is None:
-            continue
-        fields.setdefault(_norm_key(match.group(1)), match.group(2))
+    for line in _KV_HARD_SPLIT.split(text):
+        for part in _split_soft(line, known):
+            match = _KV_PAIR.match(part)
+            if match is None or not part.strip():
+                continue
+            key = _norm_key(match.group(1))
+            value = _percent_decode(_unquote(match.group(2)), key, notes)
+            fields.setdefault(key, value)
     return fields
+
+
+def _split_soft(line: str, known: frozenset[str]) -> list[str]:
+    """Split one line at the ``&`` and ``,`` that start a new pair (see the module docstring)."""
+    parts: list[str] = []
+    start = 0
+    for sep in _KV_SOFT_SEPARATOR.finditer(line):
+        nxt = _KV_NEXT_KEY.match(line, sep.end())
+        if nxt is None:
+            continue
+        is_known = _norm_key(nxt.group(2)) in known
+        if is_known or (sep.group() == "&" and not nxt.group(1)):
+            parts.append(line[start : sep.start()])
+            start = sep.end()
+    parts.append(line[start:])
+    return parts
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    for opening, closing in _QUOTES:
+        if len(value) >= 2 and value.startswith(opening) and value.endswith(closing):
+            return value[1:-1].strip()
+    return value
+
+
+def _percent_decode(value: str, key: str, notes: list[str]) -> str:
+    """Percent-decode as UTF-8; what does not decode is kept literally and noted."""
+    if "%" not in value:
+        return value
+
+    def decode(run: re.Match[str]) -> str:
+        text = bytes.fromhex(run.group().replace("%", "")).decode("utf-8", "surrogateescape")
+        # bytes that are not UTF-8 came back as lone surrogates: put their escapes back
+        kept = "".join(f"%{ord(ch) - 0xDC00:02X}" if 0xDC80 <= ord(ch) <= 0xDCFF else ch
+                       for ch in text)  # fmt: skip
+        if kept != text:
+            bad = "".join(f"%{ord(ch) - 0xDC00:02X}" for ch in text if 0xDC80 <= ord(ch) <= 0xDCFF)
+            notes.append(f"{key}: {bad} is not UTF-8 text; kept as it was")
+        return kept
+
+    decoded = _PERCENT_RUN.sub(decode, value)
+    stray = _PERCENT_RUN.sub("", value).count("%")
+    if stray:
+        notes.append(f"{key}: a '%' not followed by two hex digits; kept as it was")
+    return decoded
 
 
 def _norm_key(key: str) -> str:
     return re.sub(r"[\s.-]+", "_", key.strip().lower())
 
 
-def _booking_from_fields(fields: Mapping[str, str], cfg: PayloadSettings) -> Booking:
+def _booking_from_fields(
+    fields: Mapping[str, str], cfg: PayloadSettings, notes: tuple[str, ...] = ()
+) -> Booking:
     raw_id = _pick(fields, cfg.booking_id_keys)
     if raw_id is None:
         raise NotABooking(
@@ -208,7 +283,9 @@ def _booking_from_fields(fields: Mapping[str, str], cfg: PayloadSettings) -> Boo
     booking_id = _clean_booking_id(raw_id.strip(), cfg)
     passenger = _clean_text(_pick(fields, cfg.passenger_keys), cfg.max_passenger_chars, "passenger")
     product = _clean_text(_pick(fields, cfg.product_keys), cfg.max_product_chars, "product")
-    return Booking(booking_id=booking_id, passenger=passenger, product=product)
+    for note in notes:
+        logger.warning("booking %s: QR payload %s", booking_id, note)
+    return Booking(booking_id=booking_id, passenger=passenger, product=product, notes=notes)
 
 
 def _pick(fields: Mapping[str, str], keys: tuple[str, ...]) -> str | None:

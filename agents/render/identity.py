@@ -48,7 +48,9 @@ def safe_booking(booking_id: str) -> str:
 def output_name(
     booking_id: str, passenger_name: str, capture_start: datetime, session_key: str
 ) -> str:
-    """`<booking>_<passenger>_<YYYYMMDD-HHMM>_<6 hex of the session key>` (no passenger: left out).
+    """`<booking>_<passenger>_<YYYYMMDD-HHMM>_<6 hex of the session key>`; a passenger name that
+    is empty or keeps nothing (only emoji, punctuation) is left out: `<booking>_<time>_<hash>`
+    (`name_note` says so in words).
 
     Readable by a person, safe as a folder and file name on Linux, macOS and Windows shares (never
     a bare device name like CON: a time and hash always follow), and distinct per jump session.
@@ -62,6 +64,20 @@ def output_name(
     digest = hashlib.sha256(session_key.encode()).hexdigest()[:6]
     name = _slug(passenger_name, limit=60)
     return "_".join(part for part in (booking, name, stamp, digest) if part)
+
+
+def name_note(booking_id: str, passenger_name: str) -> str | None:
+    """What `output_name` did with a missing or unusable passenger name, for people; None when
+    the name is in the output name. (It never falls back to a word like "passenger": the
+    booking, capture time and session hash alone keep every jump's name its own.)"""
+    if not passenger_name.strip():
+        return f"booking {booking_id} has no passenger name: the video is named after the booking"
+    if not _slug(passenger_name, limit=60):
+        return (
+            f"booking {booking_id}: the passenger name {passenger_name!r} has no letter or digit "
+            "a file name can keep: the video is named after the booking"
+        )
+    return None
 
 
 def is_safe_name(name: str) -> bool:

@@ -19,12 +19,14 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 
 from saq import Worker
 from saq.job import Job
 from saq.types import Context
 
+from agents.render.default_branding import log_branding
 from agents.render.errors import NoSpaceError, RenderError
 from agents.render.job import sweep_staging
 from agents.render.queue import RENDER_FUNCTION, RenderWorkerConfig, render_job, worker_settings
@@ -62,7 +64,7 @@ def config_from(settings: Settings) -> RenderWorkerConfig:
             settings.branding_font,
             settings.edit_music_path,
         )
-        if p is not None
+        if isinstance(p, Path)
     ]
     return RenderWorkerConfig(
         redis_url=settings.redis_url,
@@ -154,6 +156,7 @@ async def _main(settings: Settings) -> None:
             "(or use `skyreel run`)"
         )
     config = config_from(settings)
+    await asyncio.to_thread(log_branding, settings)  # makes the default cards if not there yet
     names = Names(settings.topic_prefix)
     producer = make_producer(settings.kafka_url)
     await producer.start()

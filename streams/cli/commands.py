@@ -17,6 +17,8 @@ from storage.db import make_engine
 from storage.enums import CommandAction
 from storage.pipeline import executions_overview
 from streams import commands, records
+from streams.cli.whose import header as whose_header
+from streams.cli.whose import whose
 from streams.kafka import make_producer
 from streams.settings import Settings
 from streams.topics import Names
@@ -126,8 +128,10 @@ async def _executions(settings: Settings, limit: int) -> int:
             rows = await executions_overview(conn, limit)
     finally:
         await engine.dispose()
+    print(f"{'id':>6} {'status':<10} {'pipeline':<12} {whose_header()} key  [steps]")
     for r in rows:
-        print(f"{r.id:>6} {r.status:<10} {r.pipeline:<12} {r.key}  [{r.steps or '-'}]")
+        who = whose(r.booking_id, r.passenger, r.capture_start, r.card_id)
+        print(f"{r.id:>6} {r.status:<10} {r.pipeline:<12} {who} {r.key}  [{r.steps or '-'}]")
     return 0
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
+from datetime import datetime
 
 from pydantic import ValidationError
 
@@ -17,6 +17,7 @@ from storage import status as queries
 from storage import status_cards as card_queries
 from storage.db import make_engine
 from streams.cli import commands
+from streams.cli.whose import header, plain, whose
 from streams.hub.api_models import AssignRequest, Attention, Card
 from streams.hub.api_support import attention, card_name, cards_with_safety
 from streams.settings import Settings
@@ -42,23 +43,32 @@ async def _status(settings: Settings, limit: int) -> None:
     finally:
         await engine.dispose()
     print("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
-    print(f"{'id':>6}  {'pipeline':<12} {'status':<10} {'progress':>8}  subject")
+    print(f"{'id':>6}  {'pipeline':<12} {'status':<10} {'progress':>8}  {header()} key")
     for r in rows:
-        who = r.get("passenger") or r["subject_id"]
+        who = whose(
+            _text(r.get("booking_id")),
+            _text(r.get("passenger")),
+            _when(r.get("capture_start")),
+            _text(r.get("card_id")),
+        )
         print(
             f"{r['id']:>6}  {r['pipeline']!s:<12} {r['status']!s:<10} "
-            f"{float(r['progress']) * 100:>7.0f}%  {who}"  # type: ignore[arg-type]
+            f"{float(r['progress']) * 100:>7.0f}%  {who} "  # type: ignore[arg-type]
+            f"{plain(str(r['subject_id']))}"
         )
     _print_attention(needs)
     _print_cards(cards)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
-def _plain(text: str) -> str:
-    """Names and reasons come from cards and tickets: no escape sequence reaches the terminal."""
-    return _CONTROL.sub(lambda c: f"\\x{ord(c.group()):02x}", text)
+def _when(value: object) -> datetime | None:
+    return value if isinstance(value, datetime) else None
+
+
+_plain = plain  # the attention and card lines below
 
 
 def _print_attention(needs: Attention) -> None:

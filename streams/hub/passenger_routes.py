@@ -108,7 +108,7 @@ class PassengerPages:
         self.throttle = FailureThrottle(settings.hub_auth_failures_per_peer, window, window)
         self._logged: OrderedDict[tuple[object, ...], float] = OrderedDict()
         logo = settings.branding_logo
-        self.logo_path = logo if logo is not None and is_served_file(logo) else None
+        self.logo_path = logo if isinstance(logo, Path) and is_served_file(logo) else None
         self.brand = Brand(settings.dropzone_name, self.logo_path is not None)
 
     @property

@@ -433,6 +433,7 @@ def serve(settings: Settings) -> int:
     port = int(sock.getsockname()[1])
     host = f"[{settings.hub_host}]" if ":" in settings.hub_host else settings.hub_host
     server = _Server(uvicorn_config(app, settings))
+    logger.info("%s", settings.branding_summary())  # what renders get (the workers make it)
     try:
         started = asyncio.run(_serve(server, sock, f"http://{host}:{port}"))
     finally:
