@@ -66,7 +66,10 @@ async def must_not_send(key: bytes, value: bytes) -> object:
 @pytest.fixture
 def jc(tmp_path: Path, engine: AsyncEngine, clean_db: AsyncEngine, database_url: str) -> JobContext:
     return JobContext(
-        settings=job_settings(tmp_path, database_url).model_copy(update={"branding_title": True}),
+        # generic clips in the ledger, no `phases` step: the render is of whole clips (no edit)
+        settings=job_settings(tmp_path, database_url, edit_jumps=False).model_copy(
+            update={"branding_title": True}
+        ),
         engine=engine,
         registry=default_handlers().registry,
         emitter=Emitter(must_not_send),
