@@ -33,6 +33,7 @@ from agents.photos.watermark import WatermarkError, load
 from agents.pipeline.errors import PermanentStepError, RetryableStepError
 from agents.pipeline.handlers import Handler, StepContext, StepOutput
 from agents.render.branding import Branding, BrandingError
+from agents.render.default_branding import job_branding
 from agents.render.identity import file_stamp
 from storage import media
 from storage import pipeline as repo
@@ -91,7 +92,8 @@ async def _job(
     )
     marks, notes = marks_of(output) if output is not None or jc.settings.edit_jumps else ({}, [])
     try:
-        branding = Branding.from_mapping(jc.settings.branding())
+        # the video's watermark: the configured logo, or the one made from the dropzone's name
+        branding = Branding.from_mapping(await job_branding(jc.settings))
         watermark = load(branding)
     except (BrandingError, WatermarkError) as exc:
         raise PermanentStepError(str(exc)) from exc

@@ -1,9 +1,10 @@
 """The dropzone's watermark on a still: the same logo, corner, opacity, width and margin as the
 video's (agents/render/branding.py, drawn there by FFmpeg's overlay; here by alpha blending).
 
-Without a logo configured (`SKYREEL_BRANDING_LOGO`) the videos carry no watermark, and neither do
-the photos (the step says so in its warnings). A configured logo that cannot be read is an error:
-the photos are not made without it.
+The logo is the configured one or, by default, the watermark made from the dropzone's name
+(agents/render/default_branding.py). With the logo off (`SKYREEL_BRANDING_LOGO=false`) the videos
+carry no watermark, and neither do the photos (the step says so in its warnings). A configured
+logo that cannot be read is an error: the photos are not made without it.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def jc(tmp_path: Path, engine: AsyncEngine, clean_db: AsyncEngine, database_url:
     cv2.imwrite(str(logo), img)
     settings = job_settings(
         tmp_path, database_url, branding_logo=logo, branding_opacity=1.0, photos_count=4,
-        photos_min_spacing_s=2.0,
+        photos_min_spacing_s=2.0, edit_jumps=False,  # generic clips: no jump to find phases in
     )  # fmt: skip
     return JobContext(
         settings=settings,
