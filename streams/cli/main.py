@@ -17,9 +17,13 @@
     skyreel cancel EXECUTION     cancel an execution's unfinished steps
     skyreel executions           list recent pipeline executions and their steps' states
     skyreel link BOOKING         issue a passenger link and print its URL (--revoke ID: revoke)
+    skyreel token                the admin token (and the dashboard URL) of the local stack
+    skyreel logs [PROCESS]       the logs of `skyreel run`'s processes (-f follow, -n N lines)
 
 Settings come from SKYREEL_* environment variables (see streams/settings.py or `--help` of each
-command); each subcommand builds them once and passes them down.
+command); each subcommand builds them once and passes them down. What they leave unset (URLs,
+topic prefix, folders) every command but `run` takes from the running `skyreel run` in
+SKYREEL_DATA_DIR (its stack.json: streams/cli/stack_settings.py); explicit settings win.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from collections.abc import Callable, Sequence
 from pydantic import ValidationError
 
 from detector.redact import install_redaction
+from streams.cli.stack_settings import load_settings, what_is_missing
 from streams.settings import InsecureSettings, Settings
 from streams.stack.log_quiet import quiet_repeats
 
@@ -290,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=None, help="valid for (default: the setting)")
     p.add_argument("--revoke", type=int, default=None, metavar="ID", help="revoke link ID")
     p.set_defaults(handler=_link)
+
+    # issue 17: the local stack's admin token and logs
+    from streams.cli.logs import add_parser as add_logs
+    from streams.cli.token import add_parser as add_token
+
+    add_token(sub)
+    add_logs(sub)
     return parser
 
 
@@ -307,9 +319,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = Settings()
+        settings, found = load_settings(args.command)
     except (ValidationError, InsecureSettings) as exc:
         print(f"skyreel: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    if (lacking := what_is_missing(args.command, settings, found)) is not None:
+        print(f"skyreel {args.command}: {lacking}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, args.verbose)
     handler: Handler = args.handler
