@@ -78,6 +78,8 @@ class RotatingLog:
         self._lock = threading.Lock()
         self._fh: IO[bytes] | None = None
         self._size = 0
+        with contextlib.suppress(OSError):  # there from the start: `skyreel logs` finds it
+            self._open()
 
     def _open(self) -> IO[bytes]:
         if self._fh is None:
