@@ -404,7 +404,6 @@ def _run(
         has_hub = any(c.spec.name == "hub" for c in sup.children)
         announce(effective, has_hub=has_hub, token_file=token_file, stopping=stopping, poll=poll)
         if demo is not None:
-            print(f"  process logs: {log_dir}/", flush=True)
             from streams.stack.demo import show_progress
 
             done = show_progress(effective, demo, stopping, poll, services.down)
