@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Configuration: SKYREEL_* environment variables (or a .env file). "
         "Leave SKYREEL_DATABASE_URL / SKYREEL_REDIS_URL / SKYREEL_KAFKA_URL empty to use the "
-        "embedded services under SKYREEL_DATA_DIR.",
+        "embedded services under SKYREEL_DATA_DIR; every other command finds a `skyreel run` "
+        "running there by itself (its stack.json), explicit settings winning.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

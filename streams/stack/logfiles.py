@@ -27,6 +27,7 @@ BACKUPS = 2
 
 _LEVEL = re.compile(rb"\b(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\b")
 _QUIET = (b"DEBUG", b"INFO")
+_MAX_LINE = 64 * 1024  # a longer "line" (no newline in sight) is cut into pieces
 
 
 def backup(path: Path, n: int) -> Path:
@@ -158,7 +159,7 @@ class Pump(threading.Thread):
 
     def run(self) -> None:
         try:
-            for line in iter(self.stream.readline, b""):
+            for line in iter(lambda: self.stream.readline(_MAX_LINE), b""):
                 try:
                     self.sink.write(line)
                     self.write_failed = False

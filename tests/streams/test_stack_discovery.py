@@ -243,6 +243,34 @@ def test_commands_say_no_stack_runs_instead_of_a_traceback(
     assert "is not set" in err or "are not set" in err
 
 
+def test_a_crashed_runs_file_is_named_in_the_message(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    crashed = subprocess.Popen([sys.executable, "-c", "pass"])
+    crashed.wait()
+    data = clean_env / "data"
+    write(data, file_text(pid=crashed.pid, started=time.time()))
+    monkeypatch.setenv("SKYREEL_DATA_DIR", str(data))
+    assert main(["executions"]) == 2
+    err = capsys.readouterr().err
+    assert f"skyreel run pid {crashed.pid}, which is gone (crashed or killed)" in err
+    assert "SKYREEL_DATABASE_URL is not set" in err
+
+
+def test_token_without_a_generated_one_says_where_it_would_be(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = clean_env / "data"
+    monkeypatch.setenv("SKYREEL_DATA_DIR", str(data))
+    assert main(["token"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and f"no admin token in {data.resolve() / 'admin_token'} yet" in err
+    token, _ = ensure_admin_token(data)
+    assert main(["token"]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{token}\n" and "no running skyreel stack" in err
+
+
 # --- the admin token -----------------------------------------------------------------------
 
 
