@@ -2,10 +2,12 @@
 
 :class:`Supervisor` starts the application children in their own process groups, restarts a
 crashed one with backoff, and stops them in reverse order (SIGTERM to the whole group, SIGKILL
-after a timeout). :class:`ServiceSupervisor` does the same for the embedded PostgreSQL, Redis
-and broker: a dead one is reaped and logged at once and restarted with backoff on the same data
-directory and port, without blocking (each :meth:`ServiceSupervisor.poll` moves it one state
-on), and the children whose state lives in it are restarted once it is back.
+after a timeout); given a ``log_dir``, each child's output goes through a pipe into
+``<log_dir>/<name>.log`` (streams/stack/logfiles.py), its warnings and errors to a console.
+:class:`ServiceSupervisor` does the same for the embedded PostgreSQL, Redis and broker: a dead
+one is reaped and logged at once and restarted with backoff on the same data directory and
+port, without blocking (each :meth:`ServiceSupervisor.poll` moves it one state on), and the
+children whose state lives in it are restarted once it is back.
 """
 
 from __future__ import annotations
