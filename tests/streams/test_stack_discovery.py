@@ -66,7 +66,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return work
 
 
-def file_text(pid: int = 4242, started: float = 100.0, **over: object) -> str:
+def file_text(pid: object = 4242, started: object = 100.0, **over: object) -> str:
     data: dict[str, object] = {
         "version": 1,
         "pid": pid,

@@ -7,9 +7,11 @@ test_stack_discovery.py (its hub, worker and render-worker files grow; `skyreel 
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -217,13 +219,22 @@ def test_skyreel_logs_prints_follows_and_names_the_valid_processes(tmp_path: Pat
     _, err = wrong.communicate(timeout=30)
     assert wrong.returncode == 2 and "valid: hub, worker" in err
 
-    follow = cli(tmp_path, "worker", "-f", "-n", "0")
+    follow = cli(tmp_path, "worker", "-f", "-n", "1")
+    lines: queue.Queue[str] = queue.Queue()
+    assert follow.stdout is not None
+    stream = follow.stdout
+
+    def read() -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
     try:
-        time.sleep(1.5)  # started and at the end of the file
+        # its last line printed: it is following from the end of the file now
+        assert lines.get(timeout=60) == "w 2\n"
         with (logs / "worker.log").open("a") as fh:
             fh.write("w 3\n")
-        assert follow.stdout is not None
-        assert follow.stdout.readline() == "w 3\n"
+        assert lines.get(timeout=30) == "w 3\n"
     finally:
         follow.send_signal(signal.SIGINT)
         follow.wait(10)
