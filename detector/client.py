@@ -262,6 +262,8 @@ class Detector:
                 ) as ws:
                     await self._session(ws)
                     attempt = 0
+                    if self.stop.is_set():  # we closed it: Ctrl-C, SIGTERM, --once done
+                        return
                     verdict = close_verdict(ws.close_code, ws.close_reason or "")
                     if verdict:
                         raise verdict
@@ -280,7 +282,8 @@ class Detector:
                 verdict = close_verdict(rcvd.code if rcvd else None, rcvd.reason if rcvd else "")
                 if verdict:
                     raise verdict from None
-                logger.warning("connection to the hub lost (%s); reconnecting", exc)
+                if not self.stop.is_set():
+                    logger.warning("connection to the hub lost (%s); reconnecting", exc)
             except InvalidURI:
                 raise
             except (OSError, TimeoutError, InvalidHandshake) as exc:
@@ -410,6 +413,7 @@ class Detector:
                     logger.error("%s", exc.reason)
                     return exc.exit_code
                 raise exc
+            logger.info("detector stopped")
             return EXIT_OK
         finally:
             # Running copies stop at the next chunk and remove their partials.

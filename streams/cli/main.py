@@ -18,9 +18,13 @@
     skyreel executions           list recent pipeline executions and their steps' states
     skyreel link BOOKING         issue a passenger link and print its URL (--revoke ID: revoke)
     skyreel purge --booking B    delete a booking's files and personal data (asks; --yes)
+    skyreel token                the admin token (and the dashboard URL) of the local stack
+    skyreel logs [PROCESS]       the logs of `skyreel run`'s processes (-f follow, -n N lines)
 
 Settings come from SKYREEL_* environment variables (see streams/settings.py or `--help` of each
-command); each subcommand builds them once and passes them down.
+command); each subcommand builds them once and passes them down. What they leave unset (URLs,
+topic prefix, folders) every command but `run` takes from the running `skyreel run` in
+SKYREEL_DATA_DIR (its stack.json: streams/cli/stack_settings.py); explicit settings win.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from collections.abc import Callable, Sequence
 from pydantic import ValidationError
 
 from detector.redact import install_redaction
+from streams.cli.stack_settings import load_settings, what_is_missing
 from streams.settings import InsecureSettings, Settings
 from streams.stack.log_quiet import quiet_repeats
 
@@ -177,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Configuration: SKYREEL_* environment variables (or a .env file). "
         "Leave SKYREEL_DATABASE_URL / SKYREEL_REDIS_URL / SKYREEL_KAFKA_URL empty to use the "
-        "embedded services under SKYREEL_DATA_DIR.",
+        "embedded services under SKYREEL_DATA_DIR; every other command finds a `skyreel run` "
+        "running there by itself (its stack.json), explicit settings winning.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -306,6 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     from streams.cli.purge import add_parser as add_purge  # issue 16, item 5
 
     add_purge(sub).set_defaults(handler=_purge)
+
+    # issue 17: the local stack's admin token and logs
+    from streams.cli.logs import add_parser as add_logs
+    from streams.cli.token import add_parser as add_token
+
+    add_token(sub)
+    add_logs(sub)
     return parser
 
 
@@ -323,9 +336,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = Settings()
+        settings, found = load_settings(args.command)
     except (ValidationError, InsecureSettings) as exc:
         print(f"skyreel: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    if (lacking := what_is_missing(args.command, settings, found)) is not None:
+        print(f"skyreel {args.command}: {lacking}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, args.verbose)
     handler: Handler = args.handler

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import fcntl
 import functools
 import logging
@@ -32,9 +31,15 @@ from types import FrameType
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import SecretStr
+
 from streams import kafka
 from streams.service_state import SERVICE_STATE_FILE, kafka_answers, redis_answers
 from streams.settings import Settings
+from streams.stack.admin_token import ensure_admin_token
+from streams.stack.announce import announce, hub_base, write_stack
+from streams.stack.discovery import remove_stack_file
+from streams.stack.logfiles import ConsolePrinter, attach_own_log, cap_running_log, detach_own_log
 from streams.stack.services import ChildService, ServiceStartError, remembered_port
 from streams.stack.supervisor import (
     ChildSpec,
@@ -295,20 +300,6 @@ def default_children(render_workers: int) -> list[ChildSpec]:
     return specs
 
 
-def _wait_port(
-    host: str, port: int, poll: Callable[[], None], stopping: Callable[[], bool]
-) -> bool:
-    import socket
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not stopping():
-        poll()
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def run_all(
     settings: Settings, args: argparse.Namespace, children: Sequence[ChildSpec] | None = None
 ) -> int:
@@ -321,9 +312,11 @@ def run_all(
         stop_signal.append(signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    own_log = attach_own_log(settings.data_dir.resolve() / "logs" / "skyreel.log")
     try:
         return _run(settings, args, children, lambda: bool(stop_signal))
     finally:
+        detach_own_log(own_log)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
@@ -341,13 +334,16 @@ def _run(
     stack = Stack(settings, cancelled=stopping)
     try:
         effective = stack.start()
+        effective, token_file = _admin_token(settings, effective)
     except StackCancelled:
         return 0
     except ServiceStartError as exc:
+        stack.stop()
         logger.error("%s", exc)
         return 1
     except Exception:
         # Migrations or topic creation against a service that answered but misbehaves.
+        stack.stop()
         logger.exception("the stack did not start")
         return 1
     specs = list(
@@ -365,9 +361,12 @@ def _run(
             stack.stop()
             return 1
         specs = [*specs, demo.detector]
-    # With the demo, children log to files so the terminal shows the progress view.
-    log_dir = effective.data_dir / "logs" if demo is not None else None
-    sup = Supervisor(specs, child_environ(effective), log_dir=log_dir)
+    # Every child logs to <data_dir>/logs/<name>.log; the console shows their warnings and
+    # errors, except with the demo, whose progress view has the terminal.
+    log_dir = effective.data_dir / "logs"
+    width = max(len(s.name) for s in specs) + 1 if specs else 8
+    console = None if demo is not None else ConsolePrinter(width)
+    sup = Supervisor(specs, child_environ(effective), log_dir=log_dir, console=console)
 
     def back(key: str) -> None:
         sup.hurry()
@@ -383,23 +382,33 @@ def _run(
     services = ServiceSupervisor(
         watches, status_file=effective.data_dir / SERVICE_STATE_FILE, on_back=back
     )
+    capped = [time.monotonic()]
 
     def poll() -> None:
         services.poll()
         sup.poll()
+        if time.monotonic() - capped[0] > 30:  # the services' own logs, while they run
+            capped[0] = time.monotonic()
+            for svc in stack.services.values():
+                cap_running_log(svc.log_path)
 
     try:
         print(summary(effective, stack.embedded), flush=True)
         sup.start_all()
-        _announce(effective, sup, stopping, poll)
+        names = [*(s.name for s in specs), *(svc.log_path.stem for svc in stack.services.values())]
+        try:
+            write_stack(effective, [*names, "skyreel"], token_file)
+        except OSError as exc:
+            logger.warning("cannot write the stack file in %s (other commands will not find "
+                           "this stack by themselves): %s", effective.data_dir, exc)  # fmt: skip
+        has_hub = any(c.spec.name == "hub" for c in sup.children)
+        announce(effective, has_hub=has_hub, token_file=token_file, stopping=stopping, poll=poll)
         if demo is not None:
-            if log_dir is not None:
-                print(f"  process logs: {log_dir}/", flush=True)
             from streams.stack.demo import show_progress
 
             done = show_progress(effective, demo, stopping, poll, services.down)
             if done:
-                print(f"dashboard: {_dashboard(effective)}  (Ctrl-C to stop)", flush=True)
+                print(f"dashboard: {hub_base(effective)}/  (Ctrl-C to stop)", flush=True)
             if done and getattr(args, "exit_when_done", False):
                 return 0
         while not stopping():
@@ -407,38 +416,24 @@ def _run(
             time.sleep(0.2)
         logger.info("stopping (signal received)")
     finally:
+        remove_stack_file(effective.data_dir)
         sup.stop_all()
         services.stop()
         stack.stop()
-    logger.info("skyreel stopped")
+        logger.info("skyreel stopped")
     return 0
+
+
+def _admin_token(settings: Settings, effective: Settings) -> tuple[Settings, Path | None]:
+    """The operator's SKYREEL_ADMIN_TOKEN, else the data dir's generated one (never the fixed
+    development default: anyone who read the source would hold the dashboard)."""
+    if "admin_token" in settings.model_fields_set:
+        return effective, None
+    token, path = ensure_admin_token(effective.data_dir)
+    return effective.model_copy(update={"admin_token": SecretStr(token)}), path
 
 
 def _port_is_free(host: str, port: int) -> bool:
     from streams.stack.services import port_free
 
     return port_free(port, host)
-
-
-def _dashboard(effective: Settings) -> str:
-    host = "127.0.0.1" if effective.hub_host in ("0.0.0.0", "::", "") else effective.hub_host
-    return f"http://{host}:{effective.hub_port}/"
-
-
-def _announce(
-    effective: Settings, sup: Supervisor, stopping: Callable[[], bool], poll: Callable[[], None]
-) -> None:
-    has_hub = any(c.spec.name == "hub" for c in sup.children)
-    host = "127.0.0.1" if effective.hub_host in ("0.0.0.0", "::", "") else effective.hub_host
-    if has_hub and effective.hub_port and _wait_port(host, effective.hub_port, poll, stopping):
-        where = f"dashboard: http://{host}:{effective.hub_port}/"
-    else:
-        where = "the hub did not answer yet; see its log above"
-    db = mask_url(effective.database_url)
-    print(
-        f"skyreel is up — {where}\n"
-        f"  register a detector (its token is printed once):\n"
-        f"    SKYREEL_DATABASE_URL='{db}' skyreel register-detector hangar-1\n"
-        f"  stop with Ctrl-C (or SIGTERM)",
-        flush=True,
-    )

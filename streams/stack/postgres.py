@@ -28,6 +28,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from streams.stack.logfiles import rotate_if_large
 from streams.stack.services import (
     ChildService,
     ServiceStartError,
@@ -297,6 +298,7 @@ def spawn_postgres(data_dir: Path, port: int) -> ChildService:
            "-c", "logging_collector=off"]  # fmt: skip
     log_path = data_dir / "logs" / "postgres.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    rotate_if_large(log_path)  # capped while running by skyreel run (cap_running_log)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             cmd,

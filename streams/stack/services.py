@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.service_state import kafka_answers, redis_answers
+from streams.stack.logfiles import rotate_if_large
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
 
 def _spawn(cmd: list[str], log_path: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    rotate_if_large(log_path)  # capped while running by skyreel run (cap_running_log)
     log = log_path.open("ab")
     try:
         # A new process group: Ctrl-C in the terminal reaches us, and we stop children in order.

@@ -2,10 +2,12 @@
 
 :class:`Supervisor` starts the application children in their own process groups, restarts a
 crashed one with backoff, and stops them in reverse order (SIGTERM to the whole group, SIGKILL
-after a timeout). :class:`ServiceSupervisor` does the same for the embedded PostgreSQL, Redis
-and broker: a dead one is reaped and logged at once and restarted with backoff on the same data
-directory and port, without blocking (each :meth:`ServiceSupervisor.poll` moves it one state
-on), and the children whose state lives in it are restarted once it is back.
+after a timeout); given a ``log_dir``, each child's output goes through a pipe into
+``<log_dir>/<name>.log`` (streams/stack/logfiles.py), its warnings and errors to a console.
+:class:`ServiceSupervisor` does the same for the embedded PostgreSQL, Redis and broker: a dead
+one is reaped and logged at once and restarted with backoff on the same data directory and
+port, without blocking (each :meth:`ServiceSupervisor.poll` moves it one state on), and the
+children whose state lives in it are restarted once it is back.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.service_state import write_service_states
+from streams.stack.logfiles import Console, Pump, RotatingLog
 from streams.stack.services import ChildService, die_with_parent
 
 logger = logging.getLogger(__name__)
@@ -65,11 +68,20 @@ class Supervisor:
         *,
         stop_timeout: float = 10,
         log_dir: Path | None = None,
+        console: Console | None = None,
     ):
         self.children = [_Child(s) for s in specs]
         self.env = env
         self.stop_timeout = stop_timeout
-        self.log_dir = log_dir  # None: children share our stdout/stderr
+        # None: children share our stdout/stderr. Else each writes <log_dir>/<name>.log through
+        # a pump, which shows its warnings and errors on ``console`` (None: nothing shown).
+        self.log_dir = log_dir
+        self.console = console
+        self._logs: dict[str, RotatingLog] = {}
+        self._pumps: list[Pump] = []
+
+    def log_path(self, name: str) -> Path | None:
+        return None if self.log_dir is None else self.log_dir / f"{name}.log"
 
     def start_all(self) -> None:
         for child in self.children:
@@ -77,22 +89,23 @@ class Supervisor:
 
     def _spawn(self, child: _Child) -> None:
         # Own session: a terminal's Ctrl-C reaches only us, and we stop children in order.
-        out = None
-        if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            out = (self.log_dir / f"{child.spec.name}.log").open("ab")
-        try:
-            child.process = subprocess.Popen(
-                child.spec.argv,
-                env=self.env,
-                start_new_session=True,
-                preexec_fn=die_with_parent(),
-                stdout=out,
-                stderr=subprocess.STDOUT if out is not None else None,
-            )
-        finally:
-            if out is not None:
-                out.close()
+        name = child.spec.name
+        piped = self.log_dir is not None
+        child.process = subprocess.Popen(
+            child.spec.argv,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+            stdout=subprocess.PIPE if piped else None,
+            stderr=subprocess.STDOUT if piped else None,
+        )
+        if piped and child.process.stdout is not None:
+            path = self.log_path(name)
+            assert path is not None
+            sink = self._logs.setdefault(name, RotatingLog(path))
+            pump = Pump(name, child.process.stdout, sink, self.console)
+            pump.start()
+            self._pumps = [p for p in self._pumps if p.is_alive()] + [pump]
         child.started = time.monotonic()
         child.restart_at = None
         logger.info("%s started (pid %d)", child.spec.name, child.process.pid)
@@ -182,6 +195,10 @@ class Supervisor:
                             proc.returncode)  # fmt: skip
             _signal_group(proc.pid, signal.SIGKILL)  # stragglers of the group, if any
             _wait_group_gone(proc.pid, 2.0)
+        for pump in self._pumps:  # the last lines into the files
+            pump.join(2.0)
+        for sink in self._logs.values():
+            sink.close()
 
 
 def _signal_group(pgid: int, sig: int) -> None:
