@@ -13,6 +13,7 @@ is refused by the same guards as a second click, and that refusal is what gets s
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from agents.jobs.assign import assign_booking
 from agents.jobs.edit_marks import EditRefused, set_marks
 from agents.pipeline import orchestrator
 from agents.pipeline.errors import InvalidDag, InvalidTransition
+from agents.replay import ReplayRefused
 from storage import commands as store
 from storage.enums import CommandAction, CommandErrorKind, ExecutionStatus, StatusKind
 from storage.pipeline import ExecutionNotFound
@@ -89,6 +91,8 @@ class Commands:
     engine: AsyncEngine
     emitter: orchestrator.Emitter
     send_result: Send
+    #: replay (issue 17): agents.replay.Rewinder.rewind of this worker; None: refused
+    rewind: Callable[[str, str, dict[int, int]], Awaitable[dict[str, Any]]] | None = None
 
     async def handle(self, payload: bytes) -> None:
         await self.apply(records.decode(records.OperatorCommand, payload))
@@ -119,6 +123,8 @@ class Commands:
             return await self._assign(cmd)
         if cmd.action is CommandAction.EDIT:
             return await self._edit(cmd)
+        if cmd.action is CommandAction.REPLAY:
+            return await self._replay(cmd)
         if cmd.execution_id is None:
             raise _not_found("execution")
         eid = cmd.execution_id
@@ -215,6 +221,19 @@ class Commands:
             "applied_before": done.applied_before,
             "actor": cmd.actor,
         }
+
+    async def _replay(self, cmd: records.OperatorCommand) -> dict[str, Any]:
+        """Rewind this worker's consumer on a topic (agents/replay.py); re-read messages are
+        handled idempotently, so nothing is applied twice."""
+        if self.rewind is None:
+            raise _conflict("this worker cannot replay (no rewinder attached)")
+        offsets = cmd.offsets or {}
+        if not cmd.topic or not offsets or min(*offsets, *offsets.values()) < 0:
+            raise _conflict("a replay command needs a topic and offsets >= 0 per partition")
+        try:
+            return await self.rewind(cmd.command_id, cmd.topic, offsets)
+        except ReplayRefused as exc:
+            raise _conflict(str(exc)) from None
 
     async def _status(self, kind: StatusKind, id_: str, data: dict[str, object]) -> None:
         """Tell every hub's dashboards; advisory, so a broker hiccup only logs."""

@@ -134,6 +134,7 @@ class CommandAction(StrEnum):
     CANCEL = "cancel"
     ASSIGN = "assign"
     EDIT = "edit"  # issue 15: operator marks on a jump's recording, then a re-edit
+    REPLAY = "replay"  # issue 17: the worker rewinds its consumer on a topic (agents/replay.py)
 
 
 class CommandErrorKind(StrEnum):
