@@ -3,7 +3,8 @@ and the CLI as ``OperatorCommand`` records on the commands topic (they never imp
 
 Each command is applied with the engine's own functions (``agents.pipeline.orchestrator.retry``
 / ``resume`` / ``cancel``, ``agents.jobs.assign.assign_booking``,
-``agents.jobs.edit_marks.set_marks``) and its outcome is stored in
+``agents.jobs.edit_marks.set_marks``; replay: ``agents.replay.Rewinder.rewind``, which seeks
+this worker's consumer back) and its outcome is stored in
 ``operator_command`` (storage/commands.py) before the message is acked. A command whose
 outcome is stored already is skipped, so redelivery and replay apply nothing twice. (A worker
 killed between applying and storing applies the command again on redelivery; the second time

@@ -223,8 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(the group has members, e.g. inside `skyreel run`): the running worker is asked, by "
         "a `replay` operator command, to pause the topic, seek its consumer back and resume "
         "(needs SKYREEL_DATABASE_URL too); with no worker running the command applies when "
-        "it starts. Every handler is idempotent: nothing is rendered, published, copied or "
-        "stored twice.",
+        "it starts (live replay covers the topics the worker reads: detector-events, "
+        "copy-results, step-requests, step-results, commands). Every handler is idempotent: "
+        "nothing is rendered, published, copied or stored twice.",
     )
     p.add_argument("topic", help="topic name, full or short (step-results)")
     where = p.add_mutually_exclusive_group(required=True)
