@@ -3,7 +3,8 @@ and the CLI as ``OperatorCommand`` records on the commands topic (they never imp
 
 Each command is applied with the engine's own functions (``agents.pipeline.orchestrator.retry``
 / ``resume`` / ``cancel``, ``agents.jobs.assign.assign_booking``,
-``agents.jobs.edit_marks.set_marks``) and its outcome is stored in
+``agents.jobs.edit_marks.set_marks``; replay: ``agents.replay.Rewinder.rewind``, which seeks
+this worker's consumer back) and its outcome is stored in
 ``operator_command`` (storage/commands.py) before the message is acked. A command whose
 outcome is stored already is skipped, so redelivery and replay apply nothing twice. (A worker
 killed between applying and storing applies the command again on redelivery; the second time
@@ -13,6 +14,7 @@ is refused by the same guards as a second click, and that refusal is what gets s
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,7 @@ from agents.jobs.edit_marks import EditRefused, set_marks
 from agents.pipeline import orchestrator
 from agents.pipeline.errors import InvalidDag, InvalidTransition
 from agents.purge import BookingNotFound, purge_booking, purged_message
+from agents.replay import ReplayRefused
 from agents.retention import PurgeReason
 from storage import commands as store
 from storage.enums import CommandAction, CommandErrorKind, ExecutionStatus, StatusKind
@@ -93,6 +96,8 @@ class Commands:
     emitter: orchestrator.Emitter
     send_result: Send
     settings: Settings | None = None  # a purge needs the folders (issue 16)
+    #: replay (issue 17): agents.replay.Rewinder.rewind of this worker; None: refused
+    rewind: Callable[[str, str, dict[int, int]], Awaitable[dict[str, Any]]] | None = None
 
     async def handle(self, payload: bytes) -> None:
         await self.apply(records.decode(records.OperatorCommand, payload))
@@ -125,6 +130,8 @@ class Commands:
             return await self._edit(cmd)
         if cmd.action is CommandAction.PURGE:
             return await self._purge(cmd)
+        if cmd.action is CommandAction.REPLAY:
+            return await self._replay(cmd)
         if cmd.execution_id is None:
             raise _not_found("execution")
         eid = cmd.execution_id
@@ -250,6 +257,19 @@ class Commands:
         for key in done.keys:
             await self._status(StatusKind.SESSION, key, {"status": "purged", "action": "purge"})
         return done.as_dict()
+
+    async def _replay(self, cmd: records.OperatorCommand) -> dict[str, Any]:
+        """Rewind this worker's consumer on a topic (agents/replay.py); re-read messages are
+        handled idempotently, so nothing is applied twice."""
+        if self.rewind is None:
+            raise _conflict("this worker cannot replay (no rewinder attached)")
+        offsets = cmd.offsets or {}
+        if not cmd.topic or not offsets or min(*offsets, *offsets.values()) < 0:
+            raise _conflict("a replay command needs a topic and offsets >= 0 per partition")
+        try:
+            return await self.rewind(cmd.command_id, cmd.topic, offsets)
+        except ReplayRefused as exc:
+            raise _conflict(str(exc)) from None
 
     async def _status(self, kind: StatusKind, id_: str, data: dict[str, object]) -> None:
         """Tell every hub's dashboards; advisory, so a broker hiccup only logs."""

@@ -24,6 +24,7 @@ from agents.pipeline import orchestrator, reconcile, runner
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.host import AgentHost
 from agents.render.default_branding import log_branding
+from agents.replay import Rewinder
 from storage.db import make_engine
 from storage.enums import FileStatus, StatusKind
 from storage.imports import CopyOutcome, DiffRow, PlannedCopy
@@ -139,8 +140,15 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
     _consume(wa, topics.copy_results, "copy_results", on_copy_result)
 
     # operator commands (retry, resume, cancel, assign) from the API and the CLI
-    ops = commands.Commands(wa.engine, emitter, send_result_acked, settings)
     command_topic = commands.declare_topic(wa.app, wa.names, settings.topic_partitions)
+    # `skyreel replay` while this worker runs: it seeks its own consumer (agents/replay.py)
+    consumed = (topics.detector_events, topics.copy_results, topics.step_requests)
+    rewinder = Rewinder(
+        wa.app,
+        frozenset(t.get_topic_name() for t in (*consumed, topics.step_results, command_topic)),
+    )
+    wa.app.sensors.add(rewinder)
+    ops = commands.Commands(wa.engine, emitter, send_result_acked, settings, rewind=rewinder.rewind)
     _consume(wa, command_topic, "commands", ops.handle)
 
     orchestrator.attach(wa, orchestrator.Orchestrator(wa.engine, handlers.registry, emitter))

@@ -135,6 +135,7 @@ class CommandAction(StrEnum):
     ASSIGN = "assign"
     EDIT = "edit"  # issue 15: operator marks on a jump's recording, then a re-edit
     PURGE = "purge"  # issue 16: a booking's files and personal data deleted (agents/purge.py)
+    REPLAY = "replay"  # issue 17: the worker rewinds its consumer on a topic (agents/replay.py)
 
 
 class CommandErrorKind(StrEnum):

@@ -250,7 +250,7 @@ class OperatorCommand(_Base):
 
     retry: ``execution_id``, ``step`` (None: every failed step), ``force``; resume and cancel:
     ``execution_id``; assign: ``session_key``, ``booking_id``, ``passenger``; edit:
-    ``session_key``, ``marks``; purge: ``booking_id``. The engine
+    ``session_key``, ``marks``; purge: ``booking_id``; replay: ``topic``, ``offsets``. The engine
     stores the outcome once per ``command_id`` (storage/commands.py).
     """
 
@@ -265,7 +265,12 @@ class OperatorCommand(_Base):
     booking_id: str | None = None
     passenger: str | None = None
     marks: EditMarks | None = None  # edit: the operator's marks (issue 15)
+    # replay (issue 17): the topic and the offset to rewind each partition to
+    topic: str | None = None
+    offsets: dict[int, int] | None = None
 
     @property
     def key(self) -> bytes:
-        return (self.session_key or self.booking_id or str(self.execution_id)).encode()
+        return (
+            self.session_key or self.booking_id or self.topic or str(self.execution_id)
+        ).encode()

@@ -10,7 +10,7 @@
     skyreel status               counters, recent executions, sessions needing a booking
     skyreel assign KEY --booking B --passenger NAME   assign a booking by hand
     skyreel edit KEY --exit S --opening S [--landing S]   move a jump's marks; rendered again
-    skyreel replay TOPIC         rewind a consumer group on a topic (--offset N | --since TIME)
+    skyreel replay TOPIC         read a topic again (--offset N | --since TIME), live or offline
     skyreel retry EXECUTION      retry the failed steps of an execution (--step NAME: one step;
                                  --force: also steps still running on a live worker)
     skyreel resume EXECUTION     resume a cancelled execution (nothing that succeeded runs again)
@@ -98,20 +98,17 @@ def _revoke_detector(settings: Settings, args: argparse.Namespace) -> int:
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from streams.cli.replay import run_replay
-    from streams.kafka import group_timings
-    from streams.topics import Names
 
     if not settings.kafka_url:
         print("SKYREEL_KAFKA_URL is not set", file=sys.stderr)
         return 2
     return run_replay(
-        settings.kafka_url,
-        Names(settings.topic_prefix),
+        settings,
         args.topic,
         args.group or settings.app_id,
         args.offset,
         args.since,
-        group_timings(settings),
+        offline=args.offline,
     )
 
 
@@ -233,13 +230,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "replay",
-        help="rewind a consumer group so agents reprocess a topic (stop the workers first)",
+        help="make the agents read a topic again (also inside a running `skyreel run`)",
+        description="Rewind the worker's consumer group on TOPIC so its agents read it again. "
+        "Offline (the group has no members): the offsets are committed for the group. Live "
+        "(the group has members, e.g. inside `skyreel run`): the running worker is asked, by "
+        "a `replay` operator command, to pause the topic, seek its consumer back and resume "
+        "(needs SKYREEL_DATABASE_URL too); with no worker running the command applies when "
+        "it starts (live replay covers the topics the worker reads: detector-events, "
+        "copy-results, step-requests, step-results, commands). Every handler is idempotent: "
+        "nothing is rendered, published, copied or stored twice.",
     )
     p.add_argument("topic", help="topic name, full or short (step-results)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--since", help="ISO time: first message at or after it")
     where.add_argument("--offset", type=int, help="offset per partition (clamped to the log)")
     p.add_argument("--group", default="", help="consumer group (default: SKYREEL_APP_ID)")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="only commit offsets for a group without members; never ask a running worker",
+    )
     p.set_defaults(handler=_replay)
 
     p = sub.add_parser("retry", help="retry failed steps (never what succeeded)")

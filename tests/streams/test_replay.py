@@ -101,10 +101,9 @@ async def test_replay_of_step_topics_changes_no_row_counts(
         lambda: caught_up(rig.settings.kafka_url, group, topics), what="offsets committed"
     )
 
-    code, out = run_cli(rig.spawn, rig.settings, "replay", "step-results", "--offset", "0")
-    assert code == 1 and "stop its workers first" in out, (
-        out
-    )  # refused while the worker is in the group
+    offline = ("replay", "step-results", "--offset", "0", "--offline")
+    code, out = run_cli(rig.spawn, rig.settings, *offline)
+    assert code == 1 and "Stop the group's consumers" in out, out  # refused: worker in group
 
     worker.stop()
     before = await snapshot(pg)
