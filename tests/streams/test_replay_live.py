@@ -123,16 +123,13 @@ def test_replay_inside_skyreel_run(tmp_path: Path, embedded_data_dir: Path) -> N
     run = Run(data, free_port(), tmp_path / "run.log")
     try:
         run.wait_up()
-        db = re.search(r"SKYREEL_DATABASE_URL='([^']+)'", run.output())
-        assert db, run.output()
-        kafka = f"127.0.0.1:{(data / 'kafka.port').read_text().strip()}"
+        # only the data directory: the CLI finds the running stack's URLs (its stack.json)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SKYREEL_")}
-        env |= {
-            "SKYREEL_DATA_DIR": str(data),
-            "SKYREEL_DATABASE_URL": db[1],
-            "SKYREEL_KAFKA_URL": kafka,
-            "SKYREEL_KAFKA_LOCAL_TUNING": "true",
-        }
+        env |= {"SKYREEL_DATA_DIR": str(data)}
+        worker_log = data / "logs" / "worker.log"
+
+        def worker_output() -> str:
+            return worker_log.read_text(errors="replace") if worker_log.exists() else ""
 
         def cli(*args: str) -> tuple[int, str]:
             done = subprocess.run(
@@ -145,14 +142,19 @@ def test_replay_inside_skyreel_run(tmp_path: Path, embedded_data_dir: Path) -> N
             )
             return done.returncode, done.stdout + done.stderr
 
-        code, out = cli("retry", "999999")  # a command the worker answers (not found)
+        # a command the worker answers (not found), once its consumer has joined
+        deadline = time.monotonic() + 90
+        while True:
+            code, out = cli("retry", "999999")
+            if "queued" not in out or time.monotonic() > deadline:
+                break
         assert code == 1 and "not found" in out, out
         code, out = cli("replay", "commands", "--offset", "0")
         assert code == 0, out
         assert "refused" not in out and "(live)" in out, out
         deadline = time.monotonic() + 30
-        while not rereads(run.output(), "skyreel.commands"):
-            assert time.monotonic() < deadline, run.output()[-4000:]
+        while not rereads(worker_output(), "skyreel.commands"):
+            assert time.monotonic() < deadline, worker_output()[-4000:]
             time.sleep(0.2)
         assert run.popen.poll() is None
         assert run.stop(signal.SIGTERM) == 0, run.output()[-3000:]
