@@ -22,6 +22,7 @@ from agents.jobs.render import RenderDispatcher
 from agents.pipeline import orchestrator, reconcile, runner
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.host import AgentHost
+from agents.qr.decode import qr_settings
 from storage.db import make_engine
 from storage.enums import FileStatus
 from storage.imports import CopyOutcome, DiffRow, PlannedCopy
@@ -101,7 +102,13 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
     handlers = default_handlers()
     emitter = orchestrator.Emitter(send_request, send_status)
     jc = JobContext(
-        settings, wa.engine, handlers.registry, emitter, send_result_acked, send_copy_request
+        settings,
+        wa.engine,
+        handlers.registry,
+        emitter,
+        send_result_acked,
+        send_copy_request,
+        qr=qr_settings(settings),  # the QR search's frame budget and safety stop (issue 18)
     )
     steps.make_handlers(jc, handlers)
 
