@@ -319,7 +319,7 @@ class Settings(BaseSettings):
         "same clip gives the same result and frame count however loaded the machine is).",
     )
     qr_safety_stop_s: float = Field(
-        20.0,
+        25.0,
         gt=0,
         le=3600,
         description="Wall-clock safety stop of one QR search, far above any normal search (a "

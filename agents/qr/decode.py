@@ -62,8 +62,10 @@ class QrSettings:
     dense_after_hit: int = 20  # frames scanned one by one after a located code
     dense_window_s: float = 1.0  # seconds decoded densely around a promising keyframe
     max_promising_windows: int = 2
-    max_frames: int = 600  # the budget: frames decoded (deterministic), settings.qr_max_frames
-    safety_stop_s: float = 20.0  # wall-clock safety stop (an error), settings.qr_safety_stop_s
+    # the budget: frames decoded (deterministic), settings.qr_max_frames; the corpus needs at
+    # most 109 for a clip with a code and 161 to go through a 5 s clip without one
+    max_frames: int = 600
+    safety_stop_s: float = 25.0  # wall-clock safety stop (an error), settings.qr_safety_stop_s
     budget_s: float | None = None  # the old name of safety_stop_s; when set, it replaces it
     crop_margin: float = 0.35
     min_located_frames: int = 2  # frames with a located code before "unreadable" is claimed
