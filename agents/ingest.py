@@ -1,7 +1,9 @@
 """Ingest: turn detector file lists into copy requests, and copy results into the ledger.
 
 ``detector-events`` (key card id) -> diff against ``imported_file`` (one query) -> copy requests
-(QR candidates first) on ``copy-requests`` (key detector id). ``copy-results`` -> the file is
+(QR candidates first: a clip whose listed duration is at most ``qr_candidate_max_s``; one of
+unknown duration by ``qr_candidate_max_bytes``; a long clip never) on ``copy-requests`` (key
+detector id). ``copy-results`` -> the file is
 ``imported`` only once the detector verified size and hash and the file is really at the
 destination we named with the expected size; otherwise ``failed`` with the reason — except a
 copy that found the share full (failure kind ``no_space``): a full disk is a state, not a
@@ -98,9 +100,12 @@ async def handle_detector_event(deps: IngestDeps, payload: bytes) -> None:
         _log_card(event)
         return
     entries = validated_entries(event, deps.settings.max_files_per_list)
+    # QR candidates by duration (issue 18): a ticket clip is short; size only when unknown
     listed = imports.classify_listing(
         ((e.path, e.size, e.mtime, e.kind) for e in entries),
         deps.settings.qr_candidate_max_bytes,
+        qr_candidate_max_s=deps.settings.qr_candidate_max_s,
+        durations={e.path: e.duration for e in entries if e.duration is not None},
     )
     async with deps.engine.begin() as conn:
         rows = await imports.record_listing(conn, event.card_id, event.detector_id, listed)

@@ -20,7 +20,8 @@ Rules, in order of the walk. When skyreel is not sure, a person decides: never g
   failed on it) may have been a ticket: the footage after it goes to ``needs_review``; if no
   footage follows it before the next ticket, it is left out of the previous session with a
   warning instead;
-- a small candidate clip with no QR at all is ordinary footage.
+- a short candidate clip (by its duration; by size when that is unknown) with no QR at all is
+  ordinary footage.
 A booking assigned by hand to a QR clip (``assigned``) counts as decoded, which moves the session
 on from ``needs_review`` and lets it merge with a neighbour of the same booking.
 

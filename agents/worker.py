@@ -23,6 +23,7 @@ from agents.jobs.render import RenderDispatcher
 from agents.pipeline import orchestrator, reconcile, runner
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.host import AgentHost
+from agents.qr.decode import qr_settings
 from agents.render.default_branding import log_branding
 from agents.replay import Rewinder
 from storage.db import make_engine
@@ -104,7 +105,13 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
     handlers = default_handlers()
     emitter = orchestrator.Emitter(send_request, send_status)
     jc = JobContext(
-        settings, wa.engine, handlers.registry, emitter, send_result_acked, send_copy_request
+        settings,
+        wa.engine,
+        handlers.registry,
+        emitter,
+        send_result_acked,
+        send_copy_request,
+        qr=qr_settings(settings),  # the QR search's frame budget and safety stop (issue 18)
     )
     steps.make_handlers(jc, handlers)
 

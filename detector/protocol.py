@@ -16,9 +16,13 @@ carries the kind on to the agents as a ``[kind]`` prefix of the reason
 
 A ``file_list`` may also carry the card's free and total bytes and the files the detector could
 not list (``skipped``: a name that is not valid Unicode, ...); all optional, so either side works
-with a peer that never sends them. The hub refuses a list *entry* whose path is unsafe without
-refusing the list (:func:`parse_detector_frame`); a frame that is not a valid message at all is
-refused whole.
+with a peer that never sends them. A file entry may carry its ``duration`` (seconds, read from
+the container's header: the hub picks QR candidates by it); a hub from before it refuses a list
+that carries one, so hubs are upgraded before detectors. A ``duration`` the hub cannot believe
+(not a finite number of seconds from 0 to 24 h) is dropped from its entry, logged, and the entry
+is kept: the size rule then decides. The hub refuses a list *entry* whose path is unsafe
+without refusing the list (:func:`parse_detector_frame`); a frame that is not a valid message at
+all is refused whole.
 
 Authentication happens at the handshake, not in a message: ``Authorization: Bearer <token>``
 (``?token=`` is still accepted from old clients and logged as ``token=***``; this client always
@@ -28,6 +32,8 @@ sends the header).
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
 from typing import Annotated, Final, Literal
 
@@ -40,6 +46,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 #: the one content hash of a copy: xxh3-128, lowercase hex
@@ -55,6 +63,8 @@ MAX_REASON_CHARS = 2000
 #: Skipped or refused files reported in one frame (the rest are counted, not listed).
 MAX_SKIPPED = 100
 MAX_SKIP_REASON_CHARS = 200
+#: Longest clip duration a file entry may state (a longer one is a corrupt header).
+MAX_DURATION_S = 24 * 3600.0
 
 #: WebSocket close codes the hub uses (RFC 6455 plus the 4000 private range).
 CLOSE_UNSUPPORTED = 1003  # not JSON, wrong schema, unknown type
@@ -182,6 +192,14 @@ class FileEntry(BaseModel):
     size: int = Field(ge=0, le=1 << 44, description="bytes")
     mtime: float = Field(ge=0, le=1e11, description="seconds since the epoch, as the card says")
     kind: Literal["video", "proxy", "other"] = "video"
+    duration: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_DURATION_S,
+        allow_inf_nan=False,
+        description="seconds, from the container's header (moov/mvhd); left out when unknown "
+        "(the hub then judges a QR candidate by size)",
+    )
 
     _path = field_validator("path")(classmethod(lambda cls, v: check_relative_path(v)))
 
@@ -409,6 +427,39 @@ def _refuse_unsafe_entries(data: dict[str, object]) -> list[SkippedFile]:
     return refused
 
 
+def _plausible_duration(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= MAX_DURATION_S
+    )
+
+
+def _drop_bad_durations(data: dict[str, object]) -> None:
+    """Take an unbelievable ``duration`` out of its file_list entry (in place), logged: the
+    file is still listed, and judged by its size."""
+    files = data.get("files")
+    if data.get("type") != "file_list" or not isinstance(files, list):
+        return
+    for entry in files:
+        if not isinstance(entry, dict) or "duration" not in entry:
+            continue
+        value = entry["duration"]
+        if value is None or _plausible_duration(value):
+            continue
+        del entry["duration"]
+        path = entry.get("path")
+        logger.warning(
+            "card %s: entry %s: duration %s is not 0-%d s; left out (the size rule decides "
+            "whether it is a QR candidate)",
+            printable(str(data.get("card_id")), 130),
+            printable(path) if isinstance(path, str) else "?",
+            printable(repr(value), 40),
+            MAX_DURATION_S,
+        )
+
+
 def _check_text(data: dict[str, object]) -> None:
     try:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
@@ -447,7 +498,8 @@ def parse_detector_message(
 def parse_detector_frame(
     raw: str | bytes, *, max_files: int = MAX_FILES_PER_LIST
 ) -> tuple[DetectorFrame, list[SkippedFile]]:
-    """Validate one frame sent by a detector, refusing unsafe file_list entries one by one.
+    """Validate one frame sent by a detector, refusing unsafe file_list entries one by one
+    (and dropping an unbelievable ``duration`` from its entry, logged).
 
     Returns the message (a file_list holds only its acceptable entries) and the refused
     entries (path in printable form, reason). A frame that is not a valid message raises
@@ -455,6 +507,7 @@ def parse_detector_frame(
     """
     data = _parse(raw, _DETECTOR_TYPES, max_files)
     refused = _refuse_unsafe_entries(data)
+    _drop_bad_durations(data)
     if _has_escaped_surrogate(raw):
         _check_text(data)
     try:

@@ -1,7 +1,9 @@
 """Metadata-only scan of a card's ``DCIM/`` tree, and GoPro chapter recognition.
 
-Nothing is read from file contents: a card can hold hundreds of GB and most files were imported
-on an earlier day; the backend decides what is new from (path, size, mtime, card id) alone.
+Nothing is read from file contents here: a card can hold hundreds of GB and most files were
+imported on an earlier day; the backend decides what is new from (path, size, mtime, card id)
+alone. (The listing then reads each clip's duration from its container header, a few hundred
+bytes per file: detector/listing.py.)
 Symlinks are not followed and dot files (macOS ``._GX010042.MP4`` AppleDouble files, which carry
 a video extension but hold no video) are skipped. Results are sorted by path so the same card
 always gives the same list.
@@ -40,6 +42,8 @@ class ScannedFile:
     size: int
     mtime: float
     kind: Kind
+    # seconds, from the container's header (detector/mp4_duration.py); None: unknown or not read
+    duration: float | None = None
 
 
 @dataclass(frozen=True, order=True)

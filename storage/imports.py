@@ -8,7 +8,7 @@ Planning what to request is a pure function over the diff rows.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -59,14 +59,34 @@ class PlannedCopy:
     priority: int
 
 
+def is_qr_candidate(
+    size: int,
+    duration: float | None,
+    qr_candidate_max_bytes: int,
+    qr_candidate_max_s: float | None,
+) -> bool:
+    """Is a video a QR candidate (pure)? By its duration when known and a duration rule is
+    given: a ticket clip is short, and a long clip is never one; else (an older detector, a
+    truncated or non-MP4 file) by the old size rule."""
+    if duration is not None and qr_candidate_max_s is not None:
+        return duration <= qr_candidate_max_s
+    return size <= qr_candidate_max_bytes
+
+
 def classify_listing(
-    entries: Iterable[tuple[str, int, float, str]], qr_candidate_max_bytes: int
+    entries: Iterable[tuple[str, int, float, str]],
+    qr_candidate_max_bytes: int,
+    *,
+    qr_candidate_max_s: float | None = None,
+    durations: Mapping[str, float | None] | None = None,
 ) -> list[ListedFile]:
     """(path, size, mtime seconds, detector's kind) -> ListedFile, deduplicated by natural key
     (the path, folder included: ``100GOPRO/GX010001.MP4`` and ``101GOPRO/GX010001.MP4`` of one
     size and mtime are two files).
 
     Proxies/thumbnails are recognised by extension here too: the detector's word is not trusted.
+    A video is a QR candidate by :func:`is_qr_candidate`: ``durations`` maps a path to the
+    duration its detector read (issue 18); without a duration the size decides.
     """
     from detector.protocol import classify
 
@@ -83,9 +103,10 @@ def classify_listing(
         if ours == "other":
             continue
         kind: enums.FileKind
+        duration = durations.get(path) if durations is not None else None
         if ours == "proxy" or claimed == "proxy":
             kind = enums.FileKind.PROXY
-        elif size <= qr_candidate_max_bytes:
+        elif is_qr_candidate(size, duration, qr_candidate_max_bytes, qr_candidate_max_s):
             kind = enums.FileKind.QR_CANDIDATE
         else:
             kind = enums.FileKind.FOOTAGE

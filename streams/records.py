@@ -37,7 +37,7 @@ class DetectorEvent(_Base):
     detector_id: str
     card_id: str
     label: str = ""
-    # file_list only: [{"path", "size", "mtime", "kind"}], validated by the hub
+    # file_list only: [{"path", "size", "mtime", "kind", "duration"?}], validated by the hub
     files: list[dict[str, Any]] | None = None
 
 

@@ -122,8 +122,9 @@ class Settings(BaseSettings):
     qr_candidate_max_bytes: int = Field(
         150_000_000,
         ge=0,
-        description="Video files up to this size are QR candidates and are copied first "
-        "(a 2-10 s clip at a GoPro's 100 Mbit/s is under ~125 MB).",
+        description="Video files of unknown duration up to this size are QR candidates and "
+        "are copied first (a 2-10 s clip at a GoPro's 100 Mbit/s is under ~125 MB); a clip "
+        "whose duration is known is judged by qr_candidate_max_s.",
     )
     jump_gap_minutes: float = Field(
         20,
@@ -366,6 +367,34 @@ class Settings(BaseSettings):
         description="How often the worker applies the retention rules (seconds).",
     )
     # --- end of the retention block ---
+
+    # --- QR candidates and budget (issue 18): agents/qr/budget.py, storage/imports.py ---
+    qr_candidate_max_s: float = Field(
+        15.0,
+        ge=0,
+        le=3600,
+        description="A clip whose container says it lasts at most this many seconds is a QR "
+        "candidate (copied first, searched for a ticket); a longer one never is. A clip of "
+        "unknown duration (an older detector, a truncated or non-MP4 file) is judged by "
+        "qr_candidate_max_bytes instead.",
+    )
+    qr_max_frames: int = Field(
+        600,
+        ge=1,
+        le=100_000,
+        description="The QR search budget of one clip, in frames decoded (deterministic: the "
+        "same clip gives the same result and frame count however loaded the machine is).",
+    )
+    qr_safety_stop_s: float = Field(
+        90.0,
+        gt=0,
+        le=3600,
+        description="Wall-clock safety stop of one QR search, far above any normal search (a "
+        "few seconds for qr_max_frames frames of 1080p) and under the qr step's 120 s timeout: "
+        "reaching it is an error (the qr step fails with the reason and is retried), never a "
+        "silent 'no QR'.",
+    )
+    # --- end of QR candidates and budget ---
 
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Settings:

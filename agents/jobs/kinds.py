@@ -14,7 +14,7 @@ from agents.pipeline.registry import StepKind
 # waiting, and a failed copy is retried by itself when the file lands after all.
 COPY = StepKind("copy", max_attempts=1, timeout_s=60)
 PROBE = StepKind("probe", max_attempts=3, backoff_base_s=1, backoff_cap_s=30, timeout_s=30)
-QR = StepKind("qr", max_attempts=2, backoff_base_s=1, backoff_cap_s=10, timeout_s=30)
+QR = StepKind("qr", max_attempts=2, backoff_base_s=1, backoff_cap_s=10, timeout_s=120)
 GROUP = StepKind("group", max_attempts=5, backoff_base_s=1, backoff_cap_s=30, timeout_s=60)
 BOOKING = StepKind("booking", max_attempts=1, timeout_s=60)
 # reads every clip's telemetry track and decodes its audio: a few seconds per 15-minute clip

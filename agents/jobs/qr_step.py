@@ -5,8 +5,9 @@ from __future__ import annotations
 from agents.jobs import kinds
 from agents.jobs.context import JobContext
 from agents.jobs.step_input import int_input, ledger_file, stored
+from agents.pipeline.errors import RetryableStepError
 from agents.pipeline.handlers import Handler, StepContext, StepOutput
-from agents.qr.decode import QrResult, decode_clip
+from agents.qr.decode import QrResult, QrSafetyStop, decode_clip
 from storage import media
 from streams import records
 
@@ -32,7 +33,10 @@ def handler(jc: JobContext) -> Handler:
     async def qr_step(ctx: StepContext, request: records.StepRequest) -> StepOutput:
         file_id = int_input(request, "file_id")
         path = stored(jc, await ledger_file(jc, file_id))
-        result = await ctx.run_blocking(decode_clip, path, jc.qr)
+        try:
+            result = await ctx.run_blocking(decode_clip, path, jc.qr)
+        except QrSafetyStop as exc:  # an error with its reason, never a silent "no QR"
+            raise RetryableStepError(str(exc)) from None
         async with jc.engine.begin() as conn:
             await media.save_qr(conn, file_id, qr_scan(result))
         ctx.log(

@@ -10,7 +10,14 @@ Decoding video costs far more than finding a QR in a frame, so the sampling deci
 
 A located-but-undecoded code gets a second look on a full-resolution crop with every available
 detector (zxing-cpp, pyzbar when libzbar loads, OpenCV). The first text that parses as a booking
-ends the search; a hard bound on frames and seconds ends it for clips without a code.
+ends the search; for clips without a code, the budget does.
+
+The budget is a number of frames decoded (``max_frames``; every frame the decoder hands over
+counts, scanned or not), never seconds: the same clip gives the same result and the same frame
+count on any machine under any load (issue 18). A wall-clock ``safety_stop_s`` remains only
+against the pathological (a machine many times slower than it should be, a file that decodes
+absurdly slowly); it is far above a normal search, and reaching it raises
+:class:`QrSafetyStop` with the reason: an error, never a silent "no QR".
 
 ``decode_clip`` is synchronous, CPU-bound and keeps no shared state: run it in an executor.
 """
@@ -36,10 +43,11 @@ from agents.media.frames import (
 )
 from agents.qr.detectors import Detection, Detector, available_detectors, zxing_scan
 from agents.qr.payload import Booking, NotABooking, PayloadSettings, parse_booking
+from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["QrResult", "QrSettings", "QrStatus", "decode_clip"]
+__all__ = ["QrResult", "QrSafetyStop", "QrSettings", "QrStatus", "decode_clip", "qr_settings"]
 
 QrStatus = Literal["decoded", "unreadable", "no_qr"]
 
@@ -54,8 +62,11 @@ class QrSettings:
     dense_after_hit: int = 20  # frames scanned one by one after a located code
     dense_window_s: float = 1.0  # seconds decoded densely around a promising keyframe
     max_promising_windows: int = 2
-    budget_s: float = 1.2  # wall-clock bound on the whole search
+    # the budget: frames decoded (deterministic), settings.qr_max_frames; the corpus needs at
+    # most 109 for a clip with a code and 161 to go through a 5 s clip without one
     max_frames: int = 600
+    safety_stop_s: float = 90.0  # wall-clock safety stop (an error), settings.qr_safety_stop_s
+    budget_s: float | None = None  # the old name of safety_stop_s; when set, it replaces it
     crop_margin: float = 0.35
     min_located_frames: int = 2  # frames with a located code before "unreadable" is claimed
     max_located_frames: int = 10  # a code located this often and never decoded: stop trying
@@ -76,6 +87,24 @@ class QrResult:
     reason: str
 
 
+def qr_settings(settings: Settings) -> QrSettings:
+    """The decoder's settings from the worker's (its budget and safety stop)."""
+    return QrSettings(max_frames=settings.qr_max_frames, safety_stop_s=settings.qr_safety_stop_s)
+
+
+class QrSafetyStop(RuntimeError):
+    """A search ran into the wall-clock safety stop: far slower than any normal search."""
+
+    def __init__(self, path: str | Path, frames: int, settings: QrSettings, stop_s: float) -> None:
+        self.frames = frames
+        super().__init__(
+            f"QR search of {Path(path).name} stopped by the {stop_s:g} s safety stop after "
+            f"{frames} of its {settings.max_frames}-frame budget: the machine is far slower "
+            "than normal or the file decodes pathologically; the step is retried, and a "
+            "person reviews the clip if it keeps happening (qr_safety_stop_s raises the stop)"
+        )
+
+
 @dataclass
 class _Search:
     """Mutable state of one decode_clip call (never shared between calls)."""
@@ -83,6 +112,8 @@ class _Search:
     settings: QrSettings
     chain: tuple[tuple[str, Detector], ...]
     deadline: float
+    stop_s: float
+    path: str | Path
     frames: int = 0
     located: int = 0
     located_times: list[float] = field(default_factory=list)
@@ -91,20 +122,28 @@ class _Search:
     found: tuple[str, Booking, float, str] | None = None
 
     def exhausted(self) -> bool:
+        """The frame budget is spent (or a code will not change its mind): deterministic."""
         # A code that keeps decoding to something that is not a booking will not change its mind.
         return (
             self.frames >= self.settings.max_frames
             or self.not_booking_hits >= 3
             or self.located >= self.settings.max_located_frames
-            or time.perf_counter() >= self.deadline
         )
+
+    def count_frame(self) -> None:
+        """One more frame decoded; raise :class:`QrSafetyStop` past the wall-clock stop."""
+        self.frames += 1
+        if time.perf_counter() >= self.deadline:
+            raise QrSafetyStop(self.path, self.frames, self.settings, self.stop_s)
 
 
 def decode_clip(path: str | Path, settings: QrSettings | None = None) -> QrResult:
-    """Search ``path`` for a booking QR within the settings' work bound."""
+    """Search ``path`` for a booking QR within the settings' frame budget; raise
+    :class:`QrSafetyStop` if the wall-clock safety stop is reached first."""
     cfg = settings or QrSettings()
     started = time.perf_counter()
-    search = _Search(cfg, available_detectors(), started + cfg.budget_s)
+    stop_s = cfg.budget_s if cfg.budget_s is not None else cfg.safety_stop_s
+    search = _Search(cfg, available_detectors(), started + stop_s, stop_s, path)
     try:
         _run(path, search)
     except MediaOpenError as exc:
@@ -131,7 +170,7 @@ def decode_clip(path: str | Path, settings: QrSettings | None = None) -> QrResul
             "unreadable",
             f"QR located in {search.located} frames but not decodable",
         )
-    bound = " (work bound reached)" if search.exhausted() else ""
+    bound = f" (work bound reached: {cfg.max_frames}-frame budget)" if search.exhausted() else ""
     return _result(search, started, "no_qr", f"no QR found in {search.frames} frames{bound}")
 
 
@@ -172,12 +211,10 @@ def _run(path: str | Path, search: _Search) -> None:
 def _stride_pass(handle: VideoHandle, search: _Search, covered: list[tuple[float, float]]) -> None:
     cfg = search.settings
     dense_left = 0
-    n = 0
-    for frame in grey_frames(handle, start=0.0):
-        n += 1
+    for n, frame in enumerate(grey_frames(handle, start=0.0), 1):
         if frame.key or any(a <= frame.time <= b for a, b in covered):
-            continue  # already scanned
-        if dense_left > 0 or n % cfg.stride == 0:
+            search.count_frame()  # decoded again, scanned already
+        elif dense_left > 0 or n % cfg.stride == 0:
             dense_left = max(dense_left - 1, 0)
             before = search.located
             if _scan(frame, search, full_res=False):
@@ -185,14 +222,14 @@ def _stride_pass(handle: VideoHandle, search: _Search, covered: list[tuple[float
             if search.located > before:
                 dense_left = cfg.dense_after_hit
         else:
-            search.frames += 1
+            search.count_frame()
         if search.exhausted():
             return
 
 
 def _scan(frame: GreyFrame, search: _Search, *, full_res: bool) -> bool:
     """Scan one frame; True when a booking was found."""
-    search.frames += 1
+    search.count_frame()
     cfg = search.settings
     small = downscale(frame.grey, cfg.scan_width)
     scale = frame.grey.shape[1] / small.shape[1]

@@ -294,7 +294,7 @@ class Gateway:
         self._take_card_token(sock)
         files = None
         if isinstance(msg, protocol.FileList):
-            files = [f.model_dump() for f in msg.files]
+            files = [f.model_dump(exclude_none=True) for f in msg.files]  # no "duration": None
             self._log_refused(sock, msg.card_id, refused)
         event = records.DetectorEvent(
             event_id=uuid.uuid4().hex,
