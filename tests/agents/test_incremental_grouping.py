@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agents.jobs.sessions import card_files
 from agents.qr.payload import Booking
 from agents.sessions import (
     CardFile,
@@ -19,6 +20,7 @@ from agents.sessions import (
     closed_sessions,
     group_card,
 )
+from storage import media
 
 T0 = datetime(2024, 6, 1, 10, 0, tzinfo=UTC)
 BOOKINGS = (
@@ -164,3 +166,39 @@ def test_nothing_closes_while_an_undecided_clip_has_no_camera_counter() -> None:
     loose = dataclasses.replace(pending(clip(5, 4, "decoded")), name="x.MP4", relative_path="x.MP4")
     card = [clip(1, 0, "decoded", 0), clip(2, 1, None), clip(3, 2, "decoded", 1), loose]
     assert closed_sessions(card).sessions == ()
+
+
+def _row(fid: int, *, probed: bool = True, probe_error: str = "") -> media.FileRow:
+    return media.FileRow(
+        id=fid,
+        card_id="C",
+        name=f"GX01{fid:04d}.MP4",
+        path=f"DCIM/100GOPRO/GX01{fid:04d}.MP4",
+        size=1000,
+        mtime_ms=1_700_000_000_000 + fid * 60_000,
+        kind="qr_candidate",
+        status="imported",
+        reason="",
+        stored_path="x",
+        duration_s=5.0 if probed and not probe_error else None,
+        width=None,
+        height=None,
+        fps=None,
+        has_audio=None,
+        creation_time=None,
+        session_key=None,
+        probe_error=probe_error,
+    )
+
+
+def test_a_partial_grouping_counts_a_clip_read_only_once_its_probe_and_decode_finished() -> None:
+    scan = media.QrRow(2, "no_qr", None, None, None)
+    rows = [_row(1), _row(2, probed=False), _row(3, probe_error="moov atom not found")]
+    partial = {f.file_id: f for f in card_files(rows, {2: scan}, settled=False)}
+    # no scan yet; scanned but not probed; probe failed but not decoded yet: none is decided
+    assert all(f.qr_status is None and not f.unreadable for f in partial.values())
+    rows[1] = _row(2)
+    settled = {f.file_id: f for f in card_files(rows, {2: scan}, settled=False)}
+    assert settled["2"].qr_status is QrOutcome.NO_QR
+    final = {f.file_id: f for f in card_files(rows, {2: scan})}
+    assert final["1"].unreadable and final["3"].unreadable == "moov atom not found"
