@@ -42,6 +42,7 @@ from agents.recording import (
     ClockPolicy,
     GoProName,
     StepKind,
+    camera_counter,
     describe,
     order_recordings,
     parse_gopro_name,
@@ -59,6 +60,7 @@ __all__ = [
     "JumpSession",
     "QrOutcome",
     "SessionStatus",
+    "closed_sessions",
     "group_card",
     "group_sessions",
     "order_files",
@@ -328,3 +330,56 @@ def group_sessions(
 ) -> list[JumpSession]:
     """Jump sessions of one card, in recording order. ``assigned``: QR file id -> booking."""
     return list(group_card(files, assigned, policy).sessions)
+
+
+# --- earlier renders (issue 18): the sessions already closed while QR clips are still read ------
+
+
+def _undecided(f: CardFile, assigned: Mapping[str, Booking]) -> bool:
+    """A QR candidate whose probe or decode has not finished (no result yet)."""
+    t = _opens_session(f, assigned)
+    return t is not None and t.status is SessionStatus.PENDING
+
+
+def closed_sessions(
+    files: Iterable[CardFile],
+    assigned: Mapping[str, Booking] | None = None,
+    policy: ClockPolicy | None = None,
+) -> Grouping:
+    """The sessions of :func:`group_card` that no QR candidate still being read can change.
+
+    The walk is cut before every decided ticket (a decoded or seen-but-undecoded QR clip) that
+    follows ordinary footage: that ticket always opens a new session and nothing after it ever
+    touches a session before it, so the clips between two cuts (or a cut and the listing's end)
+    are grouped the same whatever happens elsewhere. A span holding a candidate with no result
+    yet stays open (a retake, a failed take, a clip with no QR at all: each would group its span
+    differently), and so do the sessions around it. Cuts are only ever added as results land,
+    so a span closed now is a span of the final grouping, with the same sessions.
+
+    Clips without a camera counter are ordered by capture time, which a candidate's probe may
+    still change: while such a candidate is undecided nothing is closed.
+    """
+    assigned = assigned or {}
+    listed = list(files)
+    if any(_undecided(f, assigned) and camera_counter(f.relative_path) is None for f in listed):
+        return Grouping(())
+    grouping = group_card(listed, assigned, policy)
+    left_open: set[str] = set()
+    span: list[str] = []
+    undecided = after_footage = False
+    for clip in order_files(listed):
+        ticket = _opens_session(clip, assigned)
+        decided_ticket = ticket is not None and ticket.status is not SessionStatus.PENDING
+        if decided_ticket and after_footage:
+            if undecided:
+                left_open.update(span)
+            span, undecided = [], False
+        span.append(clip.file_id)
+        undecided = undecided or _undecided(clip, assigned)
+        after_footage = ticket is None and not (
+            clip.kind is FileKind.QR_CANDIDATE and clip.unreadable
+        )
+    if undecided:
+        left_open.update(span)
+    closed = tuple(s for s in grouping.sessions if left_open.isdisjoint(s.file_ids))
+    return Grouping(closed, grouping.clock_warnings)

@@ -209,6 +209,29 @@ async def upsert_session(conn: AsyncConnection, s: SessionRow) -> bool:
     return bool(inserted.rowcount)
 
 
+async def lock_card_grouping(conn: AsyncConnection, card_id: str) -> None:
+    """Serialize the groupings of one card until the transaction ends (issue 18: a card's
+    partial groupings run side by side; each must see the sessions the others recorded)."""
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext('skyreel-group:' || :c))"), {"c": card_id}
+    )
+
+
+async def unstarted_sessions(
+    conn: AsyncConnection, card_id: str, file_ids: Sequence[int]
+) -> list[str]:
+    """Keys of the card's sessions with footage among `file_ids` that were recorded but never
+    got their jump execution (the grouping stopped between the two)."""
+    rows = await conn.execute(
+        text(
+            "SELECT key FROM jump_session WHERE card_id = :c AND execution_id IS NULL "
+            "AND cardinality(file_ids) > 0 AND file_ids && CAST(:ids AS text[]) ORDER BY key"
+        ),
+        {"c": card_id, "ids": [str(i) for i in file_ids]},
+    )
+    return [str(r[0]) for r in rows]
+
+
 def _opt(value: int | None) -> list[int]:
     return [] if value is None else [value]
 
@@ -294,6 +317,7 @@ class LandedCopy:
     file_id: int
     qr: bool
     stored_path: str | None
+    group: bool = False  # a card import's QR candidate: its landing also spawns `group:<file>`
 
 
 async def copy_steps_of(conn: AsyncConnection, file_id: int) -> list[LandedCopy]:
@@ -311,7 +335,15 @@ async def copy_steps_of(conn: AsyncConnection, file_id: int) -> list[LandedCopy]
         text("SELECT stored_path FROM imported_file WHERE id = :id"), {"id": file_id}
     )
     return [
-        LandedCopy(int(e), int(a), str(st), file_id, bool((inp or {}).get("qr")), stored)
+        LandedCopy(
+            int(e),
+            int(a),
+            str(st),
+            file_id,
+            bool((inp or {}).get("qr")),
+            stored,
+            bool((inp or {}).get("group")),
+        )
         for e, a, st, inp in rows
     ]
 
@@ -330,7 +362,8 @@ async def landed_copy_steps(conn: AsyncConnection, grace_s: float) -> list[Lande
     rows = await conn.execute(
         text(
             "SELECT s.execution_id, s.attempt, s.status, f.id AS file_id, "
-            "COALESCE((s.input->>'qr')::boolean, false) AS qr, f.stored_path "
+            "COALESCE((s.input->>'qr')::boolean, false) AS qr, f.stored_path, "
+            "COALESCE((s.input->>'group')::boolean, false) AS grp "
             "FROM pipeline_step s JOIN imported_file f "
             "  ON s.name ~ '^copy:[0-9]+$' AND f.id = CAST(substr(s.name, 6) AS bigint) "
             "WHERE s.kind = 'copy' AND s.status IN ('running', 'failed') "
@@ -348,6 +381,7 @@ async def landed_copy_steps(conn: AsyncConnection, grace_s: float) -> list[Lande
             int(r.file_id),
             bool(r.qr),
             r.stored_path,
+            bool(r.grp),
         )
         for r in rows
     ]

@@ -3,8 +3,10 @@
 card import (one execution per listing that brings new files, key ``import:<card>:<event>``):
     copy:<file> for each new QR candidate  (waits for the detector's verified copy)
       └─ spawns probe:<file> and qr:<file>   (PyAV probe; QR decode in an executor)
-    group  (depends on copy:*, probe:*, qr:*): orders the listing's files by capture time,
-           groups them into jump sessions, records them and starts one jump execution each
+         and group:<file> (after that probe and decode): starts the sessions already closed
+    group  (depends on copy:*, ?probe:*, ?qr:*, ?group:*): orders the listing's files in
+           recording order, groups what is in no session yet into jump sessions, records them
+           and starts one jump execution each
 
 jump (one execution per session, key ``jump:<session>``):
     copy:<file> for each footage file ──> spawns probe:<file>

@@ -17,11 +17,12 @@ def handler(jc: JobContext) -> Handler:
     async def copy(ctx: StepContext, request: records.StepRequest) -> StepOutput:
         file_id = int_input(request, "file_id")
         qr = bool((request.input or {}).get("qr"))
+        group = bool((request.input or {}).get("group"))
         row = await ledger_file(jc, file_id)
         if row.status == FileStatus.IMPORTED:
             return StepOutput(
                 {"file_id": file_id, "stored_path": row.stored_path},
-                spawn=kinds.after_copy(file_id, qr),
+                spawn=kinds.after_copy(file_id, qr, group),
             )
         if row.status in (FileStatus.FAILED, FileStatus.LISTED) or request.attempt > 1:
             await request_again(jc, row)

@@ -1,4 +1,8 @@
-"""The `group` step: group a card's listing into jump sessions and start their pipelines."""
+"""The `group` step: group a card's listing into jump sessions and start their pipelines.
+
+`group:<file>` (issue 18, spawned beside a QR candidate's probe and decode) is the same step
+kind run as soon as that clip is read: it groups the listing again and starts only the sessions
+no clip still being read can change; `group`, once every clip is read, groups what is left."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from agents.pipeline.errors import PermanentStepError
 from agents.pipeline.handlers import Handler, StepContext, StepOutput
 from agents.qr.decode import decode_clip
 from storage import media
+from storage import pipeline as repo
 from storage.enums import FileKind, FileStatus
 from streams import records
 
@@ -23,6 +28,8 @@ KIND = kinds.GROUP
 
 def handler(jc: JobContext) -> Handler:
     async def group(ctx: StepContext, request: records.StepRequest) -> StepOutput:
+        if (request.input or {}).get("partial"):
+            return await _partial(jc, ctx)
         card_id = str_input(request, "card_id")
         ids = (request.input or {}).get("file_ids")
         if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
@@ -34,6 +41,22 @@ def handler(jc: JobContext) -> Handler:
         return StepOutput({"sessions": started.summary})
 
     return group
+
+
+async def _partial(jc: JobContext, ctx: StepContext) -> StepOutput:
+    """Start the sessions closed so far; the listing is the one the execution's `group` reads."""
+    async with jc.engine.connect() as conn:
+        found = await repo.load_steps(conn, ctx.execution_id, ["group"])
+    listing = found[0].input if found else {}
+    card_id, ids = listing.get("card_id"), listing.get("file_ids")
+    if not isinstance(card_id, str) or not isinstance(ids, list):
+        raise PermanentStepError("no `group` step with a card and a listing in this execution")
+    if not all(isinstance(i, int) for i in ids):
+        raise PermanentStepError("the `group` step's 'file_ids' must be a list of integers")
+    started = await jump_sessions.group_and_start(jc, card_id, ids, partial=True)
+    for line in started.log:
+        ctx.log(line)
+    return StepOutput({"sessions": started.summary, "partial": True})
 
 
 async def _decode_outstanding(jc: JobContext, ctx: StepContext, ids: list[int]) -> None:

@@ -28,17 +28,22 @@ PHOTOS = StepKind("photos", max_attempts=2, backoff_base_s=5, backoff_cap_s=60, 
 ALL = (COPY, PROBE, QR, GROUP, BOOKING, PHASES, RENDER, PUBLISH, PHOTOS)
 
 
-def copy_step(file_id: int, *, qr: bool) -> StepDef:
-    """Wait for a file's verified copy; then spawn its probe (and QR decode for candidates)."""
+def copy_step(file_id: int, *, qr: bool, group: bool = False) -> StepDef:
+    """Wait for a file's verified copy; then spawn its probe (and QR decode for candidates).
+
+    ``group`` (a card import's QR candidate, issue 18): also a ``group:<file>`` step that starts
+    the sessions closed once this clip is read."""
     # spawn patterns are prefixes ("probe:17*" also covers "probe:170"): harmless, since only
     # group patterns ("probe:*") are ever depended on
     spawns = (f"probe:{file_id}*", f"qr:{file_id}*") if qr else (f"probe:{file_id}*",)
-    return StepDef(
-        f"copy:{file_id}", COPY.name, spawns=spawns, input={"file_id": file_id, "qr": qr}
-    )
+    step_input: dict[str, object] = {"file_id": file_id, "qr": qr}
+    if qr and group:
+        spawns = (*spawns, f"group:{file_id}*")
+        step_input["group"] = True
+    return StepDef(f"copy:{file_id}", COPY.name, spawns=spawns, input=step_input)
 
 
-def after_copy(file_id: int, qr: bool) -> list[dict[str, object]]:
+def after_copy(file_id: int, qr: bool, group: bool = False) -> list[dict[str, object]]:
     """What a landed copy spawns (the same whoever reports the landing)."""
     out: list[dict[str, object]] = [
         {"name": f"probe:{file_id}", "kind": PROBE.name, "input": {"file_id": file_id}}
@@ -46,19 +51,33 @@ def after_copy(file_id: int, qr: bool) -> list[dict[str, object]]:
     if qr:
         # the decoder reads the file itself: it runs beside the probe, not after it
         out.append({"name": f"qr:{file_id}", "kind": QR.name, "input": {"file_id": file_id}})
+    if qr and group:
+        # earlier renders (issue 18): once this clip is read, group the listing again and start
+        # the sessions that no clip still being read can change
+        out.append(
+            {
+                "name": f"group:{file_id}",
+                "kind": GROUP.name,
+                "depends_on": [f"?probe:{file_id}", f"?qr:{file_id}"],
+                "input": {"file_id": file_id, "partial": True},
+            }
+        )
     return out
 
 
 def card_import_steps(
     card_id: str, qr_file_ids: Sequence[int], listed_ids: Sequence[int]
 ) -> list[StepDef]:
-    steps = [copy_step(f, qr=True) for f in qr_file_ids]
+    """Copies of the QR candidates, each spawning its probe, decode and a partial `group:<file>`
+    (the sessions closed so far start at once, issue 18); then `group`, once every clip is read,
+    groups what is left (a candidate never decoded counts as unreadable)."""
+    steps = [copy_step(f, qr=True, group=True) for f in qr_file_ids]
     # '?': a clip that cannot be probed or decoded fails only itself; grouping goes on with
     # what could be read (and puts a session a bad clip might have opened in review)
     group = StepDef(
         "group",
         GROUP.name,
-        depends_on=("copy:*", "?probe:*", "?qr:*"),
+        depends_on=("copy:*", "?probe:*", "?qr:*", "?group:*"),
         input={"card_id": card_id, "file_ids": list(listed_ids)},
     )
     return [*steps, group]

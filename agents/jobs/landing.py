@@ -73,7 +73,7 @@ async def _tell(
                 status="succeeded",
                 output={"file_id": s.file_id, "stored_path": s.stored_path},
                 worker="ingest",
-                spawn=after_copy(s.file_id, s.qr),
+                spawn=after_copy(s.file_id, s.qr, s.group),
             )
         else:
             result = records.StepResult(

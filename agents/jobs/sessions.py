@@ -30,7 +30,15 @@ from agents.pipeline import dag
 from agents.pipeline import operations as ops
 from agents.pipeline.orchestrator import send_requests, start_execution
 from agents.qr.payload import Booking
-from agents.sessions import CardFile, ClockPolicy, FileKind, JumpSession, QrOutcome, group_card
+from agents.sessions import (
+    CardFile,
+    ClockPolicy,
+    FileKind,
+    JumpSession,
+    QrOutcome,
+    closed_sessions,
+    group_card,
+)
 from storage import cards, media
 from storage import pipeline as repo
 from streams.settings import Settings
@@ -69,7 +77,9 @@ def card_files(
     """Ledger rows -> grouping input (proxies and files already in a session left out).
 
     ``settled``: every QR candidate's probe and decode have finished, so a candidate without a
-    scan is one the decoder failed on (it may have been a ticket: unreadable).
+    scan is one the decoder failed on (it may have been a ticket: unreadable). Not settled (a
+    partial grouping, issue 18): a candidate without a scan, or not probed yet, has no result
+    yet (``qr_status`` None), whatever its probe said so far.
     """
     out: list[CardFile] = []
     for r in rows:
@@ -77,6 +87,12 @@ def card_files(
             continue
         scan = qr.get(r.id)
         kind = FileKind.QR_CANDIDATE if r.kind == FileKind.QR_CANDIDATE else FileKind.FOOTAGE
+        if kind is FileKind.QR_CANDIDATE and not settled and (scan is None or not _probed(r)):
+            start, end = _times(r)
+            out.append(
+                CardFile(str(r.id), r.name, r.path, start, kind, end_time=end, duration_s=None)
+            )
+            continue
         status = QrOutcome(scan.status) if scan and scan.status in set(QrOutcome) else None
         if kind is FileKind.QR_CANDIDATE and scan is not None and status in (None, QrOutcome.ERROR):
             status = QrOutcome.NO_QR  # the decoder gave up with an error: ordinary footage
@@ -106,6 +122,11 @@ def card_files(
     return out
 
 
+def _probed(r: media.FileRow) -> bool:
+    """Whether the clip's probe has finished (read, or failed with a reason)."""
+    return bool(r.probe_error) or r.duration_s is not None or r.creation_time is not None
+
+
 def session_row(card_id: str, s: JumpSession) -> media.SessionRow:
     b = s.booking
     status = "decoded" if b is not None and str(s.status) == "decoded" else str(s.status)
@@ -127,81 +148,110 @@ def session_row(card_id: str, s: JumpSession) -> media.SessionRow:
     )
 
 
-async def group_and_start(jc: JobContext, card_id: str, file_ids: Sequence[int]) -> Started:
-    async with jc.engine.connect() as conn:
+async def group_and_start(
+    jc: JobContext, card_id: str, file_ids: Sequence[int], *, partial: bool = False
+) -> Started:
+    """Group the listing's files not in a session yet, record the sessions, start their jumps.
+
+    ``partial`` (a `group:<file>` step, issue 18): only the sessions no QR clip still being read
+    can change (`agents/sessions.py:closed_sessions`); the rest waits for a later grouping. The
+    groupings of a card are serialized (one transaction holds the card's lock from reading the
+    ledger to claiming the files), so side-by-side partial groupings each see what the others
+    claimed and never split a span between them."""
+    out = Started()
+    async with jc.engine.begin() as conn:
+        await media.lock_card_grouping(conn, card_id)
         rows = await media.load_files(conn, file_ids)
         qr = await media.load_qr(conn, [r.id for r in rows if r.kind == FileKind.QR_CANDIDATE])
-    grouping = group_card(card_files(rows, qr), policy=policy(jc.settings))
-    out = Started()
-    if grouping.clock_warnings:
-        warning = "; ".join(grouping.clock_warnings[:3])
-        if len(grouping.clock_warnings) > 3:
-            warning += f" (and {len(grouping.clock_warnings) - 3} more)"
-        async with jc.engine.begin() as conn:
+        files = card_files(rows, qr, settled=not partial)
+        group = closed_sessions if partial else group_card
+        grouping = group(files, policy=policy(jc.settings))
+        if grouping.clock_warnings:
+            warning = "; ".join(grouping.clock_warnings[:3])
+            if len(grouping.clock_warnings) > 3:
+                warning += f" (and {len(grouping.clock_warnings) - 3} more)"
             await cards.set_clock_warning(conn, card_id, warning)
-        out.log.append(warning)
-        logger.warning("card %s: %s", card_id, warning)
-    for s in grouping.sessions:
-        row = session_row(card_id, s)
-        async with jc.engine.begin() as conn:
+            out.log.append(warning)
+            logger.warning("card %s: %s", card_id, warning)
+        rows_now = [session_row(card_id, s) for s in grouping.sessions]
+        for row in rows_now:
             await media.upsert_session(conn, row)
-        for w in s.warnings:
-            out.log.append(f"session {s.key}: {w}")
-        if s.review_reason:
-            out.log.append(f"session {s.key} needs a person: {s.review_reason}")
-        if not row.file_ids:
-            out.log.append(f"session {s.key}: QR clip without footage, nothing to render")
-            out.summary.append({"key": s.key, "status": row.status, "footage": 0})
-            continue
-        # what the booking bought decides the steps (issue 16); a product not understood is
-        # delivered as read (or as the default) with a warning on the session, never guessed
-        # silently. Assigning by hand carries no product: the one known now is final.
-        bought = deliverables_of(row.product, jc.settings.default_product)
-        if bought.warning:
-            async with jc.engine.begin() as conn:
-                if await media.add_session_warning(conn, s.key, bought.warning):
-                    logger.warning("session %s: %s", s.key, bought.warning)
-            out.log.append(f"session {s.key}: {bought.warning}")
-        eid = await start_execution(
-            jc.engine,
-            jc.emitter,
-            jc.registry,
-            key=f"jump:{s.key}",
-            pipeline="jump",
-            subject_type="session",
-            subject_id=s.key,
-            steps=jump_steps(
-                s.key, row.file_ids, edit=jc.settings.edit_jumps, deliverables=bought.deliverables
-            ),
-            context={
-                "card_id": card_id,
-                "booking_id": row.booking_id,
-                "passenger": row.passenger,
-                "status": row.status,
-                "deliverables": sorted(str(d) for d in bought.deliverables),
-            },
-        )
-        async with jc.engine.begin() as conn:
-            await media.set_session_execution(conn, s.key, eid)
-        out.summary.append(
-            {
-                "key": s.key,
-                "status": row.status,
-                "booking_id": row.booking_id,
-                "footage": len(row.file_ids),
-                "execution_id": eid,
-                "review_reason": s.review_reason,
-                "warnings": list(s.warnings),
-            }
-        )
+        # recorded by a grouping that stopped before it started them (the worker died)
+        keys = {row.key for row in rows_now}
+        for key in await media.unstarted_sessions(conn, card_id, file_ids):
+            left = await media.load_session(conn, key)
+            if key not in keys and left is not None:
+                rows_now.append(left)
+                out.log.append(f"session {key}: recorded earlier but never started; starting it")
+    if partial:
+        grouped = {i for s in grouping.sessions for i in s.file_ids}
+        waiting = sum(1 for f in files if f.file_id not in grouped)
         out.log.append(
-            f"session {s.key} ({row.status}, {row.booking_id or 'no booking'}): "
-            f"{len(row.file_ids)} footage file(s) -> execution {eid}"
+            f"{len(grouping.sessions)} session(s) closed and started now; {waiting} file(s) wait "
+            "for QR clips still being read"
         )
-        logger.info(
-            "card %s: session %s (%s) -> jump execution %d", card_id, s.key, row.status, eid
-        )
+    for row in rows_now:
+        await _start_jump(jc, card_id, row, out)
     return out
+
+
+async def _start_jump(jc: JobContext, card_id: str, row: media.SessionRow, out: Started) -> None:
+    """Start a recorded session's jump execution (idempotent: keyed ``jump:<session>``)."""
+    key = row.key
+    for w in row.warnings:
+        out.log.append(f"session {key}: {w}")
+    if row.review_reason:
+        out.log.append(f"session {key} needs a person: {row.review_reason}")
+    if not row.file_ids:
+        out.log.append(f"session {key}: QR clip without footage, nothing to render")
+        out.summary.append({"key": key, "status": row.status, "footage": 0})
+        return
+    # what the booking bought decides the steps (issue 16); a product not understood is
+    # delivered as read (or as the default) with a warning on the session, never guessed
+    # silently. Assigning by hand carries no product: the one known now is final.
+    bought = deliverables_of(row.product, jc.settings.default_product)
+    if bought.warning:
+        async with jc.engine.begin() as conn:
+            if await media.add_session_warning(conn, key, bought.warning):
+                logger.warning("session %s: %s", key, bought.warning)
+        out.log.append(f"session {key}: {bought.warning}")
+    eid = await start_execution(
+        jc.engine,
+        jc.emitter,
+        jc.registry,
+        key=f"jump:{key}",
+        pipeline="jump",
+        subject_type="session",
+        subject_id=key,
+        steps=jump_steps(
+            key, row.file_ids, edit=jc.settings.edit_jumps, deliverables=bought.deliverables
+        ),
+        context={
+            "card_id": card_id,
+            "booking_id": row.booking_id,
+            "passenger": row.passenger,
+            "status": row.status,
+            "deliverables": sorted(str(d) for d in bought.deliverables),
+        },
+    )
+    async with jc.engine.begin() as conn:
+        await media.set_session_execution(conn, key, eid)
+    out.summary.append(
+        {
+            "key": key,
+            "status": row.status,
+            "booking_id": row.booking_id,
+            "footage": len(row.file_ids),
+            "execution_id": eid,
+            "review_reason": row.review_reason,
+            "warnings": list(row.warnings),
+        }
+    )
+    out.log.append(
+        f"session {key} ({row.status}, {row.booking_id or 'no booking'}): "
+        f"{len(row.file_ids)} footage file(s) -> execution {eid}"
+    )
+    logger.info("card %s: session %s (%s) -> jump execution %d", card_id, key, row.status, eid)
 
 
 async def reconcile_groups(jc: JobContext) -> int:
