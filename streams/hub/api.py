@@ -17,7 +17,7 @@ from pathlib import Path
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
@@ -26,7 +26,9 @@ from storage import status as queries
 from storage import status_cards as card_queries
 from storage import status_edit as edit_queries
 from streams.hub import api_models as m
+from streams.hub import dashboard_session
 from streams.hub.api_actions import action_routes
+from streams.hub.api_bookings import SEARCH, booking_routes
 from streams.hub.api_edit_models import file_names, session_edit
 from streams.hub.api_media import media_routes
 from streams.hub.api_support import (
@@ -49,6 +51,7 @@ from streams.hub.api_support import (
     when_param,
 )
 from streams.hub.live import LiveStatus
+from streams.hub.login import login_routes
 from streams.hub.media_links import MediaRoots, media_urls
 from streams.hub.openapi import openapi_document
 from streams.settings import Settings
@@ -160,6 +163,8 @@ class StatusApi:
             Route("/api/dead-letters", json_errors(reads.dead_letters), methods=["GET"]),
             *action_routes(ctx),
             *media_routes(ctx),
+            *login_routes(ctx, str(STATIC)),  # issue 17: dashboard login
+            *booking_routes(ctx),
             WebSocketRoute("/ws/status", self._ws),
             Route(
                 "/api/{rest:path}", self._unknown, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]
@@ -167,6 +172,9 @@ class StatusApi:
         ]
 
     async def _index(self, request: Request) -> Response:
+        ctx = self.ctx
+        if not ctx.settings.reads_open and not ctx.session_ok(request):
+            return RedirectResponse("/login", 303)  # nothing to show before a login
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def _openapi(self, request: Request) -> Response:
@@ -179,7 +187,11 @@ class StatusApi:
 
     async def _ws(self, websocket: WebSocket) -> None:
         async def authorized(ws: WebSocket) -> bool:
-            return self.ctx.settings.reads_open or self.ctx.token_ok(ws, allow_query=True)
+            if self.ctx.settings.reads_open or self.ctx.token_ok(ws, allow_query=True):
+                return True
+            # a dashboard login: only from the hub's own page (no cross-site socket hijack)
+            origin, host = ws.headers.get("origin"), ws.headers.get("host")
+            return dashboard_session.same_origin(origin, host) and self.ctx.session_ok(ws)
 
         await self.live.endpoint(websocket, authorized, self.ctx.token_matches)
 
@@ -310,10 +322,11 @@ class _ReadEndpoints:
         self.ctx.require_read(request)
         status = choice(request, "status", SESSION_STATUSES)
         card = text_param(request, "card")
+        q = text_param(request, "q", SEARCH)  # issue 17: passenger, booking or key
         limit = int_param(request, "limit", 50, 1, MAX_LIMIT)
         offset = int_param(request, "offset", 0, 0, 1_000_000)
         async with self.ctx.engine().connect() as conn:
-            rows = await card_queries.list_sessions(conn, status, card, limit, offset)
+            rows = await card_queries.list_sessions(conn, status, card, limit, offset, q)
         return model_response(
             m.SessionList(
                 items=[m.SessionSummary.model_validate(r) for r in rows], limit=limit, offset=offset

@@ -18,15 +18,13 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-function token() { return localStorage.getItem("skyreel-token") || ""; }
-function headers(extra = {}) {
-  const t = token();
-  return t ? { ...extra, Authorization: `Bearer ${t}` } : extra;
-}
+// issue 17: the login is a session cookie (static/login.js); actions carry the CSRF header.
+function headers(extra = {}) { return { ...extra, "X-Skyreel-Dashboard": "1" }; }
 
 async function api(path, opts = {}) {
-  const res = await fetch(path, { ...opts, headers: headers(opts.headers || {}) });
+  const res = await fetch(path, { ...opts, credentials: "same-origin", headers: headers(opts.headers || {}) });
   const body = await res.json().catch(() => ({}));
+  if (res.status === 401) window.skyreelLogin?.show();
   if (!res.ok) throw new Error(body.error ? `${body.error.code}: ${body.error.message}` : res.statusText);
   return body;
 }
@@ -224,6 +222,8 @@ async function renderReview(key, standalone, seq) {
   const s = await api(`/api/sessions/${encodeURIComponent(key)}`);
   if (seq !== state.seq) return; // a newer render is under way
   const detail = $("#detail");
+  // issue 17: the jump view (static/jumps.js): who, when, clips, video, card, failures, assign
+  if (window.skyreelJumps) return window.skyreelJumps.render(s, key, standalone, detail, () => seq === state.seq);
   if (standalone) detail.replaceChildren(el("h2", {}, `Jump ${key}`));
   if (standalone) {
     detail.append(el("p", {}, el("span", { class: `badge ${s.status}` }, s.status),
@@ -289,9 +289,10 @@ async function loadHealth() {
 
 async function refresh() {
   try {
-    await Promise.all([loadAttention(), loadExecutions(), loadCards(), loadDetectors(), loadCounters(), loadHealth()]);
+    await Promise.all([loadAttention(), loadExecutions(), loadCards(), loadDetectors(), loadCounters(), loadHealth(),
+      ...(window.skyreelJumps ? [window.skyreelJumps.load()] : [])]);
     // Do not re-render under someone typing in the review form.
-    if (document.activeElement?.closest?.("#assign-form")) return;
+    if (document.activeElement?.closest?.("#assign-form, #jump-search")) return;
     if (window.skyreelEdit?.busy()) return; // nor under someone moving a mark
     if (state.selected !== null) await renderExecution();
     else if (state.session !== null) await review(state.session);
@@ -306,10 +307,7 @@ function connect() {
   // Never a token in a URL (URLs end up in logs): it goes in the first frame instead.
   const ws = new WebSocket(`${proto}://${location.host}/ws/status`);
   state.ws = ws;
-  ws.onopen = () => {
-    const t = token();
-    if (t) ws.send(JSON.stringify({ type: "auth", token: t }));
-  };
+  // the login's cookie goes with the handshake (issue 17): no token in any frame either
   ws.onmessage = (msg) => {
     const data = JSON.parse(msg.data);
     if (data.type === "hello") { state.retryDelay = 500; setLive(true); refresh(); }
@@ -329,10 +327,8 @@ function setLive(on) {
   b.className = `badge ${on ? "on" : "off"}`;
 }
 
-document.addEventListener("DOMContentLoaded", () => {
-  const input = $("#token");
-  input.value = token();
-  input.addEventListener("change", () => { localStorage.setItem("skyreel-token", input.value.trim()); connect(); });
+document.addEventListener("DOMContentLoaded", async () => {
   $("#status-filter").addEventListener("change", (ev) => { state.filter = ev.target.value; loadExecutions(); });
+  await window.skyreelLogin?.ready; // an old browser's stored token becomes a login first
   connect();
 });
