@@ -52,7 +52,7 @@ from streams.hub.api_support import (
 )
 from streams.hub.live import LiveStatus
 from streams.hub.login import login_routes
-from streams.hub.media_links import MediaRoots, media_urls
+from streams.hub.media_links import MediaRoots, media_links, media_urls
 from streams.hub.openapi import openapi_document
 from streams.settings import Settings
 from streams.topics import Names
@@ -101,28 +101,6 @@ def step_node(row: dict[str, object]) -> m.StepNode:
     data["depends_on"] = list(row.get("depends_on") or [])  # type: ignore[call-overload]
     data["spawns"] = list(row.get("spawns") or [])  # type: ignore[call-overload]
     return m.StepNode.model_validate({**data, "duration_s": duration, "attempts": attempts or []})
-
-
-def link_kind(key: str, path: str) -> m.MediaKind:
-    """A copied clip (a copy step's `stored_path`) is a file; else a poster or a video."""
-    if key == "stored_path":
-        return "file"
-    return "poster" if path.lower().endswith((".jpg", ".jpeg")) else "video"
-
-
-async def media_links(ctx: ApiContext, outputs: list[tuple[str, str]]) -> list[m.MediaLink]:
-    """Links to the files step outputs name that are there now: a staged render `publish`
-    moved away, or a deleted clip, has none (never a link that 404s)."""
-    urls = await media_urls(MediaRoots.of(ctx.settings), (path for _, path in outputs))
-    links: list[m.MediaLink] = []
-    seen: set[str] = set()
-    for key, path in outputs:
-        url = urls.get(path)
-        if url is None or url in seen:
-            continue
-        seen.add(url)
-        links.append(m.MediaLink(kind=link_kind(key, path), url=url, name=Path(path).name))
-    return links
 
 
 class StatusApi:
@@ -200,6 +178,10 @@ class _ReadEndpoints:
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
 
+    async def _media(self, outputs: list[dict[str, object]]) -> list[m.MediaLink]:
+        roots = MediaRoots.of(self.ctx.settings)
+        return await media_links(roots, queries.output_files(outputs))
+
     async def executions(self, request: Request) -> Response:
         self.ctx.require_read(request)
         f = queries.ExecutionFilter(
@@ -247,7 +229,7 @@ class _ReadEndpoints:
                 "context": row.get("context") or {},
                 "steps": nodes,
                 "edges": [m.Edge(source=a, target=b) for a, b in edges],
-                "media": await media_links(self.ctx, queries.output_files(outputs)),
+                "media": await self._media(outputs),
             }
         )
         return model_response(detail)
@@ -356,7 +338,7 @@ class _ReadEndpoints:
                 "footage": [f for f in infos if qr is None or f.id != qr.id],
                 "qr_file": qr,
                 "frame_url": qr.frame_url if qr is not None else None,
-                "media": await media_links(self.ctx, queries.output_files(outputs)),
+                "media": await self._media(outputs),
                 "edit": session_edit(phases, file_names(files)),
             }
         )

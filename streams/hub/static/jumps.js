@@ -10,6 +10,7 @@ window.skyreelJumps = (() => {
   let query = "";
   let typing = null;
   const LOG_LINES = 5;
+  const answers = new Map(); // "<execution>:<step>" → the retry's answer, kept across re-renders
 
   const who = (s) => s.passenger || (s.booking_id ? "" : "no booking yet");
   const camera = (s) => (s.card_label ? `${s.card_label} (${s.card_id})` : `card ${s.card_id}`);
@@ -81,9 +82,12 @@ window.skyreelJumps = (() => {
   async function failures(eid) {
     const e = await api(`/api/executions/${eid}`);
     const failed = e.steps.filter((st) => st.status === "failed");
-    if (!failed.length) return [];
+    const said = [...answers].filter(([k]) => k.startsWith(`${eid}:`) && !failed.some((st) => k === `${eid}:${st.name}`))
+      .map(([k, a]) => el("output", { class: `result ${a.bad ? "error" : "assigned"}`, "data-retry-result": k.slice(`${eid}:`.length) }, a.text));
+    if (!failed.length) return said.length ? [el("h3", {}, "Retried"), ...said] : [];
     const items = await Promise.all(failed.map(async (st) => {
       const out = el("output", { class: "result", "data-retry-result": st.name });
+      const remember = (text, bad) => { answers.set(`${eid}:${st.name}`, { text, bad }); out.textContent = text; out.className = `result ${bad ? "error" : "assigned"}`; };
       const lines = await lastLines(eid, st.name).catch((err) => [err.message]);
       return el("li", { "data-failed-step": st.name },
         el("b", {}, st.name), ` failed (attempt ${st.attempt}): `, el("span", { class: "error" }, st.error || "no error recorded"),
@@ -93,12 +97,11 @@ window.skyreelJumps = (() => {
           try {
             const res = await api(`/api/executions/${eid}/steps/${encodeURIComponent(st.name)}/retry`,
               { method: "POST", headers: { "X-Actor": "dashboard" } });
-            out.className = "result assigned";
-            out.textContent = `retry ${st.name}: ${res.retried ? `${res.retried.join(", ")} run again` : JSON.stringify(res)}`;
+            remember(`retry ${st.name}: ${res.retried ? `${res.retried.join(", ")} run again` : JSON.stringify(res)}`, false);
           } catch (err) {
-            out.className = "result error";
-            out.textContent = `retry ${st.name} failed — ${err.message}`;
+            remember(`retry ${st.name} failed — ${err.message}`, true);
           }
+          refreshSoon();
         } }, "Retry"), out);
     }));
     return [el("h3", {}, "Failed"), el("ul", { class: "failures" }, ...items)];
@@ -139,7 +142,6 @@ window.skyreelJumps = (() => {
         out.textContent = err.message;
         out.className = "result error";
       }
-      document.activeElement?.blur?.();
       await refresh();
     });
     return form;
