@@ -15,9 +15,14 @@ window.skyreelJumps = (() => {
   const who = (s) => s.passenger || (s.booking_id ? "" : "no booking yet");
   const camera = (s) => (s.card_label ? `${s.card_label} (${s.card_id})` : `card ${s.card_id}`);
 
+  // a phone shows the jump below the lists: bring it into view once it is there
+  const open = (key) => review(key).then(() => {
+    if (matchMedia("(max-width: 900px)").matches) $("#detail").scrollIntoView({ block: "start" });
+  });
+
   function row(s) {
     return el("li", { "data-jump": s.key, class: "jump", tabindex: "0",
-      onclick: () => review(s.key), onkeydown: (ev) => { if (ev.key === "Enter") review(s.key); } },
+      onclick: () => open(s.key), onkeydown: (ev) => { if (ev.key === "Enter") open(s.key); } },
       el("div", { class: "who" },
         el("b", { "data-passenger": "" }, who(s)),
         s.booking_id ? el("span", { class: "booking", "data-booking": "" }, s.booking_id) : "",
