@@ -49,9 +49,7 @@ def test_the_csrf_guard_and_the_origin_check() -> None:
 
 @pytest.fixture
 async def hub(settings: Settings, clean_db: AsyncEngine) -> AsyncIterator[Served]:
-    closed = api_settings(
-        settings, reads_open=False, dashboard_login_failures_per_peer=FAILURES
-    )
+    closed = api_settings(settings, reads_open=False, dashboard_login_failures_per_peer=FAILURES)
     async with serve(closed) as served:
         yield served
 
@@ -95,7 +93,9 @@ async def test_login_once_then_reads_media_actions_and_logout(
         assert (await client.get("/api/sessions")).status_code == 200
         assert (await client.get("/")).status_code == 200
         assert (await client.get("/login")).status_code == 303  # already logged in
-        media = await client.get("/media/share/cards/card-A/qr.mp4", headers={"Range": "bytes=0-99"})
+        media = await client.get(
+            "/media/share/cards/card-A/qr.mp4", headers={"Range": "bytes=0-99"}
+        )
         assert media.status_code == 206 and len(media.content) == 100
         frame = await client.get(f"/api/files/{s.qr_file}/frame.jpg")
         assert frame.status_code == 200 and frame.content[:2] == b"\xff\xd8"

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -157,7 +158,8 @@ async def log_in(page: Any, hub: Served, token: str = TOKEN) -> None:
 
 MEDIA_JS = """() => {
   const urls = new Set();
-  for (const n of document.querySelectorAll('img[src], video[src], source[src]')) urls.add(n.getAttribute('src'));
+  const tags = 'img[src], video[src], source[src]';
+  for (const n of document.querySelectorAll(tags)) urls.add(n.getAttribute('src'));
   for (const n of document.querySelectorAll('video[poster]')) urls.add(n.getAttribute('poster'));
   for (const n of document.querySelectorAll('a[href]')) {
     const h = n.getAttribute('href');
@@ -197,7 +199,8 @@ OVERFLOW_JS = """() => {
 TAPS_JS = """() => [...document.querySelectorAll(
   'button, input:not([type=hidden]), select, #jumps li.jump, #detail a, #login-state a')]
   .filter((n) => n.offsetParent !== null)
-  .map((n) => [`${n.tagName}.${n.className}#${n.id}:${(n.textContent || n.value || '').trim().slice(0, 20)}`,
+  .map((n) => [`${n.tagName}.${n.className}#${n.id}:`
+    + (n.textContent || n.value || '').trim().slice(0, 20),
     Math.round(n.getBoundingClientRect().height)])
   .filter(([, h]) => h < 40)"""
 
@@ -211,9 +214,7 @@ async def assert_phone_fit(page: Any, view: str) -> None:
     assert await page.evaluate(TAPS_JS) == []
 
 
-async def test_login_once_wrong_token_reload_logout_and_throttle(
-    hub: Served, browser: Any
-) -> None:
+async def test_login_once_wrong_token_reload_logout_and_throttle(hub: Served, browser: Any) -> None:
     from playwright.async_api import expect
 
     page = await browser.new_page(viewport={"width": 390, "height": 844})
@@ -345,6 +346,7 @@ async def test_an_operator_finds_plays_assigns_and_retries(
     assert set(await options.evaluate_all("os => os.map((o) => o.value)")) == {"BK-9", "BK-10"}
     await page.locator("#booking").press_sequentially("BK-9")
     await expect(page.locator("#passenger")).to_have_value("Carla Diaz")  # from the lookup
+    await page.locator("#booking").press("Tab")  # on to the passenger: the suggestions close
     await assert_media_ok(page, at_least=2)
     await page.screenshot(path=shot(view, "4-review-qr-frame"), full_page=True)
     await assert_phone_fit(page, view)
@@ -371,6 +373,13 @@ async def test_an_operator_finds_plays_assigns_and_retries(
     await expect(page.locator('[data-retry-result="render"]')).to_have_text(
         "retry render: render run again", timeout=15_000
     )
+    # the jump re-renders with the step no longer failed; the answer stays on screen
+    await expect(page.locator('#detail li[data-failed-step="render"]')).to_have_count(
+        0, timeout=15_000
+    )
+    await expect(page.locator('[data-retry-result="render"]')).to_have_text(
+        "retry render: render run again"
+    )
     status = await pg.fetchval(
         "SELECT status FROM pipeline_step WHERE execution_id = $1 AND name = 'render'",
         site.failed_execution,
@@ -378,3 +387,40 @@ async def test_an_operator_finds_plays_assigns_and_retries(
     assert status != "failed"
     await page.screenshot(path=shot(view, "7-retried"), full_page=True)
     await assert_media_ok(page, at_least=0)
+
+
+async def test_search_and_recent_bookings_over_http(
+    hub: Served, settings: Settings, clean_db: AsyncEngine
+) -> None:
+    site = await seed_site(clean_db, settings)
+    async with httpx.AsyncClient(
+        base_url=hub.url, headers={"Authorization": f"Bearer {TOKEN}"}
+    ) as c:
+
+        async def keys(q: str) -> list[str]:
+            r = await c.get("/api/sessions", params={"q": q})
+            assert r.status_code == 200, r.text
+            return [i["key"] for i in r.json()["items"]]
+
+        assert await keys("DIAZ") == [site.done]
+        assert await keys("bk-1") == [site.failed]  # BK-10 only: a substring, any case
+        assert await keys("%") == []  # taken literally, not as a wildcard
+        assert await keys("_") == []
+        assert await keys("card-A:1") == [site.base.session]
+        for bad in ("\x01", "x" * 65):
+            r = await c.get("/api/sessions", params={"q": bad})
+            assert r.status_code == 422, bad
+        item = (await c.get("/api/sessions", params={"q": "Carla"})).json()["items"][0]
+        assert item["card_label"] == "GOPRO-A" and item["station"] == "Hangar 1"
+        assert item["captured_at"].startswith("2023-11-14")
+
+        recent = (await c.get("/api/bookings/recent")).json()["items"]
+        assert [(b["booking_id"], b["passenger"], b["jumps"]) for b in recent] == [
+            ("BK-10", "Dana Ruiz", 1),
+            ("BK-9", "Carla Diaz", 1),
+        ]  # one transaction: the same time, then by booking
+        dana = (await c.get("/api/bookings/recent", params={"q": "dana"})).json()["items"]
+        assert [b["booking_id"] for b in dana] == ["BK-10"]
+        assert (await c.get("/api/bookings/recent", params={"limit": "51"})).status_code == 422
+    async with httpx.AsyncClient(base_url=hub.url) as anonymous:  # closed reads
+        assert (await anonymous.get("/api/bookings/recent")).status_code == 401
