@@ -285,7 +285,10 @@ async def test_an_operator_finds_plays_assigns_and_retries(
     review_row = page.locator(f'#jumps li[data-jump="{site.base.session}"]')
     await expect(review_row.locator("[data-passenger]")).to_have_text("no booking yet")
     await expect(jumps).to_have_count(3)
-    assert await page.locator("#jumps").get_by_text("jump:").count() == 0  # no internal keys
+    # no internal keys: neither in the jumps nor in the executions table
+    assert site.base.session not in await page.locator("#jumps").inner_text()
+    await expect(page.locator("#executions")).to_contain_text("jump: no booking yet (card card-A)")
+    assert site.base.session not in await page.locator("#executions").inner_text()
     await page.screenshot(path=shot(view, "1-jumps"), full_page=True)
     await assert_phone_fit(page, view)
 

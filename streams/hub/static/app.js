@@ -66,7 +66,9 @@ async function loadExecutions() {
   const page = await api(`/api/executions?limit=100${q}`);
   const body = $("#executions tbody");
   body.replaceChildren(...page.items.map((e) => {
+    // issue 17: a jump is named by its passenger and booking, never by an internal key
     const what = e.passenger ? `${e.pipeline}: ${e.passenger} (${e.booking_id || "?"})`
+      : e.subject_type === "session" ? `${e.pipeline}: no booking yet${e.card_id ? ` (card ${e.card_id})` : ""}`
       : `${e.pipeline}: ${e.subject_id}`;
     const row = el("tr", { "data-id": e.id, class: e.id === state.selected ? "selected" : "",
       onclick: () => select(e.id) },
@@ -182,7 +184,7 @@ async function renderExecution() {
   const media = e.media.map(mediaItem).filter(Boolean);
   const detail = $("#detail");
   detail.replaceChildren(
-    el("h2", {}, `#${e.id} ${e.pipeline} — ${e.passenger || e.subject_id}`),
+    el("h2", {}, `#${e.id} ${e.pipeline} — ${e.passenger || (e.subject_type === "session" ? "no booking yet" : e.subject_id)}`),
     el("p", {}, el("span", { class: `badge ${e.status}`, id: "execution-status" }, e.status), " ",
       el("progress", { max: "1", value: String(e.progress), id: "execution-progress" }),
       el("span", { class: "pct" }, pct(e.progress)),
