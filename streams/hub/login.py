@@ -8,7 +8,7 @@
   (streams/hub/throttle.py; refused before the token is even compared); 422 for a body of
   another shape.
 - `GET /api/login`: whether this browser is logged in, and whether reads are open anyway.
-- `POST /api/logout`: clears the cookie.
+- `POST /api/logout` (with the CSRF header, as every dashboard action): clears the cookie.
 
 Every failure is logged with the peer's address, never the token typed.
 """
@@ -108,7 +108,11 @@ def login_routes(ctx: ApiContext, static: str) -> list[BaseRoute]:
     async def whoami(request: Request) -> Response:
         return JSONResponse(_state(request, ctx.session_ok(request)))
 
+    @json_errors
     async def logout(request: Request) -> Response:
+        header = dashboard_session.CSRF_HEADER
+        if not dashboard_session.csrf_ok("POST", request.headers.get(header)):
+            raise ApiError(403, "csrf", f"log out needs the {header} header")
         response = JSONResponse(_state(request, False))
         response.delete_cookie(
             dashboard_session.COOKIE,

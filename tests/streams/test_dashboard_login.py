@@ -116,7 +116,9 @@ async def test_login_once_then_reads_media_actions_and_logout(
             forged = {ds.COOKIE: ds.issue("another-token")}
             assert (await cli.get("/api/sessions", cookies=forged)).status_code == 401
 
-        out = await client.post("/api/logout")
+        assert (await client.post("/api/logout")).status_code == 403  # another site's form
+        assert (await client.get("/api/sessions")).status_code == 200  # still logged in
+        out = await client.post("/api/logout", headers={ds.CSRF_HEADER: "1"})
         assert out.status_code == 200
         assert f'{ds.COOKIE}=""' in out.headers["set-cookie"] or "max-age=0" in (
             out.headers["set-cookie"].lower()

@@ -316,8 +316,9 @@ function connect() {
     else if (data.type === "resync") refresh();
     else if (data.type === "event") refreshSoon();
   };
-  ws.onclose = () => {
+  ws.onclose = (ev) => {
     setLive(false);
+    if (ev.code === 1008) window.skyreelLogin?.show(); // refused: the login ran out (issue 17)
     setTimeout(connect, state.retryDelay);
     state.retryDelay = Math.min(state.retryDelay * 2, 10000);
   };
