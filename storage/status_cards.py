@@ -81,16 +81,38 @@ js.key, js.card_id, js.status, js.booking_id, js.passenger, js.product, js.qr_fi
 js.execution_id, js.assigned_by, js.created_at, js.updated_at,
 cardinality(js.file_ids) AS files, e.status AS execution_status,
 CASE WHEN jsonb_typeof(js.warnings) = 'array' THEN js.warnings ELSE '[]'::jsonb END AS warnings,
-js.review_reason, js.media_purged_at AS purged_at
+js.review_reason, js.media_purged_at AS purged_at, c.label AS card_label,
+coalesce(d.name, c.detector_id) AS station, cap.captured_at
 """
-_SESSIONS_FROM = "FROM jump_session js LEFT JOIN pipeline_execution e ON e.id = js.execution_id"
+# issue 17: the card's label and station, and when the jump's first clip was recorded
+_SESSIONS_FROM = """FROM jump_session js LEFT JOIN pipeline_execution e ON e.id = js.execution_id
+LEFT JOIN card c ON c.id = js.card_id LEFT JOIN detector d ON d.id = c.detector_id
+LEFT JOIN LATERAL (
+  SELECT min(coalesce(f.creation_time, to_timestamp(f.mtime_ms / 1000.0))) AS captured_at
+  FROM imported_file f WHERE f.session_key = js.key
+) cap ON true"""
+
+
+def like_pattern(q: str) -> str:
+    """``q`` as a case-insensitive substring pattern for ILIKE (its % _ \\ taken literally)."""
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 async def list_sessions(
-    conn: AsyncConnection, status: str | None, card: str | None, limit: int, offset: int
+    conn: AsyncConnection,
+    status: str | None,
+    card: str | None,
+    limit: int,
+    offset: int,
+    q: str | None = None,
 ) -> list[Row]:
+    """A page of jumps, newest first; ``q`` matches passenger, booking or key (substring)."""
     clauses: list[str] = []
     params: dict[str, object] = {"l": limit, "o": offset}
+    if q:
+        clauses.append("(js.passenger ILIKE :q OR js.booking_id ILIKE :q OR js.key ILIKE :q)")
+        params["q"] = like_pattern(q)
     if status is not None:
         clauses.append("js.status = :s")
         params["s"] = status
@@ -111,6 +133,24 @@ async def get_session(conn: AsyncConnection, key: str) -> Row | None:
         conn,
         f"SELECT {_SESSION_COLUMNS}, js.file_ids {_SESSIONS_FROM} WHERE js.key = :k",
         {"k": key},
+    )
+
+
+async def recent_bookings(conn: AsyncConnection, q: str | None, limit: int) -> list[Row]:
+    """Bookings jumps carry, most recently seen first, with the passenger of each (for the
+    review form's booking lookup); ``q`` matches booking or passenger (substring)."""
+    where = "js.booking_id IS NOT NULL AND js.booking_id <> ''"
+    params: dict[str, object] = {"l": limit}
+    if q:
+        where += " AND (js.booking_id ILIKE :q OR js.passenger ILIKE :q)"
+        params["q"] = like_pattern(q)
+    return await all_rows(
+        conn,
+        "SELECT js.booking_id, max(js.passenger) AS passenger, max(js.product) AS product, "
+        "count(*) AS jumps, max(js.updated_at) AS last_seen_at "
+        f"FROM jump_session js WHERE {where} GROUP BY js.booking_id "
+        "ORDER BY max(js.updated_at) DESC, js.booking_id LIMIT :l",
+        params,
     )
 
 

@@ -331,6 +331,22 @@ class Settings(BaseSettings):
 
     # --- end of the passenger page block ---
 
+    # --- dashboard login (issue 17): one login per browser, a session cookie (hub/login.py) ---
+    dashboard_session_hours: float = Field(
+        12.0,
+        gt=0,
+        le=24 * 30,
+        description="How long a dashboard login lasts: the signed session cookie POST "
+        "/api/login sets expires after this many hours (then the browser logs in again).",
+    )
+    dashboard_login_failures_per_peer: int = Field(
+        5,
+        ge=1,
+        le=10_000,
+        description="Wrong admin tokens one client IP may type at /login within "
+        "hub_auth_failure_window_s before its logins are refused for that long.",
+    )
+
     # --- photos (issue 16): what a booking bought, and the stills of a jump (agents/photos) ---
     default_product: Literal["video", "photos", "both"] = Field(
         "video",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
@@ -26,7 +26,9 @@ from storage import status as queries
 from storage import status_cards as card_queries
 from storage import status_edit as edit_queries
 from streams.hub import api_models as m
+from streams.hub import dashboard_session
 from streams.hub.api_actions import action_routes
+from streams.hub.api_bookings import SEARCH, booking_routes
 from streams.hub.api_edit_models import file_names, session_edit
 from streams.hub.api_media import media_routes
 from streams.hub.api_support import (
@@ -49,7 +51,8 @@ from streams.hub.api_support import (
     when_param,
 )
 from streams.hub.live import LiveStatus
-from streams.hub.media_links import MediaRoots, media_urls
+from streams.hub.login import login_routes
+from streams.hub.media_links import MediaRoots, media_links, media_urls
 from streams.hub.openapi import openapi_document
 from streams.settings import Settings
 from streams.topics import Names
@@ -100,28 +103,6 @@ def step_node(row: dict[str, object]) -> m.StepNode:
     return m.StepNode.model_validate({**data, "duration_s": duration, "attempts": attempts or []})
 
 
-def link_kind(key: str, path: str) -> m.MediaKind:
-    """A copied clip (a copy step's `stored_path`) is a file; else a poster or a video."""
-    if key == "stored_path":
-        return "file"
-    return "poster" if path.lower().endswith((".jpg", ".jpeg")) else "video"
-
-
-async def media_links(ctx: ApiContext, outputs: list[tuple[str, str]]) -> list[m.MediaLink]:
-    """Links to the files step outputs name that are there now: a staged render `publish`
-    moved away, or a deleted clip, has none (never a link that 404s)."""
-    urls = await media_urls(MediaRoots.of(ctx.settings), (path for _, path in outputs))
-    links: list[m.MediaLink] = []
-    seen: set[str] = set()
-    for key, path in outputs:
-        url = urls.get(path)
-        if url is None or url in seen:
-            continue
-        seen.add(url)
-        links.append(m.MediaLink(kind=link_kind(key, path), url=url, name=Path(path).name))
-    return links
-
-
 class StatusApi:
     """The status API, live updates and dashboard of one hub replica."""
 
@@ -160,6 +141,8 @@ class StatusApi:
             Route("/api/dead-letters", json_errors(reads.dead_letters), methods=["GET"]),
             *action_routes(ctx),
             *media_routes(ctx),
+            *login_routes(ctx, str(STATIC)),  # issue 17: dashboard login
+            *booking_routes(ctx),
             WebSocketRoute("/ws/status", self._ws),
             Route(
                 "/api/{rest:path}", self._unknown, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]
@@ -167,6 +150,9 @@ class StatusApi:
         ]
 
     async def _index(self, request: Request) -> Response:
+        ctx = self.ctx
+        if not ctx.settings.reads_open and not ctx.session_ok(request):
+            return RedirectResponse("/login", 303)  # nothing to show before a login
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def _openapi(self, request: Request) -> Response:
@@ -179,7 +165,11 @@ class StatusApi:
 
     async def _ws(self, websocket: WebSocket) -> None:
         async def authorized(ws: WebSocket) -> bool:
-            return self.ctx.settings.reads_open or self.ctx.token_ok(ws, allow_query=True)
+            if self.ctx.settings.reads_open or self.ctx.token_ok(ws, allow_query=True):
+                return True
+            # a dashboard login: only from the hub's own page (no cross-site socket hijack)
+            origin, host = ws.headers.get("origin"), ws.headers.get("host")
+            return dashboard_session.same_origin(origin, host) and self.ctx.session_ok(ws)
 
         await self.live.endpoint(websocket, authorized, self.ctx.token_matches)
 
@@ -187,6 +177,10 @@ class StatusApi:
 class _ReadEndpoints:
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
+
+    async def _media(self, outputs: list[dict[str, object]]) -> list[m.MediaLink]:
+        roots = MediaRoots.of(self.ctx.settings)
+        return await media_links(roots, queries.output_files(outputs))
 
     async def executions(self, request: Request) -> Response:
         self.ctx.require_read(request)
@@ -235,7 +229,7 @@ class _ReadEndpoints:
                 "context": row.get("context") or {},
                 "steps": nodes,
                 "edges": [m.Edge(source=a, target=b) for a, b in edges],
-                "media": await media_links(self.ctx, queries.output_files(outputs)),
+                "media": await self._media(outputs),
             }
         )
         return model_response(detail)
@@ -310,10 +304,11 @@ class _ReadEndpoints:
         self.ctx.require_read(request)
         status = choice(request, "status", SESSION_STATUSES)
         card = text_param(request, "card")
+        q = text_param(request, "q", SEARCH)  # issue 17: passenger, booking or key
         limit = int_param(request, "limit", 50, 1, MAX_LIMIT)
         offset = int_param(request, "offset", 0, 0, 1_000_000)
         async with self.ctx.engine().connect() as conn:
-            rows = await card_queries.list_sessions(conn, status, card, limit, offset)
+            rows = await card_queries.list_sessions(conn, status, card, limit, offset, q)
         return model_response(
             m.SessionList(
                 items=[m.SessionSummary.model_validate(r) for r in rows], limit=limit, offset=offset
@@ -343,7 +338,7 @@ class _ReadEndpoints:
                 "footage": [f for f in infos if qr is None or f.id != qr.id],
                 "qr_file": qr,
                 "frame_url": qr.frame_url if qr is not None else None,
-                "media": await media_links(self.ctx, queries.output_files(outputs)),
+                "media": await self._media(outputs),
                 "edit": session_edit(phases, file_names(files)),
             }
         )

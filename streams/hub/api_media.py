@@ -65,8 +65,7 @@ def media_routes(ctx: ApiContext) -> list[BaseRoute]:
 
     @json_errors
     async def media(request: Request) -> Response:
-        if not ctx.settings.reads_open and not ctx.token_ok(request, allow_query=True):
-            raise ApiError(401, "unauthorized", "a valid token is needed to read media")
+        ctx.require_read(request)  # a dashboard login's cookie: <img>/<video> send no header
         root = MediaRoots.of(ctx.settings).root(str(request.path_params["root"]))
         full = confined(root, str(request.path_params["path"])) if root else None
         if full is None or not is_served_file(full):

@@ -276,6 +276,10 @@ class SessionSummary(_Model):
     purged_at: datetime | None = Field(
         None, description="When its footage was deleted (issue 16: retention or request)."
     )
+    # issue 17 (dashboard): what an operator recognises a jump by besides the passenger
+    card_label: str | None = Field(description="The card's label (its camera), if it has one.")
+    station: str | None = Field(description="The station (detector) that read the card.")
+    captured_at: datetime | None = Field(description="When the jump's first clip was recorded.")
 
 
 class SessionList(_Model):
@@ -504,6 +508,21 @@ class EditResult(_Model):
 # --- end issue 15, item 7 -------------------------------------------------------------------------
 
 
+# --- issue 17: the review form's booking lookup (GET /api/bookings/recent) ---
+
+
+class RecentBooking(_Model):
+    booking_id: str
+    passenger: str | None
+    product: str | None
+    jumps: int = Field(description="Jumps that carry this booking.")
+    last_seen_at: datetime
+
+
+class RecentBookings(_Model):
+    items: list[RecentBooking]
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ErrorResponse,
     ExecutionList,
@@ -530,4 +549,5 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     EditRequest,  # issue 15, item 7
     EditResult,
     PurgeResult,  # issue 16, item 5
+    RecentBookings,  # issue 17
 )

@@ -2,7 +2,8 @@
 and the operator's view of cards and warnings (`card_model`, `attention`: the hub and
 `skyreel status` say the same words).
 
-Errors are `{"error": {"code", "message"}}` with 401 (token), 404 (unknown id), 409 (state does
+Errors are `{"error": {"code", "message"}}` with 401 (token or login), 403 (a dashboard action
+without its CSRF header), 404 (unknown id), 409 (state does
 not allow it), 422 (bad filter or body), 503 (hub still starting / dependency down).
 """
 
@@ -28,6 +29,7 @@ from storage import status as queries
 from storage import status_cards as card_queries
 from storage.cards import CardSafety, card_safety
 from streams.hub import api_models as m
+from streams.hub import dashboard_session
 from streams.hub.detector_ws import Gateway
 from streams.settings import Settings
 from streams.topics import Names
@@ -102,13 +104,36 @@ class ApiContext:
             token = conn.query_params.get("token", "") if allow_query else ""
         return self.token_matches(token)
 
+    def session_ok(self, conn: HTTPConnection) -> bool:
+        """A valid dashboard session cookie (streams/hub/dashboard_session.py)."""
+        return (
+            dashboard_session.verify(
+                self.settings.admin_token.get_secret_value(),
+                conn.cookies.get(dashboard_session.COOKIE),
+                self.settings.dashboard_session_hours * 3600,
+            )
+            is not None
+        )
+
     def require_token(self, conn: HTTPConnection) -> None:
-        if not self.token_ok(conn):
-            raise ApiError(401, "unauthorized", "a valid bearer token is required")
+        """The admin bearer token, or a dashboard login whose request carries the CSRF header
+        (a state change the browser's own page asked for, never another site's form)."""
+        if self.token_ok(conn):
+            return
+        if self.session_ok(conn):
+            method = conn.scope.get("method", "GET")
+            if dashboard_session.csrf_ok(method, conn.headers.get(dashboard_session.CSRF_HEADER)):
+                return
+            raise ApiError(
+                403, "csrf", f"a dashboard action needs the {dashboard_session.CSRF_HEADER} header"
+            )
+        raise ApiError(401, "unauthorized", "a valid bearer token or a dashboard login is required")
 
     def require_read(self, conn: HTTPConnection) -> None:
-        if not self.settings.reads_open and not self.token_ok(conn, allow_query=True):
-            raise ApiError(401, "unauthorized", "reads need a bearer token on this hub")
+        if self.settings.reads_open or self.token_ok(conn, allow_query=True):
+            return
+        if not self.session_ok(conn):
+            raise ApiError(401, "unauthorized", "reads need a login or a bearer token on this hub")
 
 
 def actor(request: Request) -> str:

@@ -20,8 +20,9 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
+from streams.hub import api_models as m
 from streams.settings import Settings
 
 SHARE = "share"  #: the mount of the share root: copied footage, render staging
@@ -110,3 +111,45 @@ async def media_urls(roots: MediaRoots, stored: Iterable[str | None]) -> dict[st
     if not paths:
         return {}
     return await asyncio.to_thread(lambda: {p: media_url(roots, p) for p in paths})
+
+
+# --- the links of step outputs (what /api/executions/{id} and /api/sessions/{key} list) ---
+
+
+def link_kind(key: str, path: str) -> m.MediaKind:
+    """A copied clip (a copy step's `stored_path`) is a file; else a poster or a video."""
+    if key == "stored_path":
+        return "file"
+    return "poster" if path.lower().endswith((".jpg", ".jpeg")) else "video"
+
+
+async def media_links(roots: MediaRoots, outputs: list[tuple[str, str]]) -> list[m.MediaLink]:
+    """Links to the files step outputs name that are there now: a staged render `publish`
+    moved away, or a deleted clip, has none (never a link that 404s)."""
+    urls = await media_urls(roots, (path for _, path in outputs))
+    links: list[m.MediaLink] = []
+    seen: set[str] = set()
+    for key, path in outputs:
+        url = urls.get(path)
+        if url is None or url in seen:
+            continue
+        seen.add(url)
+        links.append(m.MediaLink(kind=link_kind(key, path), url=url, name=Path(path).name))
+    return distinct_names(links)
+
+
+def distinct_names(links: list[m.MediaLink]) -> list[m.MediaLink]:
+    """Links that share a file name (a published video and its staged render; two clips of one
+    name in two DCIM folders) are named by where they lie instead, so no two read alike."""
+    counts: dict[str, int] = {}
+    for link in links:
+        counts[link.name] = counts.get(link.name, 0) + 1
+    named: list[m.MediaLink] = []
+    for link in links:
+        if counts[link.name] > 1:
+            mount, _, rel = link.url.removeprefix("/media/").partition("/")
+            where = unquote(rel)
+            name = f"published {where}" if mount == "output" else where
+            link = link.model_copy(update={"name": name})
+        named.append(link)
+    return named

@@ -62,6 +62,12 @@ def _path(name: str, schema: JsonObj) -> JsonObj:
 
 
 _LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "Page size.")
+#: issue 17: search by passenger, booking or key (a substring, case-insensitive)
+_Q = _query(
+    "q",
+    {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\x00-\\x1f\\x7f]+$"},
+    "Passenger, booking or key contains this (case-insensitive).",
+)
 _OFFSET = _query("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000}, "Rows to skip.")
 _CURSOR = _query(
     "cursor",
@@ -201,6 +207,7 @@ def _paths() -> JsonObj:
             [
                 _query("status", {"type": "string", "enum": _SESSION_STATUS}, "Session status."),
                 _query("card", {"type": "string", "minLength": 1, "maxLength": 128}, "Card id."),
+                _Q,
                 _LIMIT,
                 _OFFSET,
             ],
@@ -212,6 +219,13 @@ def _paths() -> JsonObj:
             [_KEY],
             m.SessionDetail,
             404,
+        ),
+        # issue 17: the review form's booking lookup
+        "/api/bookings/recent": _get(
+            "Bookings jumps carry, most recently seen first, with their passenger",
+            [_Q, _query("limit", {"type": "integer", "minimum": 1, "maximum": 50}, "Bookings.")],
+            m.RecentBookings,
+            422,
         ),
         "/api/detectors": _get("Detectors: online, last seen, copies", [], m.DetectorList),
         "/api/counters": _get("Counters and render queue depth", [], m.Counters),

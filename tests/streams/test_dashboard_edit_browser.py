@@ -126,7 +126,7 @@ async def test_the_chart_the_edl_dragging_and_rerender(
     assert dragged > 61, dragged
     await expect(chart.locator("text.mark-label.exit")).to_contain_text("(moved)")
 
-    # typed numbers are what "re-render" sends, with the admin token
+    # typed numbers are what "re-render" sends, as the logged-in dashboard
     await page.fill("#mark-exit", "58.5")
     await page.fill("#mark-opening", "109")
     await page.fill("#mark-landing", "")
@@ -140,7 +140,9 @@ async def test_the_chart_the_edl_dragging_and_rerender(
     assert request.url == f"{hub.url}/api/sessions/card-A%3A1/edit"
     assert json.loads(request.post_data or "") == {"exit": 58.5, "opening": 109, "landing": None}
     sent = await request.all_headers()
-    assert sent["authorization"] == f"Bearer {TOKEN}"
+    # issue 17: the login's cookie (the old localStorage token became one) and the CSRF header
+    assert sent["x-skyreel-dashboard"] == "1"
+    assert "skyreel_session=" in sent.get("cookie", ""), sent
     assert sent["content-type"] == "application/json"
     response = await request.response()
     assert response is not None

@@ -18,15 +18,13 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-function token() { return localStorage.getItem("skyreel-token") || ""; }
-function headers(extra = {}) {
-  const t = token();
-  return t ? { ...extra, Authorization: `Bearer ${t}` } : extra;
-}
+// issue 17: the login is a session cookie (static/login.js); actions carry the CSRF header.
+function headers(extra = {}) { return { ...extra, "X-Skyreel-Dashboard": "1" }; }
 
 async function api(path, opts = {}) {
-  const res = await fetch(path, { ...opts, headers: headers(opts.headers || {}) });
+  const res = await fetch(path, { ...opts, credentials: "same-origin", headers: headers(opts.headers || {}) });
   const body = await res.json().catch(() => ({}));
+  if (res.status === 401) window.skyreelLogin?.show();
   if (!res.ok) throw new Error(body.error ? `${body.error.code}: ${body.error.message}` : res.statusText);
   return body;
 }
@@ -68,7 +66,9 @@ async function loadExecutions() {
   const page = await api(`/api/executions?limit=100${q}`);
   const body = $("#executions tbody");
   body.replaceChildren(...page.items.map((e) => {
+    // issue 17: a jump is named by its passenger and booking, never by an internal key
     const what = e.passenger ? `${e.pipeline}: ${e.passenger} (${e.booking_id || "?"})`
+      : e.subject_type === "session" ? `${e.pipeline}: no booking yet${e.card_id ? ` (card ${e.card_id})` : ""}`
       : `${e.pipeline}: ${e.subject_id}`;
     const row = el("tr", { "data-id": e.id, class: e.id === state.selected ? "selected" : "",
       onclick: () => select(e.id) },
@@ -184,7 +184,7 @@ async function renderExecution() {
   const media = e.media.map(mediaItem).filter(Boolean);
   const detail = $("#detail");
   detail.replaceChildren(
-    el("h2", {}, `#${e.id} ${e.pipeline} — ${e.passenger || e.subject_id}`),
+    el("h2", {}, `#${e.id} ${e.pipeline} — ${e.passenger || (e.subject_type === "session" ? "no booking yet" : e.subject_id)}`),
     el("p", {}, el("span", { class: `badge ${e.status}`, id: "execution-status" }, e.status), " ",
       el("progress", { max: "1", value: String(e.progress), id: "execution-progress" }),
       el("span", { class: "pct" }, pct(e.progress)),
@@ -224,6 +224,8 @@ async function renderReview(key, standalone, seq) {
   const s = await api(`/api/sessions/${encodeURIComponent(key)}`);
   if (seq !== state.seq) return; // a newer render is under way
   const detail = $("#detail");
+  // issue 17: the jump view (static/jumps.js): who, when, clips, video, card, failures, assign
+  if (window.skyreelJumps) return window.skyreelJumps.render(s, key, standalone, detail, () => seq === state.seq);
   if (standalone) detail.replaceChildren(el("h2", {}, `Jump ${key}`));
   if (standalone) {
     detail.append(el("p", {}, el("span", { class: `badge ${s.status}` }, s.status),
@@ -289,9 +291,10 @@ async function loadHealth() {
 
 async function refresh() {
   try {
-    await Promise.all([loadAttention(), loadExecutions(), loadCards(), loadDetectors(), loadCounters(), loadHealth()]);
+    await Promise.all([loadAttention(), loadExecutions(), loadCards(), loadDetectors(), loadCounters(), loadHealth(),
+      ...(window.skyreelJumps ? [window.skyreelJumps.load()] : [])]);
     // Do not re-render under someone typing in the review form.
-    if (document.activeElement?.closest?.("#assign-form")) return;
+    if (document.activeElement?.closest?.("#assign-form, #jump-search")) return;
     if (window.skyreelEdit?.busy()) return; // nor under someone moving a mark
     if (state.selected !== null) await renderExecution();
     else if (state.session !== null) await review(state.session);
@@ -306,18 +309,16 @@ function connect() {
   // Never a token in a URL (URLs end up in logs): it goes in the first frame instead.
   const ws = new WebSocket(`${proto}://${location.host}/ws/status`);
   state.ws = ws;
-  ws.onopen = () => {
-    const t = token();
-    if (t) ws.send(JSON.stringify({ type: "auth", token: t }));
-  };
+  // the login's cookie goes with the handshake (issue 17): no token in any frame either
   ws.onmessage = (msg) => {
     const data = JSON.parse(msg.data);
     if (data.type === "hello") { state.retryDelay = 500; setLive(true); refresh(); }
     else if (data.type === "resync") refresh();
     else if (data.type === "event") refreshSoon();
   };
-  ws.onclose = () => {
+  ws.onclose = (ev) => {
     setLive(false);
+    if (ev.code === 1008) window.skyreelLogin?.show(); // refused: the login ran out (issue 17)
     setTimeout(connect, state.retryDelay);
     state.retryDelay = Math.min(state.retryDelay * 2, 10000);
   };
@@ -329,10 +330,8 @@ function setLive(on) {
   b.className = `badge ${on ? "on" : "off"}`;
 }
 
-document.addEventListener("DOMContentLoaded", () => {
-  const input = $("#token");
-  input.value = token();
-  input.addEventListener("change", () => { localStorage.setItem("skyreel-token", input.value.trim()); connect(); });
+document.addEventListener("DOMContentLoaded", async () => {
   $("#status-filter").addEventListener("change", (ev) => { state.filter = ev.target.value; loadExecutions(); });
+  await window.skyreelLogin?.ready; // an old browser's stored token becomes a login first
   connect();
 });
