@@ -164,6 +164,7 @@ def test_the_operator_path_from_the_cli_inside_skyreel_run(
         review = re.search(r"\[action\] jump (\S+) needs review: (.*QR.*)", status)
         assert review is not None, status
         session = review[1]
+        assert "the QR clip could not be read: assign the booking" in review[2], status
         print(status, flush=True)
         assert "skyreel assign KEY --booking B --passenger NAME" in status
         executions = ok(data, "executions")
