@@ -38,6 +38,11 @@ async def _status(settings: Settings, limit: int) -> None:
             rows, _ = await queries.list_executions(
                 conn, queries.ExecutionFilter(), queries.Page(limit=limit)
             )
+            failed = [
+                (r, await queries.execution_steps(conn, int(r["id"])))  # type: ignore[call-overload]
+                for r in rows
+                if r.get("steps_failed")
+            ]
             needs = await attention(conn, 50)
             cards = await cards_with_safety(conn, await card_queries.list_cards(conn, 20, 0))
     finally:
@@ -56,6 +61,7 @@ async def _status(settings: Settings, limit: int) -> None:
             f"{float(r['progress']) * 100:>7.0f}%  {who} "  # type: ignore[arg-type]
             f"{plain(str(r['subject_id']))}"
         )
+    _print_failed(failed)
     _print_attention(needs)
     _print_cards(cards)
 
@@ -69,6 +75,22 @@ def _when(value: object) -> datetime | None:
 
 
 _plain = plain  # the attention and card lines below
+
+
+def _print_failed(failed: list[tuple[dict[str, object], list[dict[str, object]]]]) -> None:
+    """Each failed step of the listed executions, with its error and the command to retry it
+    (issue 17: the operator never hunts for why a step failed)."""
+    if not failed:
+        return
+    print("failed steps (fix the cause, then retry):")
+    for r, steps in failed:
+        who = " ".join(_plain(str(v)) for v in (r.get("booking_id"), r.get("passenger")) if v)
+        for st in steps:
+            if st.get("status") != "failed":
+                continue
+            error = _plain(str(st.get("error") or "no error recorded"))
+            print(f"  execution {r['id']} {who or '-'}: step {st['name']} failed: {error}")
+            print(f"    retry: skyreel retry {r['id']} --step {_plain(str(st['name']))}")
 
 
 def _print_attention(needs: Attention) -> None:
