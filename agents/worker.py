@@ -16,7 +16,7 @@ import faust
 from agents import commands, ingest
 from agents.app import create_app, declare_topics
 from agents.guard import guarded
-from agents.jobs import card_import, landing, steps
+from agents.jobs import card_import, deliver_step, landing, steps
 from agents.jobs.context import JobContext
 from agents.jobs.render import RenderDispatcher
 from agents.pipeline import orchestrator, reconcile, runner
@@ -137,7 +137,10 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
     _consume(wa, topics.copy_results, "copy_results", on_copy_result)
 
     # operator commands (retry, resume, cancel, assign) from the API and the CLI
-    ops = commands.Commands(wa.engine, emitter, send_result_acked)
+    async def resend(booking_id: str, request_id: str, actor: str) -> dict[str, object]:
+        return await deliver_step.resend(settings, wa.engine, booking_id, request_id, actor)
+
+    ops = commands.Commands(wa.engine, emitter, send_result_acked, resend=resend)
     command_topic = commands.declare_topic(wa.app, wa.names, settings.topic_partitions)
     _consume(wa, command_topic, "commands", ops.handle)
 

@@ -134,6 +134,7 @@ class CommandAction(StrEnum):
     CANCEL = "cancel"
     ASSIGN = "assign"
     EDIT = "edit"  # issue 15: operator marks on a jump's recording, then a re-edit
+    RESEND = "resend"  # issue 16: email a booking's passenger link once more
 
 
 class CommandErrorKind(StrEnum):

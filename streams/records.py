@@ -249,8 +249,8 @@ class OperatorCommand(_Base):
     """An operator action for the engine to apply (key: execution id, or the session key).
 
     retry: ``execution_id``, ``step`` (None: every failed step), ``force``; resume and cancel:
-    ``execution_id``; assign: ``session_key``, ``booking_id``, ``passenger``; edit:
-    ``session_key``, ``marks``. The engine
+    ``execution_id``; assign: ``session_key``, ``booking_id``, ``passenger`` (and ``email``,
+    ``product``); resend: ``booking_id``; edit: ``session_key``, ``marks``. The engine
     stores the outcome once per ``command_id`` (storage/commands.py).
     """
 
@@ -265,7 +265,10 @@ class OperatorCommand(_Base):
     booking_id: str | None = None
     passenger: str | None = None
     marks: EditMarks | None = None  # edit: the operator's marks (issue 15)
+    # issue 16: assign may set the passenger's email and the product; resend names the booking
+    email: str | None = None
+    product: str | None = None
 
     @property
     def key(self) -> bytes:
-        return (self.session_key or str(self.execution_id)).encode()
+        return (self.session_key or self.booking_id or str(self.execution_id)).encode()

@@ -84,7 +84,7 @@ def card_files(
         if kind is FileKind.QR_CANDIDATE and scan is None and settled and not unreadable:
             unreadable = "the QR decoder failed on it"
         booking = (
-            Booking(scan.booking_id, scan.passenger, scan.product)
+            Booking(scan.booking_id, scan.passenger, scan.product, scan.email, scan.email_warning)
             if scan and scan.booking_id
             else None
         )
@@ -116,6 +116,7 @@ def session_row(card_id: str, s: JumpSession) -> media.SessionRow:
         booking_id=b.booking_id if b else None,
         passenger=b.passenger if b else None,
         product=b.product if b else None,
+        email=b.email if b else None,
         qr_file_id=int(s.qr_file_id) if s.qr_file_id else None,
         file_ids=tuple(int(i) for i in s.footage_file_ids),
         execution_id=None,
@@ -157,11 +158,12 @@ async def group_and_start(jc: JobContext, card_id: str, file_ids: Sequence[int])
         # delivered as read (or as the default) with a warning on the session, never guessed
         # silently. Assigning by hand carries no product: the one known now is final.
         bought = deliverables_of(row.product, jc.settings.default_product)
-        if bought.warning:
+        email_warning = s.booking.email_warning if s.booking else ""  # issue 16
+        for warning in (w for w in (bought.warning, email_warning) if w):
             async with jc.engine.begin() as conn:
-                if await media.add_session_warning(conn, s.key, bought.warning):
-                    logger.warning("session %s: %s", s.key, bought.warning)
-            out.log.append(f"session {s.key}: {bought.warning}")
+                if await media.add_session_warning(conn, s.key, warning):
+                    logger.warning("session %s: %s", s.key, warning)
+            out.log.append(f"session {s.key}: {warning}")
         eid = await start_execution(
             jc.engine,
             jc.emitter,
@@ -171,7 +173,11 @@ async def group_and_start(jc: JobContext, card_id: str, file_ids: Sequence[int])
             subject_type="session",
             subject_id=s.key,
             steps=jump_steps(
-                s.key, row.file_ids, edit=jc.settings.edit_jumps, deliverables=bought.deliverables
+                s.key,
+                row.file_ids,
+                edit=jc.settings.edit_jumps,
+                deliverables=bought.deliverables,
+                deliver=True,
             ),
             context={
                 "card_id": card_id,
