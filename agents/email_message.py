@@ -40,6 +40,8 @@ class Letter:
     idempotency_key: str
     notes: tuple[str, ...] = ()  # what is not there and why ("the photos could not be made")
     sent_at: datetime | None = None
+    # the Message-ID recorded when the key was first claimed ('' : derived from the key)
+    message_id: str = ""
     extra_headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -130,7 +132,9 @@ def build_message(letter: Letter) -> EmailMessage:
     msg["Subject"] = _subject(letter)
     msg["From"] = f'"{dz.replace(chr(34), "")}" <{letter.sender}>'
     msg["To"] = letter.recipient
-    msg["Message-ID"] = message_id(letter.idempotency_key, sender_domain(letter.sender))
+    msg["Message-ID"] = one_line(letter.message_id, 300) or message_id(
+        letter.idempotency_key, sender_domain(letter.sender)
+    )
     if letter.sent_at is not None:
         msg["Date"] = format_datetime(letter.sent_at)
     msg["Auto-Submitted"] = "auto-generated"

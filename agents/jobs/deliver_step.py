@@ -156,6 +156,7 @@ async def send_once(
         idempotency_key=key,
         notes=ready.notes,
         sent_at=datetime.now(UTC),
+        message_id=row.message_id,  # the claimed one: a re-send after a crash is recognisable
     )
     message = build_message(letter)
     try:
