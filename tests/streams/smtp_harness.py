@@ -34,7 +34,7 @@ class Mailbox:
         with self.lock:
             return [m for m in self.messages if m["To"] == address]
 
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook names)
+    async def handle_RCPT(
         self, server: Any, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
         if address in self.refuse_rcpt:
@@ -42,9 +42,7 @@ class Mailbox:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(  # noqa: N802
-        self, server: Any, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         with self.lock:
             if self.temp_fail_data > 0:
                 self.temp_fail_data -= 1
