@@ -250,3 +250,29 @@ async def step_outcomes(
         {"e": execution_id, "n": names},
     )
     return {str(r[0]): (str(r[1]), r[2]) for r in rows}
+
+
+async def deliver_steps_open(conn: AsyncConnection) -> int:
+    """`deliver` steps not finished yet (the demo waits for them before its summary)."""
+    return int(
+        await conn.scalar(
+            text(
+                "SELECT count(*) FROM pipeline_step WHERE kind = 'deliver' "
+                "AND status NOT IN ('succeeded', 'failed', 'cancelled', 'skipped')"
+            )
+        )
+        or 0
+    )
+
+
+async def bookings(conn: AsyncConnection, limit: int = 200) -> list[tuple[str, str, bool]]:
+    """(booking id, passenger, has an email) of every booking with a jump, first seen first."""
+    rows = await conn.execute(
+        text(
+            "SELECT booking_id, coalesce(max(passenger), ''), bool_or(coalesce(email, '') <> '') "
+            "FROM jump_session WHERE booking_id IS NOT NULL GROUP BY booking_id "
+            "ORDER BY min(created_at), booking_id LIMIT :n"
+        ),
+        {"n": limit},
+    )
+    return [(str(r[0]), str(r[1]), bool(r[2])) for r in rows]
