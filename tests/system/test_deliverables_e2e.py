@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -252,5 +253,41 @@ async def test_three_jumps_get_what_they_bought_and_one_email_per_booking(
             ("BK-B03", "sent", 1),
             ("BK-V01", "sent", 1),
         ]
+
+        # a new email on assign runs `deliver` again: the key is sent, nothing goes out; the
+        # operator's resend (the hub's API -> a command -> the worker) sends once more
+        key = await pg.fetchval("SELECT key FROM jump_session WHERE booking_id = 'BK-V01'")
+        code, out = run_cli(
+            spawn, replayed, "assign", key, "--booking", "BK-V01", "--passenger", "Vera Video",
+            "--email", "vera.new@example.com",
+        )  # fmt: skip
+        assert code == 0, out
+
+        async def rerun_logged() -> bool:
+            return bool(
+                await pg.fetchval(
+                    "SELECT count(*) FROM pipeline_step_log l JOIN pipeline_step p "
+                    "ON p.id = l.step_id JOIN jump_session j ON j.execution_id = p.execution_id "
+                    "WHERE j.booking_id = 'BK-V01' AND p.name = 'deliver' "
+                    "AND l.message LIKE '%sent already%'"
+                )
+            )
+
+        async with explained(pg, {"worker": again}):
+            await wait_for(rerun_logged, timeout=60, interval=0.5, what="deliver ran again")
+        assert len(box.messages) == 2
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            answer = await client.post(
+                "/api/bookings/BK-V01/resend",
+                headers={"Authorization": f"Bearer {s.admin_token.get_secret_value()}"},
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["key"] == "BK-V01/resend-1" and answer.json()["sent"] is True
+            outbox = (await client.get("/api/outbox")).json()
+        assert len(box.messages) == 3 and box.messages[-1]["To"] == "vera.new@example.com"
+        assert {d["key"] for d in outbox["deliveries"]} == {
+            "BK-V01/video", "BK-B03/photos+video", "BK-V01/resend-1"
+        }  # fmt: skip
+        assert all("***@" in d["recipient"] for d in outbox["deliveries"])
 
         await check_refusals(s, link, base)
