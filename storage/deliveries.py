@@ -253,12 +253,16 @@ async def step_outcomes(
 
 
 async def deliver_steps_open(conn: AsyncConnection) -> int:
-    """`deliver` steps not finished yet (the demo waits for them before its summary)."""
+    """`deliver` steps about to run or running (the demo waits for them before its summary);
+    one whose jump still waits for something (a booking, a person) is not counted."""
     return int(
         await conn.scalar(
             text(
-                "SELECT count(*) FROM pipeline_step WHERE kind = 'deliver' "
-                "AND status NOT IN ('succeeded', 'failed', 'cancelled', 'skipped')"
+                "SELECT count(*) FROM pipeline_step d WHERE d.kind = 'deliver' "
+                "AND d.status NOT IN ('succeeded', 'failed', 'cancelled', 'skipped') "
+                "AND NOT EXISTS (SELECT 1 FROM pipeline_step o WHERE o.execution_id = "
+                "d.execution_id AND o.name IN ('booking', 'publish', 'photos') "
+                "AND o.status NOT IN ('succeeded', 'failed', 'cancelled', 'skipped'))"
             )
         )
         or 0

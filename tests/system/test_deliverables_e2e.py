@@ -129,6 +129,34 @@ async def check_page(url: str, tmp_path: Path) -> None:
             await browser.close()
 
 
+async def check_dashboard(base: str, token: str) -> None:
+    """The dashboard's outbox panel lists the deliveries; a booking's link shows as a QR code
+    (an SVG the browser draws) with the link beside it."""
+    from playwright.async_api import async_playwright, expect
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.add_init_script(f"localStorage.setItem('skyreel-token', '{token}')")
+            await page.goto(base + "/")
+            await expect(page.locator("#deliveries tr[data-delivery]")).to_have_count(3)
+            await expect(page.locator("#outbox-mode")).to_contain_text("SMTP")
+            await page.evaluate("document.body.append(window.skyreelDelivery.section('BK-B03'))")
+            await expect(page.locator("a.passenger-link")).to_have_text(LINK)
+            await page.wait_for_function(
+                "() => { const i = document.querySelector('img.qr');"
+                " return i && i.complete && i.naturalWidth > 100; }",
+                timeout=10_000,
+            )
+            assert await page.locator("button.resend").count() == 1
+            assert errors == []
+        finally:
+            await browser.close()
+
+
 async def check_refusals(s: Settings, emailed: str, base: str) -> None:
     """An expired and a revoked link: their own pages (410, 403), never a 500."""
     from playwright.async_api import async_playwright, expect
@@ -289,5 +317,6 @@ async def test_three_jumps_get_what_they_bought_and_one_email_per_booking(
             "BK-V01/video", "BK-B03/photos+video", "BK-V01/resend-1"
         }  # fmt: skip
         assert all("***@" in d["recipient"] for d in outbox["deliveries"])
+        await check_dashboard(base, s.admin_token.get_secret_value())
 
         await check_refusals(s, link, base)
