@@ -71,6 +71,11 @@ def _ready_words(ready: tuple[str, ...]) -> str:
     return ", ".join(ready[:-1]) + " and " + ready[-1]
 
 
+def _verb(ready: tuple[str, ...]) -> str:
+    """'is' for one thing ("your jump video", "1 photo"), 'are' for more ("12 photos")."""
+    return "is" if len(ready) <= 1 and not (ready and ready[0].endswith("s")) else "are"
+
+
 def _subject(letter: Letter) -> str:
     dz = one_line(letter.dropzone, 100) or "skyreel"
     return one_line(f"{dz}: {_ready_words(letter.ready)} — ready to watch and download", 200)
@@ -87,11 +92,11 @@ def text_body(letter: Letter) -> str:
         f"Hi {name}," if name else "Hi,",
         "",
         f"Thank you for jumping with {dz}! {_ready_words(letter.ready).capitalize()} "
-        f"{'is' if len(letter.ready) <= 1 else 'are'} ready:",
+        f"{_verb(letter.ready)} ready:",
         "",
         f"    {letter.link}",
         "",
-        f"Watch it on your phone or download it there. The link works until "
+        f"Watch on your phone or download there. The link works until "
         f"{_expiry(letter.expires_at)}; please download what you want to keep before then.",
     ]
     if letter.notes:
@@ -105,7 +110,7 @@ def html_body(letter: Letter) -> str:
     dz = html.escape(one_line(letter.dropzone, 100) or "skyreel")
     link = html.escape(letter.link, quote=True)
     ready = html.escape(_ready_words(letter.ready).capitalize())
-    verb = "is" if len(letter.ready) <= 1 else "are"
+    verb = _verb(letter.ready)
     notes = "".join(
         f'<p style="color:#8a5a00">Note: {html.escape(one_line(n, 300))}</p>' for n in letter.notes
     )

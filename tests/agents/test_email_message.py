@@ -81,6 +81,8 @@ def test_notes_say_what_is_missing() -> None:
     )
     assert "your photos are late" in text and "your photos are late" in html
     assert "is ready" in text
+    _, text, _ = parts(build_message(letter(ready=("12 photos",))).as_bytes())
+    assert "12 photos are ready" in text
 
 
 def test_what_is_ready_reads_publish_and_photos() -> None:
