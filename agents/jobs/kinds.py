@@ -27,7 +27,7 @@ PHOTOS = StepKind("photos", max_attempts=2, backoff_base_s=5, backoff_cap_s=60, 
 
 # deliver (issue 16, agents/jobs/deliver_step.py): emails the passenger link once; an SMTP
 # server that is down or refusing for now is retried with a growing wait (30 s .. 10 min)
-DELIVER = StepKind("deliver", max_attempts=8, backoff_base_s=30, backoff_cap_s=600, timeout_s=120)
+DELIVER = StepKind("deliver", max_attempts=8, backoff_base_s=30, backoff_cap_s=600, timeout_s=600)
 
 ALL = (COPY, PROBE, QR, GROUP, BOOKING, PHASES, RENDER, PUBLISH, PHOTOS, DELIVER)
 
