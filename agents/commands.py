@@ -195,7 +195,7 @@ class Commands:
         except SessionNotAssignable as exc:
             raise _conflict(str(exc)) from None
         passenger = passenger or assigned.passenger
-        await self._deliver_again(assigned)
+        await self._deliver_again(assigned, cmd.actor)
         async with self.engine.connect() as conn:
             state = await store.session_state(conn, key)
         status = state.status if state is not None else "assigned"
@@ -212,7 +212,7 @@ class Commands:
             "product": cmd.product,
         }
 
-    async def _deliver_again(self, assigned: Assigned) -> None:
+    async def _deliver_again(self, assigned: Assigned, actor: str) -> None:
         """A new email on a jump whose `deliver` step finished: it runs again (issue 16); it
         sends once per deliverable set whatever runs it, so this is always safe."""
         eid = assigned.execution_id
@@ -223,8 +223,8 @@ class Commands:
         if not rows or rows[0].state.status not in (StepStatus.SUCCEEDED, StepStatus.FAILED):
             return  # not run yet: it reads the email when it does
         await orchestrator.rerun(
-            self.engine, self.emitter, eid, step="deliver", actor=assigned.key,
-            reason="an email was set",
+            self.engine, self.emitter, eid, step="deliver", actor=actor,
+            reason=f"an email was set for session {assigned.key}",
         )  # fmt: skip
 
     async def _resend(self, cmd: records.OperatorCommand) -> dict[str, Any]:

@@ -288,3 +288,27 @@ async def test_resend_sends_once_more_once_per_request(
     assert len(links) == 1
     with pytest.raises(LookupError):
         await deliver_step.resend(settings, db, "BK-NOPE", "cmd-3", "op")
+
+
+async def test_assign_sets_the_email_and_amends_only_its_own_booking(db: AsyncEngine) -> None:
+    from storage.sessions import SessionNotAssignable, assign_session
+
+    await seed(db, email=None)
+    async with db.begin() as conn:
+        amended = await assign_session(
+            conn, SESSION, BOOKING, "Ana", "op", email="new@example.com", product="video"
+        )
+    assert amended.amended and amended.email == "new@example.com" and amended.email_before is None
+    async with db.begin() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT email, product, status FROM jump_session WHERE key = :k"),
+                {"k": SESSION},
+            )
+        ).one()
+    assert tuple(row) == ("new@example.com", "video", "decoded")  # the status is untouched
+    async with db.begin() as conn:
+        with pytest.raises(SessionNotAssignable):  # another booking: still refused
+            await assign_session(conn, SESSION, "BK-OTHER", "Ana", "op", email="x@example.com")
+        with pytest.raises(SessionNotAssignable):  # nothing to amend: refused as before
+            await assign_session(conn, SESSION, BOOKING, "Ana", "op")
