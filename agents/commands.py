@@ -99,6 +99,9 @@ class Commands:
     # issue 16: an operator's resend (agents/jobs/deliver_step.py `resend`), bound to the
     # worker's settings; None: resend commands are refused
     resend: Callable[[str, str, str], Awaitable[dict[str, object]]] | None = None
+    # issue 16: a product set on assign adds the steps it buys (agents/jobs/bought_later.py):
+    # (session key, execution id, product, actor) -> the steps added
+    bought_later: Callable[[str, int, str, str], Awaitable[list[str]]] | None = None
 
     async def handle(self, payload: bytes) -> None:
         await self.apply(records.decode(records.OperatorCommand, payload))
@@ -195,7 +198,11 @@ class Commands:
         except SessionNotAssignable as exc:
             raise _conflict(str(exc)) from None
         passenger = passenger or assigned.passenger
-        await self._deliver_again(assigned, cmd.actor)
+        added: list[str] = []
+        if cmd.product and assigned.execution_id is not None and self.bought_later is not None:
+            added = await self.bought_later(key, assigned.execution_id, cmd.product, cmd.actor)
+        if not added:  # added steps rerun `deliver` themselves
+            await self._deliver_again(assigned, cmd.actor)
         async with self.engine.connect() as conn:
             state = await store.session_state(conn, key)
         status = state.status if state is not None else "assigned"

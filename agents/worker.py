@@ -17,6 +17,7 @@ from agents import commands, ingest
 from agents.app import create_app, declare_topics
 from agents.guard import guarded
 from agents.jobs import card_import, deliver_step, landing, steps
+from agents.jobs.bought_later import add_bought_steps
 from agents.jobs.context import JobContext
 from agents.jobs.render import RenderDispatcher
 from agents.pipeline import orchestrator, reconcile, runner
@@ -140,7 +141,15 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
     async def resend(booking_id: str, request_id: str, actor: str) -> dict[str, object]:
         return await deliver_step.resend(settings, wa.engine, booking_id, request_id, actor)
 
-    ops = commands.Commands(wa.engine, emitter, send_result_acked, resend=resend)
+    async def bought_later(key: str, eid: int, product: str, actor: str) -> list[str]:
+        return await add_bought_steps(
+            wa.engine, emitter, handlers.registry, key=key, execution_id=eid, product=product,
+            default_product=settings.default_product, actor=actor,
+        )  # fmt: skip
+
+    ops = commands.Commands(
+        wa.engine, emitter, send_result_acked, resend=resend, bought_later=bought_later
+    )
     command_topic = commands.declare_topic(wa.app, wa.names, settings.topic_partitions)
     _consume(wa, command_topic, "commands", ops.handle)
 

@@ -280,3 +280,17 @@ async def bookings(conn: AsyncConnection, limit: int = 200) -> list[tuple[str, s
         {"n": limit},
     )
     return [(str(r[0]), str(r[1]), bool(r[2])) for r in rows]
+
+
+async def set_depends_on(
+    conn: AsyncConnection, execution_id: int, name: str, depends_on: list[str]
+) -> None:
+    """A step's dependencies widened (a deliverable bought after the pipeline was made: the
+    `deliver` step waits for its new steps too; agents/jobs/bought_later.py)."""
+    await conn.execute(
+        text(
+            "UPDATE pipeline_step SET depends_on = CAST(:d AS text[]) "
+            "WHERE execution_id = :e AND name = :n"
+        ),
+        {"e": execution_id, "n": name, "d": sorted(depends_on)},
+    )

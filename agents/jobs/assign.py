@@ -35,9 +35,8 @@ async def assign_booking(
     """Assign and resume; raises storage.sessions.SessionNotFound / SessionNotAssignable.
 
     `email`/`product` (issue 16) are stored with it; on a session that has this booking already
-    only they change (nothing to resume). A product bought now is stored but adds no step to a
-    pipeline already made (its `deliver` step's dependencies were fixed with it): the photos
-    step reads the product when it runs, and a new card import of the jump gets the steps."""
+    only they change (nothing to resume). The steps a new product buys are added by the
+    command's caller (agents/jobs/bought_later.py)."""
     async with engine.begin() as conn:
         assigned = await assign_session(
             conn, key, booking_id, passenger, actor, email=email, product=product

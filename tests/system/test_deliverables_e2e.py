@@ -319,4 +319,28 @@ async def test_three_jumps_get_what_they_bought_and_one_email_per_booking(
         assert all("***@" in d["recipient"] for d in outbox["deliveries"])
         await check_dashboard(base, s.admin_token.get_secret_value())
 
+        # the photos-only booking buys the video at the desk: render and publish are added,
+        # `deliver` waits for them, and the passenger gets one email with both
+        paul = await pg.fetchval("SELECT key FROM jump_session WHERE booking_id = 'BK-P02'")
+        code, out = run_cli(
+            spawn, replayed, "assign", paul, "--booking", "BK-P02", "--passenger", "Paul Photos",
+            "--email", "paul@example.com", "--product", "video+photos",
+        )  # fmt: skip
+        assert code == 0, out
+        async with explained(pg, {"worker": again}):
+            await wait_for(
+                lambda: bool(box.to("paul@example.com")), timeout=180, interval=1,
+                what="the email of the video bought later",
+            )  # fmt: skip
+        body = body_of(box, "paul@example.com")
+        assert "video" in body.split("ready:")[0] and "photos" in body.split("ready:")[0]
+        assert sorted(
+            await pg.fetchval(
+                "SELECT array_agg(p.name || '=' || p.status) FROM pipeline_step p JOIN "
+                "jump_session j ON j.execution_id = p.execution_id WHERE j.booking_id = 'BK-P02' "
+                "AND p.name IN ('render', 'publish', 'photos', 'deliver')"
+            )
+        ) == ["deliver=succeeded", "photos=succeeded", "publish=succeeded", "render=succeeded"]
+        assert len(box.messages) == 4
+
         await check_refusals(s, link, base)
