@@ -241,7 +241,7 @@ class Commands:
         try:
             out = await self.resend(booking_id, cmd.command_id, cmd.actor)
         except LookupError as exc:
-            raise _not_found(str(exc).removesuffix(" not found")) from None
+            raise Refused(CommandErrorKind.NOT_FOUND, str(exc)) from None
         except (PermanentStepError, RetryableStepError) as exc:
             raise _conflict(str(exc)) from None
         return {"booking_id": booking_id, **out, "actor": cmd.actor}
