@@ -24,14 +24,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from agents.jobs.assign import assign_booking
 from agents.jobs.edit_marks import EditRefused, set_marks
 from agents.pipeline import orchestrator
-from agents.pipeline.errors import InvalidDag, InvalidTransition
+from agents.pipeline.errors import (
+    InvalidDag,
+    InvalidTransition,
+    PermanentStepError,
+    RetryableStepError,
+)
 from agents.purge import BookingNotFound, purge_booking, purged_message
+from agents.qr.payload import email_problem
 from agents.replay import ReplayRefused
 from agents.retention import PurgeReason
 from storage import commands as store
-from storage.enums import CommandAction, CommandErrorKind, ExecutionStatus, StatusKind
-from storage.pipeline import ExecutionNotFound
-from storage.sessions import SessionNotAssignable, SessionNotFound
+from storage.enums import CommandAction, CommandErrorKind, ExecutionStatus, StatusKind, StepStatus
+from storage.pipeline import ExecutionNotFound, load_steps
+from storage.sessions import Assigned, SessionNotAssignable, SessionNotFound
 from streams import records
 from streams.kafka import Send
 from streams.settings import Settings
@@ -98,6 +104,12 @@ class Commands:
     settings: Settings | None = None  # a purge needs the folders (issue 16)
     #: replay (issue 17): agents.replay.Rewinder.rewind of this worker; None: refused
     rewind: Callable[[str, str, dict[int, int]], Awaitable[dict[str, Any]]] | None = None
+    # issue 16: an operator's resend (agents/jobs/deliver_step.py `resend`), bound to the
+    # worker's settings; None: resend commands are refused
+    resend: Callable[[str, str, str], Awaitable[dict[str, object]]] | None = None
+    # issue 16: a product set on assign adds the steps it buys (agents/jobs/bought_later.py):
+    # (session key, execution id, product, actor) -> the steps added
+    bought_later: Callable[[str, int, str, str], Awaitable[list[str]]] | None = None
 
     async def handle(self, payload: bytes) -> None:
         await self.apply(records.decode(records.OperatorCommand, payload))
@@ -132,6 +144,8 @@ class Commands:
             return await self._purge(cmd)
         if cmd.action is CommandAction.REPLAY:
             return await self._replay(cmd)
+        if cmd.action is CommandAction.RESEND:
+            return await self._resend(cmd)
         if cmd.execution_id is None:
             raise _not_found("execution")
         eid = cmd.execution_id
@@ -181,14 +195,30 @@ class Commands:
         key = cmd.session_key or ""
         booking_id = cmd.booking_id or ""
         passenger = (cmd.passenger or "").strip()
+        problem = email_problem(cmd.email) if cmd.email else None
+        if problem is not None:
+            raise _conflict(f"email {cmd.email!r} refused: {problem}")
         try:
-            await assign_booking(
-                self.engine, key, booking_id, passenger, cmd.actor, send_result=self.send_result
+            assigned = await assign_booking(
+                self.engine,
+                key,
+                booking_id,
+                passenger,
+                cmd.actor,
+                send_result=self.send_result,
+                email=cmd.email,
+                product=cmd.product,
             )
         except SessionNotFound:
             raise _not_found(f"session {key!r}") from None
         except SessionNotAssignable as exc:
             raise _conflict(str(exc)) from None
+        passenger = passenger or assigned.passenger
+        added: list[str] = []
+        if cmd.product and assigned.execution_id is not None and self.bought_later is not None:
+            added = await self.bought_later(key, assigned.execution_id, cmd.product, cmd.actor)
+        if not added:  # added steps rerun `deliver` themselves
+            await self._deliver_again(assigned, cmd.actor)
         async with self.engine.connect() as conn:
             state = await store.session_state(conn, key)
         status = state.status if state is not None else "assigned"
@@ -201,7 +231,36 @@ class Commands:
             "passenger": passenger,
             "execution_id": execution_id,
             "actor": cmd.actor,
+            "email": cmd.email,
+            "product": cmd.product,
         }
+
+    async def _deliver_again(self, assigned: Assigned, actor: str) -> None:
+        """A new email on a jump whose `deliver` step finished: it runs again (issue 16); it
+        sends once per deliverable set whatever runs it, so this is always safe."""
+        eid = assigned.execution_id
+        if eid is None or not assigned.email or assigned.email == assigned.email_before:
+            return
+        async with self.engine.connect() as conn:
+            rows = await load_steps(conn, eid, ["deliver"])
+        if not rows or rows[0].state.status not in (StepStatus.SUCCEEDED, StepStatus.FAILED):
+            return  # not run yet: it reads the email when it does
+        await orchestrator.rerun(
+            self.engine, self.emitter, eid, step="deliver", actor=actor,
+            reason=f"an email was set for session {assigned.key}",
+        )  # fmt: skip
+
+    async def _resend(self, cmd: records.OperatorCommand) -> dict[str, Any]:
+        booking_id = cmd.booking_id or ""
+        if self.resend is None:
+            raise _conflict("this worker cannot send email (no resend configured)")
+        try:
+            out = await self.resend(booking_id, cmd.command_id, cmd.actor)
+        except LookupError as exc:
+            raise Refused(CommandErrorKind.NOT_FOUND, str(exc)) from None
+        except (PermanentStepError, RetryableStepError) as exc:
+            raise _conflict(str(exc)) from None
+        return {"booking_id": booking_id, **out, "actor": cmd.actor}
 
     async def _edit(self, cmd: records.OperatorCommand) -> dict[str, Any]:
         """Operator marks: stored, then the session's phases step and what follows run again."""

@@ -139,13 +139,16 @@ def _booking(seed: int, ordinal: int) -> tuple[str, str, str, str]:
     passenger = _PASSENGERS[(seed + ordinal) % len(_PASSENGERS)]
     product = _PRODUCTS[ordinal % len(_PRODUCTS)]
     shape = (seed + ordinal) % 4
+    # issue 16: the JSON and key=value tickets carry the passenger's email (the demo emails
+    # them their link); the others have none, as many booking systems print
+    email = f"{booking_id.lower()}@example.com"
     if shape == 0:
-        data = {"booking": booking_id, "name": passenger, "product": product}
+        data = {"booking": booking_id, "name": passenger, "product": product, "email": email}
         payload = json.dumps(data, ensure_ascii=False)
     elif shape == 1:
         payload = f"https://book.example/t?booking={booking_id}&name={quote_plus(passenger)}"
     elif shape == 2:
-        payload = f"booking={booking_id};name={passenger};product={product}"
+        payload = f"booking={booking_id};name={passenger};product={product};e-mail={email}"
     else:
         nested = {"booking": {"id": booking_id, "passenger": passenger}, "media": product}
         payload = json.dumps(nested, ensure_ascii=False)

@@ -17,7 +17,8 @@ import faust
 from agents import commands, ingest, purge
 from agents.app import create_app, declare_topics
 from agents.guard import guarded
-from agents.jobs import card_import, landing, steps
+from agents.jobs import card_import, deliver_step, landing, steps
+from agents.jobs.bought_later import add_bought_steps
 from agents.jobs.context import JobContext
 from agents.jobs.render import RenderDispatcher
 from agents.pipeline import orchestrator, reconcile, runner
@@ -147,6 +148,15 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
     _consume(wa, topics.copy_results, "copy_results", on_copy_result)
 
     # operator commands (retry, resume, cancel, assign) from the API and the CLI
+    async def resend(booking_id: str, request_id: str, actor: str) -> dict[str, object]:
+        return await deliver_step.resend(settings, wa.engine, booking_id, request_id, actor)
+
+    async def bought_later(key: str, eid: int, product: str, actor: str) -> list[str]:
+        return await add_bought_steps(
+            wa.engine, emitter, handlers.registry, key=key, execution_id=eid, product=product,
+            default_product=settings.default_product, actor=actor,
+        )  # fmt: skip
+
     command_topic = commands.declare_topic(wa.app, wa.names, settings.topic_partitions)
     # `skyreel replay` while this worker runs: it seeks its own consumer (agents/replay.py)
     consumed = (topics.detector_events, topics.copy_results, topics.step_requests)
@@ -155,7 +165,10 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
         frozenset(t.get_topic_name() for t in (*consumed, topics.step_results, command_topic)),
     )
     wa.app.sensors.add(rewinder)
-    ops = commands.Commands(wa.engine, emitter, send_result_acked, settings, rewind=rewinder.rewind)
+    ops = commands.Commands(
+        wa.engine, emitter, send_result_acked, settings, rewind=rewinder.rewind, resend=resend,
+        bought_later=bought_later,
+    )  # fmt: skip
     _consume(wa, command_topic, "commands", ops.handle)
 
     orchestrator.attach(wa, orchestrator.Orchestrator(wa.engine, handlers.registry, emitter))

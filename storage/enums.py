@@ -136,6 +136,7 @@ class CommandAction(StrEnum):
     EDIT = "edit"  # issue 15: operator marks on a jump's recording, then a re-edit
     PURGE = "purge"  # issue 16: a booking's files and personal data deleted (agents/purge.py)
     REPLAY = "replay"  # issue 17: the worker rewinds its consumer on a topic (agents/replay.py)
+    RESEND = "resend"  # issue 16: email a booking's passenger link once more
 
 
 class CommandErrorKind(StrEnum):

@@ -82,6 +82,8 @@ class QrScan:
     decoder: str | None
     reason: str
     elapsed_ms: float
+    email: str | None = None  # issue 16
+    email_warning: str = ""
 
 
 async def save_probe(conn: AsyncConnection, file_id: int, info: ProbeFacts) -> None:
@@ -115,12 +117,14 @@ async def save_qr(conn: AsyncConnection, file_id: int, result: QrScan) -> None:
     await conn.execute(
         text(
             "INSERT INTO qr_scan (file_id, status, payload, booking_id, passenger, product, "
-            "frame_s, decoder, reason, elapsed_ms) VALUES (:id, :s, :p, :b, :n, :pr, :fs, :d, "
-            ":r, :ms) ON CONFLICT (file_id) DO UPDATE SET status = EXCLUDED.status, "
+            "frame_s, decoder, reason, elapsed_ms, email, email_warning) VALUES (:id, :s, :p, :b, "
+            ":n, :pr, :fs, :d, :r, :ms, :em, :ew) ON CONFLICT (file_id) DO UPDATE SET "
+            "status = EXCLUDED.status, "
             "payload = EXCLUDED.payload, booking_id = EXCLUDED.booking_id, "
             "passenger = EXCLUDED.passenger, product = EXCLUDED.product, "
             "frame_s = EXCLUDED.frame_s, decoder = EXCLUDED.decoder, reason = EXCLUDED.reason, "
-            "elapsed_ms = EXCLUDED.elapsed_ms, scanned_at = now()"
+            "elapsed_ms = EXCLUDED.elapsed_ms, email = EXCLUDED.email, "
+            "email_warning = EXCLUDED.email_warning, scanned_at = now()"
         ),
         {
             "id": file_id,
@@ -133,6 +137,8 @@ async def save_qr(conn: AsyncConnection, file_id: int, result: QrScan) -> None:
             "d": result.decoder,
             "r": result.reason[:2000],
             "ms": result.elapsed_ms,
+            "em": result.email,
+            "ew": result.email_warning[:2000],
         },
     )
 
@@ -144,12 +150,15 @@ class QrRow:
     booking_id: str | None
     passenger: str | None
     product: str | None
+    email: str | None = None  # issue 16
+    email_warning: str = ""
 
 
 async def load_qr(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, QrRow]:
     rows = await conn.execute(
         text(
-            "SELECT file_id, status, booking_id, passenger, product FROM qr_scan "
+            "SELECT file_id, status, booking_id, passenger, product, email, email_warning "
+            "FROM qr_scan "
             "WHERE file_id = ANY(CAST(:ids AS bigint[]))"
         ),
         {"ids": list(ids)},
@@ -174,6 +183,7 @@ class SessionRow:
     review_reason: str = ""
     output_name: str | None = None
     capture_start: datetime | None = None
+    email: str | None = None  # issue 16: where the passenger link is sent
 
 
 async def upsert_session(conn: AsyncConnection, s: SessionRow) -> bool:
@@ -181,9 +191,9 @@ async def upsert_session(conn: AsyncConnection, s: SessionRow) -> bool:
     inserted = await conn.execute(
         text(
             "INSERT INTO jump_session (key, card_id, status, booking_id, passenger, product, "
-            "qr_file_id, file_ids, warnings, review_reason, capture_start) "
+            "qr_file_id, file_ids, warnings, review_reason, capture_start, email) "
             "VALUES (:k, :c, :s, :b, :p, :pr, :q, CAST(:f AS text[]), CAST(:w AS jsonb), :rr, "
-            ":cs) ON CONFLICT (key) DO NOTHING"
+            ":cs, :em) ON CONFLICT (key) DO NOTHING"
         ),
         {
             "k": s.key,
@@ -197,6 +207,7 @@ async def upsert_session(conn: AsyncConnection, s: SessionRow) -> bool:
             "w": json.dumps(list(s.warnings)),
             "rr": s.review_reason,
             "cs": s.capture_start,
+            "em": s.email,
         },
     )
     await conn.execute(
@@ -263,7 +274,7 @@ async def load_session(conn: AsyncConnection, key: str) -> SessionRow | None:
                 "s.qr_file_id, s.file_ids, s.execution_id, s.warnings, s.review_reason, "
                 "s.output_name, s.capture_start, COALESCE((SELECT array_agg(f.id ORDER BY f.id) "
                 "  FROM imported_file f WHERE f.session_key = s.key AND f.kind = 'qr_candidate' "
-                "  AND NOT f.id = ANY(CAST(s.file_ids AS bigint[]))), '{}') "
+                "  AND NOT f.id = ANY(CAST(s.file_ids AS bigint[]))), '{}'), s.email "
                 "FROM jump_session s WHERE s.key = :k"
             ),
             {"k": key},
@@ -286,6 +297,7 @@ async def load_session(conn: AsyncConnection, key: str) -> SessionRow | None:
         review_reason=row[10] or "",
         output_name=row[11],
         capture_start=row[12],
+        email=row[14],
     )
 
 

@@ -129,6 +129,9 @@ class QrScan(Base):
     booking_id: Mapped[str | None] = mapped_column(String(64))
     passenger: Mapped[str | None] = mapped_column(Text)
     product: Mapped[str | None] = mapped_column(String(64))
+    # issue 16: the ticket's email, and why one it carried was ignored
+    email: Mapped[str | None] = mapped_column(String(254))
+    email_warning: Mapped[str] = mapped_column(Text, default="", server_default="")
     frame_s: Mapped[float | None] = mapped_column(Double)
     decoder: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text, default="", server_default="")
@@ -149,6 +152,7 @@ class JumpSession(Base):
     booking_id: Mapped[str | None] = mapped_column(String(64))
     passenger: Mapped[str | None] = mapped_column(Text)
     product: Mapped[str | None] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(254))  # issue 16: where the link is sent
     qr_file_id: Mapped[int | None] = mapped_column(BigInteger)
     file_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list, server_default="{}")
     execution_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -365,3 +369,34 @@ class PurgeRecord(Base):
     errors: Mapped[list[dict[str, Any]]] = mapped_column(
         JSONB, default=list, server_default=text("'[]'::jsonb")
     )
+
+
+# --- deliveries (issue 16: the passenger's email, exactly once) -------------------------------
+
+
+class Delivery(Base):
+    """One email to a booking's passenger: `idempotency_key` is claimed before it is sent, so a
+    redelivered, replayed or retried `deliver` step never sends it twice."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        Index("ix_delivery_booking", "booking_id"),
+        Index("ix_delivery_created", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    booking_id: Mapped[str] = mapped_column(String(64))
+    deliverable_set: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    recipient: Mapped[str] = mapped_column(String(254))
+    status: Mapped[str] = mapped_column(String(16))  # sending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    message_id: Mapped[str] = mapped_column(String(300))
+    link_id: Mapped[int | None] = mapped_column(BigInteger)
+    outbox_file: Mapped[str | None] = mapped_column(Text)
+    session_key: Mapped[str | None] = mapped_column(String(128))
+    requested_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    request_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -96,6 +96,28 @@ async def get_link(conn: AsyncConnection, link_id: int) -> LinkRow | None:
     return LinkRow.of(row) if row is not None else None
 
 
+async def open_link_of(
+    conn: AsyncConnection, booking_id: str, valid_after: datetime, link_id: int | None = None
+) -> LinkRow | None:
+    """A link of the booking neither revoked nor expiring before `valid_after` (issue 16: the
+    email reuses it); `link_id` first when given, else the one issued last."""
+    row = (
+        (
+            await conn.execute(
+                text(
+                    f"SELECT {_LINK_COLUMNS} FROM passenger_link WHERE booking_id = :b "
+                    "AND revoked_at IS NULL AND expires_at > :t "
+                    "ORDER BY (id = :i) DESC, id DESC LIMIT 1"
+                ),
+                {"b": booking_id, "t": valid_after, "i": link_id or 0},
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return LinkRow.of(row) if row is not None else None
+
+
 async def revoke_link(conn: AsyncConnection, link_id: int, actor: str) -> LinkRow | None:
     """Revoke a link (idempotent: a revoked link keeps its first revocation); None if unknown."""
     row = (

@@ -48,15 +48,68 @@ class Assigned:
     passenger: str
     execution_id: int | None
     previous_status: str
+    # issue 16: set with the assignment (None: left as it was); `amended`: the session had
+    # this booking already and only its email/product changed
+    email: str | None = None
+    product: str | None = None
+    amended: bool = False
+    email_before: str | None = None
+
+
+async def _amend(
+    conn: AsyncConnection,
+    key: str,
+    current: tuple[str, int | None, str | None, str | None],
+    booking_id: str,
+    actor: str,
+    email: str | None,
+    product: str | None,
+) -> Assigned:
+    """A decoded/assigned session of this booking: only its email/product change (issue 16)."""
+    status, execution_id, had_booking, email_before = current
+    if not (email or product) or had_booking != booking_id:
+        raise SessionNotAssignable(key, status)
+    row = (
+        await conn.execute(
+            text(
+                "UPDATE jump_session SET email = coalesce(:em, email), "
+                "product = coalesce(:pr, product), updated_at = clock_timestamp() WHERE key = :k "
+                "RETURNING coalesce(passenger, '')"
+            ),
+            {"k": key, "em": email, "pr": product},
+        )
+    ).one()
+    what = ", ".join(f"{n} {v}" for n, v in (("email", email), ("product", product)) if v)
+    if execution_id is not None:
+        await log_on_execution(
+            conn, int(execution_id), f"session {key}: {what} set by {actor}", actor
+        )
+    logger.info("session %s (booking %s): %s set by %s", key, booking_id, what, actor)
+    return Assigned(
+        key, booking_id, str(row[0]), execution_id, status, email, product, True, email_before
+    )
 
 
 async def assign_session(
-    conn: AsyncConnection, key: str, booking_id: str, passenger: str, actor: str
+    conn: AsyncConnection,
+    key: str,
+    booking_id: str,
+    passenger: str,
+    actor: str,
+    *,
+    email: str | None = None,
+    product: str | None = None,
 ) -> Assigned:
-    """Assign a booking and passenger to a session awaiting one; raises SessionError."""
+    """Assign a booking and passenger to a session awaiting one; raises SessionError.
+
+    With `email`/`product` (issue 16) they are stored too; a session that has this booking
+    already (decoded, or assigned before) gets only those two changed."""
     current = (
         await conn.execute(
-            text("SELECT status, execution_id FROM jump_session WHERE key = :k FOR UPDATE"),
+            text(
+                "SELECT status, execution_id, booking_id, email FROM jump_session "
+                "WHERE key = :k FOR UPDATE"
+            ),
             {"k": key},
         )
     ).first()
@@ -64,13 +117,17 @@ async def assign_session(
         raise SessionNotFound(key)
     status, execution_id = str(current[0]), current[1]
     if status not in ASSIGNABLE:
-        raise SessionNotAssignable(key, status)
+        return await _amend(
+            conn, key, (status, execution_id, current[2], current[3]), booking_id, actor, email,
+            product,
+        )  # fmt: skip
     await conn.execute(
         text(
             "UPDATE jump_session SET status = 'assigned', booking_id = :b, passenger = :p, "
-            "assigned_by = :a, updated_at = clock_timestamp() WHERE key = :k"
+            "assigned_by = :a, email = coalesce(:em, email), product = coalesce(:pr, product), "
+            "updated_at = clock_timestamp() WHERE key = :k"
         ),
-        {"k": key, "b": booking_id, "p": passenger, "a": actor[:200]},
+        {"k": key, "b": booking_id, "p": passenger, "a": actor[:200], "em": email, "pr": product},
     )
     if execution_id is not None:
         await log_on_execution(
@@ -80,7 +137,9 @@ async def assign_session(
             actor,
         )
     logger.info("session %s assigned to booking %s by %s (was %s)", key, booking_id, actor, status)
-    return Assigned(key, booking_id, passenger, execution_id, status)
+    return Assigned(
+        key, booking_id, passenger, execution_id, status, email, product, False, current[3]
+    )
 
 
 async def log_on_execution(

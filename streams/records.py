@@ -249,8 +249,9 @@ class OperatorCommand(_Base):
     """An operator action for the engine to apply (key: execution id, or the session key).
 
     retry: ``execution_id``, ``step`` (None: every failed step), ``force``; resume and cancel:
-    ``execution_id``; assign: ``session_key``, ``booking_id``, ``passenger``; edit:
-    ``session_key``, ``marks``; purge: ``booking_id``; replay: ``topic``, ``offsets``. The engine
+    ``execution_id``; assign: ``session_key``, ``booking_id``, ``passenger`` (and ``email``,
+    ``product``); resend: ``booking_id``; edit: ``session_key``, ``marks``; purge: ``booking_id``;
+    replay: ``topic``, ``offsets``. The engine
     stores the outcome once per ``command_id`` (storage/commands.py).
     """
 
@@ -265,6 +266,9 @@ class OperatorCommand(_Base):
     booking_id: str | None = None
     passenger: str | None = None
     marks: EditMarks | None = None  # edit: the operator's marks (issue 15)
+    # issue 16: assign may set the passenger's email and the product; resend names the booking
+    email: str | None = None
+    product: str | None = None
     # replay (issue 17): the topic and the offset to rewind each partition to
     topic: str | None = None
     offsets: dict[int, int] | None = None

@@ -412,6 +412,35 @@ class Settings(BaseSettings):
     )
     # --- end of QR candidates and budget ---
 
+    # --- email (issue 16): the passenger link, sent once per deliverable set ---
+    # (agents/jobs/deliver_step.py). No SMTP host: messages are written to <data_dir>/outbox/.
+    smtp_host: str = Field(
+        "",
+        max_length=253,
+        description="SMTP server the passenger emails go through; empty: no email is sent, "
+        "each message is written as an .eml file to <data_dir>/outbox/ (shown on the dashboard).",
+    )
+    smtp_port: int = Field(
+        0, ge=0, le=65535, description="SMTP port; 0: 465 with SSL, 587 with STARTTLS, else 25."
+    )
+    smtp_username: str = Field("", max_length=200, description="SMTP login; empty: no login.")
+    smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password.")
+    smtp_security: Literal["starttls", "ssl", "none"] = Field(
+        "starttls",
+        description="starttls (upgrade when the server offers it), ssl (TLS from the start, "
+        "port 465) or none (plain; a local relay only).",
+    )
+    smtp_from: str = Field(
+        "",
+        max_length=254,
+        description="The From address; empty: videos@<the SMTP host's domain> (or "
+        "skyreel@localhost in outbox mode).",
+    )
+    smtp_timeout_s: float = Field(
+        30.0, gt=0, le=300, description="Seconds an SMTP connection or command may take."
+    )
+    # --- end of the email block ---
+
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Settings:
         token = self.admin_token.get_secret_value()

@@ -18,6 +18,8 @@ jump (one execution per session, key ``jump:<session>``):
                    render and publish only when the booking bought the video (agents/deliverables)
     photos         (when it bought photos; depends on probe:*, booking, ?phases): the best stills,
                    watermarked, and a contact sheet
+    deliver        (depends on booking, ?publish, ?photos): emails the passenger link once per
+                   deliverable set, or writes it to the outbox (agents/jobs/deliver_step.py)
 
 Copies themselves are requested by ingest as soon as a listing arrives (QR candidates first), so
 footage copies run while QR clips are decoded; a ``copy`` step only waits for its file to land.

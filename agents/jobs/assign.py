@@ -29,10 +29,20 @@ async def assign_booking(
     actor: str,
     *,
     send_result: Send,
+    email: str | None = None,
+    product: str | None = None,
 ) -> Assigned:
-    """Assign and resume; raises storage.sessions.SessionNotFound / SessionNotAssignable."""
+    """Assign and resume; raises storage.sessions.SessionNotFound / SessionNotAssignable.
+
+    `email`/`product` (issue 16) are stored with it; on a session that has this booking already
+    only they change (nothing to resume). The steps a new product buys are added by the
+    command's caller (agents/jobs/bought_later.py)."""
     async with engine.begin() as conn:
-        assigned = await assign_session(conn, key, booking_id, passenger, actor)
+        assigned = await assign_session(
+            conn, key, booking_id, passenger, actor, email=email, product=product
+        )
+        if assigned.amended:
+            return assigned
         rows = []
         if assigned.execution_id is not None:
             rows = await repo.load_steps(conn, assigned.execution_id, ["booking"])

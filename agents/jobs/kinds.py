@@ -25,7 +25,11 @@ PUBLISH = StepKind("publish", max_attempts=5, backoff_base_s=1, backoff_cap_s=60
 # resolution; a 4K jump of a few minutes takes minutes on a small machine
 PHOTOS = StepKind("photos", max_attempts=2, backoff_base_s=5, backoff_cap_s=60, timeout_s=1800)
 
-ALL = (COPY, PROBE, QR, GROUP, BOOKING, PHASES, RENDER, PUBLISH, PHOTOS)
+# deliver (issue 16, agents/jobs/deliver_step.py): emails the passenger link once; an SMTP
+# server that is down or refusing for now is retried with a growing wait (30 s .. 10 min)
+DELIVER = StepKind("deliver", max_attempts=8, backoff_base_s=30, backoff_cap_s=600, timeout_s=600)
+
+ALL = (COPY, PROBE, QR, GROUP, BOOKING, PHASES, RENDER, PUBLISH, PHOTOS, DELIVER)
 
 
 def copy_step(file_id: int, *, qr: bool, group: bool = False) -> StepDef:
@@ -89,13 +93,19 @@ def jump_steps(
     *,
     edit: bool = False,
     deliverables: frozenset[Deliverable] = frozenset({Deliverable.VIDEO}),
+    deliver: bool = False,
 ) -> list[StepDef]:
     """A session's jump pipeline; with `edit`, a `phases` step finds the jump in the clips'
     telemetry and sound and the render cuts the video to it.
 
     `deliverables` (what the booking bought, agents/deliverables.py): `render` and `publish`
     only when the video was bought, a `photos` step only when photos were; each is its own step,
-    so one is retried without the others."""
+    so one is retried without the others.
+
+    `deliver` (issue 16): a `deliver` step after `publish` and `photos` (whichever exist; '?':
+    a failed photos step still delivers the video, and the email says so). It is always there
+    in the real pipeline: a booking without an email finishes it as "nothing to send", and an
+    email set later (assign) runs it again."""
     copies = [copy_step(f, qr=False) for f in footage_ids]
     phases = (
         [StepDef("phases", PHASES.name, depends_on=("?probe:*",), input={"session": session_key})]
@@ -129,10 +139,22 @@ def jump_steps(
                 input={"session": session_key},
             )
         ]
+    delivery: list[StepDef] = []
+    if deliver:
+        after = [*(["?publish"] if video else []), *(["?photos"] if photos else [])]
+        delivery = [
+            StepDef(
+                "deliver",
+                DELIVER.name,
+                depends_on=("booking", *after),
+                input={"session": session_key},
+            )
+        ]
     return [
         *copies,
         StepDef("booking", BOOKING.name, input={"session": session_key}),
         *phases,
         *video,
         *photos,
+        *delivery,
     ]

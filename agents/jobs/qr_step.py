@@ -26,6 +26,8 @@ def qr_scan(result: QrResult) -> media.QrScan:
         decoder=result.decoder,
         reason=result.reason,
         elapsed_ms=result.elapsed_ms,
+        email=booking.email if booking else None,
+        email_warning=booking.email_warning if booking else "",
     )
 
 
@@ -44,6 +46,8 @@ def handler(jc: JobContext) -> Handler:
             f"({result.frames_decoded} frames, {result.elapsed_ms:.0f} ms)"
         )
         booking = result.booking
+        if booking is not None and booking.email_warning:
+            ctx.log(booking.email_warning, "warning")
         return StepOutput(
             {
                 "status": str(result.status),

@@ -100,7 +100,7 @@ def card_files(
         if kind is FileKind.QR_CANDIDATE and scan is None and settled and not unreadable:
             unreadable = "the QR decoder failed on it"
         booking = (
-            Booking(scan.booking_id, scan.passenger, scan.product)
+            Booking(scan.booking_id, scan.passenger, scan.product, scan.email, scan.email_warning)
             if scan and scan.booking_id
             else None
         )
@@ -137,12 +137,14 @@ def session_row(card_id: str, s: JumpSession) -> media.SessionRow:
         booking_id=b.booking_id if b else None,
         passenger=b.passenger if b else None,
         product=b.product if b else None,
+        email=b.email if b else None,
         qr_file_id=int(s.qr_file_id) if s.qr_file_id else None,
         file_ids=tuple(int(i) for i in s.footage_file_ids),
         execution_id=None,
         # claimed with the footage: every take of the ticket, and clips that could not be read
         qr_file_ids=tuple(int(i) for i in (*s.qr_file_ids, *s.unreadable_file_ids)),
-        warnings=s.warnings,
+        # a ticket's email that could not be used (issue 16) is one more warning on the session
+        warnings=(*s.warnings, *([b.email_warning] if b and b.email_warning else [])),
         review_reason=s.review_reason,
         capture_start=s.capture_start,
     )
@@ -224,7 +226,11 @@ async def _start_jump(jc: JobContext, card_id: str, row: media.SessionRow, out: 
         subject_type="session",
         subject_id=key,
         steps=jump_steps(
-            key, row.file_ids, edit=jc.settings.edit_jumps, deliverables=bought.deliverables
+            key,
+            row.file_ids,
+            edit=jc.settings.edit_jumps,
+            deliverables=bought.deliverables,
+            deliver=True,
         ),
         context={
             "card_id": card_id,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from agents.jobs import (
     booking_step,
     copy_step,
+    deliver_step,
     group_step,
     landing,
     phases_step,
@@ -38,6 +39,7 @@ def make_handlers(jc: JobContext, handlers: Handlers) -> None:
     handlers.add(render.KIND)
     handlers.add(publish.KIND, publish.handler(jc))
     handlers.add(photos_step.KIND, photos_step.handler(jc))  # issue 16
+    handlers.add(deliver_step.KIND, deliver_step.handler(jc))  # issue 16: the email
 
     # what the reconciler re-derives from PostgreSQL for these pipelines (lost messages)
 

@@ -33,7 +33,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["Booking", "NotABooking", "PayloadSettings", "parse_booking", "try_parse_booking"]
+__all__ = [
+    "Booking",
+    "NotABooking",
+    "PayloadSettings",
+    "email_problem",
+    "parse_booking",
+    "try_parse_booking",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +86,8 @@ class PayloadSettings:
         "full_name",
     )
     product_keys: tuple[str, ...] = ("product", "package", "media", "option")
+    # issue 16: where the passenger's link is emailed to ("e-mail" normalises to "e_mail")
+    email_keys: tuple[str, ...] = ("email", "e_mail", "mail")
     # A payload that is nothing but an id must look like one, so stray text never becomes a booking.
     bare_id_pattern: str = r"[A-Z]{1,6}-?\d{3,12}"
     max_payload_chars: int = 2048
@@ -86,15 +95,20 @@ class PayloadSettings:
     max_booking_id_chars: int = 40
     max_passenger_chars: int = 120
     max_product_chars: int = 60
+    max_email_chars: int = 254  # RFC 5321's path limit
 
 
 @dataclass(frozen=True)
 class Booking:
-    """A booking read from a ticket: id safe for file names, optional passenger and product."""
+    """A booking read from a ticket: id safe for file names, optional passenger, product and
+    email; `email_warning` says why an email the ticket carried was ignored (never a refusal:
+    a bad address must not cost the passenger their video)."""
 
     booking_id: str
     passenger: str | None = None
     product: str | None = None
+    email: str | None = None
+    email_warning: str = ""
     # what parsing had to guess or keep as it was (an invalid percent escape); not compared
     notes: tuple[str, ...] = field(default=(), compare=False)
 
@@ -285,7 +299,50 @@ def _booking_from_fields(
     product = _clean_text(_pick(fields, cfg.product_keys), cfg.max_product_chars, "product")
     for note in notes:
         logger.warning("booking %s: QR payload %s", booking_id, note)
-    return Booking(booking_id=booking_id, passenger=passenger, product=product, notes=notes)
+    email, email_warning = _email_of(_pick(fields, cfg.email_keys), cfg.max_email_chars)
+    return Booking(
+        booking_id=booking_id,
+        passenger=passenger,
+        product=product,
+        notes=notes,
+        email=email,
+        email_warning=email_warning,
+    )
+
+
+# One address, nothing more: local@domain.tld, no spaces, quotes, angle brackets or commas (a
+# header injection or a second recipient is never possible), a dotted domain of LDH labels.
+_EMAIL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+
+
+def email_problem(address: str, limit: int = 254) -> str | None:
+    """Why `address` is not one sane email address, None when it is (pure; shared with the
+    assign command's check)."""
+    if len(address) > limit:
+        return f"longer than {limit} characters"
+    if not _EMAIL.fullmatch(address):
+        return "not an address like name@example.com"
+    local = address.split("@", 1)[0]
+    if local.startswith(".") or local.endswith(".") or ".." in address:
+        return "not an address like name@example.com (dots)"
+    return None
+
+
+def _email_of(raw: str | None, limit: int) -> tuple[str | None, str]:
+    """The ticket's email, or None and why it was ignored."""
+    if raw is None:
+        return None, ""
+    text = raw.strip()
+    if text.lower().startswith("mailto:"):
+        text = text[7:].strip()
+    shown = repr(text[:60] + ("…" if len(text) > 60 else ""))
+    problem = email_problem(text, limit)
+    if problem is not None:
+        return None, f"ticket email {shown} ignored ({problem}): no email will be sent"
+    return text, ""
 
 
 def _pick(fields: Mapping[str, str], keys: tuple[str, ...]) -> str | None:

@@ -102,14 +102,25 @@ def cancel_cli(settings: Settings, execution_id: int, actor: str) -> int:
     return _execution_command(settings, CommandAction.CANCEL, execution_id, actor)
 
 
-def assign_cli(settings: Settings, key: str, booking_id: str, passenger: str) -> int:
-    """Assign a booking (already validated by the caller) to a session."""
+def assign_cli(
+    settings: Settings,
+    key: str,
+    booking_id: str,
+    passenger: str,
+    *,
+    email: str | None = None,
+    product: str | None = None,
+) -> int:
+    """Assign a booking (already validated by the caller) to a session; `email`/`product`
+    (issue 16) are stored with it."""
     cmd = commands.new_command(
         CommandAction.ASSIGN,
         f"cli:{getpass.getuser()}",
         session_key=key,
         booking_id=booking_id,
         passenger=passenger.strip(),
+        email=email,
+        product=" ".join(product.split()) if product else None,
     )
     found = send_command(settings, cmd)
     if found is None:

@@ -17,6 +17,7 @@ from streams.hub.passenger_links import (
     BookingUnknown,
     IssuedLink,
     issue_link,
+    link_base,
     public_url,
     revoke_link,
     signer_for,
@@ -25,10 +26,7 @@ from streams.settings import Settings
 
 
 def _base(settings: Settings) -> str:
-    if settings.passenger_link_base_url:
-        return settings.passenger_link_base_url
-    host = f"[{settings.hub_host}]" if ":" in settings.hub_host else settings.hub_host
-    return f"http://{host}:{settings.hub_port}"
+    return link_base(settings)
 
 
 async def _issue(settings: Settings, booking_id: str, days: int, actor: str) -> IssuedLink:

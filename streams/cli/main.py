@@ -8,7 +8,7 @@
     skyreel register-detector N  create a detector and print its token once
     skyreel revoke-detector N    refuse its token from now on; its live connection is closed
     skyreel status               counters, recent executions, sessions needing a booking
-    skyreel assign KEY --booking B --passenger NAME   assign a booking by hand
+    skyreel assign KEY --booking B --passenger NAME [--email X --product P]   assign by hand
     skyreel edit KEY --exit S --opening S [--landing S]   move a jump's marks; rendered again
     skyreel replay TOPIC         read a topic again (--offset N | --since TIME), live or offline
     skyreel retry EXECUTION      retry the failed steps of an execution (--step NAME: one step;
@@ -307,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("session", help="jump session key")
     p.add_argument("--booking", required=True, help="booking id")
     p.add_argument("--passenger", required=True, help="passenger name")
+    # issue 16: on a decoded session of the same booking these two are all that change
+    p.add_argument("--email", default=None, help="the passenger's email (the link is sent there)")
+    p.add_argument("--product", default=None, help="what the booking bought, e.g. video+photos")
     p.set_defaults(handler=_assign)
 
     from streams.cli.edit import add_parser as add_edit  # issue 15, item 7

@@ -134,7 +134,12 @@ def assign_cli(settings: Settings, args: argparse.Namespace) -> int:
     if not _need_db(settings):
         return 2
     try:
-        body = AssignRequest(booking_id=args.booking, passenger=args.passenger)
+        body = AssignRequest(
+            booking_id=args.booking,
+            passenger=args.passenger,
+            email=getattr(args, "email", None),
+            product=getattr(args, "product", None),
+        )
     except ValidationError as exc:
         print(f"invalid: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", file=sys.stderr)
         return 2
@@ -142,4 +147,11 @@ def assign_cli(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.kafka_url:
         print("skyreel assign needs SKYREEL_KAFKA_URL too (to move the jump on)", file=sys.stderr)
         return 2
-    return commands.assign_cli(settings, args.session, body.booking_id, body.passenger)
+    return commands.assign_cli(
+        settings,
+        args.session,
+        body.booking_id,
+        body.passenger,
+        email=body.email,
+        product=body.product,
+    )

@@ -146,6 +146,8 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
             "session_key": key,
             "booking_id": body.booking_id,
             "passenger": body.passenger.strip(),
+            "email": body.email,
+            "product": " ".join(body.product.split()) if body.product else None,
         }
         cmd = commands.new_command(CommandAction.ASSIGN, actor(request), **fields)
         return await _issue(cmd, m.AssignResult)

@@ -428,6 +428,20 @@ class AssignRequest(_Model):
         pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
         description="Shown in the video title: no control characters, not blank.",
     )
+    # issue 16: where the passenger link is emailed, and what the booking bought
+    email: str | None = Field(
+        None,
+        max_length=254,
+        pattern=r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$",
+        description="The passenger's email: the link is sent there once the jump is ready.",
+    )
+    product: str | None = Field(
+        None,
+        min_length=1,
+        max_length=60,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="What the booking bought (e.g. 'video+photos'); see agents/deliverables.py.",
+    )
 
 
 class AssignResult(_Model):
@@ -437,6 +451,8 @@ class AssignResult(_Model):
     passenger: str
     execution_id: int | None
     actor: str
+    email: str | None = None  # issue 16
+    product: str | None = None
 
 
 class DetectorRevoked(_Model):

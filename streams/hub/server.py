@@ -38,6 +38,7 @@ from detector.redact import install_redaction
 from storage.db import make_engine, make_sessionmaker, ping
 from streams import kafka, records
 from streams.hub.api import StatusApi
+from streams.hub.api_delivery import delivery_routes
 from streams.hub.api_support import ApiContext
 from streams.hub.detector_ws import Gateway
 from streams.hub.guard import (
@@ -361,6 +362,7 @@ def create_app(settings: Settings) -> Starlette:
         # before the status API, whose /api/{rest} answers every unknown /api path
         *PassengerPages(settings, rt).routes(),
         *passenger_link_routes(ApiContext(settings, names, hub_id, rt)),
+        *delivery_routes(ApiContext(settings, names, hub_id, rt)),  # issue 16: the email
         *status_api.routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -216,6 +216,9 @@ def show_progress(
                     "before any QR): assign them on the dashboard.",
                     flush=True,
                 )
+            from streams.stack.demo_delivery import print_summary  # issue 16
+
+            print_summary(settings)
             return True
         time.sleep(1)
     return False

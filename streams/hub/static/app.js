@@ -238,6 +238,8 @@ async function renderReview(key, standalone, seq) {
   }
   // issue 15: the automatic edit (timeline, marks, EDL, "re-render with these marks")
   if (s.edit && window.skyreelEdit) detail.append(window.skyreelEdit.section(s.edit, key, detail.clientWidth - 32));
+  // issue 16: the passenger link as a QR code for the desk, and "resend"
+  if (s.booking_id && window.skyreelDelivery) detail.append(window.skyreelDelivery.section(s.booking_id));
   if (!["needs_review", "unassigned"].includes(s.status)) return;
   const form = $("#review-form").content.firstElementChild.cloneNode(true);
   const img = $("img.still", form);
@@ -245,6 +247,7 @@ async function renderReview(key, standalone, seq) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const body = { booking_id: $("#booking", form).value.trim(), passenger: $("#passenger", form).value.trim() };
+    for (const f of ["email", "product"]) { const v = $(`#${f}`, form).value.trim(); if (v) body[f] = v; } // issue 16
     try {
       const res = await api(`/api/sessions/${encodeURIComponent(key)}/assign`, {
         method: "POST", headers: { "Content-Type": "application/json", "X-Actor": "dashboard" },
@@ -292,7 +295,8 @@ async function loadHealth() {
 async function refresh() {
   try {
     await Promise.all([loadAttention(), loadExecutions(), loadCards(), loadDetectors(), loadCounters(), loadHealth(),
-      ...(window.skyreelJumps ? [window.skyreelJumps.load()] : [])]);
+      ...(window.skyreelJumps ? [window.skyreelJumps.load()] : []),
+      window.skyreelDelivery?.load()]); // issue 16: the outbox panel
     // Do not re-render under someone typing in the review form.
     if (document.activeElement?.closest?.("#assign-form, #jump-search")) return;
     if (window.skyreelEdit?.busy()) return; // nor under someone moving a mark

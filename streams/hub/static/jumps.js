@@ -136,6 +136,7 @@ window.skyreelJumps = (() => {
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const body = { booking_id: booking.value.trim(), passenger: passenger.value.trim() };
+      for (const f of ["email", "product"]) { const v = $(`#${f}`, form)?.value.trim(); if (v) body[f] = v; } // issue 16
       const out = $("output", form);
       try {
         const res = await api(`/api/sessions/${encodeURIComponent(key)}/assign`, {
@@ -173,6 +174,8 @@ window.skyreelJumps = (() => {
     }
     // issue 15: the automatic edit (timeline, marks, EDL, "re-render with these marks")
     if (s.edit && window.skyreelEdit) detail.append(window.skyreelEdit.section(s.edit, key, detail.clientWidth - 32));
+    // issue 16: the passenger link as a QR code for the desk, and "resend"
+    if (s.booking_id && window.skyreelDelivery) detail.append(window.skyreelDelivery.section(s.booking_id));
     if (!["needs_review", "unassigned"].includes(s.status)) return;
     detail.append(assignForm(s, key));
   }
