@@ -395,11 +395,20 @@ class Orchestrator:
         saved = await repo.save_changes(conn, eid, list(changes.values()))
         finished = [n for n in changes if cur[n].terminal]  # settled dependencies go on at failure
         spawns = [p for n in finished if cur[n].done for p in cur[n].spawns]
-        promoted = await ops.promote(conn, eid, finished, spawns, added)
-        batch = _Batch(ready=repo.ready_only(saved) + promoted)
+        promoting = await ops.promotions(conn, eid, finished, spawns, added)
+        status: ExecutionStatus | None = None
+        if promoting:
+            # READY steps will exist: RUNNING, as refresh_execution_status would say; set first
+            # so the promotion (it stamps ready_at) is the transaction's last statement.
+            if await repo.set_execution_status(conn, eid, ExecutionStatus.RUNNING):
+                status = ExecutionStatus.RUNNING
+            promoted = await repo.save_changes(conn, eid, promoting)
+        else:
+            promoted = []
+            if changes or added:
+                status = await ops.refresh_execution_status(conn, eid)
+        batch = _Batch(ready=repo.ready_only(saved) + promoted, status=status)
         batch.steps = {s.name: str(s.status) for s in [*saved, *promoted]}
-        if changes or added:
-            batch.status = await ops.refresh_execution_status(conn, eid)
         return batch
 
     @staticmethod
