@@ -59,8 +59,6 @@ def attach_batched(
                 try:
                     decoded = decode(payload)
                     items += [(key, payload, item) for item in decoded]
-                    if traced and trace.ON and decoded and event.message.time_in is not None:
-                        _mark("r.in", decoded, trace.wall_of_monotonic(event.message.time_in))
                 except Exception as exc:
                     await dead_letter(
                         wa.engine,
@@ -70,6 +68,9 @@ def attach_batched(
                         payload,
                         f"undecodable {what}: {exc}",
                     )
+                    continue
+                if traced and trace.ON and decoded and event.message.time_in is not None:
+                    _mark("r.in", decoded, trace.wall_of_monotonic(event.message.time_in))
             if traced and trace.ON:
                 _mark("r.batch", [item for _, _, item in items])
             await batch_or_each(
