@@ -1,6 +1,6 @@
 """Pipeline framework overhead: a 1,000-step DAG of no-op steps end to end.
 
-    python -m benchmarks.pipeline_overhead [--steps 1000] [--runner-concurrency 4]
+    python -m benchmarks.pipeline_overhead [--steps 1000] [--runner-concurrency 4] [--trace]
 
 One `root` step fans out to N-2 `n:<i>` steps, and a `join` step waits for all of them
 (`depends_on=["n:*"]`). Everything is real: a `skyreel worker` subprocess, the Kafka-protocol
@@ -12,6 +12,10 @@ ready-to-start latency per step (`started_at - ready_at`: from the orchestrator 
 to a runner claiming it). The baseline to compare against is the goal in issue 5: >= 200 steps/s
 and p50 < 50 ms on a 2-core machine. Last line:
 `pipeline_overhead: steps=... wall_s=... steps_per_s=... p50_ready_to_start_ms=... p95_...`
+
+`--trace` turns on the worker's latency trace (agents/pipeline/trace.py) and prints where the
+fan-out's ready-to-start goes, part by part (p50/p95/max per step); see docs/architecture.md,
+"Where the time goes". Issue 18's goal: p50 < 25 ms.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import asyncpg
 
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.orchestrator import Emitter, StepDef, start_execution
+from benchmarks._pipeline_trace import breakdown
 from benchmarks._services import CACHE, scratch_database
 from storage.db import make_engine, plain_url
 from streams.kafka import ensure_topics, make_producer
@@ -92,7 +97,13 @@ async def wait_done(pg: asyncpg.Connection, eid: int, proc: subprocess.Popen[byt
         await asyncio.sleep(0.01)
 
 
-async def measure(settings: Settings, names: Names, n: int, proc: subprocess.Popen[bytes]) -> str:
+async def measure(
+    settings: Settings,
+    names: Names,
+    n: int,
+    proc: subprocess.Popen[bytes],
+    trace: Path | None = None,
+) -> str:
     await ensure_topics(settings.kafka_url, names.source_topics(), settings.topic_partitions)
     engine = make_engine(settings.database_url, pool_size=2)
     producer = make_producer(settings.kafka_url)
@@ -127,6 +138,16 @@ async def measure(settings: Settings, names: Names, n: int, proc: subprocess.Pop
             "WHERE execution_id = $1",
             eid,
         )
+        if trace is not None:
+            rows = await pg.fetch(
+                "SELECT name, extract(epoch FROM ready_at) AS ready, "
+                "extract(epoch FROM started_at) AS started FROM pipeline_step "
+                "WHERE execution_id = $1",
+                eid,
+            )
+            db = {r["name"]: (float(r["ready"]), float(r["started"])) for r in rows}
+            for line in breakdown(trace, eid, db):
+                print(line)
         # The fan-out makes 998 steps ready at one instant, so its ready-to-start mostly
         # measures queueing behind them; a chain shows the framework's latency per hop.
         chain = await run("chain", chain_of(50))
@@ -161,6 +182,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--runner-concurrency", type=int, default=4)
+    parser.add_argument("--trace", action="store_true", help="print where the time goes")
     args = parser.parse_args()
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     with scratch_database(f"skyreel_bench_pipeline_{os.getpid()}") as db, kafka() as (url, local):
@@ -173,15 +195,19 @@ def main() -> None:
             data_dir=CACHE / "bench-pipeline",
         )
         log = (CACHE / f"{prefix}-worker.log").open("wb")
+        env = worker_env(settings, args.runner_concurrency)
+        trace = CACHE / f"{prefix}-trace.jsonl" if args.trace else None
+        if trace is not None:
+            env["SKYREEL_PIPELINE_TRACE"] = str(trace)
         proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"],
-            env=worker_env(settings, args.runner_concurrency),
+            env=env,
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         try:
-            line = asyncio.run(measure(settings, Names(prefix), args.steps, proc))
+            line = asyncio.run(measure(settings, Names(prefix), args.steps, proc, trace))
         finally:
             proc.terminate()
             try:

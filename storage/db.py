@@ -24,9 +24,21 @@ def plain_url(url: str) -> str:
     return "postgresql://" + async_url(url)[len("postgresql+asyncpg://") :]
 
 
+# --- issue 18 (pipeline latency): custom plans ----------------------------------------------
+#: Our set-based statements take arrays (`unnest(CAST(:names AS text[]))`) of 1 to 1,000 items.
+#: After five runs of a prepared statement PostgreSQL may switch to a generic plan that ignores
+#: the array's size; measured on the claim's UPDATE of 256 steps: 2.7 ms custom, 250-500 ms
+#: generic. Planning each statement afresh costs ~0.3 ms and no round trip.
+SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
-        async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": dict(SERVER_SETTINGS)},
     )
 
 

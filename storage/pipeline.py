@@ -152,6 +152,10 @@ async def active_executions(conn: AsyncConnection) -> list[int]:
 
 # --- incremental readiness ---------------------------------------------------------------------
 
+# The "visibly not done" test is two NOT EXISTS, exact name and pattern, not one with an OR: the
+# exact one is an index lookup, and a step's plain dependency no longer scans the execution
+# (issue 18: a 1,000-step fan-out's candidates went from 0.9-3.4 s to a few ms).
+
 _CANDIDATES_SQL = text(
     """
 SELECT c.name FROM pipeline_step c
@@ -166,10 +170,16 @@ WHERE c.execution_id = :e AND c.status = 'pending'
                                                OR starts_with(left(p, -1), left(r, -1)))))
   AND NOT EXISTS (
        SELECT 1 FROM unnest(c.depends_on) r0 CROSS JOIN LATERAL ltrim(r0, '?') r
-         JOIN pipeline_step u ON u.execution_id = :e
+         JOIN pipeline_step u ON u.execution_id = :e AND u.name = r
          AND u.status NOT IN ('succeeded', 'skipped')
-         AND NOT (starts_with(r0, '?') AND u.status IN ('failed', 'cancelled'))
-         AND (u.name = r OR (right(r, 1) = '*' AND starts_with(u.name, left(r, -1)))))
+         AND NOT (starts_with(r0, '?') AND u.status IN ('failed', 'cancelled')))
+  AND NOT EXISTS (
+       SELECT 1 FROM unnest(c.depends_on) r0 CROSS JOIN LATERAL ltrim(r0, '?') r
+       WHERE right(r, 1) = '*' AND EXISTS (
+         SELECT 1 FROM pipeline_step u WHERE u.execution_id = :e
+         AND starts_with(u.name, left(r, -1))
+         AND u.status NOT IN ('succeeded', 'skipped')
+         AND NOT (starts_with(r0, '?') AND u.status IN ('failed', 'cancelled'))))
 """
 )
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.app import Topics
 from agents.guard import batch_or_each, dead_letter
+from agents.pipeline import trace
 from streams.topics import Names
 
 T = TypeVar("T")
@@ -41,10 +42,12 @@ def attach_batched(
     batch: int,
     within: float,
     concurrency: int = 1,
+    traced: bool = False,
 ) -> None:
     """Attach the agent ``agent`` on ``topic``: it takes batches of up to ``batch`` events,
     decodes each into items (one that does not decode is a dead letter, "undecodable ``what``")
-    and processes them through :func:`agents.guard.batch_or_each`."""
+    and processes them through :func:`agents.guard.batch_or_each`. ``traced``: items are step
+    requests whose arrival is marked in the benchmark trace (agents/pipeline/trace.py)."""
     name = topic.get_topic_name()
 
     async def consume(stream: object) -> None:
@@ -54,7 +57,8 @@ def attach_batched(
                 payload = bytes(event.value or b"")
                 key = event.key if isinstance(event.key, bytes) else None
                 try:
-                    items += [(key, payload, item) for item in decode(payload)]
+                    decoded = decode(payload)
+                    items += [(key, payload, item) for item in decoded]
                 except Exception as exc:
                     await dead_letter(
                         wa.engine,
@@ -64,6 +68,11 @@ def attach_batched(
                         payload,
                         f"undecodable {what}: {exc}",
                     )
+                    continue
+                if traced and trace.ON and decoded and event.message.time_in is not None:
+                    _mark("r.in", decoded, trace.wall_of_monotonic(event.message.time_in))
+            if traced and trace.ON:
+                _mark("r.batch", [item for _, _, item in items])
             await batch_or_each(
                 topic=name,
                 items=items,
@@ -74,3 +83,13 @@ def attach_batched(
 
     consume.__name__ = consume.__qualname__ = agent
     wa.app.agent(topic, name=f"{wa.names.prefix}.{agent}", concurrency=concurrency)(consume)
+
+
+def _mark(phase: str, items: Sequence[object], at: float | None = None) -> None:
+    by_execution: dict[int, list[str]] = {}
+    for item in items:
+        by_execution.setdefault(getattr(item, "execution_id", 0), []).append(
+            str(getattr(item, "step", ""))
+        )
+    for eid, steps in by_execution.items():
+        trace.mark(phase, eid, steps, at)

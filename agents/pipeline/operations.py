@@ -65,16 +65,25 @@ async def promote(
     added: Sequence[str] = (),
 ) -> list[Saved]:
     """Move what became ready after `done` finished / `added` appeared to READY (returned)."""
+    changes = await promotions(conn, execution_id, done, done_spawns, added)
+    return await repo.save_changes(conn, execution_id, changes)
+
+
+async def promotions(
+    conn: AsyncConnection,
+    execution_id: int,
+    done: Sequence[str],
+    done_spawns: Iterable[str] = (),
+    added: Sequence[str] = (),
+) -> list[Change]:
+    """What `promote` would write (PENDING -> READY changes), not written yet."""
     candidates = await repo.promotion_candidates(conn, execution_id, done, done_spawns, added)
     if not candidates:
         return []
     wanted = set(candidates)
     graph = await repo.load_upstream(conn, execution_id, candidates)
     olds = {s.name: s for s in map(state_of, graph)}
-    changes = [
-        Change(olds[s.name], s) for s in dag.promote_ready(olds.values()) if s.name in wanted
-    ]
-    return await repo.save_changes(conn, execution_id, changes)
+    return [Change(olds[s.name], s) for s in dag.promote_ready(olds.values()) if s.name in wanted]
 
 
 async def promote_all(conn: AsyncConnection, execution_id: int) -> list[Saved]:

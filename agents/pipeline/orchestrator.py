@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agents.pipeline import dag
+from agents.pipeline import dag, trace
 from agents.pipeline import operations as ops
 from agents.pipeline.dag import ExecutionStatus, StepState, StepStatus
 from agents.pipeline.errors import InvalidTransition, PipelineError, UnknownStepKind
@@ -123,9 +123,19 @@ async def send_requests(
                     {"step": s.name, "kind": s.kind, "attempt": s.attempt, "input": s.input}
                     for s in chunk[1:]
                 ]
-            await emitter.send_request(request_key(eid, chunk[0].name), records.encode(request))
+            delivery = await emitter.send_request(
+                request_key(eid, chunk[0].name), records.encode(request)
+            )
+            if trace.ON:
+                _trace_sent(eid, [s.name for s in chunk], delivery)
             sent += len(chunk)
     return sent
+
+
+def _trace_sent(eid: int, names: list[str], delivery: object) -> None:
+    trace.mark("o.sent", eid, names)
+    if isinstance(delivery, asyncio.Future):
+        delivery.add_done_callback(lambda _: trace.mark("o.acked", eid, names))
 
 
 def policy_for(registry: Registry, kind: str) -> StepKind:
@@ -302,6 +312,8 @@ class Orchestrator:
                 try:
                     async with self.engine.begin() as conn:
                         batch = await self._record_execution(conn, eid, rs)
+                    if trace.ON:
+                        trace.mark("o.commit", eid, [s.name for s in batch.ready])
                     break
                 except repo.StaleWrite:
                     if attempt == STALE_RETRIES:
@@ -383,11 +395,20 @@ class Orchestrator:
         saved = await repo.save_changes(conn, eid, list(changes.values()))
         finished = [n for n in changes if cur[n].terminal]  # settled dependencies go on at failure
         spawns = [p for n in finished if cur[n].done for p in cur[n].spawns]
-        promoted = await ops.promote(conn, eid, finished, spawns, added)
-        batch = _Batch(ready=repo.ready_only(saved) + promoted)
+        promoting = await ops.promotions(conn, eid, finished, spawns, added)
+        status: ExecutionStatus | None = None
+        if promoting:
+            # READY steps will exist: RUNNING, as refresh_execution_status would say; set first
+            # so the promotion (it stamps ready_at) is the transaction's last statement.
+            if await repo.set_execution_status(conn, eid, ExecutionStatus.RUNNING):
+                status = ExecutionStatus.RUNNING
+            promoted = await repo.save_changes(conn, eid, promoting)
+        else:
+            promoted = []
+            if changes or added:
+                status = await ops.refresh_execution_status(conn, eid)
+        batch = _Batch(ready=repo.ready_only(saved) + promoted, status=status)
         batch.steps = {s.name: str(s.status) for s in [*saved, *promoted]}
-        if changes or added:
-            batch.status = await ops.refresh_execution_status(conn, eid)
         return batch
 
     @staticmethod

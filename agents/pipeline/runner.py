@@ -25,14 +25,15 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agents.pipeline import dag
+from agents.pipeline import dag, trace
 from agents.pipeline import operations as ops
 from agents.pipeline.errors import InvalidTransition, StepFailed, UnknownStepKind
 from agents.pipeline.handlers import Handlers, StepContext
 from agents.pipeline.host import AgentHost, attach_batched
 from storage import pipeline as repo
+from storage import pipeline_claims as claims
 from streams import records
 from streams.kafka import Send
 
@@ -104,33 +105,55 @@ class Runner:
             await self.send_result(*result.message())
 
     async def claim(self, requests: Sequence[records.StepRequest]) -> list[Claimed]:
-        """Claim the requested attempts (one transaction); returns those this worker won."""
+        """Claim the requested attempts (one transaction); returns those this worker won.
+
+        The common case, a READY step at the requested attempt, is one statement per execution
+        (`storage.pipeline_claims`); what it leaves goes through the pure core (`dag.start`):
+        a duplicate or stale request is dropped, an invalid one logged."""
         by_execution: dict[int, dict[str, records.StepRequest]] = defaultdict(dict)
         for r in requests:
             by_execution[r.execution_id][r.step] = r
         claimed: list[Claimed] = []
         if not by_execution:
             return claimed
-        now = datetime.now(UTC)
+        if trace.ON:
+            for eid, wanted in by_execution.items():
+                trace.mark("r.claim", eid, wanted)
         async with self.engine.begin() as conn:
             for eid, wanted in by_execution.items():
-                changes = []
-                for row in await repo.load_steps(conn, eid, sorted(wanted)):
-                    request = wanted[row.state.name]
-                    if row.not_before is not None and row.not_before > now:
-                        continue  # early (a re-send during backoff); it is sent again when due
-                    old = ops.state_of(row)
-                    try:
-                        new = dag.start(old, request.attempt)
-                    except InvalidTransition as exc:
-                        logger.warning("execution %d: request not claimed: %s", eid, exc)
-                        continue
-                    if new is not old:
-                        changes.append(repo.Change(old, new, worker=self.worker))
-                saved = await repo.save_changes(conn, eid, changes, strict=False)
-                await repo.open_attempts(conn, [(s.step_id, s.attempt) for s in saved], self.worker)
-                claimed += [Claimed(wanted[s.name], s.step_id) for s in saved]
+                won = await claims.claim_ready(
+                    conn, eid, [(n, r.attempt) for n, r in wanted.items()], self.worker
+                )
+                claimed += [Claimed(wanted[name], step_id) for name, step_id in won.items()]
+                rest = {n: r for n, r in wanted.items() if n not in won}
+                if rest:
+                    claimed += await self._claim_rest(conn, eid, rest)
+        if trace.ON:
+            for eid, wanted in by_execution.items():
+                trace.mark("r.claimed", eid, wanted)
         return claimed
+
+    async def _claim_rest(
+        self, conn: AsyncConnection, eid: int, wanted: dict[str, records.StepRequest]
+    ) -> list[Claimed]:
+        """The general claim: load the steps and let `dag.start` decide each one."""
+        now = datetime.now(UTC)
+        changes = []
+        for row in await repo.load_steps(conn, eid, sorted(wanted)):
+            request = wanted[row.state.name]
+            if row.not_before is not None and row.not_before > now:
+                continue  # early (a re-send during backoff); it is sent again when due
+            old = ops.state_of(row)
+            try:
+                new = dag.start(old, request.attempt)
+            except InvalidTransition as exc:
+                logger.warning("execution %d: request not claimed: %s", eid, exc)
+                continue
+            if new is not old:
+                changes.append(repo.Change(old, new, worker=self.worker))
+        saved = await repo.save_changes(conn, eid, changes, strict=False)
+        await repo.open_attempts(conn, [(s.step_id, s.attempt) for s in saved], self.worker)
+        return [Claimed(wanted[s.name], s.step_id) for s in saved]
 
     async def _execute(
         self, claimed: Claimed
@@ -206,4 +229,5 @@ def attach(wa: AgentHost, runner: Runner, *, concurrency: int = 4, batch: int = 
         batch=batch,
         within=0.002,
         concurrency=concurrency,
+        traced=True,
     )
