@@ -108,7 +108,7 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 TABLES = (
     "pipeline_step_log, pipeline_step_attempt, pipeline_step, pipeline_execution, qr_scan, "
     "jump_session, imported_file, card, detector, dead_letter, counter, worker_heartbeat, "
-    "operator_command, session_edit, passenger_link, purge_record"
+    "operator_command, session_edit, passenger_link, purge_record, delivery"
 )
 
 
