@@ -18,7 +18,8 @@ from storage import status_cards as card_queries
 from storage.db import make_engine
 from streams.cli import commands
 from streams.cli.whose import header, plain, whose
-from streams.hub.api_models import AssignRequest, Attention, Card
+from streams.hub.api_action_models import AssignRequest
+from streams.hub.api_models import Attention, Card
 from streams.hub.api_support import attention, card_name, cards_with_safety
 from streams.settings import Settings
 

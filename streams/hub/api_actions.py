@@ -27,7 +27,7 @@ from storage.detectors import DetectorError
 from storage.enums import CommandAction, CommandErrorKind, ExecutionStatus
 from storage.passenger_links import booking_known
 from streams import commands, edit_request, records
-from streams.hub import api_models as m
+from streams.hub import api_action_models as am
 from streams.hub.api_support import (
     ApiContext,
     ApiError,
@@ -78,7 +78,7 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
         if found is None:
             logger.info("command %s (%s) queued: no worker answered", cmd.command_id, cmd.action)
             return model_response(
-                m.CommandQueued(command_id=cmd.command_id, status=commands.QUEUED), 202
+                am.CommandQueued(command_id=cmd.command_id, status=commands.QUEUED), 202
             )
         if found.error_kind is CommandErrorKind.NOT_FOUND:
             raise ApiError(404, "not_found", found.message)
@@ -96,7 +96,7 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
             CommandAction.RETRY, who, execution_id=eid, step=step, force=force
         )
         logger.info("execution %d: retry of %s by %s", eid, step or "failed steps", who)
-        return await _issue(cmd, m.RetryResult)
+        return await _issue(cmd, am.RetryResult)
 
     @json_errors
     async def retry_execution(request: Request) -> Response:
@@ -115,7 +115,7 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
         if status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.CANCELLED):
             raise ApiError(409, "conflict", f"execution {eid} is already {status}")
         cmd = commands.new_command(CommandAction.CANCEL, actor(request), execution_id=eid)
-        return await _issue(cmd, m.CancelResult)
+        return await _issue(cmd, am.CancelResult)
 
     @json_errors
     async def resume(request: Request) -> Response:
@@ -127,14 +127,14 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
             raise ApiError(409, "conflict", f"execution {eid} is {status}, not cancelled")
         cmd = commands.new_command(CommandAction.RESUME, who, execution_id=eid)
         logger.info("execution %d: resume by %s", eid, who)
-        return await _issue(cmd, m.RetryResult)
+        return await _issue(cmd, am.RetryResult)
 
     @json_errors
     async def assign_route(request: Request) -> Response:
         ctx.require_token(request)
         key = path_text(request, "key", "session")
         try:
-            body = m.AssignRequest.model_validate(await _json_body(request))
+            body = am.AssignRequest.model_validate(await _json_body(request))
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ())) or "body"
@@ -150,7 +150,7 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
             "product": " ".join(body.product.split()) if body.product else None,
         }
         cmd = commands.new_command(CommandAction.ASSIGN, actor(request), **fields)
-        return await _issue(cmd, m.AssignResult)
+        return await _issue(cmd, am.AssignResult)
 
     @json_errors
     async def edit_route(request: Request) -> Response:
@@ -171,7 +171,7 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
         cmd = commands.new_command(CommandAction.EDIT, actor(request), session_key=key, marks=marks)
         logger.info("session %s: marks %s by %s", key, marks.as_dict(), cmd.actor)
         # 202 either way: the re-edit, render and publish follow
-        return await _issue(cmd, m.EditResult, 202)
+        return await _issue(cmd, am.EditResult, 202)
 
     @json_errors
     async def purge_route(request: Request) -> Response:
@@ -184,7 +184,7 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
                 raise not_found(f"booking {booking_id!r}")
         cmd = commands.new_command(CommandAction.PURGE, actor(request), booking_id=booking_id)
         logger.info("booking %s: purge requested by %s", booking_id, cmd.actor)
-        return await _issue(cmd, m.PurgeResult)
+        return await _issue(cmd, am.PurgeResult)
 
     @json_errors
     async def revoke(request: Request) -> Response:
@@ -205,7 +205,7 @@ def action_routes(ctx: ApiContext) -> list[BaseRoute]:
         await gateway.close_revoked(detector_id)
         logger.info("detector %s revoked by %s", detector_id, actor(request))
         return model_response(
-            m.DetectorRevoked(
+            am.DetectorRevoked(
                 detector_id=detector_id,
                 revoked=True,
                 connected_hub=done.connected.hub if done.connected else None,

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from storage import status_cards as card_queries
-from streams.hub import api_models as m
+from streams.hub import api_action_models as am
 from streams.hub.api_support import ApiContext, int_param, json_errors, model_response, text_param
 
 #: what `q` may be (here and on GET /api/sessions): 1-64 characters, no control characters
@@ -25,7 +25,7 @@ def booking_routes(ctx: ApiContext) -> list[BaseRoute]:
         async with ctx.engine().connect() as conn:
             rows = await card_queries.recent_bookings(conn, q, limit)
         return model_response(
-            m.RecentBookings(items=[m.RecentBooking.model_validate(r) for r in rows])
+            am.RecentBookings(items=[am.RecentBooking.model_validate(r) for r in rows])
         )
 
     return [Route("/api/bookings/recent", recent, methods=["GET"])]

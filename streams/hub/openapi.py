@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from pydantic.json_schema import models_json_schema
 
+from streams.hub import api_action_models as am
 from streams.hub import api_models as m
 
 JsonObj = dict[str, object]
@@ -104,7 +105,7 @@ def _post(
     summary: str, params: list[JsonObj], ok: type[object], body: type[object] | None, *errors: int
 ) -> JsonObj:
     responses = _responses(ok, "Done", 401, 404, 409, 503, *errors)
-    responses["202"] = _json(m.CommandQueued, "Queued: the engine applies it when it runs.")
+    responses["202"] = _json(am.CommandQueued, "Queued: the engine applies it when it runs.")
     op: JsonObj = {
         "summary": summary,
         "parameters": params,
@@ -127,7 +128,7 @@ def _accepted(summary: str, params: list[JsonObj], ok: type[object], body: type[
     responses = op["responses"]
     assert isinstance(responses, dict)
     del responses["200"]
-    schema = {"oneOf": [_ref(ok), _ref(m.CommandQueued)]}
+    schema = {"oneOf": [_ref(ok), _ref(am.CommandQueued)]}
     responses["202"] = {
         "description": "Applied (the re-edit follows), or queued until the engine runs.",
         "content": {"application/json": {"schema": schema}},
@@ -224,7 +225,7 @@ def _paths() -> JsonObj:
         "/api/bookings/recent": _get(
             "Bookings jumps carry, most recently seen first, with their passenger",
             [_Q, _query("limit", {"type": "integer", "minimum": 1, "maximum": 50}, "Bookings.")],
-            m.RecentBookings,
+            am.RecentBookings,
             422,
         ),
         "/api/detectors": _get("Detectors: online, last seen, copies", [], m.DetectorList),
@@ -235,36 +236,36 @@ def _paths() -> JsonObj:
         "/api/executions/{execution_id}/retry": _post(
             "Retry every failed step of an execution (and, with force, its running ones)",
             [_EID, _FORCE],
-            m.RetryResult,
+            am.RetryResult,
             None,
         ),
         "/api/executions/{execution_id}/steps/{step}/retry": _post(
             "Retry one failed step, or a running one whose worker is gone (any with force)",
             [_EID, _STEP, _FORCE],
-            m.RetryResult,
+            am.RetryResult,
             None,
         ),
         "/api/executions/{execution_id}/cancel": _post(
-            "Cancel an execution's unfinished steps", [_EID], m.CancelResult, None
+            "Cancel an execution's unfinished steps", [_EID], am.CancelResult, None
         ),
         "/api/executions/{execution_id}/resume": _post(
             "Resume a cancelled execution: its cancelled steps run again, nothing that succeeded",
             [_EID],
-            m.RetryResult,
+            am.RetryResult,
             None,
         ),
         "/api/detectors/{detector_id}/revoke": _post(
             "Revoke a detector's token: new handshakes are refused and its live socket is closed "
             "(1008 'detector token revoked') on whichever hub replica holds it",
             [_DETECTOR],
-            m.DetectorRevoked,
+            am.DetectorRevoked,
             None,
         ),
         "/api/sessions/{key}/assign": _post(
             "Assign a booking and passenger to a needs_review/unassigned session",
             [_KEY],
-            m.AssignResult,
-            m.AssignRequest,
+            am.AssignResult,
+            am.AssignRequest,
             413,
             422,
         ),
@@ -273,7 +274,7 @@ def _paths() -> JsonObj:
             "Purge a booking: its videos, photos and share copies deleted, its name and email "
             "removed from every row, its links revoked; recorded (what, when, who)",
             [_BOOKING],
-            m.PurgeResult,
+            am.PurgeResult,
             None,
         ),
         # issue 15, item 7
@@ -281,8 +282,8 @@ def _paths() -> JsonObj:
             "Set a jump's exit, opening and landing by hand (seconds on the recording); its "
             "phases step, render and publish run again (202)",
             [_KEY],
-            m.EditResult,
-            m.EditRequest,
+            am.EditResult,
+            am.EditRequest,
         ),
     }
 

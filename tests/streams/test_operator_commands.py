@@ -14,7 +14,7 @@ from agents.pipeline.orchestrator import Emitter
 from storage import commands as store
 from storage.enums import CommandAction, CommandErrorKind
 from streams import commands, records
-from streams.hub.api_models import CommandQueued
+from streams.hub.api_action_models import CommandQueued
 from streams.settings import Settings
 
 
