@@ -26,7 +26,7 @@ from pathlib import Path
 
 from agents.render.branding import Branding, find_font
 from agents.render.ffmpeg import locate_ffmpeg
-from agents.render.job import check_output, probe_clip, render_session
+from agents.render.job import SessionOutput, check_output, probe_clip, render_session
 from agents.render.plan import escape_option
 from benchmarks._compare import Round, check_rounds, figure_spread, interleave, ratio_spread
 from benchmarks._render_media import make_clip, make_logo
@@ -147,7 +147,7 @@ def main() -> None:
             render_session(
                 [probe_clip(footage)],
                 branding,
-                booking_id="BENCH-1",
+                output=SessionOutput("bench:1", "BENCH-1"),
                 passenger_name=NAME,
                 output_root=out_root / "plan",
             )
