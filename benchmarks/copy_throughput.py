@@ -10,9 +10,10 @@ directory on the same filesystem:
 * ``detector``: :func:`detector.copy.copy_file` as the detector runs it (progress callback,
   cancel event, station tag; xxh3-128 while reading, temp name, fsync, read-back verification
   from storage, atomic rename, directory fsync);
-* ``cp``: ``cp`` followed by ``sync``, so both pay for getting the bytes to the disk; then, the
-  cache dropped again, the copy is read once more (what the detector's read-back costs at
-  least): the *limit* is ``cp + sync + one read``.
+* ``cp``: ``cp`` followed by ``sync`` of the copies and their directory (coreutils fsyncs each:
+  the whole machine's dirty pages are not this side's cost), so both pay for getting the bytes
+  to the disk; then, the cache dropped again, the copy is read once more (what the detector's
+  read-back costs at least): the *limit* is ``cp + sync + one read``.
 
 Per round: ``ratio`` = detector MB/s / cp MB/s, ``limit_ratio`` = detector MB/s / limit MB/s.
 The last two lines are::
@@ -104,10 +105,12 @@ def run_detector(sources: list[Path], share: Path) -> float:
 
 
 def run_cp(sources: list[Path], dest: Path) -> float:
+    """``cp``, then ``sync`` of the copies and their directory (fsync of each, as the detector
+    does; a bare ``sync`` would also flush whatever else the shared machine has dirty)."""
     dest.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     subprocess.run(["cp", *map(str, sources), str(dest)], check=True)
-    subprocess.run(["sync"], check=True)
+    subprocess.run(["sync", *(str(dest / s.name) for s in sources), str(dest)], check=True)
     return time.perf_counter() - start
 
 

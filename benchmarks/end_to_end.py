@@ -59,7 +59,8 @@ def cp_seconds(card: Path) -> float:
     dest = Path(tempfile.mkdtemp(prefix="e2e-cp-", dir=CACHE))
     t0 = time.perf_counter()
     subprocess.run(["cp", "-r", str(card), str(dest / "card")], check=True)
-    subprocess.run(["sync"], check=True)
+    copied = [str(p) for p in (dest / "card").rglob("*")]
+    subprocess.run(["sync", *copied, str(dest / "card")], check=True)  # these files, not all
     took = time.perf_counter() - t0
     shutil.rmtree(dest, ignore_errors=True)
     return took
