@@ -16,12 +16,14 @@
    detected from the series, its EDL built (agents/edit.py), and it is rendered through the real
    render plan (agents/render/plan.build_plan) and FFmpeg twice per round: the edit (the EDL as
    `cuts`: each span seeked, only it decoded) and the whole recording (no cuts), interleaved
-   A B A B so drift on the shared machine hits both alike. Medians of the wall times.
+   (benchmarks/_compare.py: edit then full, full then edit, ...) so drift on the shared machine
+   hits both alike. Medians of the wall times; the speedup is each round's, with its spread.
 
 Last line:
 
     auto_edit: jumps=<n> exit_within_1s=<k> opening_within_2s=<k> landing_within_3s=<k>
     review=<r> wrong_shipped=<w> edit_render_s=<a> full_render_s=<b> speedup=<b/a>
+    speedup_min=<x> speedup_max=<y>
 
 (one line). The process exits 1 when a jump was shipped wrong.
 """
@@ -32,7 +34,6 @@ import argparse
 import asyncio
 import dataclasses
 import shutil
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -49,6 +50,7 @@ from agents.telemetry.phases import detect
 from agents.telemetry.profile import AUDIO_RATE_HZ, JumpProfile, draw_params, generate
 from agents.telemetry.sound import band_energies
 from agents.telemetry.synthetic import VideoFormat, write_jump
+from benchmarks._compare import Round, Spread, figure_spread, interleave, ratio_spread
 from benchmarks._services import CACHE as CACHE_ROOT
 
 CACHE = CACHE_ROOT / "auto_edit"
@@ -154,7 +156,7 @@ async def _render(clip: Clip, cuts: Sequence[Cut] | None, out: Path) -> float:
     return time.perf_counter() - started
 
 
-def render_rounds(rounds: int) -> tuple[float, float]:
+def render_rounds(rounds: int) -> tuple[Spread, Spread, Spread]:
     profile = _render_profile()
     clip = probe_clip(_recording(profile))
     edl = _edit(profile, clip)
@@ -166,14 +168,26 @@ def render_rounds(rounds: int) -> tuple[float, float]:
     cuts = [Cut(0, s.start, s.end, s.speed) for s in edl.spans]
     out = CACHE / "out"
     out.mkdir(parents=True, exist_ok=True)
-    edits: list[float] = []
-    fulls: list[float] = []
-    for n in range(1, rounds + 1):
-        edits.append(asyncio.run(_render(clip, cuts, out)))
-        fulls.append(asyncio.run(_render(clip, None, out)))
-        print(f"round {n}: edit_render_s={edits[-1]:.2f} full_render_s={fulls[-1]:.2f}",
-              flush=True)  # fmt: skip
-    return statistics.median(edits), statistics.median(fulls)
+
+    def report(r: Round) -> None:
+        f = r.figures
+        print(f"round {r.index}: edit_render_s={f['edit_s']:.2f} full_render_s={f['full_s']:.2f}"
+              f" ({' then '.join(r.order)})", flush=True)  # fmt: skip
+
+    done = interleave(
+        {
+            "edit": lambda: {"edit_s": asyncio.run(_render(clip, cuts, out))},
+            "full": lambda: {"full_s": asyncio.run(_render(clip, None, out))},
+        },
+        rounds,
+        report=report,
+        minimum=1,  # --quick: one round, a smoke test
+    )
+    return (
+        figure_spread(done, "edit_s"),
+        figure_spread(done, "full_s"),
+        ratio_spread(done, "full_s", "edit_s"),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,14 +214,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"jump {o.seed} {o.kind}: marks {marks} {verdict}{why}", flush=True)
     print(f"detection: {time.perf_counter() - started:.1f} s for {len(outcomes)} jumps", flush=True)
 
-    edit_s, full_s = render_rounds(rounds)
+    edit_s, full_s, speedup = render_rounds(rounds)
     wrong = sum(o.wrong_shipped for o in outcomes)
     print(
         f"auto_edit: jumps={len(outcomes)} exit_within_1s={sum(o.exit_ok for o in outcomes)}"
         f" opening_within_2s={sum(o.opening_ok for o in outcomes)}"
         f" landing_within_3s={sum(o.landing_ok for o in outcomes)}"
         f" review={sum(o.review for o in outcomes)} wrong_shipped={wrong}"
-        f" edit_render_s={edit_s:.2f} full_render_s={full_s:.2f} speedup={full_s / edit_s:.2f}"
+        f" edit_render_s={edit_s.median:.2f} full_render_s={full_s.median:.2f}"
+        f" speedup={speedup.median:.2f} speedup_min={speedup.low:.2f}"
+        f" speedup_max={speedup.high:.2f}"
     )
     return 1 if wrong else 0
 

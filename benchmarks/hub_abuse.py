@@ -6,7 +6,8 @@
 Runs `skyreel hub` as a child process (its descriptors and RSS are read from /proc) on a free
 loopback port with its default connection limits, against a scratch PostgreSQL database, Redis
 (SKYREEL_REDIS_URL, else the local one on 6379, else an embedded one) and Kafka
-(SKYREEL_KAFKA_URL, else an embedded Tansu). Rounds alternate *idle* and *abuse*; in each, this
+(SKYREEL_KAFKA_URL, else an embedded Tansu). Rounds alternate *idle* and *abuse* (idle first,
+then abuse first, ...: benchmarks/_compare.py); in each, this
 process sends ``GET /api/executions?limit=50`` once every 20 ms over one keep-alive connection,
 like a dashboard, and records the latencies. During an abuse round an attacker process (so its
 work does not slow the measuring loop) keeps, all on loopback:
@@ -23,6 +24,9 @@ The figures are the median over rounds of each round's p50/p95, the hub's most o
 and its RSS growth from the end of warm-up to the most seen. The last line is:
 
     hub_abuse: idle_p95_ms=<a> abuse_p95_ms=<b> ratio=<b/a> open_fds_max=<n> rss_growth_mb=<m>
+    ratio_min=<x> ratio_max=<y>
+
+(one line; ratio_min/max: the spread of each round's abuse p95 over its idle p95).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from benchmarks._compare import side_order, spread
 from benchmarks._services import CACHE, scratch_database
 from storage.db import make_engine, make_sessionmaker, plain_url
 from storage.detectors import register_detector
@@ -265,7 +270,7 @@ async def _measure(port: int, phase_s: float, attack: Attack, rounds: int, watch
         await _latencies(client, url, 2.0)  # warm-up
         rss_start = watch.rss()
         for n in range(rounds):
-            for kind in ("idle", "abuse"):
+            for kind in side_order(("idle", "abuse"), n):  # idle first, then abuse first, ...
                 proc = None
                 stop = ctx.Event()
                 if kind == "abuse":
@@ -296,10 +301,11 @@ async def _measure(port: int, phase_s: float, attack: Attack, rounds: int, watch
     abuse_p50 = statistics.median(p50 for p50, _ in figures["abuse"])
     print(f"  p50: idle {idle_p50:.1f} ms, abuse {abuse_p50:.1f} ms", flush=True)
     growth = max(0, watch.rss_max - rss_start) / 1024**2
+    ratio = spread(a[1] / i[1] for i, a in zip(figures["idle"], figures["abuse"], strict=True))
     return (
         f"hub_abuse: idle_p95_ms={idle_p95:.1f} abuse_p95_ms={abuse_p95:.1f} "
         f"ratio={abuse_p95 / idle_p95:.2f} open_fds_max={watch.fds_max} "
-        f"rss_growth_mb={growth:.1f}"
+        f"rss_growth_mb={growth:.1f} ratio_min={ratio.low:.2f} ratio_max={ratio.high:.2f}"
     )
 
 

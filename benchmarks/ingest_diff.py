@@ -6,9 +6,11 @@ query per file. The cost of then recording the new files (one INSERT) is printed
 line. Each diff runs in a transaction that is rolled back, so every repetition sees the same
 ledger.
 
-    python -m benchmarks.ingest_diff [--rows N] [--list N] [--repeat N]
+    python -m benchmarks.ingest_diff [--rows N] [--list N] [--repeat N] [--rounds 5]
 
+The two diffs are interleaved round by round (set then per-file, per-file then set, ...).
 Last line: ingest_diff: rows=<n> list=<n> set_ms=<median> per_file_ms=<median> speedup=<x>
+speedup_min=<a> speedup_max=<b> (one line; the speedup is each round's, its median and spread)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from benchmarks._compare import Round, check_rounds, figure_spread, interleave, ratio_spread
 from benchmarks._services import scratch_database
 from storage import imports
 from storage.db import make_engine
@@ -138,28 +141,57 @@ async def timed_record(engine_url: str, files: list[ListedFile], repeat: int) ->
     return await _timed_rolled_back(engine_url, repeat, record)
 
 
-async def main_async(url: str, rows: int, size: int, repeat: int) -> str:
+async def seed_ledger(url: str, rows: int) -> None:
     engine = make_engine(url, pool_size=1)
     t0 = time.perf_counter()
     async with engine.begin() as conn:
         await seed(conn, rows)
     await engine.dispose()
     print(f"seeded {rows:,} imported files in {time.perf_counter() - t0:.1f}s")
+
+
+def run(url: str, rows: int, size: int, repeat: int, rounds: int) -> str:
+    """Set-based and per-file diffs interleaved round by round (benchmarks/_compare.py); each
+    round's set figure is the median of ``repeat`` runs, its per-file one of ``repeat // 8``
+    (at least 2); the speedup is per round. The database's caches are warm for both sides by
+    design (a warm-up first): the ledger is what PostgreSQL keeps hot in production."""
+    asyncio.run(seed_ledger(url, rows))
     files = listing(rows, size)
-    await timed(url, files, 2, per_file=False)  # warm-up: plans, caches
-    set_ms = await timed(url, files, repeat, per_file=False)
-    rec_ms = await timed_record(url, files, max(3, repeat // 4))
-    per_ms = await timed(url, files, max(3, repeat // 4), per_file=True)
-    s, p = statistics.median(set_ms), statistics.median(per_ms)
-    print(f"set-based: median {s:.2f} ms  min {min(set_ms):.2f}  max {max(set_ms):.2f}")
+    asyncio.run(timed(url, files, 2, per_file=False))  # warm-up: plans, caches
+    per_repeat = max(2, repeat // 8)
+
+    def side(per_file: bool, n: int, key: str) -> dict[str, float]:
+        return {key: statistics.median(asyncio.run(timed(url, files, n, per_file=per_file)))}
+
+    def report(r: Round) -> None:
+        f = r.figures
+        print(
+            f"round {r.index} ({' then '.join(r.order)}): set_ms={f['set_ms']:.2f} "
+            f"per_file_ms={f['per_file_ms']:.2f} speedup={f['per_file_ms'] / f['set_ms']:.1f}",
+            flush=True,
+        )
+
+    done = interleave(
+        {
+            "set": lambda: side(False, repeat, "set_ms"),
+            "per_file": lambda: side(True, per_repeat, "per_file_ms"),
+        },
+        rounds,
+        report=report,
+    )
+    rec_ms = asyncio.run(timed_record(url, files, max(3, repeat // 4)))
+    s, p = figure_spread(done, "set_ms"), figure_spread(done, "per_file_ms")
+    speedup = ratio_spread(done, "per_file_ms", "set_ms")
+    print(f"set-based: median {s.median:.2f} ms  min {s.low:.2f}  max {s.high:.2f} (round medians)")
     print(
         f"recording the {size - size // 2} new files too (one more INSERT): median "
         f"{statistics.median(rec_ms):.2f} ms"
     )
-    print(f"per-file:  median {p:.2f} ms  min {min(per_ms):.2f}  max {max(per_ms):.2f}")
+    print(f"per-file:  median {p.median:.2f} ms  min {p.low:.2f}  max {p.high:.2f} (round medians)")
     return (
-        f"ingest_diff: rows={rows} list={size} set_ms={s:.2f} per_file_ms={p:.2f} "
-        f"speedup={p / s:.1f}"
+        f"ingest_diff: rows={rows} list={size} set_ms={s.median:.2f} "
+        f"per_file_ms={p.median:.2f} speedup={speedup.median:.1f} "
+        f"speedup_min={speedup.low:.1f} speedup_max={speedup.high:.1f}"
     )
 
 
@@ -167,10 +199,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--list", type=int, default=2000, dest="size")
-    parser.add_argument("--repeat", type=int, default=21)
+    parser.add_argument("--repeat", type=int, default=21, help="set-based runs per round")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (at least 3)")
     args = parser.parse_args(argv)
+    try:
+        check_rounds(args.rounds)
+    except ValueError as exc:
+        parser.error(str(exc))
     with scratch_database("skyreel_bench_ingest") as url:
-        line = asyncio.run(main_async(url, args.rows, args.size, args.repeat))
+        line = run(url, args.rows, args.size, args.repeat, args.rounds)
     print(line)
 
 

@@ -6,9 +6,12 @@ Generates (once, cached in .cache/render_bench/) a 3 s intro, 1080p30 footage wi
 moving content, and a logo PNG. Renders intro + footage + watermark + title with the shipped plan
 (`agents.render.job.render_session`), then the same with a naive baseline using equal x264
 settings: pass 1 re-encodes the intro to the output format, pass 2 overlays watermark and title on
-the footage, pass 3 concatenates the two by re-encoding. Last line:
+the footage, pass 3 concatenates the two by re-encoding. The two are interleaved round by round
+(benchmarks/_compare.py: plan then naive, naive then plan, ...; `--rounds`, at least 3); wall
+times are medians, the speedup each round's, with its spread. Last line (one line):
 
     render_throughput: video_s=<s> plan_wall_s=<a> naive_wall_s=<b> realtime_x=<s/a> speedup=<b/a>
+    speedup_min=<x> speedup_max=<y>
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from pathlib import Path
 
 from agents.render.branding import Branding, find_font
 from agents.render.ffmpeg import locate_ffmpeg
-from agents.render.job import check_output, probe_clip, render_session
+from agents.render.job import SessionOutput, check_output, probe_clip, render_session
 from agents.render.plan import escape_option
+from benchmarks._compare import Round, check_rounds, figure_spread, interleave, ratio_spread
 from benchmarks._render_media import make_clip, make_logo
 
 CACHE = Path(".cache/render_bench")
@@ -125,40 +129,65 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--footage-s", type=float, default=60.0)
     parser.add_argument("--preset", default="veryfast")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (at least 3)")
     opts = parser.parse_args()
+    try:
+        check_rounds(opts.rounds)
+    except ValueError as exc:
+        parser.error(str(exc))
     intro, footage, logo = _media(opts.footage_s)
     branding = Branding(intro_path=intro, logo_path=logo, preset=opts.preset)
     out_root = CACHE / "out"
-    shutil.rmtree(out_root, ignore_errors=True)
+    video_s = [0.0]
 
-    cpu0, t0 = _child_cpu_s(), time.perf_counter()
-    result = asyncio.run(
-        render_session(
-            [probe_clip(footage)],
-            branding,
-            booking_id="BENCH-1",
-            passenger_name=NAME,
-            output_root=out_root,
+    def plan() -> dict[str, float]:
+        shutil.rmtree(out_root / "plan", ignore_errors=True)
+        cpu0, t0 = _child_cpu_s(), time.perf_counter()
+        result = asyncio.run(
+            render_session(
+                [probe_clip(footage)],
+                branding,
+                output=SessionOutput("bench:1", "BENCH-1"),
+                passenger_name=NAME,
+                output_root=out_root / "plan",
+            )
         )
-    )
-    plan_wall, plan_cpu = time.perf_counter() - t0, _child_cpu_s() - cpu0
-    video_s = result.duration
-    print(
-        f"plan:  {plan_wall:7.2f}s wall {plan_cpu:7.2f}s cpu for {video_s:.2f}s of video",
-        flush=True,
-    )
+        video_s[0] = result.duration
+        return {"plan_wall_s": time.perf_counter() - t0, "plan_cpu_s": _child_cpu_s() - cpu0}
 
-    cpu0, t0 = _child_cpu_s(), time.perf_counter()
-    naive = naive_render(intro, footage, logo, branding, out_root / "naive")
-    naive_wall, naive_cpu = time.perf_counter() - t0, _child_cpu_s() - cpu0
-    problems = check_output(naive, duration=video_s, width=branding.width, height=branding.height)
-    note = f" problems: {'; '.join(problems)}" if problems else ""
-    print(f"naive: {naive_wall:7.2f}s wall {naive_cpu:7.2f}s cpu (3 passes){note}")
-    print(f"cpu ratio naive/plan: {naive_cpu / plan_cpu:.2f}")
+    def naive() -> dict[str, float]:
+        shutil.rmtree(out_root / "naive", ignore_errors=True)
+        cpu0, t0 = _child_cpu_s(), time.perf_counter()
+        out = naive_render(intro, footage, logo, branding, out_root / "naive")
+        wall, cpu = time.perf_counter() - t0, _child_cpu_s() - cpu0
+        problems = check_output(
+            out, duration=video_s[0], width=branding.width, height=branding.height
+        )
+        if problems:
+            print(f"naive: problems: {'; '.join(problems)}", flush=True)
+        return {"naive_wall_s": wall, "naive_cpu_s": cpu}
+
+    def report(r: Round) -> None:
+        f = r.figures
+        print(
+            f"round {r.index} ({' then '.join(r.order)}): plan {f['plan_wall_s']:.2f}s wall "
+            f"{f['plan_cpu_s']:.2f}s cpu, naive {f['naive_wall_s']:.2f}s wall "
+            f"{f['naive_cpu_s']:.2f}s cpu, speedup {f['naive_wall_s'] / f['plan_wall_s']:.2f}",
+            flush=True,
+        )
+
+    # The plan runs first in round 1, so the naive run's output check knows the duration.
+    rounds = interleave({"plan": plan, "naive": naive}, opts.rounds, report=report)
+    plan_wall = figure_spread(rounds, "plan_wall_s")
+    naive_wall = figure_spread(rounds, "naive_wall_s")
+    speedup = ratio_spread(rounds, "naive_wall_s", "plan_wall_s")
+    cpu = ratio_spread(rounds, "naive_cpu_s", "plan_cpu_s")
+    print(f"cpu ratio naive/plan: {cpu.median:.2f} (min {cpu.low:.2f}, max {cpu.high:.2f})")
     print(
-        f"render_throughput: video_s={video_s:.2f} plan_wall_s={plan_wall:.2f}"
-        f" naive_wall_s={naive_wall:.2f} realtime_x={video_s / plan_wall:.2f}"
-        f" speedup={naive_wall / plan_wall:.2f}"
+        f"render_throughput: video_s={video_s[0]:.2f} plan_wall_s={plan_wall.median:.2f}"
+        f" naive_wall_s={naive_wall.median:.2f} realtime_x={video_s[0] / plan_wall.median:.2f}"
+        f" speedup={speedup.median:.2f} speedup_min={speedup.low:.2f}"
+        f" speedup_max={speedup.high:.2f}"
     )
 
 

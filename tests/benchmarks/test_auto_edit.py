@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 LAST_LINE = re.compile(
     r"auto_edit: jumps=(\d+) exit_within_1s=(\d+) opening_within_2s=(\d+) "
     r"landing_within_3s=(\d+) review=(\d+) wrong_shipped=(\d+) "
-    r"edit_render_s=\d+\.\d\d full_render_s=\d+\.\d\d speedup=\d+\.\d\d"
+    r"edit_render_s=\d+\.\d\d full_render_s=\d+\.\d\d speedup=\d+\.\d\d "
+    r"speedup_min=\d+\.\d\d speedup_max=\d+\.\d\d"
 )
 
 

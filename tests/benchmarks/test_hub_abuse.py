@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 LAST_LINE = re.compile(
     r"hub_abuse: idle_p95_ms=\d+\.\d abuse_p95_ms=\d+\.\d ratio=\d+\.\d\d "
-    r"open_fds_max=\d+ rss_growth_mb=\d+\.\d"
+    r"open_fds_max=\d+ rss_growth_mb=\d+\.\d ratio_min=\d+\.\d\d ratio_max=\d+\.\d\d"
 )
 
 
