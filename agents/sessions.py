@@ -185,10 +185,12 @@ def _opens_session(f: CardFile, assigned: Mapping[str, Booking]) -> _Ticket | No
 
 
 def _same_ticket(current: _Open, ticket: _Ticket) -> bool:
+    """Whether `ticket` is `current`'s ticket filmed again: the same booking, or a failed take
+    (no booking) next to a decoded one. Two bookings are two passengers, also when the session
+    waits for review (an unreadable clip right after its ticket): never a takeover."""
     if current.suspect:
         return False
-    if current.status is SessionStatus.DECODED and ticket.status is SessionStatus.DECODED:
-        assert current.booking is not None and ticket.booking is not None
+    if current.booking is not None and ticket.booking is not None:
         return current.booking.booking_id == ticket.booking.booking_id
     pair = {current.status, ticket.status}
     return pair == {SessionStatus.DECODED, SessionStatus.NEEDS_REVIEW}

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sessions_cases import BK_A, BK_B, T0, clip, ticket
 
 from agents.qr.payload import Booking
 from agents.sessions import (
@@ -20,7 +21,6 @@ from agents.sessions import (
     parse_gopro_name,
 )
 
-T0 = datetime(2024, 6, 1, 10, 0, tzinfo=UTC)
 JANE = Booking("BK-1", "Jane Doe", "video")
 MO = Booking("BK-2", "Mo", None)
 
@@ -246,39 +246,6 @@ def test_every_file_lands_in_exactly_one_session(
 
 
 # --- issue 11: gaps, clocks, unreadable clips, re-filmed tickets --------------------------------
-
-BK_A = Booking("BK-A", "Ana", "video")
-BK_B = Booking("BK-B", "Ben", "video")
-
-
-def clip(
-    n: int,
-    minute: float,
-    kind: FileKind = FileKind.FOOTAGE,
-    status: QrOutcome | None = None,
-    booking: Booking | None = None,
-    *,
-    unreadable: str = "",
-    folder: str = "DCIM/100GOPRO",
-    at: datetime | None = None,
-) -> CardFile:
-    """A GoPro clip with camera counter ``n`` (``GX01{n:04d}.MP4``), id ``c<n>``."""
-    name = f"GX01{n:04d}.MP4"
-    return CardFile(
-        f"c{n}" if folder.endswith("100GOPRO") else f"c{n}@{folder[-8:]}",
-        name,
-        f"{folder}/{name}",
-        at or T0 + timedelta(minutes=minute),
-        kind,
-        status,
-        booking,
-        unreadable=unreadable,
-    )
-
-
-def ticket(n: int, minute: float, booking: Booking | None) -> CardFile:
-    status = QrOutcome.DECODED if booking else QrOutcome.NO_QR
-    return clip(n, minute, FileKind.QR_CANDIDATE, status, booking)
 
 
 def test_footage_after_a_gap_without_a_ticket_goes_to_review_not_to_the_previous_passenger() -> (
