@@ -184,11 +184,13 @@ async def test_six_jumps_each_reach_their_passenger_or_a_person(
 
     # the detector is still running and notices the next card; nothing earlier is touched
     assert procs["detector"].popen.poll() is None
-    nxt = Card(
-        cards / "CARD-NEXT", cards / "CARD-NEXT" / "DCIM" / "100GOPRO", at=T0 + timedelta(hours=6)
-    )
+    # written beside the watched folder and moved in whole, as a card is inserted with every
+    # file complete (not listed while its last clip is still being written)
+    staging = tmp_path / "staging" / "CARD-NEXT"
+    nxt = Card(staging, staging / "DCIM" / "100GOPRO", at=T0 + timedelta(hours=6))
     nxt.ticket("BK-E", "Eve Adams")
     nxt.footage("NEXT CARD")
+    os.rename(staging, cards / "CARD-NEXT")
 
     async def six() -> bool:
         return len(published(await sessions_by_booking(pg))) == 6
