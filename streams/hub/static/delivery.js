@@ -73,11 +73,10 @@ window.skyreelDelivery = (() => {
   }
 
   function qrImage(svg) {
-    // the SVG is ours (segno); shown as an <img> from a blob, never parsed into the page
-    const url = URL.createObjectURL(new Blob([svg], { type: "image/svg+xml" }));
-    const img = node("img", { class: "qr", alt: "QR code of the passenger link", width: "220", src: url });
-    img.addEventListener("load", () => URL.revokeObjectURL(url), { once: true });
-    return img;
+    // the SVG is ours (segno); shown as an <img> from a data: URL, never parsed into the page
+    // (a data: URL, unlike a revoked blob: URL, stays valid for as long as the image is shown)
+    const url = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`;
+    return node("img", { class: "qr", alt: "QR code of the passenger link", width: "220", src: url });
   }
 
   function section(bookingId) {
