@@ -71,12 +71,31 @@ class RetryPolicy:
         return capped_backoff(self.base_delay, self.max_delay, attempt)
 
 
+# PostgreSQL SQLSTATEs of a server that is not there now: connection exceptions (class 08),
+# shutting down or starting up (57P01-57P03: "the database system is not yet accepting
+# connections" while it recovers), too many connections (53300)
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    """The SQLSTATE behind a driver error (asyncpg's `sqlstate`, the adapter's `pgcode`)."""
+    for cause in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return ""
+
+
 def is_transient(exc: BaseException) -> bool:
     """An outage (retry until it is over), as opposed to a message that cannot be processed."""
     if isinstance(exc, PermanentError):
         return False
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    if isinstance(exc, DBAPIError):
+        code = _sqlstate(exc)
+        if code.startswith("08") or code in _TRANSIENT_SQLSTATES:
+            return True
     if isinstance(exc, TRANSIENT):
         return True
     if isinstance(exc, OSError):

@@ -93,3 +93,24 @@ async def test_a_dead_letter_that_cannot_be_stored_is_not_acked_until_it_is(
         await pg.execute("ALTER TABLE dead_letter_away RENAME TO dead_letter")
     assert await asyncio.wait_for(task, 10) is False
     assert await dead_letters(pg) == ["PermanentError: not a record"]
+
+
+class _PgError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"sqlstate {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def test_a_database_starting_up_or_gone_is_an_outage_not_a_bad_message() -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    def wrapped(sqlstate: str) -> DBAPIError:
+        return DBAPIError("SELECT 1", None, _PgError(sqlstate))
+
+    # "the database system is not yet accepting connections" (a restart's recovery), shutdown,
+    # too many connections, a connection exception
+    for code in ("57P03", "57P01", "53300", "08006"):
+        assert is_transient(wrapped(code)), code
+    # a bad statement or value stays a bad message
+    for code in ("22P02", "23505", "42P01"):
+        assert not is_transient(wrapped(code)), code
