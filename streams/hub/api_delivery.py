@@ -14,6 +14,7 @@ The SQL is in storage/deliveries.py; the sending is the worker's (agents/jobs/de
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import re
@@ -82,12 +83,9 @@ def qr_svg(url: str) -> bytes:
 
 
 def delivery_routes(ctx: ApiContext) -> list[BaseRoute]:
-    signer: list[LinkSigner] = []
-
-    def _signer() -> LinkSigner:
-        if not signer:
-            signer.append(signer_for(ctx.settings))
-        return signer[0]
+    @functools.cache
+    def _signer() -> LinkSigner:  # made on first use (it may generate the secret file)
+        return signer_for(ctx.settings)
 
     @json_errors
     async def outbox(request: Request) -> Response:

@@ -12,6 +12,7 @@ under SKYREEL_PASSENGER_LINK_BASE_URL, else the address the call came to.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -55,12 +56,9 @@ async def _days(request: Request, default: int) -> int:
 
 
 def passenger_link_routes(ctx: ApiContext) -> list[BaseRoute]:
-    signer: list[LinkSigner] = []
-
-    def _signer() -> LinkSigner:
-        if not signer:
-            signer.append(signer_for(ctx.settings))
-        return signer[0]
+    @functools.cache
+    def _signer() -> LinkSigner:  # made on first use (it may generate the secret file)
+        return signer_for(ctx.settings)
 
     @json_errors
     async def issue(request: Request) -> Response:
