@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import zipfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -84,6 +84,10 @@ async def deliver_done(pg: asyncpg.Connection) -> bool:
         "SELECT count(*) FROM pipeline_step WHERE kind = 'deliver' AND status = 'succeeded'"
     )
     return bool(done == len(JUMPS))
+
+
+async def _equals(found: Awaitable[list[str]], expected: list[str]) -> bool:
+    return await found == expected
 
 
 def body_of(box: Mailbox, to: str) -> str:
@@ -334,13 +338,24 @@ async def test_three_jumps_get_what_they_bought_and_one_email_per_booking(
             )  # fmt: skip
         body = body_of(box, "paul@example.com")
         assert "video" in body.split("ready:")[0] and "photos" in body.split("ready:")[0]
-        assert sorted(
-            await pg.fetchval(
-                "SELECT array_agg(p.name || '=' || p.status) FROM pipeline_step p JOIN "
-                "jump_session j ON j.execution_id = p.execution_id WHERE j.booking_id = 'BK-P02' "
-                "AND p.name IN ('render', 'publish', 'photos', 'deliver')"
+
+        async def paul_steps() -> list[str]:
+            return sorted(
+                await pg.fetchval(
+                    "SELECT array_agg(p.name || '=' || p.status) FROM pipeline_step p JOIN "
+                    "jump_session j ON j.execution_id = p.execution_id "
+                    "WHERE j.booking_id = 'BK-P02' "
+                    "AND p.name IN ('render', 'publish', 'photos', 'deliver')"
+                )
             )
-        ) == ["deliver=succeeded", "photos=succeeded", "publish=succeeded", "render=succeeded"]
+
+        done = ["deliver=succeeded", "photos=succeeded", "publish=succeeded", "render=succeeded"]
+        # the email goes out before the step's result is recorded: wait for the record
+        async with explained(pg, {"worker": again}):
+            await wait_for(
+                lambda: _equals(paul_steps(), done), timeout=60, interval=0.5,
+                what="BK-P02's steps recorded as succeeded",
+            )  # fmt: skip
         assert len(box.messages) == 4
 
         await check_refusals(s, link, base)
