@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import faust
 
-from agents import commands, ingest, purge
+from agents import commands, heap, ingest, purge
 from agents.app import create_app, declare_topics
 from agents.guard import guarded
 from agents.jobs import card_import, deliver_step, landing, steps
@@ -77,7 +77,25 @@ def build_worker(settings: Settings) -> AgentHost:
     wa = AgentHost(app, topics, engine, names)
 
     _attach_agents(wa, settings)
+    _attach_heap_settle(wa, settings)
     return wa
+
+
+def _attach_heap_settle(wa: AgentHost, settings: Settings) -> None:
+    """Once the worker has started (its agents, consumers and connections made), collect and
+    freeze the heap once, so full garbage collections stop pausing the pipeline
+    (agents/heap.py)."""
+
+    async def settle_once() -> None:
+        await asyncio.sleep(settings.heap_settle_after_s)
+        done = heap.settle()
+        logger.info(
+            "heap settled: %d objects frozen, %d freed, %.0f ms",
+            done.frozen, done.collected, done.pause_ms,
+        )  # fmt: skip
+
+    if settings.heap_settle_after_s >= 0:
+        wa.app.task(settle_once)
 
 
 def _attach_agents(wa: AgentHost, settings: Settings) -> None:

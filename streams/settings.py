@@ -175,6 +175,13 @@ class Settings(BaseSettings):
     runner_concurrency: int = Field(
         4, ge=1, le=64, description="Step-runner actors per Faust worker."
     )
+    heap_settle_after_s: float = Field(
+        5.0,
+        ge=-1,
+        le=3600,
+        description="Seconds after start-up when the worker collects and freezes its heap once, "
+        "so full garbage collections stop pausing the pipeline (agents/heap.py); -1: never.",
+    )
 
     # --- rendering and branding (per dropzone; issue 17: a default that looks like a product) ---
     # Unset, the intro and the watermark are generated from `dropzone_name` (and the logo) by
