@@ -103,6 +103,7 @@ async def measure(
     n: int,
     proc: subprocess.Popen[bytes],
     trace: Path | None = None,
+    settle_after_s: float = 0.0,
 ) -> str:
     await ensure_topics(settings.kafka_url, names.source_topics(), settings.topic_partitions)
     engine = make_engine(settings.database_url, pool_size=2)
@@ -129,6 +130,9 @@ async def measure(
     try:
         warm = await run("warm-up", fan_out_in(12))
         await wait_done(pg, warm, proc)
+        # measure the worker as it runs all day: after it has settled its heap (agents/heap.py;
+        # its timer began when the worker started, before the warm-up could finish)
+        await asyncio.sleep(settle_after_s)
         t0 = time.perf_counter()
         eid = await run("bench", fan_out_in(n))
         await wait_done(pg, eid, proc)
@@ -183,6 +187,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--runner-concurrency", type=int, default=4)
     parser.add_argument("--trace", action="store_true", help="print where the time goes")
+    parser.add_argument(
+        "--heap-settle-after-s",
+        type=float,
+        default=Settings().heap_settle_after_s,
+        help="the worker's SKYREEL_HEAP_SETTLE_AFTER_S (-1: never, to see what it saves); "
+        "measuring starts once it has passed",
+    )
     args = parser.parse_args()
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     with scratch_database(f"skyreel_bench_pipeline_{os.getpid()}") as db, kafka() as (url, local):
@@ -199,6 +210,8 @@ def main() -> None:
         trace = CACHE / f"{prefix}-trace.jsonl" if args.trace else None
         if trace is not None:
             env["SKYREEL_PIPELINE_TRACE"] = str(trace)
+        env["SKYREEL_HEAP_SETTLE_AFTER_S"] = str(args.heap_settle_after_s)
+        settle_after_s = max(0.0, args.heap_settle_after_s) + 1.0
         proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"],
             env=env,
@@ -207,7 +220,9 @@ def main() -> None:
             stderr=subprocess.STDOUT,
         )
         try:
-            line = asyncio.run(measure(settings, Names(prefix), args.steps, proc, trace))
+            line = asyncio.run(
+                measure(settings, Names(prefix), args.steps, proc, trace, settle_after_s)
+            )
         finally:
             proc.terminate()
             try:
