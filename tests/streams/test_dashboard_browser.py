@@ -12,13 +12,12 @@ the system Chromium is used). Outside CI a missing browser skips; in CI it fails
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
+from browser import ARGS, CHROMIUM, require_browser
 from sqlalchemy.ext.asyncio import AsyncEngine
 from status_harness import (
     TOKEN,
@@ -35,33 +34,12 @@ from streams import kafka, records
 from streams.settings import Settings
 from streams.topics import Names
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 WARNINGS_SHOT = Path("/tmp/skyreel-dashboard-warnings.png")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def _require_browser() -> None:
-    missing = []
-    if not CHROMIUM.exists() and not shutil.which("chromium"):
-        missing.append("chromium (apt-get install -y chromium)")
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        missing.append("playwright (pip install playwright)")
-    if missing:
-        reason = "dashboard browser test needs " + " and ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_browser("the dashboard browser test")
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import re
 import shutil
 import zipfile
@@ -23,6 +22,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from browser import ARGS, CHROMIUM, require_browser
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import Proc, settings_env, small_system, wait_for
@@ -44,24 +44,10 @@ JUMPS = (  # booking, passenger, product, email
     ("BK-B03", "Bea Both", "video+photos", "bea@example.com"),
 )
 LINK = re.compile(r"http://127\.0\.0\.1:\d+/p/[A-Za-z0-9._-]+")
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 
 
 def _require_browser() -> None:
-    missing = []
-    if not CHROMIUM.exists() and not shutil.which("chromium"):
-        missing.append("chromium (apt-get install -y chromium)")
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        missing.append("playwright (pip install playwright)")
-    if missing:
-        reason = "the deliverables test needs " + " and ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_browser("the deliverables test")
 
 
 def write_card(folder: Path) -> None:
