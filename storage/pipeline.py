@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.enums import ExecutionStatus
+from storage.pipeline_promote import save_promotions
 from storage.pipeline_steps import (
     STEP_COLUMNS,
     Change,
@@ -62,6 +63,7 @@ __all__ = [
     "ready_only",
     "running_steps",
     "save_changes",
+    "save_promotions",
     "set_execution_status",
     "set_progress",
     "status_counts",

@@ -23,7 +23,6 @@ from agents.pipeline.dag import ExecutionStatus, StepState, StepStatus
 from agents.pipeline.errors import InvalidDag
 from storage import pipeline as repo
 from storage.pipeline import Change, Saved, StepRow
-from storage.pipeline_promote import save_promotions
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ async def promotions(
 async def promote_all(conn: AsyncConnection, execution_id: int) -> list[Saved]:
     """The full check (start, reconciliation): every PENDING step whose dependencies are done."""
     olds = await load_states(conn, execution_id)
-    return await save_promotions(
+    return await repo.save_promotions(
         conn, execution_id, [Change(olds[s.name], s) for s in dag.promote_ready(olds.values())]
     )
 

@@ -35,7 +35,6 @@ from agents.pipeline.registry import Registry, StepKind
 from storage import pipeline as repo
 from storage import workers
 from storage.enums import ResultStatus
-from storage.pipeline_promote import save_promotions
 from streams import records
 from streams.kafka import Send
 
@@ -403,7 +402,7 @@ class Orchestrator:
             # so the promotion (it stamps ready_at) is the transaction's last statement.
             if await repo.set_execution_status(conn, eid, ExecutionStatus.RUNNING):
                 status = ExecutionStatus.RUNNING
-            promoted = await save_promotions(conn, eid, promoting)
+            promoted = await repo.save_promotions(conn, eid, promoting)
         else:
             promoted = []
             if changes or added:
