@@ -29,7 +29,15 @@ from storage import deliveries
 from storage.deliveries import DeliveryRow
 from storage.enums import CommandAction, CommandErrorKind
 from streams import commands
-from streams.hub.api_support import ApiContext, ApiError, actor, invalid, json_errors, path_id
+from streams.hub.api_support import (
+    ApiContext,
+    ApiError,
+    actor,
+    int_param,
+    invalid,
+    json_errors,
+    path_id,
+)
 from streams.passenger_links import (
     BookingUnknown,
     LinkSigner,
@@ -90,10 +98,7 @@ def delivery_routes(ctx: ApiContext) -> list[BaseRoute]:
     @json_errors
     async def outbox(request: Request) -> Response:
         ctx.require_read(request)
-        try:
-            limit = min(max(int(request.query_params.get("limit", "50")), 1), MAX_LIST)
-        except ValueError:
-            raise invalid("limit must be a whole number") from None
+        limit = int_param(request, "limit", 50, 1, MAX_LIST)
         async with ctx.engine().connect() as conn:
             rows = await deliveries.recent(conn, limit)
             count = await deliveries.outbox_count(conn)
