@@ -15,14 +15,16 @@ import asyncio
 
 import asyncpg
 import pytest
-from support import small_system
+from support import small_system, wait_for
 from system.dropzone import Site, detector, explained, start_system
 from test_detector_restart import make_large, partials, rendered_and_clean
 
+from agents.demo_card import load_demo_card
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 JUMPS = 2
+CONNECTED = "connected to the hub as detector"  # detector/client.py's line
 
 
 @pytest.fixture
@@ -34,13 +36,22 @@ async def test_two_stations_copy_one_card_without_touching_each_others_partials(
     fault_settings: Settings, site: Site, pg: asyncpg.Connection
 ) -> None:
     s = fault_settings
-    card = site.card("CARD-2", JUMPS)
-    for jump in card.readable_jumps:  # large clips: both stations are still copying them
-        make_large(card, jump.footage_files[-1])
+    staged = site.card("CARD-2", JUMPS, folder=site.cards.parent / "staging")
+    for jump in staged.readable_jumps:  # large clips: both stations are still copying them
+        make_large(staged, jump.footage_files[-1])
+    site.cards.mkdir(parents=True, exist_ok=True)  # watched, empty until both are connected
     token_a = await site.token("station-a")
     token_b = await site.token("station-b")
     procs = start_system(site.spawn, s, token_a, site.cards)
     procs["detector-b"] = detector(site.spawn, s, token_b, site.cards, "detector-b")
+    # the card goes in once both stations are connected, so both list it while the large clips
+    # are still being copied (a station that starts late on a busy machine would find it done)
+    await wait_for(
+        lambda: all(CONNECTED in procs[n].output() for n in ("detector", "detector-b")),
+        timeout=90, what="both stations connected to the hub",
+    )  # fmt: skip
+    staged.root.rename(site.cards / "CARD-2")
+    card = load_demo_card(site.cards / "CARD-2")
     seen: set[str] = set()  # the partials observed on the share, by name
     both_at_once = False
     stop = asyncio.Event()

@@ -70,11 +70,14 @@ class Site:
     cards: Path
     procs: dict[str, Proc] = field(default_factory=dict)
 
-    def card(self, name: str, jumps: int, footage_seconds: float = 1.5) -> DemoCard:
-        """A demo card of small frames in the watched folder (``footage_seconds``: the camera
-        check before the first ticket; each jump's recording is its synthetic jump's length)."""
+    def card(
+        self, name: str, jumps: int, footage_seconds: float = 1.5, folder: Path | None = None
+    ) -> DemoCard:
+        """A demo card of small frames in the watched folder, or in ``folder`` to be moved in
+        later (``footage_seconds``: the camera check before the first ticket; each jump's
+        recording is its synthetic jump's length)."""
         return write_demo_card(
-            self.cards / name,
+            (folder or self.cards) / name,
             jumps,
             footage_seconds=footage_seconds,
             qr_seconds=1.5,
