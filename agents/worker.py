@@ -207,6 +207,7 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
         emitter,
         worker=step_runner.worker,
         interval_s=settings.reconcile_interval_s,
+        held=step_runner.held,  # its own steps whose result was lost are requeued too
     )
     _attach_retention(wa, emitter, settings)  # issue 16, item 5
 

@@ -9,7 +9,9 @@ each, under the execution lock):
   - RUNNING steps (not waiting on a human) whose attempt started longer ago than their kind's
     `timeout_s` are requeued (`dag.requeue`: a new attempt; the lost one's row is closed as
     `lost` and its late result, if any, is stale); so are the RUNNING agent steps of a worker
-    that stopped heart-beating (storage/workers.py) — at once, not after the timeout;
+    that stopped heart-beating (storage/workers.py) — at once, not after the timeout — and
+    this worker's own RUNNING agent steps that its runner no longer holds: their result was
+    lost on the way (agents/pipeline/held.py), so they are requeued a minute after it was sent;
   - the execution status is recomputed.
 Before that, the re-derivation rules the real pipelines registered (`Registry.add_check`) run:
 they look at what PostgreSQL (and the render queue) say happened and send what a lost message
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agents.pipeline import dag
 from agents.pipeline import operations as ops
 from agents.pipeline.dag import StepStatus
+from agents.pipeline.held import RELEASED_S, Held
 from agents.pipeline.host import AgentHost
 from agents.pipeline.orchestrator import Emitter, policy_for, send_requests
 from agents.pipeline.registry import Registry
@@ -57,8 +61,26 @@ HEARTBEAT_S = workers.HEARTBEAT_S
 DEAD_AFTER_S = workers.DEAD_AFTER_S
 
 
+#: Whether this worker holds (step name, attempt) of the execution at hand (agents/pipeline/held.py)
+Holds = Callable[[str, int], bool]
+
+
+@dataclass(frozen=True)
+class Own:
+    """This worker's name and what its runner holds: its RUNNING agent steps that it does not
+    hold lost their result (agents/pipeline/held.py)."""
+
+    worker: str
+    held: Held
+
+
 def _lost_reason(
-    registry: Registry, r: repo.StepRow, now: datetime, live: set[str] | None
+    registry: Registry,
+    r: repo.StepRow,
+    now: datetime,
+    live: set[str] | None,
+    holds: Holds | None = None,
+    worker: str = "",
 ) -> str | None:
     """Why a RUNNING step's attempt counts as lost, or None (pure)."""
     s = r.state
@@ -75,13 +97,31 @@ def _lost_reason(
         and r.started_at < now - timedelta(seconds=DEAD_AFTER_S)
     ):
         return f"worker {r.worker} stopped heart-beating: attempt lost, requeued"
+    if (
+        holds is not None
+        and kind.runs_on == "agent"
+        and worker
+        and r.worker == worker
+        and r.started_at < now - timedelta(seconds=RELEASED_S)
+        and not holds(s.name, s.attempt)
+    ):
+        return f"its result never arrived (worker {worker} is done with it): attempt lost, requeued"
     return None
 
 
 async def _reconcile_execution(
-    engine: AsyncEngine, registry: Registry, eid: int, grace_s: float, live: set[str] | None
+    engine: AsyncEngine,
+    registry: Registry,
+    eid: int,
+    grace_s: float,
+    live: set[str] | None,
+    own: Own | None = None,
 ) -> tuple[list[repo.Saved], list[repo.Saved], int]:
     now = datetime.now(UTC)
+    holds: Holds | None = None
+    if own is not None:
+        held = own.held
+        holds = lambda name, attempt: held.holds((eid, name, attempt))  # noqa: E731
     async with engine.begin() as conn:
         await repo.lock_execution(conn, eid)
         promoted = await ops.promote_all(conn, eid)
@@ -106,7 +146,7 @@ async def _reconcile_execution(
         ]
         lost = []
         for r in rows:
-            reason = _lost_reason(registry, r, now, live)
+            reason = _lost_reason(registry, r, now, live, holds, own.worker if own else "")
             if reason is not None:
                 old = ops.state_of(r)
                 lost.append(
@@ -130,6 +170,7 @@ async def reconcile(
     *,
     grace_s: float,
     heartbeats: bool = True,
+    own: Own | None = None,
 ) -> ReconcileReport:
     """One pass over every unfinished execution; see the module docstring."""
     rederived = await run_checks(registry)
@@ -139,7 +180,7 @@ async def reconcile(
     promoted = resent = requeued = 0
     for eid in eids:
         try:
-            new, again, lost = await _reconcile_execution(engine, registry, eid, grace_s, live)
+            new, again, lost = await _reconcile_execution(engine, registry, eid, grace_s, live, own)
         except repo.StaleWrite:
             logger.info("execution %d changed while reconciling; next pass", eid)
             continue
@@ -195,6 +236,7 @@ def attach(
     *,
     worker: str,
     interval_s: float = 30.0,
+    held: Held | None = None,
 ) -> None:
     """Reconcile at start (everything READY is re-sent) and every `interval_s` after; beat
     this worker's heartbeat every HEARTBEAT_S, and look for dead workers' steps as often."""
@@ -217,7 +259,8 @@ def attach(
         grace = 0.0  # first pass: whatever is READY may have been lost with the broker
         while True:
             try:
-                await reconcile(wa.engine, registry, emitter, grace_s=grace)
+                own = Own(worker, held) if held is not None else None
+                await reconcile(wa.engine, registry, emitter, grace_s=grace, own=own)
             except asyncio.CancelledError:
                 raise
             except Exception:

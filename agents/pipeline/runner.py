@@ -31,6 +31,7 @@ from agents.pipeline import dag, trace
 from agents.pipeline import operations as ops
 from agents.pipeline.errors import InvalidTransition, StepFailed, UnknownStepKind
 from agents.pipeline.handlers import Handlers, StepContext
+from agents.pipeline.held import Held
 from agents.pipeline.host import AgentHost, attach_batched
 from storage import pipeline as repo
 from storage import pipeline_claims as claims
@@ -73,6 +74,7 @@ class Runner:
         self.dispatch_render = dispatch_render
         self.executor = executor
         self.worker = worker or worker_name()
+        self.held = Held()  # what this worker is executing (agents/pipeline/held.py)
 
     def _runs_on(self, kind: str) -> str:
         try:
@@ -95,14 +97,23 @@ class Runner:
                     request.step,
                     request.kind,
                 )
-        claimed = await self.claim(agent_requests)
-        done = await asyncio.gather(*(self._execute(c) for c in claimed))
-        lines = [line for _, logs in done for line in logs]
-        if lines:
-            async with self.engine.begin() as conn:
-                await repo.add_logs(conn, lines)
-        for result, _ in done:
-            await self.send_result(*result.message())
+        keys = {(r.execution_id, r.step, r.attempt) for r in agent_requests}
+        self.held.take(keys)
+        won: set[tuple[int, str, int]] = set()
+        try:
+            claimed = await self.claim(agent_requests)
+            won = {(c.request.execution_id, c.request.step, c.request.attempt) for c in claimed}
+            self.held.drop(keys - won)
+            done = await asyncio.gather(*(self._execute(c) for c in claimed))
+            lines = [line for _, logs in done for line in logs]
+            if lines:
+                async with self.engine.begin() as conn:
+                    await repo.add_logs(conn, lines)
+            for result, _ in done:
+                await self.send_result(*result.message())
+        finally:
+            self.held.drop(keys - won)
+            self.held.release(won)
 
     async def claim(self, requests: Sequence[records.StepRequest]) -> list[Claimed]:
         """Claim the requested attempts (one transaction); returns those this worker won.
