@@ -5,7 +5,9 @@
 Renders one span of the cached camera recording (benchmarks/render_4k.py makes it) the way the
 render plan does (seek, trim, scale + pad, fps, yuv420p; x264 + AAC, +faststart) in variants that
 each change one knob from ``base`` (the plan before issue 18: decoder and x264 threads left to
-FFmpeg, scale before fps, bicubic) and ``tuned`` (what was adopted, all at once). All variants
+FFmpeg, scale before fps, bicubic) and ``tuned`` (what was adopted, all at once). By default every
+variant but ``preset_superfast`` and the ``decode_only`` ones (the span's video decoded and
+nothing else: the ceiling of any render of it) runs; ``--only`` picks. All variants
 run interleaved round by round (benchmarks/_compare.py), so load drift hits them alike; each
 variant's wall and CPU seconds are medians, its ratio against ``base`` the per-round median with
 its spread. CPU seconds (FFmpeg's user + system) are the steadier figure on a shared machine.
@@ -39,6 +41,7 @@ class Knobs:
     skip_loop_filter: str | None = None  # decoder -skip_loop_filter (noref: non-reference)
     skip_frame: str | None = None  # decoder -skip_frame
     filter_threads: int | None = None  # -filter_complex_threads
+    decode_only: bool = False  # decode the span's video and nothing else (the ceiling)
 
 
 def args_for(k: Knobs, src: Path, start: float, span: float, out: Path) -> list[str]:
@@ -53,6 +56,8 @@ def args_for(k: Knobs, src: Path, start: float, span: float, out: Path) -> list[
     if k.skip_frame is not None:
         args += ["-skip_frame", k.skip_frame]
     args += ["-ss", f"{start:g}", "-t", f"{span:g}", "-i", f"file:{src.absolute()}"]
+    if k.decode_only:
+        return [*args, "-map", "0:v:0", "-f", "null", "-"]
     sws = f":threads={k.sws_threads}" if k.sws_threads is not None else ""
     scale = [
         f"scale=1920:1080:force_original_aspect_ratio=decrease:flags={k.scale_flags}{sws}",
@@ -88,7 +93,12 @@ VARIANTS: Mapping[str, Knobs] = {
     "sws_threads_2": replace(BASE, sws_threads=2),
     "skip_loop_filter_noref": replace(BASE, skip_loop_filter="noref"),
     "skip_frame_noref": replace(BASE, skip_frame="noref", fps_first=True),
+    "preset_superfast": replace(BASE, preset="superfast"),
     "tuned": TUNED,
+    "decode_only": replace(BASE, decode_threads=2, decode_only=True),
+    "decode_only_skip_frame_noref": replace(
+        BASE, decode_threads=2, decode_only=True, skip_frame="noref"
+    ),
 }
 
 
@@ -115,10 +125,14 @@ def main() -> None:
     parser.add_argument("--span-s", type=float, default=6.0)
     parser.add_argument("--start-s", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", default="", help="comma-separated variants (base is added)")
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated variants (base is added): {','.join(VARIANTS)}"
+    )
     opts = parser.parse_args()
     src = camera_recording(CACHE, CameraShape())[0]
-    names = [n for n in opts.only.split(",") if n] or list(VARIANTS)
+    names = [n for n in opts.only.split(",") if n] or [
+        n for n in VARIANTS if not VARIANTS[n].decode_only and n != "preset_superfast"
+    ]
     names = ["base", *[n for n in names if n != "base"]]
     sides = {n: _side(n, VARIANTS[n], src, opts.start_s, opts.span_s) for n in names}
 
