@@ -244,6 +244,21 @@ class Settings(BaseSettings):
         description="x264 preset of the output.",
     )
     render_crf: int = Field(22, ge=0, le=51, description="x264 CRF of the output (quality).")
+    # how a render uses the machine (docs/architecture.md "Rendering camera footage (4K HEVC)")
+    render_decode_threads: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Decoder threads per footage input of a render; 0: one per core (FFmpeg's "
+        "own choice is cores + 1).",
+    )
+    render_encode_threads: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="x264 threads of a render; 0: one per core (x264's own choice is 1.5 per "
+        "core: on 2 cores 2 threads measured 1.2x less CPU for the same output).",
+    )
     render_stall_timeout_s: float = Field(
         60.0, gt=0, description="Abort a render whose FFmpeg makes no progress for this long."
     )

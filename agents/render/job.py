@@ -44,7 +44,15 @@ from agents.render.identity import (
 )
 from agents.render.music import SETTING as MUSIC_SETTING
 from agents.render.music import Music
-from agents.render.plan import Clip, Cut, PlanError, RenderTargets, build_plan
+from agents.render.plan import (
+    DEFAULT_TUNING,
+    Clip,
+    Cut,
+    PlanError,
+    RenderTargets,
+    RenderTuning,
+    build_plan,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -286,8 +294,13 @@ async def render_session(
     ffmpeg: str | None = None,
     cuts: Sequence[Cut] | None = None,
     music: Music | None = None,
+    tuning: RenderTuning = DEFAULT_TUNING,
+    encode_threads: int = 0,
 ) -> RenderOutput:
     """Render into `output_root/<name>/<name>.mp4` (+ `.jpg` poster, `.json` manifest).
+
+    `tuning` and `encode_threads` (x264's threads, 0: its choice) are the render worker's: how
+    the machine is used, not what the video shows (plan.RenderTuning).
 
     Nothing is rendered when `output_root` (staging) or `published_root` already holds this
     session's verified output of the same inputs; the result then points at that output.
@@ -314,7 +327,7 @@ async def render_session(
     try:
         plan = build_plan(
             clips, branding, passenger_name, targets, intro=intro, font=font, cuts=cuts,
-            music=music,
+            music=music, tuning=tuning, threads=encode_threads,
         )  # fmt: skip
     except PlanError as exc:
         raise RenderError(str(exc)) from exc

@@ -12,6 +12,12 @@ decodes only the span, so an edited video of a 15-minute recording costs about i
 A span played slower (the exit replay) is stretched with setpts/atempo and resampled to the
 output frame rate. Without cuts every clip is rendered whole, in order (the behaviour before edits).
 An optional music bed (agents/render/music.py) is one more input, mixed under the footage's sound.
+
+Camera footage is often 4K HEVC at 50-60 fps (docs/architecture.md, "Rendering camera footage
+(4K HEVC)"): with a :class:`RenderTuning` (the render job passes the worker's) each footage input
+gets its own decoder thread count, and a clip with more frames than the output drops them
+(`fps`) before it is scaled, so half of a 60 fps clip is never scaled. Without one the plan is
+the one before that tuning, argument for argument.
 """
 
 from __future__ import annotations
@@ -68,6 +74,24 @@ class Cut:
     @property
     def output_s(self) -> float:
         return (self.end - self.start) / self.speed
+
+
+@dataclass(frozen=True)
+class RenderTuning:
+    """How a render uses the machine (the worker's settings, not the dropzone's look).
+
+    Nothing here changes a decoded frame; the x264 thread count (the plan's `threads`) is the
+    only knob that changes the output's bytes, as it always did."""
+
+    decode_threads: int = 0  # -threads before each footage input; 0: FFmpeg's choice (cores + 1)
+    drop_frames_first: bool = True  # fps before scale when the clip has more frames than needed
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.decode_threads <= 64:
+            raise PlanError(f"decode_threads must be within 0..64, got {self.decode_threads}")
+
+
+DEFAULT_TUNING = RenderTuning()  # the render worker's sets the threads (worker.config_from)
 
 
 @dataclass(frozen=True)
@@ -140,19 +164,34 @@ def _atempo(speed: float) -> list[str]:
     return [*steps, f"atempo={_num(speed)}"]
 
 
-def _video_chain(seg: Clip | _Segment, index: int, b: Branding, label: str) -> str:
+def _video_chain(
+    seg: Clip | _Segment,
+    index: int,
+    b: Branding,
+    label: str,
+    tuning: RenderTuning | None = None,
+) -> str:
     if isinstance(seg, Clip):
         seg = _Segment(seg, None, seg.duration)
     clip = seg.clip
     pts = "PTS-STARTPTS" if seg.speed == 1.0 else f"(PTS-STARTPTS)/{_num(seg.speed)}"
     steps = [f"trim=duration={_num(seg.duration)}", f"setpts={pts}"]
+    resize = []
     if clip.display_size != (b.width, b.height):
-        steps.append(
+        resize.append(
             f"scale={b.width}:{b.height}:force_original_aspect_ratio=decrease:flags={b.scale_flags}"
         )
-        steps.append(f"pad={b.width}:{b.height}:(ow-iw)/2:(oh-ih)/2:color=black")
+        resize.append(f"pad={b.width}:{b.height}:(ow-iw)/2:(oh-ih)/2:color=black")
+    rate = []
     if abs(clip.fps - b.fps) > 0.01 or seg.speed != 1.0:
-        steps.append(f"fps={b.fps}")
+        rate.append(f"fps={b.fps}")
+    # frames the output drops are dropped before they are scaled; frames it repeats are
+    # repeated after (a 24 fps clip is scaled 24 times a second, not 30)
+    dropping = clip.fps * seg.speed > b.fps + 0.01
+    if tuning is not None and tuning.drop_frames_first and dropping:
+        steps += rate + resize
+    else:
+        steps += resize + rate
     steps += ["setsar=1", "format=yuv420p"]
     return f"[{index}:v:0]" + ",".join(steps) + f"[{label}]"
 
@@ -212,12 +251,14 @@ def build_plan(
     threads: int = 0,
     cuts: Sequence[Cut] | None = None,
     music: Music | None = None,
+    tuning: RenderTuning | None = None,
 ) -> RenderPlan:
     """One FFmpeg argument list rendering intro + footage + watermark + title + poster.
 
     The footage is every clip whole, in order, or (with `cuts`, an edit decision list) only the
     cut spans, in the cuts' order, each input seeked to its span. With `music`, the music bed is
-    mixed under the footage's sound (agents/render/music.py)."""
+    mixed under the footage's sound (agents/render/music.py). `threads` is x264's thread count
+    (0: x264's choice); `tuning` how the footage is decoded and scaled (None: as before it)."""
     if not clips:
         raise PlanError("a render needs at least one footage clip")
     for clip in (*clips, *([intro] if intro else [])):
@@ -237,6 +278,8 @@ def build_plan(
         intro_index, index = index, index + 1
     clip_indexes = []
     for seg in segments:
+        if tuning is not None and tuning.decode_threads:
+            args += ["-threads", str(tuning.decode_threads)]  # an input option: its decoder
         if seg.start is not None:
             # input options: seek (to the keyframe before, then decode to the exact start) and
             # read only the span
@@ -254,7 +297,7 @@ def build_plan(
         music_index = index
 
     for n, (seg, i) in enumerate(zip(segments, clip_indexes, strict=True)):
-        filters.append(_video_chain(seg, i, b, f"v{n}"))
+        filters.append(_video_chain(seg, i, b, f"v{n}", tuning))
         filters.append(_audio_chain(seg, i, b, f"a{n}"))
     pairs = "".join(f"[v{n}][a{n}]" for n in range(len(segments)))
     filters.append(f"{pairs}concat=n={len(segments)}:v=1:a=1[fv0][fa]")

@@ -32,7 +32,7 @@ from agents.render.errors import RenderError
 from agents.render.identity import ManifestError, fingerprint, manifest_path, read_manifest
 from agents.render.job import SessionOutput, render_inputs, render_session
 from agents.render.music import Music
-from agents.render.plan import Clip, Cut
+from agents.render.plan import DEFAULT_TUNING, Clip, Cut, RenderTuning
 
 if TYPE_CHECKING:
     from saq.job import Job
@@ -64,6 +64,8 @@ class RenderWorkerConfig:
     progress_interval_s: float = 1.0
     stale_partial_s: float = 600.0
     ffmpeg: str | None = None
+    tuning: RenderTuning = DEFAULT_TUNING  # decoder threads, frame dropping (plan.RenderTuning)
+    encode_threads: int = 0  # x264 threads; 0: x264's choice
 
 
 def _inside(path: Path, roots: Sequence[Path]) -> bool:
@@ -173,6 +175,8 @@ async def render_job(ctx: Context, *, request: dict[str, object]) -> dict[str, o
             ffmpeg=config.ffmpeg,
             cuts=job_request.cuts,
             music=job_request.music,
+            tuning=config.tuning,
+            encode_threads=config.encode_threads,
         )
     except RenderError as exc:
         logger.warning("render job %s failed (%s): %s", job.key, type(exc).__name__, exc.message)

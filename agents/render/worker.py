@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from saq.types import Context
 from agents.render.default_branding import log_branding
 from agents.render.errors import NoSpaceError, RenderError
 from agents.render.job import sweep_staging
+from agents.render.plan import RenderTuning
 from agents.render.queue import RENDER_FUNCTION, RenderWorkerConfig, render_job, worker_settings
 from streams import records
 from streams.kafka import Send, make_producer
@@ -54,7 +56,16 @@ def wait_for_space(job: Job) -> bool:
     return job.retries > job.attempts
 
 
+def machine_cores() -> int:
+    """The cores this process may run on (its CPU affinity, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def config_from(settings: Settings) -> RenderWorkerConfig:
+    cores = machine_cores()
     roots = [settings.share_root]
     roots += [
         p.parent
@@ -76,6 +87,8 @@ def config_from(settings: Settings) -> RenderWorkerConfig:
         stall_timeout_s=settings.render_stall_timeout_s,
         heartbeat_s=settings.render_heartbeat_s,
         sweep_interval_s=max(1, min(10, settings.render_heartbeat_s // 3)),
+        tuning=RenderTuning(decode_threads=settings.render_decode_threads or cores),
+        encode_threads=settings.render_encode_threads or cores,
     )
 
 
