@@ -1,6 +1,7 @@
 """Pipeline framework overhead: a 1,000-step DAG of no-op steps end to end.
 
     python -m benchmarks.pipeline_overhead [--steps 1000] [--runner-concurrency 4] [--trace]
+        [--heap-settle-after-s 5]
 
 One `root` step fans out to N-2 `n:<i>` steps, and a `join` step waits for all of them
 (`depends_on=["n:*"]`). Everything is real: a `skyreel worker` subprocess, the Kafka-protocol
