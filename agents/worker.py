@@ -122,7 +122,10 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
         return await delivery
 
     handlers = default_handlers()
-    emitter = orchestrator.Emitter(send_request, send_status)
+    executor = ThreadPoolExecutor(settings.worker_concurrency, thread_name_prefix="step")
+    step_runner = runner.Runner(wa.engine, handlers, send_result, executor=executor)
+    hand_off = step_runner.hand_off if settings.step_hand_off else None
+    emitter = orchestrator.Emitter(send_request, send_status, hand_off)
     jc = JobContext(
         settings,
         wa.engine,
@@ -190,14 +193,12 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
     _consume(wa, command_topic, "commands", ops.handle)
 
     orchestrator.attach(wa, orchestrator.Orchestrator(wa.engine, handlers.registry, emitter))
-    executor = ThreadPoolExecutor(settings.worker_concurrency, thread_name_prefix="step")
     dispatcher = RenderDispatcher(jc)
-    step_runner = runner.Runner(
-        wa.engine, handlers, send_result, executor=executor, dispatch_render=dispatcher
-    )
+    step_runner.dispatch_render = dispatcher
     runner.attach(wa, step_runner, concurrency=settings.runner_concurrency)
 
     async def close_render_queue(*args: object, **kwargs: object) -> None:
+        await step_runner.close()  # handed-off steps still running: requeued as lost
         await dispatcher.close()  # the dispatcher's Redis connection, opened on first use
 
     wa.app.on_before_shutdown.connect(close_render_queue)

@@ -17,7 +17,12 @@ PARTS = (
     ("runner until claim begins", "r.batch", "r.claim"),
     ("claim txn to its UPDATE", "r.claim", "started"),
 )
-EXTRA = (("(broker ack after send)", "o.sent", "o.acked"),)
+#: Steps the worker's own runner took (the local hand-off: no produce, broker or stream; their
+#: claim is the last part above).
+EXTRA = (
+    ("(broker ack after send)", "o.sent", "o.acked"),
+    ("(hand-off: commit to claim)", "o.commit", "h.take"),
+)
 
 
 def load(path: Path, execution_id: int) -> dict[str, dict[str, float]]:

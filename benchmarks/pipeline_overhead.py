@@ -98,6 +98,26 @@ async def wait_done(pg: asyncpg.Connection, eid: int, proc: subprocess.Popen[byt
         await asyncio.sleep(0.01)
 
 
+async def timeline(pg: asyncpg.Connection, eid: int) -> str:
+    """Where the fan-out's wall time goes: seconds from the root's start, per phase."""
+    r = await pg.fetchrow(
+        "SELECT min(started_at) FILTER (WHERE name = 'root') AS t0, "
+        "max(finished_at) FILTER (WHERE name = 'root') AS root_done, "
+        "min(started_at) FILTER (WHERE name LIKE 'n:%') AS first_start, "
+        "max(started_at) FILTER (WHERE name LIKE 'n:%') AS last_start, "
+        "max(finished_at) FILTER (WHERE name LIKE 'n:%') AS last_done, "
+        "max(ready_at) FILTER (WHERE name = 'join') AS join_ready, "
+        "max(finished_at) FILTER (WHERE name = 'join') AS join_done "
+        "FROM pipeline_step WHERE execution_id = $1",
+        eid,
+    )
+    t0 = r["t0"]
+    parts = ("root_done", "first_start", "last_start", "last_done", "join_ready", "join_done")
+    return "timeline (s after the root started): " + " ".join(
+        f"{k}={(r[k] - t0).total_seconds():.3f}" for k in parts
+    )
+
+
 async def measure(
     settings: Settings,
     names: Names,
@@ -153,6 +173,7 @@ async def measure(
             db = {r["name"]: (float(r["ready"]), float(r["started"])) for r in rows}
             for line in breakdown(trace, eid, db):
                 print(line)
+        print(await timeline(pg, eid))
         # The fan-out makes 998 steps ready at one instant, so its ready-to-start mostly
         # measures queueing behind them; a chain shows the framework's latency per hop.
         chain = await run("chain", chain_of(50))

@@ -175,6 +175,12 @@ class Settings(BaseSettings):
     runner_concurrency: int = Field(
         4, ge=1, le=64, description="Step-runner actors per Faust worker."
     )
+    step_hand_off: bool = Field(
+        True,
+        description="A worker runs the agent steps its own results made ready at once, without "
+        "the broker hop (fast; a fan-out then runs on one worker). Off: every ready step goes "
+        "through step-requests and spreads over the workers.",
+    )
     heap_settle_after_s: float = Field(
         5.0,
         ge=-1,

@@ -7,6 +7,9 @@ that locks the execution row, applies every result through the pure core (`dag.a
 "dependents of what finished" query, the pure core deciding), and updates the execution status.
 After the commit it sends a `StepRequest` per READY step on `step-requests`, keyed by
 `<execution>:<step>` so steps spread over partitions and run in parallel, and `StatusEvent`s.
+In a worker, the agent-kind steps go to the worker's own runner first (`Emitter.hand_off`,
+`Runner.hand_off`): it claims them at once and runs them here, and only what it does not take
+is sent, so a step does not wait for the broker hop (issue 18).
 
 A retryable failure comes back READY with a backoff: its request is sent once `not_before` has
 passed (a timer here; reconciliation re-sends it if this process dies first).
@@ -20,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -42,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 STALE_RETRIES = 5
 
+#: Takes READY steps to run in this process; returns the (execution id, step) it took.
+HandOff = Callable[[Sequence[records.StepRequest]], Awaitable[set[tuple[int, str]]]]
+
 
 @dataclass(frozen=True)
 class Emitter:
@@ -49,6 +55,8 @@ class Emitter:
 
     send_request: Send
     send_status: Send | None = None
+    #: This worker's own runner (`Runner.hand_off`): the READY steps it takes skip the broker.
+    hand_off: HandOff | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,8 @@ async def send_requests(
     emitter: Emitter, ready: Iterable[repo.Saved], later: Callable[[float, repo.Saved], None] | None
 ) -> int:
     """Send the READY steps (batched per execution, REQUEST_BATCH a message); those with a
-    future `not_before` go to `later` (or now). Returns how many steps were sent."""
+    future `not_before` go to `later` (or now), those this worker's runner takes
+    (`Emitter.hand_off`) are not sent. Returns how many steps were sent."""
     now = datetime.now(UTC)
     due: dict[int, list[repo.Saved]] = defaultdict(list)
     for s in ready:
@@ -113,6 +122,8 @@ async def send_requests(
             later(delay, s)
             continue
         due[s.execution_id].append(s)
+    if emitter.hand_off is not None and due:
+        due = await _hand_off(emitter.hand_off, due)
     sent = 0
     for eid, steps in due.items():
         for i in range(0, len(steps), REQUEST_BATCH):
@@ -130,6 +141,21 @@ async def send_requests(
                 _trace_sent(eid, [s.name for s in chunk], delivery)
             sent += len(chunk)
     return sent
+
+
+async def _hand_off(
+    hand_off: HandOff, due: dict[int, list[repo.Saved]]
+) -> dict[int, list[repo.Saved]]:
+    """What is left to send once this worker's runner took what it runs itself (issue 18: the
+    broker hop was most of a step's ready -> start). Should the hand-off fail, all is sent."""
+    try:
+        taken = await hand_off([step_request(s) for steps in due.values() for s in steps])
+    except Exception:
+        n = sum(map(len, due.values()))
+        logger.exception("this worker could not take %d ready steps itself; sending them", n)
+        return due
+    left = {eid: [s for s in steps if (eid, s.name) not in taken] for eid, steps in due.items()}
+    return {eid: steps for eid, steps in left.items() if steps}
 
 
 def _trace_sent(eid: int, names: list[str], delivery: object) -> None:
