@@ -265,6 +265,12 @@ class Settings(BaseSettings):
         description="x264 threads of a render; 0: one per core (x264's own choice is 1.5 per "
         "core: on 2 cores 2 threads measured 1.2x less CPU for the same output).",
     )
+    render_skip_nonref: bool = Field(
+        True,
+        description="Decode 60 fps camera clips at half rate where every other frame is a "
+        "non-reference one and the output keeps only the others (the same frames shown, ~1.7x "
+        "less decoding; checked per clip from its first packets, agents/media/refs.py).",
+    )
     render_stall_timeout_s: float = Field(
         60.0, gt=0, description="Abort a render whose FFmpeg makes no progress for this long."
     )

@@ -22,11 +22,12 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import av
 
+from agents.media import refs
 from agents.render.branding import Branding, find_font
 from agents.render.errors import NoSpaceError, RenderError, TransientRenderError, is_no_space
 from agents.render.ffmpeg import ProgressCallback, run_ffmpeg
@@ -280,6 +281,15 @@ def _reusable(
     return existing if not problems else None
 
 
+def with_reference_patterns(clips: Sequence[Clip], out_fps: float) -> list[Clip]:
+    """The clips, each with `half_skippable` read from its first packets (agents/media/refs.py)
+    where it could matter: a clip with at least twice the output's frame rate."""
+    return [
+        replace(c, half_skippable=refs.can_skip_half(c.path)) if c.fps >= 2 * out_fps - 0.01 else c
+        for c in clips
+    ]
+
+
 async def render_session(
     clips: Sequence[Clip],
     branding: Branding,
@@ -324,6 +334,8 @@ async def render_session(
         poster=folder / f".{poster.name}.partial-{token}",
         title_file=Path(tempfile.gettempdir()) / f"skyreel-title-{token}.txt",
     )
+    if tuning.skip_nonref:
+        clips = await asyncio.to_thread(with_reference_patterns, clips, branding.fps)
     try:
         plan = build_plan(
             clips, branding, passenger_name, targets, intro=intro, font=font, cuts=cuts,

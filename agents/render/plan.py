@@ -16,8 +16,11 @@ An optional music bed (agents/render/music.py) is one more input, mixed under th
 Camera footage is often 4K HEVC at 50-60 fps (docs/architecture.md, "Rendering camera footage
 (4K HEVC)"): with a :class:`RenderTuning` (the render job passes the worker's) each footage input
 gets its own decoder thread count, and a clip with more frames than the output drops them
-(`fps`) before it is scaled, so half of a 60 fps clip is never scaled. Without one the plan is
-the one before that tuning, argument for argument.
+(`fps`) before it is scaled, so half of a 60 fps clip is never scaled. A clip whose every
+other frame is a non-reference one (`Clip.half_skippable`, agents/media/refs.py), played where
+the output keeps only even frames (60 -> 30 at normal speed), is decoded with `-skip_frame noref`:
+the frames the output shows are the same, at a little over half the decoding. Without a tuning
+the plan is the one before it, argument for argument.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class Clip:
     fps: float
     has_audio: bool
     rotation: int = 0  # display rotation in degrees; FFmpeg applies it while decoding
+    #: every even frame is a reference frame and the odd ones mostly not (agents/media/refs.py)
+    half_skippable: bool = False
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -85,6 +90,7 @@ class RenderTuning:
 
     decode_threads: int = 0  # -threads before each footage input; 0: FFmpeg's choice (cores + 1)
     drop_frames_first: bool = True  # fps before scale when the clip has more frames than needed
+    skip_nonref: bool = True  # -skip_frame noref where only the reference frames are shown
 
     def __post_init__(self) -> None:
         if not 0 <= self.decode_threads <= 64:
@@ -162,6 +168,16 @@ def _atempo(speed: float) -> list[str]:
         steps.append("atempo=0.5")
         speed /= 0.5
     return [*steps, f"atempo={_num(speed)}"]
+
+
+def skips_half(clip: Clip, speed: float, out_fps: float) -> bool:
+    """Whether `clip`, played at `speed`, may skip its non-reference frames: it alternates
+    (`half_skippable`) and the output keeps only even frames (its rate is an even multiple of
+    the output's: 60 fps at normal speed for 30)."""
+    if not clip.half_skippable or out_fps <= 0:
+        return False
+    ratio = clip.fps * speed / out_fps
+    return ratio >= 1.99 and abs(ratio - round(ratio)) < 0.01 and round(ratio) % 2 == 0
 
 
 def _video_chain(
@@ -280,6 +296,8 @@ def build_plan(
     for seg in segments:
         if tuning is not None and tuning.decode_threads:
             args += ["-threads", str(tuning.decode_threads)]  # an input option: its decoder
+        if tuning is not None and tuning.skip_nonref and skips_half(seg.clip, seg.speed, b.fps):
+            args += ["-skip_frame", "noref"]  # its decoder skips what the output drops
         if seg.start is not None:
             # input options: seek (to the keyframe before, then decode to the exact start) and
             # read only the span

@@ -87,7 +87,10 @@ def config_from(settings: Settings) -> RenderWorkerConfig:
         stall_timeout_s=settings.render_stall_timeout_s,
         heartbeat_s=settings.render_heartbeat_s,
         sweep_interval_s=max(1, min(10, settings.render_heartbeat_s // 3)),
-        tuning=RenderTuning(decode_threads=settings.render_decode_threads or cores),
+        tuning=RenderTuning(
+            decode_threads=settings.render_decode_threads or cores,
+            skip_nonref=settings.render_skip_nonref,
+        ),
         encode_threads=settings.render_encode_threads or cores,
     )
 

@@ -3,6 +3,7 @@ frames dropped before they are scaled; pure argument checks (no FFmpeg run)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,32 @@ def test_the_worker_takes_its_tuning_from_the_settings() -> None:
     default = config_from(Settings())  # 0: one thread per core
     cores = machine_cores()
     assert default.tuning.decode_threads == cores and default.encode_threads == cores
+    assert config_from(Settings(render_skip_nonref=False)).tuning.skip_nonref is False
+
+
+SKIPPABLE = [replace(c, half_skippable=True) for c in GOPRO]
+
+
+def test_a_clip_that_may_skip_half_its_frames_is_decoded_with_skip_frame_noref() -> None:
+    opts = input_options(plan_args(SKIPPABLE, RenderTuning(), cuts=CUTS))
+    for clip in SKIPPABLE:
+        o = opts[input_url(clip.path)]
+        assert o[o.index("-skip_frame") + 1] == "noref"
+        assert o.index("-skip_frame") < o.index("-ss")  # an input option of that footage
+    assert "-skip_frame" not in opts[input_url(INTRO.path)]
+
+
+def test_skipping_needs_the_pattern_the_setting_and_an_even_frame_ratio() -> None:
+    def skips(clips: list[Clip], tuning: RenderTuning | None, cuts: list[Cut]) -> list[bool]:
+        opts = input_options(plan_args(clips, tuning, cuts=cuts))
+        return ["-skip_frame" in o for url, o in opts.items() if url != input_url(INTRO.path)][
+            : len(cuts)
+        ]
+
+    assert skips(GOPRO, RenderTuning(), CUTS) == [False, False]  # no pattern read
+    assert skips(SKIPPABLE, RenderTuning(skip_nonref=False), CUTS) == [False, False]
+    assert skips(SKIPPABLE, None, CUTS) == [False, False]  # the plan before tuning
+    spans = [Cut(0, 10.0, 20.0), Cut(1, 30.0, 36.0, 0.5)]  # slow motion needs every frame
+    assert skips(SKIPPABLE, RenderTuning(), spans) == [True, False]
+    fifty = [replace(SKIPPABLE[0], fps=50.0)]  # 50 -> 30 keeps odd frames too
+    assert skips(fifty, RenderTuning(), [Cut(0, 0.0, 10.0)]) == [False]
