@@ -137,7 +137,8 @@ def main() -> None:
     print(
         f"render worker: decode_threads={worker.tuning.decode_threads} "
         f"encode_threads={worker.encode_threads} drop_frames_first="
-        f"{worker.tuning.drop_frames_first} preset={branding.preset} crf={branding.crf}",
+        f"{worker.tuning.drop_frames_first} skip_nonref={worker.tuning.skip_nonref} "
+        f"preset={branding.preset} crf={branding.crf}",
         flush=True,
     )
 
