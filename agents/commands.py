@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agents.jobs.assign import assign_booking
 from agents.jobs.edit_marks import EditRefused, set_marks
-from agents.pipeline import orchestrator
+from agents.pipeline import dispatch, orchestrator
 from agents.pipeline.errors import (
     InvalidDag,
     InvalidTransition,
@@ -99,7 +99,7 @@ class Commands:
     """Applies commands; ``send_result`` must be acked by the broker before it returns."""
 
     engine: AsyncEngine
-    emitter: orchestrator.Emitter
+    emitter: dispatch.Emitter
     send_result: Send
     settings: Settings | None = None  # a purge needs the folders (issue 16)
     #: replay (issue 17): agents.replay.Rewinder.rewind of this worker; None: refused

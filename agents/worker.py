@@ -21,7 +21,7 @@ from agents.jobs import card_import, deliver_step, landing, steps
 from agents.jobs.bought_later import add_bought_steps
 from agents.jobs.context import JobContext
 from agents.jobs.render import RenderDispatcher
-from agents.pipeline import orchestrator, reconcile, runner
+from agents.pipeline import dispatch, orchestrator, reconcile, runner
 from agents.pipeline.handlers import default_handlers
 from agents.pipeline.host import AgentHost
 from agents.qr.decode import qr_settings
@@ -125,7 +125,7 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
     executor = ThreadPoolExecutor(settings.worker_concurrency, thread_name_prefix="step")
     step_runner = runner.Runner(wa.engine, handlers, send_result, executor=executor)
     hand_off = step_runner.hand_off if settings.step_hand_off else None
-    emitter = orchestrator.Emitter(send_request, send_status, hand_off)
+    emitter = dispatch.Emitter(send_request, send_status, hand_off)
     jc = JobContext(
         settings,
         wa.engine,
@@ -213,7 +213,7 @@ def _attach_agents(wa: AgentHost, settings: Settings) -> None:
     _attach_retention(wa, emitter, settings)  # issue 16, item 5
 
 
-async def _tell_purged(emitter: orchestrator.Emitter, done: purge.PurgeResult) -> None:
+async def _tell_purged(emitter: dispatch.Emitter, done: purge.PurgeResult) -> None:
     """The dashboards show the sessions purged; advisory, so a broker hiccup only logs."""
     if emitter.send_status is None:
         return
@@ -227,7 +227,7 @@ async def _tell_purged(emitter: orchestrator.Emitter, done: purge.PurgeResult) -
             logger.warning("status event for purged session %s not published: %s", key, exc)
 
 
-def _attach_retention(wa: AgentHost, emitter: orchestrator.Emitter, settings: Settings) -> None:
+def _attach_retention(wa: AgentHost, emitter: dispatch.Emitter, settings: Settings) -> None:
     """The scheduled purge (issue 16, item 5): the retention rules applied every
     ``retention_check_interval_s``; every purge is recorded (agents/purge.py)."""
 

@@ -35,8 +35,9 @@ from pathlib import Path
 
 import asyncpg
 
+from agents.pipeline.dispatch import Emitter
 from agents.pipeline.handlers import default_handlers
-from agents.pipeline.orchestrator import Emitter, StepDef, start_execution
+from agents.pipeline.orchestrator import StepDef, start_execution
 from benchmarks._pipeline_trace import breakdown
 from benchmarks._services import CACHE, scratch_database
 from storage.db import make_engine, plain_url

@@ -20,7 +20,7 @@ from agents.deliverables import deliverables_of
 from agents.jobs.kinds import jump_steps
 from agents.pipeline import dag
 from agents.pipeline import operations as ops
-from agents.pipeline.orchestrator import Emitter, send_requests
+from agents.pipeline.dispatch import Emitter, send_requests
 from agents.pipeline.registry import Registry
 from storage import deliveries
 from storage import pipeline as repo

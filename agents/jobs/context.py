@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agents.pipeline.orchestrator import Emitter
+from agents.pipeline.dispatch import Emitter
 from agents.pipeline.registry import Registry
 from agents.qr.decode import QrSettings
 from streams.kafka import Send

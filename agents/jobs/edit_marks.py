@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.pipeline import operations as ops
-from agents.pipeline.orchestrator import Emitter, send_requests
+from agents.pipeline.dispatch import Emitter, send_requests
 from storage import session_edit
 from storage.sessions import log_on_execution
 from streams import records

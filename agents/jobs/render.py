@@ -30,8 +30,8 @@ from agents.jobs import kinds
 from agents.jobs.context import JobContext
 from agents.jobs.render_edit import NO_EDIT_REASON, edit_cuts, render_music
 from agents.pipeline import operations as ops
+from agents.pipeline.dispatch import send_requests
 from agents.pipeline.errors import PermanentStepError
-from agents.pipeline.orchestrator import send_requests
 from agents.pipeline.runner import Claim
 from agents.render.contract import RenderClip, RenderJob
 from agents.render.default_branding import job_branding

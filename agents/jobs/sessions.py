@@ -28,7 +28,8 @@ from agents.jobs.context import JobContext
 from agents.jobs.kinds import jump_steps
 from agents.pipeline import dag
 from agents.pipeline import operations as ops
-from agents.pipeline.orchestrator import send_requests, start_execution
+from agents.pipeline.dispatch import send_requests
+from agents.pipeline.orchestrator import start_execution
 from agents.qr.payload import Booking
 from agents.sessions import (
     CardFile,

@@ -5,11 +5,8 @@ at one consumer) takes results in small batches; per execution and batch it runs
 that locks the execution row, applies every result through the pure core (`dag.apply_result`,
 `dag.spawn`), writes the changes set-based, promotes the steps that became ready (an incremental
 "dependents of what finished" query, the pure core deciding), and updates the execution status.
-After the commit it sends a `StepRequest` per READY step on `step-requests`, keyed by
-`<execution>:<step>` so steps spread over partitions and run in parallel, and `StatusEvent`s.
-In a worker, the agent-kind steps go to the worker's own runner first (`Emitter.hand_off`,
-`Runner.hand_off`): it claims them at once and runs them here, and only what it does not take
-is sent, so a step does not wait for the broker hop (issue 18).
+After the commit it sends the READY steps on (agents/pipeline/dispatch.py: to this worker's own
+runner first, the rest as batched `StepRequest`s on `step-requests`) and `StatusEvent`s.
 
 A retryable failure comes back READY with a backoff: its request is sent once `not_before` has
 passed (a timer here; reconciliation re-sends it if this process dies first).
@@ -23,15 +20,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agents.pipeline import dag, trace
 from agents.pipeline import operations as ops
 from agents.pipeline.dag import ExecutionStatus, StepState, StepStatus
+from agents.pipeline.dispatch import Emitter, send_requests
 from agents.pipeline.errors import InvalidTransition, PipelineError, UnknownStepKind
 from agents.pipeline.host import AgentHost, attach_batched
 from agents.pipeline.registry import Registry, StepKind
@@ -39,24 +36,10 @@ from storage import pipeline as repo
 from storage import workers
 from storage.enums import ResultStatus
 from streams import records
-from streams.kafka import Send
 
 logger = logging.getLogger(__name__)
 
 STALE_RETRIES = 5
-
-#: Takes READY steps to run in this process; returns the (execution id, step) it took.
-HandOff = Callable[[Sequence[records.StepRequest]], Awaitable[set[tuple[int, str]]]]
-
-
-@dataclass(frozen=True)
-class Emitter:
-    """Where requests and status events go (Faust topics in a worker, aiokafka elsewhere)."""
-
-    send_request: Send
-    send_status: Send | None = None
-    #: This worker's own runner (`Runner.hand_off`): the READY steps it takes skip the broker.
-    hand_off: HandOff | None = None
 
 
 @dataclass(frozen=True)
@@ -90,78 +73,6 @@ class StepDef:
         if not isinstance(value, dict):
             raise ValueError(f"step {name!r}: input must be an object")
         return cls(name, kind, lists["depends_on"], lists["spawns"], value)
-
-
-def request_key(execution_id: int, step: str) -> bytes:
-    return f"{execution_id}:{step}".encode()
-
-
-def step_request(s: repo.Saved) -> records.StepRequest:
-    return records.StepRequest(
-        execution_id=s.execution_id, step=s.name, kind=s.kind, attempt=s.attempt, input=s.input
-    )
-
-
-#: Ready steps of one execution sent together in one message (see records.StepRequest.more):
-#: a fan-out travels as a few messages, claimed in one transaction each (measured with
-#: benchmarks.pipeline_overhead: 32 -> p50 106 ms, 128 -> 60-190 ms, 256 -> 39-52 ms).
-REQUEST_BATCH = 256
-
-
-async def send_requests(
-    emitter: Emitter, ready: Iterable[repo.Saved], later: Callable[[float, repo.Saved], None] | None
-) -> int:
-    """Send the READY steps (batched per execution, REQUEST_BATCH a message); those with a
-    future `not_before` go to `later` (or now), those this worker's runner takes
-    (`Emitter.hand_off`) are not sent. Returns how many steps were sent."""
-    now = datetime.now(UTC)
-    due: dict[int, list[repo.Saved]] = defaultdict(list)
-    for s in ready:
-        delay = (s.not_before - now).total_seconds() if s.not_before else 0.0
-        if delay > 0 and later is not None:
-            later(delay, s)
-            continue
-        due[s.execution_id].append(s)
-    if emitter.hand_off is not None and due:
-        due = await _hand_off(emitter.hand_off, due)
-    sent = 0
-    for eid, steps in due.items():
-        for i in range(0, len(steps), REQUEST_BATCH):
-            chunk = steps[i : i + REQUEST_BATCH]
-            request = step_request(chunk[0])
-            if len(chunk) > 1:
-                request.more = [
-                    {"step": s.name, "kind": s.kind, "attempt": s.attempt, "input": s.input}
-                    for s in chunk[1:]
-                ]
-            delivery = await emitter.send_request(
-                request_key(eid, chunk[0].name), records.encode(request)
-            )
-            if trace.ON:
-                _trace_sent(eid, [s.name for s in chunk], delivery)
-            sent += len(chunk)
-    return sent
-
-
-async def _hand_off(
-    hand_off: HandOff, due: dict[int, list[repo.Saved]]
-) -> dict[int, list[repo.Saved]]:
-    """What is left to send once this worker's runner took what it runs itself (issue 18: the
-    broker hop was most of a step's ready -> start). Should the hand-off fail, all is sent."""
-    try:
-        taken = await hand_off([step_request(s) for steps in due.values() for s in steps])
-    except Exception:
-        n = sum(map(len, due.values()))
-        logger.exception("this worker could not take %d ready steps itself; sending them", n)
-        return due
-    left = {eid: [s for s in steps if (eid, s.name) not in taken] for eid, steps in due.items()}
-    return {eid: steps for eid, steps in left.items() if steps}
-
-
-def _trace_sent(eid: int, names: list[str], delivery: object) -> None:
-    trace.mark("o.sent", eid, names)
-    if isinstance(delivery, asyncio.Future):
-        delivery.add_done_callback(lambda _: trace.mark("o.acked", eid, names))
 
 
 def policy_for(registry: Registry, kind: str) -> StepKind:

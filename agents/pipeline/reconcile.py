@@ -37,9 +37,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agents.pipeline import dag
 from agents.pipeline import operations as ops
 from agents.pipeline.dag import StepStatus
+from agents.pipeline.dispatch import Emitter, send_requests
 from agents.pipeline.held import RELEASED_S, Held
 from agents.pipeline.host import AgentHost
-from agents.pipeline.orchestrator import Emitter, policy_for, send_requests
+from agents.pipeline.orchestrator import policy_for
 from agents.pipeline.registry import Registry
 from storage import pipeline as repo
 from storage import workers

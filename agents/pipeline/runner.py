@@ -129,7 +129,7 @@ class Runner:
 
     async def hand_off(self, requests: Sequence[records.StepRequest]) -> set[tuple[int, str]]:
         """Take steps this worker's orchestrator just made READY, to run here without the
-        broker hop (issue 18; `orchestrator.Emitter.hand_off`).
+        broker hop (issue 18; `dispatch.Emitter.hand_off`).
 
         The agent-kind ones are claimed now (one transaction, as a batch from step-requests
         would be) and run in the background; returns the (execution id, step) taken, claimed or

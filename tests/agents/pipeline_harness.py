@@ -10,8 +10,9 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import Proc, wait_for
 
+from agents.pipeline.dispatch import Emitter
 from agents.pipeline.handlers import default_handlers
-from agents.pipeline.orchestrator import Emitter, StepDef, start_execution
+from agents.pipeline.orchestrator import StepDef, start_execution
 from streams.kafka import ensure_topics, make_producer
 from streams.settings import Settings
 from streams.topics import Names

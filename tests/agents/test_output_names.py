@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.jobs.context import JobContext
 from agents.jobs.render import render_request
+from agents.pipeline.dispatch import Emitter
 from agents.pipeline.handlers import default_handlers
-from agents.pipeline.orchestrator import Emitter
 from agents.render.identity import is_safe_name, name_note, output_name
 
 START = datetime(2026, 5, 1, 14, 30, tzinfo=UTC)

@@ -23,8 +23,8 @@ from agents.jobs.context import JobContext
 from agents.jobs.edit_record import EditRecord
 from agents.jobs.kinds import jump_steps
 from agents.jobs.render import NO_EDIT_REASON, NeedsReview, render_request
+from agents.pipeline.dispatch import Emitter
 from agents.pipeline.handlers import StepContext, default_handlers
-from agents.pipeline.orchestrator import Emitter
 from agents.telemetry.marks import JumpPhases, Mark, MarkKind, Source
 from agents.telemetry.profile import draw_params, generate
 from agents.telemetry.sound import SoundSeries

@@ -25,9 +25,9 @@ from agents.jobs import photos_step
 from agents.jobs.context import JobContext
 from agents.jobs.kinds import jump_steps
 from agents.photos.make import window
+from agents.pipeline.dispatch import Emitter
 from agents.pipeline.errors import PermanentStepError
 from agents.pipeline.handlers import StepContext, default_handlers
-from agents.pipeline.orchestrator import Emitter
 from agents.render.identity import Manifest, write_manifest
 from storage import media
 from storage import pipeline as repo

@@ -11,8 +11,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from support import wait_for
 
+from agents.pipeline.dispatch import Emitter
 from agents.pipeline.handlers import Handlers, StepContext, StepOutput, noop
-from agents.pipeline.orchestrator import Emitter, Orchestrator, StepDef, start_execution
+from agents.pipeline.orchestrator import Orchestrator, StepDef, start_execution
 from agents.pipeline.registry import StepKind
 from agents.pipeline.runner import Runner
 from streams import records

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agents.pipeline.dispatch import Emitter
 from agents.pipeline.handlers import Handlers, noop
 from agents.pipeline.held import RELEASED_S, Held
-from agents.pipeline.orchestrator import Emitter, StepDef, start_execution
+from agents.pipeline.orchestrator import StepDef, start_execution
 from agents.pipeline.reconcile import Own, _lost_reason, reconcile
 from agents.pipeline.registry import Registry, StepKind
 from agents.pipeline.runner import Runner

@@ -14,8 +14,9 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agents.pipeline.dispatch import Emitter
 from agents.pipeline.handlers import default_handlers
-from agents.pipeline.orchestrator import Emitter, Orchestrator, StepDef, start_execution
+from agents.pipeline.orchestrator import Orchestrator, StepDef, start_execution
 from agents.pipeline.runner import Runner
 from streams import records
 

@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agents.jobs.context import JobContext
 from agents.jobs.publish import Rendered, publish_files
 from agents.jobs.render import render_request
+from agents.pipeline.dispatch import Emitter
 from agents.pipeline.errors import PermanentStepError
 from agents.pipeline.handlers import default_handlers
-from agents.pipeline.orchestrator import Emitter
 from agents.render.identity import read_manifest
 from storage import media
 

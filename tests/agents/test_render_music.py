@@ -27,8 +27,8 @@ from agents.jobs import phases_step
 from agents.jobs.context import JobContext
 from agents.jobs.edit_record import EditRecord
 from agents.jobs.render import render_music, render_request
+from agents.pipeline.dispatch import Emitter
 from agents.pipeline.handlers import default_handlers
-from agents.pipeline.orchestrator import Emitter
 from agents.render.branding import Branding
 from agents.render.contract import RenderClip, RenderJob, RenderMusic
 from agents.render.errors import RenderError

@@ -22,8 +22,8 @@ from agents.jobs.render import RenderCheck, choose_footage, render_request
 from agents.jobs.steps import make_handlers
 from agents.pipeline import dag
 from agents.pipeline import operations as ops
+from agents.pipeline.dispatch import Emitter
 from agents.pipeline.handlers import default_handlers
-from agents.pipeline.orchestrator import Emitter
 from agents.render.queue import RENDER_FUNCTION
 from storage import media
 from storage import pipeline as repo

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from aiokafka import AIOKafkaConsumer
 
 from agents.commands import Commands
-from agents.pipeline.orchestrator import Emitter
+from agents.pipeline.dispatch import Emitter
 from storage.db import make_engine
 from streams.kafka import ensure_topics, make_producer
 from streams.settings import Settings

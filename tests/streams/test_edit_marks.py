@@ -21,7 +21,7 @@ from support import settings_env
 
 from agents.commands import Commands
 from agents.jobs.edit_marks import set_marks
-from agents.pipeline.orchestrator import Emitter
+from agents.pipeline.dispatch import Emitter
 from storage import commands as store
 from storage import session_edit
 from storage.enums import CommandAction, CommandErrorKind

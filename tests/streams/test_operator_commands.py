@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from status_harness import AUTH, api_settings, seed, serve_hub
 
 from agents.commands import Commands, record_outcome
-from agents.pipeline.orchestrator import Emitter
+from agents.pipeline.dispatch import Emitter
 from storage import commands as store
 from storage.enums import CommandAction, CommandErrorKind
 from streams import commands, records

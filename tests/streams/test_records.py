@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.pipeline.orchestrator import REQUEST_BATCH, Emitter, send_requests
+from agents.pipeline.dispatch import REQUEST_BATCH, Emitter, send_requests
 from agents.pipeline.step import StepStatus
 from storage.pipeline import Saved
 from streams import records

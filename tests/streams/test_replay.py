@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import Proc, Rig, settings_env, wait_for
 
+from agents.pipeline.dispatch import Emitter
 from agents.pipeline.handlers import default_handlers
-from agents.pipeline.orchestrator import Emitter, StepDef, start_execution
+from agents.pipeline.orchestrator import StepDef, start_execution
 from streams.cli.replay import lag, parse_since, resolve_topic
 from streams.kafka import ensure_topics, make_producer
 from streams.settings import Settings
