@@ -153,6 +153,8 @@ class Runner:
             raise
         won = {_key(c.request) for c in claimed}
         self.held.drop(keys - won)
+        if not claimed:
+            return {(r.execution_id, r.step) for r in local}
         self._local_steps += len(claimed)
         task = asyncio.ensure_future(self._run_handed_off(claimed, won))
         self._local_tasks.add(task)
