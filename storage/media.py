@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from storage.pipeline import UNFINISHED_EXECUTIONS
+
 
 @dataclass(frozen=True)
 class FileRow:
@@ -378,7 +380,8 @@ async def landed_copy_steps(conn: AsyncConnection, grace_s: float) -> list[Lande
             "COALESCE((s.input->>'group')::boolean, false) AS grp "
             "FROM pipeline_step s JOIN imported_file f "
             "  ON s.name ~ '^copy:[0-9]+$' AND f.id = CAST(substr(s.name, 6) AS bigint) "
-            "WHERE s.kind = 'copy' AND s.status IN ('running', 'failed') "
+            f"WHERE s.execution_id IN ({UNFINISHED_EXECUTIONS}) "
+            "AND s.kind = 'copy' AND s.status IN ('running', 'failed') "
             "AND f.status = 'imported' "
             "AND f.imported_at < now() - make_interval(secs => :g) "
             "ORDER BY s.execution_id, f.id"

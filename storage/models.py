@@ -196,13 +196,12 @@ class PipelineStep(Base):
     __tablename__ = "pipeline_step"
     __table_args__ = (
         UniqueConstraint("execution_id", "name", name="uq_step_execution_name"),
-        Index("ix_step_status", "status"),
-        # copy steps waiting for a file are found by name when its copy lands
-        Index(
-            "ix_step_name_open",
-            "name",
-            postgresql_where=text("status IN ('running', 'failed')"),
-        ),
+        # copy steps waiting for a file are found by name when its copy lands. No index covers
+        # a column a step's life changes (status, times, worker), and the table's fillfactor
+        # (50) keeps room on each page: its updates are heap-only (HOT), see migration 0012;
+        # steps by status are found through their unfinished executions (storage/pipeline.py,
+        # OPEN_EXECUTIONS).
+        Index("ix_step_name", "name"),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     execution_id: Mapped[int] = mapped_column(

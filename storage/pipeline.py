@@ -142,6 +142,15 @@ async def set_execution_status(
     return bool(result.rowcount)
 
 
+#: Executions that can hold a step not done: all but the succeeded ones (a succeeded execution's
+#: steps are all done). pipeline_step has no index on status (migration 0012: its updates stay
+#: heap-only), so a query for steps by status across executions starts from these, few and
+#: indexed (ix_execution_status_id), and reaches their steps by uq_step_execution_name.
+UNFINISHED_EXECUTIONS = "SELECT id FROM pipeline_execution WHERE status IN ({})".format(
+    ", ".join(f"'{s.value}'" for s in ExecutionStatus if s is not ExecutionStatus.SUCCEEDED)
+)
+
+
 async def active_executions(conn: AsyncConnection) -> list[int]:
     rows = await conn.execute(
         text(
@@ -255,7 +264,8 @@ async def running_steps(conn: AsyncConnection, kind: str, older_than_s: float) -
     """RUNNING steps of `kind` (waiting or not) whose attempt started over `older_than_s` ago."""
     rows = await conn.execute(
         text(
-            f"SELECT {STEP_COLUMNS} FROM pipeline_step WHERE kind = :k AND status = 'running' "
+            f"SELECT {STEP_COLUMNS} FROM pipeline_step WHERE execution_id IN "
+            f"({UNFINISHED_EXECUTIONS}) AND kind = :k AND status = 'running' "
             "AND started_at < now() - make_interval(secs => :s) ORDER BY execution_id, name"
         ),
         {"k": kind, "s": older_than_s},
@@ -270,7 +280,8 @@ async def executions_of_dead_workers(
     `dead_after_s` ago."""
     rows = await conn.execute(
         text(
-            "SELECT DISTINCT execution_id FROM pipeline_step WHERE status = 'running' "
+            "SELECT DISTINCT execution_id FROM pipeline_step WHERE execution_id IN "
+            f"({UNFINISHED_EXECUTIONS}) AND status = 'running' "
             "AND waiting_for = '' AND worker IS NOT NULL "
             "AND NOT (worker = ANY(CAST(:live AS text[]))) "
             "AND started_at < now() - make_interval(secs => :dead)"

@@ -142,8 +142,11 @@ class Runner:
         if not local or self._local_steps + len(local) > self.max_local:
             return set()
         if trace.ON:
+            taken: dict[int, list[str]] = defaultdict(list)
             for r in local:
-                trace.mark("h.take", r.execution_id, [r.step])
+                taken[r.execution_id].append(r.step)
+            for eid, steps in taken.items():  # one line per execution: a mark costs a write
+                trace.mark("h.take", eid, steps)
         keys = {_key(r) for r in local}
         self.held.take(keys)
         try:
