@@ -200,7 +200,7 @@ class PipelineStep(Base):
         # a column a step's life changes (status, times, worker), and the table's fillfactor
         # (50) keeps room on each page: its updates are heap-only (HOT), see migration 0012;
         # steps by status are found through their unfinished executions (storage/pipeline.py,
-        # OPEN_EXECUTIONS).
+        # UNFINISHED_EXECUTIONS).
         Index("ix_step_name", "name"),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
