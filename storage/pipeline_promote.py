@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.enums import StepStatus
-from storage.pipeline_steps import Change, Saved, StaleWrite, save_changes
+from storage.pipeline_steps import Change, JsonDict, Saved, StaleWrite, save_changes
 
 _PROMOTE_SQL = text(
     """
@@ -31,7 +31,7 @@ UPDATE pipeline_step s SET status = 'ready', attempt = 1, error = '', waiting_fo
 FROM c
 WHERE s.execution_id = :e AND s.name = ANY(CAST(:names AS text[])) AND s.status = 'pending'
   AND s.attempt = 0
-RETURNING s.id, s.name, s.kind, CAST(s.input AS text), s.not_before
+RETURNING s.id, s.name, s.kind, CAST(s.input AS text)
 """
 )
 
@@ -70,16 +70,14 @@ async def save_promotions(
     rows = result.all()
     if len(rows) != len(plain):
         raise StaleWrite(execution_id, len(plain), len(rows))
+    # positional, no conversions (asyncpg gives int and str): these rows are on every
+    # promoted step's way to its claim; not_before is NULL, as the statement set it
+    ready = StepStatus.READY
     return saved + [
-        Saved(
-            execution_id=execution_id,
-            step_id=int(r[0]),
-            name=str(r[1]),
-            kind=str(r[2]),
-            status=StepStatus.READY,
-            attempt=1,
-            input=json.loads(r[3]) if r[3] not in (None, "{}") else {},
-            not_before=r[4],
-        )
-        for r in rows
+        Saved(execution_id, step_id, name, kind, ready, 1, _input(raw), None)
+        for step_id, name, kind, raw in rows
     ]
+
+
+def _input(raw: str | None) -> JsonDict:
+    return json.loads(raw) if raw not in (None, "{}") else {}

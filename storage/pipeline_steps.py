@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -72,9 +73,12 @@ class Change:
     actor: str = "system"
 
 
-@dataclass(frozen=True)
-class Saved:
-    """A step as written: what a step request needs when it is READY."""
+class Saved(NamedTuple):
+    """A step as written: what a step request needs when it is READY.
+
+    A named tuple, not a frozen dataclass: a fan-out's promotion makes ~1,000 of them between
+    its `UPDATE` and the claim that follows it, and a frozen dataclass's `__init__` (one
+    `object.__setattr__` a field) took 1.3 ms of that path against 0.2 ms (issue 18)."""
 
     execution_id: int
     step_id: int
@@ -82,7 +86,7 @@ class Saved:
     kind: str
     status: StepStatus
     attempt: int
-    input: JsonDict = field(default_factory=dict)
+    input: JsonDict
     not_before: datetime | None = None
 
 

@@ -25,8 +25,9 @@ from streams.kafka import Send
 
 logger = logging.getLogger(__name__)
 
-#: Takes READY steps to run in this process; returns the (execution id, step) it took.
-HandOff = Callable[[Sequence[records.StepRequest]], Awaitable[set[tuple[int, str]]]]
+#: Takes READY steps to run in this process; returns the (execution id, step) it took. It gets
+#: the rows as written, not requests: it claims them first and makes the requests after.
+HandOff = Callable[[Sequence[repo.Saved]], Awaitable[set[tuple[int, str]]]]
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ async def _hand_off(
     """What is left to send once this worker's runner took what it runs itself (issue 18: the
     broker hop was most of a step's ready -> start). Should the hand-off fail, all is sent."""
     try:
-        taken = await hand_off([step_request(s) for steps in due.values() for s in steps])
+        taken = await hand_off([s for steps in due.values() for s in steps])
     except Exception:
         n = sum(map(len, due.values()))
         logger.exception("this worker could not take %d ready steps itself; sending them", n)

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agents.pipeline import dag, trace
 from agents.pipeline import operations as ops
+from agents.pipeline.dispatch import step_request
 from agents.pipeline.errors import InvalidTransition, StepFailed, UnknownStepKind
 from agents.pipeline.handlers import Handlers, StepContext
 from agents.pipeline.held import Held, Key
@@ -49,6 +50,10 @@ logger = logging.getLogger(__name__)
 
 #: Handed-off steps a worker runs at most at once; beyond, ready steps go through the broker.
 MAX_LOCAL = 1024
+
+
+#: (execution id, step name)
+Step = tuple[int, str]
 
 
 def _key(r: records.StepRequest) -> Key:
@@ -127,7 +132,7 @@ class Runner:
             self.held.drop(keys - won)
             self.held.release(won)
 
-    async def hand_off(self, requests: Sequence[records.StepRequest]) -> set[tuple[int, str]]:
+    async def hand_off(self, ready: Sequence[repo.Saved]) -> set[tuple[int, str]]:
         """Take steps this worker's orchestrator just made READY, to run here without the
         broker hop (issue 18; `dispatch.Emitter.hand_off`).
 
@@ -137,32 +142,40 @@ class Runner:
         rest, render-queue kinds or all of them once `max_local` steps run handed off, the
         caller sends on step-requests. A claim that fails raises: the caller sends them all.
         A result that never leaves (the worker dies) is recovered as on the broker path: the
-        worker's heartbeat stops, or its reconciliation finds the step RUNNING and not held."""
-        local = [r for r in requests if self._runs_on(r.kind) == "agent"]
+        worker's heartbeat stops, or its reconciliation finds the step RUNNING and not held.
+
+        Every step waits for what runs here before its claim, so the rows are claimed as they
+        are and their requests made only for the steps won, after the claim."""
+        runs_on = {kind: self._runs_on(kind) for kind in {s.kind for s in ready}}
+        local = [s for s in ready if runs_on[s.kind] == "agent"]
         if not local or self._local_steps + len(local) > self.max_local:
             return set()
+        wanted: dict[int, dict[str, int]] = defaultdict(dict)
+        for s in local:
+            wanted[s.execution_id][s.name] = s.attempt
         if trace.ON:
-            taken: dict[int, list[str]] = defaultdict(list)
-            for r in local:
-                taken[r.execution_id].append(r.step)
-            for eid, steps in taken.items():  # one line per execution: a mark costs a write
+            for eid, steps in wanted.items():  # one line per execution: a mark costs a write
                 trace.mark("h.take", eid, steps)
-        keys = {_key(r) for r in local}
+        keys = {(s.execution_id, s.name, s.attempt) for s in local}
         self.held.take(keys)
         try:
-            claimed = await self.claim(local)
+            ids = await self._claim_attempts(wanted)
         except BaseException:
             self.held.drop(keys)
             raise
+        claimed = [
+            Claimed(step_request(s), ids[(s.execution_id, s.name)])
+            for s in local
+            if (s.execution_id, s.name) in ids
+        ]
         won = {_key(c.request) for c in claimed}
         self.held.drop(keys - won)
-        if not claimed:
-            return {(r.execution_id, r.step) for r in local}
-        self._local_steps += len(claimed)
-        task = asyncio.ensure_future(self._run_handed_off(claimed, won))
-        self._local_tasks.add(task)
-        task.add_done_callback(self._local_tasks.discard)
-        return {(r.execution_id, r.step) for r in local}
+        if claimed:
+            self._local_steps += len(claimed)
+            task = asyncio.ensure_future(self._run_handed_off(claimed, won))
+            self._local_tasks.add(task)
+            task.add_done_callback(self._local_tasks.discard)
+        return {(s.execution_id, s.name) for s in local}
 
     async def _run_handed_off(self, claimed: list[Claimed], won: set[Key]) -> None:
         try:
@@ -202,39 +215,43 @@ class Runner:
         by_execution: dict[int, dict[str, records.StepRequest]] = defaultdict(dict)
         for r in requests:
             by_execution[r.execution_id][r.step] = r
-        claimed: list[Claimed] = []
-        if not by_execution:
-            return claimed
+        ids = await self._claim_attempts(
+            {eid: {n: r.attempt for n, r in rs.items()} for eid, rs in by_execution.items()}
+        )
+        return [Claimed(by_execution[eid][name], step_id) for (eid, name), step_id in ids.items()]
+
+    async def _claim_attempts(self, wanted: dict[int, dict[str, int]]) -> dict[Step, int]:
+        """Claim {execution: {step: attempt}} in one transaction; the step ids of those won."""
+        won: dict[Step, int] = {}
+        if not wanted:
+            return won
         if trace.ON:
-            for eid, wanted in by_execution.items():
-                trace.mark("r.claim", eid, wanted)
+            for eid, attempts in wanted.items():
+                trace.mark("r.claim", eid, attempts)
         async with self.engine.begin() as conn:
-            for eid, wanted in by_execution.items():
-                won = await claims.claim_ready(
-                    conn, eid, [(n, r.attempt) for n, r in wanted.items()], self.worker
-                )
-                claimed += [Claimed(wanted[name], step_id) for name, step_id in won.items()]
-                rest = {n: r for n, r in wanted.items() if n not in won}
+            for eid, attempts in wanted.items():
+                ids = await claims.claim_ready(conn, eid, list(attempts.items()), self.worker)
+                rest = {n: a for n, a in attempts.items() if n not in ids}
                 if rest:
-                    claimed += await self._claim_rest(conn, eid, rest)
+                    ids |= await self._claim_rest(conn, eid, rest)
+                won.update(((eid, name), step_id) for name, step_id in ids.items())
         if trace.ON:
-            for eid, wanted in by_execution.items():
-                trace.mark("r.claimed", eid, wanted)
-        return claimed
+            for eid, attempts in wanted.items():
+                trace.mark("r.claimed", eid, attempts)
+        return won
 
     async def _claim_rest(
-        self, conn: AsyncConnection, eid: int, wanted: dict[str, records.StepRequest]
-    ) -> list[Claimed]:
+        self, conn: AsyncConnection, eid: int, attempts: dict[str, int]
+    ) -> dict[str, int]:
         """The general claim: load the steps and let `dag.start` decide each one."""
         now = datetime.now(UTC)
         changes = []
-        for row in await repo.load_steps(conn, eid, sorted(wanted)):
-            request = wanted[row.state.name]
+        for row in await repo.load_steps(conn, eid, sorted(attempts)):
             if row.not_before is not None and row.not_before > now:
                 continue  # early (a re-send during backoff); it is sent again when due
             old = ops.state_of(row)
             try:
-                new = dag.start(old, request.attempt)
+                new = dag.start(old, attempts[row.state.name])
             except InvalidTransition as exc:
                 logger.warning("execution %d: request not claimed: %s", eid, exc)
                 continue
@@ -242,7 +259,7 @@ class Runner:
                 changes.append(repo.Change(old, new, worker=self.worker))
         saved = await repo.save_changes(conn, eid, changes, strict=False)
         await repo.open_attempts(conn, [(s.step_id, s.attempt) for s in saved], self.worker)
-        return [Claimed(wanted[s.name], s.step_id) for s in saved]
+        return {s.name: s.step_id for s in saved}
 
     async def _execute(
         self, claimed: Claimed
