@@ -1,6 +1,7 @@
 """The API's action models: what the mutating endpoints (retry, cancel, assign, edit, purge,
-revoke) take and answer, and the assign form's booking lookup. The read models are in
-streams/hub/api_models.py; both are served in the OpenAPI document (streams/hub/openapi.py)."""
+revoke) take and answer, the assign form's booking lookup and the dashboard login. The read
+models are in streams/hub/api_models.py; both are served in the OpenAPI document
+(streams/hub/openapi.py)."""
 
 from __future__ import annotations
 
@@ -141,3 +142,32 @@ class RecentBooking(_Model):
 
 class RecentBookings(_Model):
     items: list[RecentBooking]
+
+
+# --- issue 17: the dashboard login (POST/GET /api/login, POST /api/logout) ---
+
+
+class LoginRequest(BaseModel):
+    """The hub's admin token, typed once per browser (`skyreel run` prints it). Other keys are
+    ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    token: str = Field(min_length=1, max_length=1024, description="Not only whitespace.")
+
+
+class LoginState(_Model):
+    """Whether this browser has a dashboard session, and whether reads need none (LAN)."""
+
+    logged_in: bool
+    reads_open: bool
+
+
+class LoginResult(LoginState):
+    """Logged in: the session cookie is set (HttpOnly, SameSite=Strict) and expires then."""
+
+    expires_at: datetime
+
+
+#: In the OpenAPI document beside `api_models.RESPONSE_MODELS`.
+LOGIN_MODELS: tuple[type[BaseModel], ...] = (LoginRequest, LoginState, LoginResult)

@@ -10,6 +10,9 @@
 - `GET /api/login`: whether this browser is logged in, and whether reads are open anyway.
 - `POST /api/logout` (with the CSRF header, as every dashboard action): clears the cookie.
 
+The bodies are `streams.hub.api_action_models.LoginState`/`LoginResult`, as the OpenAPI
+document says.
+
 Every failure is logged with the peer's address, never the token typed.
 """
 
@@ -26,6 +29,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from streams.hub import dashboard_session
+from streams.hub.api_action_models import LoginResult, LoginState
 from streams.hub.api_support import ApiContext, ApiError, invalid, json_errors
 from streams.hub.throttle import FailureThrottle, wait_words
 
@@ -58,8 +62,8 @@ def login_routes(ctx: ApiContext, static: str) -> list[BaseRoute]:
     throttle = FailureThrottle(settings.dashboard_login_failures_per_peer, window, window)
     max_age = int(settings.dashboard_session_hours * 3600)
 
-    def _state(request: Request, logged_in: bool) -> dict[str, object]:
-        return {"logged_in": logged_in, "reads_open": settings.reads_open}
+    def _state(logged_in: bool) -> dict[str, object]:
+        return LoginState(logged_in=logged_in, reads_open=settings.reads_open).model_dump()
 
     async def page(request: Request) -> Response:
         if ctx.session_ok(request):
@@ -92,7 +96,8 @@ def login_routes(ctx: ApiContext, static: str) -> list[BaseRoute]:
                 "SKYREEL_ADMIN_TOKEN)",
             )
         expires = datetime.fromtimestamp(time.time() + max_age, UTC)
-        response = JSONResponse({**_state(request, True), "expires_at": expires.isoformat()})
+        result = LoginResult(logged_in=True, reads_open=settings.reads_open, expires_at=expires)
+        response = JSONResponse(result.model_dump(mode="json"))
         response.set_cookie(
             dashboard_session.COOKIE,
             dashboard_session.issue(settings.admin_token.get_secret_value()),
@@ -106,14 +111,14 @@ def login_routes(ctx: ApiContext, static: str) -> list[BaseRoute]:
         return response
 
     async def whoami(request: Request) -> Response:
-        return JSONResponse(_state(request, ctx.session_ok(request)))
+        return JSONResponse(_state(ctx.session_ok(request)))
 
     @json_errors
     async def logout(request: Request) -> Response:
         header = dashboard_session.CSRF_HEADER
         if not dashboard_session.csrf_ok("POST", request.headers.get(header)):
             raise ApiError(403, "csrf", f"log out needs the {header} header")
-        response = JSONResponse(_state(request, False))
+        response = JSONResponse(_state(False))
         response.delete_cookie(
             dashboard_session.COOKIE,
             path="/",

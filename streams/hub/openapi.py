@@ -33,10 +33,12 @@ def _json(model: type[object], description: str) -> JsonObj:
 def _errors(*codes: int) -> JsonObj:
     text = {
         401: "Missing or wrong bearer token.",
+        403: "A dashboard action without its X-Skyreel-Dashboard header.",
         404: "Unknown id.",
         409: "The current state does not allow this.",
         413: "Body too large.",
         422: "Bad filter, parameter or body.",
+        429: "Too many wrong tokens from this address; Retry-After says when to try again.",
         503: "The hub is starting or a dependency is down.",
     }
     return {str(c): _json(m.ErrorResponse, text[c]) for c in codes}
@@ -46,6 +48,15 @@ def _responses(ok: type[object], description: str, *codes: int) -> JsonObj:
     out = _errors(*codes)
     out["200"] = _json(ok, description)
     return out
+
+
+def _throttled(responses: JsonObj) -> JsonObj:
+    """The 429 answer carries Retry-After (seconds)."""
+    answer = responses["429"]
+    assert isinstance(answer, dict)
+    seconds = {"type": "string", "pattern": "^[1-9][0-9]*$"}
+    answer["headers"] = {"Retry-After": {"schema": seconds, "description": "Seconds to wait."}}
+    return responses
 
 
 def _query(name: str, schema: JsonMap, description: str) -> JsonObj:
@@ -277,6 +288,34 @@ def _paths() -> JsonObj:
             am.PurgeResult,
             None,
         ),
+        # issue 17: the dashboard login (streams/hub/login.py)
+        "/api/login": {
+            "get": {
+                "summary": "Whether this browser is logged in, and whether reads are open anyway",
+                "parameters": [],
+                "responses": _responses(am.LoginState, "OK"),
+            },
+            "post": {
+                "summary": "Log this browser in with the admin token: a session cookie for "
+                "the dashboard (wrong tokens from one address are throttled)",
+                "parameters": [],
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(am.LoginRequest)}},
+                },
+                "responses": _throttled(
+                    _responses(am.LoginResult, "Logged in", 401, 413, 422, 429)
+                ),
+            },
+        },
+        "/api/logout": {
+            "post": {
+                "summary": "Log this browser out (clears the session cookie)",
+                "parameters": [],
+                "responses": _responses(am.LoginState, "Logged out", 403),
+            }
+        },
         # issue 15, item 7
         "/api/sessions/{key}/edit": _accepted(
             "Set a jump's exit, opening and landing by hand (seconds on the recording); its "
@@ -291,7 +330,7 @@ def _paths() -> JsonObj:
 @functools.cache
 def _document() -> str:
     _, top = models_json_schema(
-        [(model, "serialization") for model in m.RESPONSE_MODELS],
+        [(model, "serialization") for model in (*m.RESPONSE_MODELS, *am.LOGIN_MODELS)],
         ref_template="#/components/schemas/{model}",
     )
     doc = {

@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.routing import Route
 from status_harness import (
     AUTH,
     Seeded,
@@ -63,31 +64,36 @@ async def get_ok(client: httpx.AsyncClient, doc: dict[str, object], url: str, pa
     return r.json()  # type: ignore[no-any-return]
 
 
-async def test_openapi_document_describes_every_route(doc: dict[str, object]) -> None:
+#: /api operations the document does not describe (yet): the document itself, files and images,
+#: and the passenger-link and email actions. A new operation must be documented or named here.
+UNDOCUMENTED = {
+    ("/api/openapi.json", "get"),
+    ("/api/files/{file_id}/frame.jpg", "get"),
+    ("/api/outbox", "get"),
+    ("/api/outbox/{delivery_id}/eml", "get"),
+    ("/api/bookings/{booking_id}/link", "post"),
+    ("/api/bookings/{booking_id}/link.svg", "get"),
+    ("/api/bookings/{booking_id}/resend", "post"),
+    ("/api/links/{link_id}/revoke", "post"),
+}
+
+
+async def test_openapi_document_describes_every_route(hub: Served, doc: dict[str, object]) -> None:
     assert doc["openapi"] == "3.1.0"
     paths = doc["paths"]
     assert isinstance(paths, dict)
-    for p in (
-        "/api/executions",
-        "/api/executions/{execution_id}",
-        "/api/executions/{execution_id}/steps/{step}/logs",
-        "/api/attention",
-        "/api/cards",
-        "/api/cards/{card_id}",
-        "/api/cards/{card_id}/files",
-        "/api/sessions",
-        "/api/sessions/{key}",
-        "/api/detectors",
-        "/api/counters",
-        "/api/dead-letters",
-        "/api/health",
-        "/api/executions/{execution_id}/retry",
-        "/api/executions/{execution_id}/cancel",
-        "/api/executions/{execution_id}/resume",
-        "/api/executions/{execution_id}/steps/{step}/retry",
-        "/api/sessions/{key}/assign",
-    ):
-        assert p in paths, p
+    served = {
+        (route.path, method.lower())
+        for route in hub.app.routes
+        if isinstance(route, Route)
+        and route.path.startswith("/api/")
+        and route.path != "/api/{rest:path}"  # the JSON 404 for everything else
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    documented = {(path, method) for path, ops in paths.items() for method in ops}
+    assert sorted(served - documented) == sorted(UNDOCUMENTED)
+    assert documented <= served, sorted(documented - served)
     jsonschema.Draft202012Validator.check_schema(doc["components"]["schemas"]["ExecutionDetail"])  # type: ignore[index]
 
 

@@ -16,7 +16,17 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from status_harness import TOKEN, Served, api_settings, seed, serve, serve_hub, write_tiny_clip
+from status_harness import (
+    TOKEN,
+    Served,
+    api_settings,
+    check,
+    response_schema_name,
+    seed,
+    serve,
+    serve_hub,
+    write_tiny_clip,
+)
 from support import wait_for
 from websockets.asyncio.client import connect
 
@@ -69,10 +79,18 @@ async def test_login_once_then_reads_media_actions_and_logout(
         page = await client.get("/")
         assert page.status_code == 303 and page.headers["location"] == "/login"
         assert (await client.get("/login")).status_code == 200
-        assert (await client.get("/api/login")).json()["logged_in"] is False
+        doc = (await client.get("/api/openapi.json")).json()
+
+        def documented(method: str, path: str, r: httpx.Response) -> None:
+            check(doc, response_schema_name(doc, path, method, r.status_code), r.json())
+
+        state = await client.get("/api/login")
+        assert state.json()["logged_in"] is False
+        documented("get", "/api/login", state)
 
         wrong = await _login(client, "not-the-token")
         assert wrong.status_code == 401
+        documented("post", "/api/login", wrong)
         assert "skyreel run" in wrong.json()["error"]["message"]
         assert "set-cookie" not in wrong.headers
         bad = await client.post("/api/login", content=b"token=x")
@@ -80,6 +98,8 @@ async def test_login_once_then_reads_media_actions_and_logout(
 
         ok = await _login(client, TOKEN)
         assert ok.status_code == 200, ok.text
+        documented("post", "/api/login", ok)
+        assert ok.json()["logged_in"] is True and ok.json()["expires_at"]
         cookie = ok.headers["set-cookie"]
         assert cookie.startswith(f"{ds.COOKIE}=")
         low = cookie.lower()
@@ -120,6 +140,8 @@ async def test_login_once_then_reads_media_actions_and_logout(
         assert (await client.get("/api/sessions")).status_code == 200  # still logged in
         out = await client.post("/api/logout", headers={ds.CSRF_HEADER: "1"})
         assert out.status_code == 200
+        documented("post", "/api/logout", out)
+        assert out.json()["logged_in"] is False
         assert f'{ds.COOKIE}=""' in out.headers["set-cookie"] or "max-age=0" in (
             out.headers["set-cookie"].lower()
         )
