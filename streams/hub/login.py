@@ -24,12 +24,13 @@ import math
 import time
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from streams.hub import dashboard_session
-from streams.hub.api_action_models import LoginResult, LoginState
+from streams.hub.api_action_models import LoginRequest, LoginResult, LoginState
 from streams.hub.api_support import ApiContext, ApiError, invalid, json_errors
 from streams.hub.throttle import FailureThrottle, wait_words
 
@@ -50,8 +51,11 @@ async def _typed_token(request: Request) -> str:
         data = json.loads(body or b"null")
     except ValueError:
         raise invalid('body must be JSON: {"token": "<admin token>"}') from None
-    token = data.get("token") if isinstance(data, dict) else None
-    if not isinstance(token, str) or not token.strip() or len(token) > 1024:
+    try:
+        token = LoginRequest.model_validate(data).token  # what the OpenAPI document says
+    except ValidationError:
+        raise invalid('body must be JSON: {"token": "<admin token>"}') from None
+    if not token.strip():
         raise invalid('body must be JSON: {"token": "<admin token>"}')
     return token
 
